@@ -1,0 +1,14 @@
+"""The archive: the one place that stores and queries articles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from caixun.archive.sqlite import ArticleVersion, Change, SqliteArchive, StoreResult
+
+__all__ = ["ArticleVersion", "Change", "SqliteArchive", "StoreResult", "open_archive"]
+
+
+def open_archive(path: str | Path) -> SqliteArchive:
+    """Open (creating and upgrading as needed) the archive at ``path``."""
+    return SqliteArchive(path)

@@ -1,0 +1,78 @@
+"""Numbered schema migrations; each runs once and is recorded in ``schema_migrations``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["MIGRATIONS", "Migration"]
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "articles, outlets, versions", """
+        CREATE TABLE outlets (
+            slug TEXT PRIMARY KEY,
+            name TEXT NOT NULL
+        );
+        CREATE TABLE outlet_aliases (
+            alias TEXT PRIMARY KEY,
+            slug TEXT NOT NULL REFERENCES outlets(slug)
+        );
+        CREATE TABLE articles (
+            id INTEGER PRIMARY KEY,
+            uid TEXT NOT NULL UNIQUE,
+            file_id TEXT NOT NULL,
+            outlet TEXT NOT NULL,
+            outlet_slug TEXT NOT NULL REFERENCES outlets(slug),
+            title TEXT NOT NULL,
+            published_at TEXT NOT NULL,
+            published_ts INTEGER NOT NULL,
+            digest TEXT NOT NULL DEFAULT '',
+            body_html TEXT NOT NULL DEFAULT '',
+            body_text TEXT NOT NULL DEFAULT '',
+            body_raw TEXT,
+            url TEXT NOT NULL DEFAULT '',
+            url_key TEXT NOT NULL DEFAULT '',
+            share_url TEXT NOT NULL DEFAULT '',
+            content_hash TEXT NOT NULL,
+            extra TEXT NOT NULL DEFAULT '{}',
+            post_style TEXT,
+            fetched_at TEXT,
+            stored_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            version INTEGER NOT NULL DEFAULT 1
+        );
+        CREATE INDEX articles_published ON articles(published_ts, id);
+        CREATE INDEX articles_outlet_published ON articles(outlet_slug, published_ts);
+        CREATE INDEX articles_url_key ON articles(url_key) WHERE url_key <> '';
+        CREATE INDEX articles_content_hash ON articles(content_hash);
+        CREATE TABLE article_versions (
+            article_id INTEGER NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
+            version INTEGER NOT NULL,
+            title TEXT NOT NULL,
+            body_html TEXT NOT NULL,
+            body_text TEXT NOT NULL,
+            replaced_at TEXT NOT NULL,
+            PRIMARY KEY (article_id, version)
+        );
+    """),
+    Migration(2, "change log for incremental publishing", """
+        CREATE TABLE changes (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            uid TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('new', 'update', 'delete')),
+            outlet_slug TEXT NOT NULL,
+            published_ts INTEGER NOT NULL,
+            at TEXT NOT NULL
+        );
+        INSERT INTO changes (uid, kind, outlet_slug, published_ts, at)
+            SELECT uid, 'new', outlet_slug, published_ts, stored_at
+            FROM articles ORDER BY id;
+    """),
+)

@@ -1,0 +1,168 @@
+"""The ``caixun`` command line. The only module that prints or exits."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Iterable, Iterator, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from caixun import __version__
+from caixun.archive import SqliteArchive, open_archive
+from caixun.errors import CaixunError
+from caixun.importer import FileOutcome, import_posts
+from caixun.publish.jekyll import write_posts
+from caixun.publish.jsonl import write_jsonl
+from caixun.settings import Settings, load_settings
+from caixun.sources.jekyll import iter_post_paths
+
+T = TypeVar("T")
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    quiet: bool
+    err: Console
+
+    def open_archive(self) -> SqliteArchive:
+        return open_archive(Path(self.settings["archive.path"]))
+
+    def progress(self, label: str, total: int | None) -> Progress | ContextManager[None]:
+        if self.quiet or not self.err.is_terminal:
+            return nullcontext()
+        return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=self.err, transient=True)
+
+    # Messages go through click (one unwrapped line each); while a progress
+    # bar is live, rich redirects stderr so the bar and the lines don't mix.
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            click.echo(message, err=True)
+
+    def warn(self, message: str) -> None:
+        click.echo(f"warning: {message}", err=True)
+
+    def error(self, message: str) -> None:
+        click.echo(f"error: {message}", err=True)
+
+
+class CaixunGroup(click.Group):
+    """Turns caixun's errors into one line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CaixunError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+def archive_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--archive", "archive_path", type=click.Path(dir_okay=False),
+                        help="Archive file (default: [archive] path, or caixun.db).")(func)
+
+
+@click.group(cls=CaixunGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="caixun")
+@archive_option
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Settings file (default: ./caixun.toml when it exists).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or summaries.")
+@click.pass_context
+def main(ctx: click.Context, archive_path: str | None, config_path: Path | None,
+         quiet: bool) -> None:
+    """caixun (财讯): aggregate, archive and publish Chinese financial news."""
+    settings = load_settings(config_path, {"archive.path": archive_path})
+    ctx.obj = AppContext(settings, quiet, Console(stderr=True))
+
+
+@main.command("import")
+@click.argument("paths", nargs=-1, required=True,
+                type=click.Path(exists=True, path_type=Path))
+@click.option("--strict", is_flag=True,
+              help="Exit with status 1 if any file was skipped or repaired.")
+@click.pass_obj
+def import_command(app: AppContext, paths: tuple[Path, ...], strict: bool) -> None:
+    """Import Jekyll post files (files or directories, recursively).
+
+    Broken but readable posts are repaired, with a warning naming the file;
+    unreadable ones are reported and skipped. Importing the same files again
+    changes nothing.
+    """
+    total = sum(1 for _ in iter_post_paths(paths)) if not app.quiet else None
+    with app.open_archive() as archive, app.progress("importing", total) as bar:
+        task = bar.add_task("import", total=total) if isinstance(bar, Progress) else None
+
+        def on_outcome(outcome: FileOutcome) -> None:
+            _report_outcome(app, outcome)
+            if task is not None:
+                bar.advance(task)  # type: ignore[union-attr]
+
+        report = import_posts(paths, archive, on_outcome)
+    app.info(f"imported {report.summary()}")
+    if strict and (report.counts["skipped"] or report.counts["repaired"]):
+        raise click.ClickException("--strict: some files were skipped or repaired")
+
+
+def _report_outcome(app: AppContext, outcome: FileOutcome) -> None:
+    if outcome.problem is not None:
+        app.error(f"{outcome.path}: {outcome.problem} (skipped)")
+    for repair in outcome.repairs:
+        app.warn(f"{outcome.path}: {repair}")
+
+
+@main.group("export")
+def export_group() -> None:
+    """Write the archive out: Jekyll posts or JSON Lines."""
+
+
+@export_group.command("jekyll")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_obj
+def export_jekyll(app: AppContext, directory: Path) -> None:
+    """Write one Jekyll post per article into DIRECTORY, in the old site's format."""
+    base_url = str(app.settings["jekyll.base_url"])
+    with app.open_archive() as archive:
+        articles = _with_progress(app, "exporting", archive.count(), archive.iter_articles())
+        seen: dict[Path, str] = {}
+        for article, path in write_posts(articles, directory, base_url):
+            if path in seen:
+                app.warn(f"{path}: {article.uid} has the same file name as {seen[path]}; "
+                         "the later one was kept")
+            seen[path] = article.uid
+    app.info(f"wrote {len(seen)} posts to {directory}")
+
+
+@export_group.command("jsonl")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.pass_obj
+def export_jsonl(app: AppContext, file: str) -> None:
+    """Write one JSON object per article to FILE ('-' for standard output)."""
+    with app.open_archive() as archive, click.open_file(file, "w", encoding="utf-8",
+                                                        atomic=file != "-") as out:
+        articles = _with_progress(app, "exporting", archive.count(), archive.iter_articles())
+        written = sum(1 for _ in write_jsonl(articles, out))
+    app.info(f"wrote {written} articles to {'standard output' if file == '-' else file}")
+
+
+def _with_progress(app: AppContext, label: str, total: int, items: Iterable[T]) -> Iterator[T]:
+    with app.progress(label, total) as bar:
+        if not isinstance(bar, Progress):
+            yield from items
+            return
+        task = bar.add_task(label, total=total)
+        for item in items:
+            yield item
+            bar.advance(task)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The exceptions caixun raises.
+
+The whole tree::
+
+    CaixunError                 anything caixun itself reports
+    ├── ConfigError             caixun.toml or a command-line setting is wrong
+    ├── ArchiveError            the archive cannot be opened, migrated or written
+    ├── PostFormatError         a Jekyll post file cannot be understood at all
+    └── SourceError             a news source failed
+        ├── FetchError          the request failed (network, status, timeout)
+        └── PayloadError        the response is not what the source promised
+
+Library code raises these and never prints or exits; ``cli.py`` turns them into
+one-line messages. Foreign exceptions (``sqlite3.Error``, ``UnicodeDecodeError``
+…) are mapped at the boundary where they occur.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArchiveError",
+    "CaixunError",
+    "ConfigError",
+    "FetchError",
+    "PayloadError",
+    "PostFormatError",
+    "SourceError",
+]
+
+
+class CaixunError(Exception):
+    """Base class of every error caixun reports."""
+
+
+class ConfigError(CaixunError):
+    """A setting is unknown, malformed or out of range."""
+
+
+class ArchiveError(CaixunError):
+    """The archive cannot be opened, upgraded or written."""
+
+
+class PostFormatError(CaixunError):
+    """A Jekyll post file cannot be understood at all (it is skipped)."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class SourceError(CaixunError):
+    """A news source failed; other sources are unaffected."""
+
+
+class FetchError(SourceError):
+    """A request failed: connection, timeout or an error status."""
+
+
+class PayloadError(SourceError):
+    """A response arrived but its payload is empty, truncated or of a changed shape."""

@@ -1,0 +1,154 @@
+"""Normalize raw fields into clean article values.
+
+* ``sanitize_html``: allow-list sanitizing with nh3. A body that is already
+  clean is kept byte for byte (so imported posts export unchanged); anything
+  else is rewritten by the sanitizer.
+* ``html_to_text`` / ``text_to_html``: plain text for search, and HTML for a
+  body that came as plain text.
+* ``beijing_time``: every time becomes timezone-aware; naive times are Beijing
+  time, integers are Unix seconds (milliseconds when they have 13 digits).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo
+
+import nh3
+from selectolax.lexbor import LexborHTMLParser
+
+__all__ = [
+    "BEIJING",
+    "beijing_time",
+    "clean_title",
+    "html_to_text",
+    "offset_timezone",
+    "sanitize_html",
+    "strip_indent",
+    "text_to_html",
+]
+
+BEIJING: tzinfo = ZoneInfo("Asia/Shanghai")
+
+_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "caption", "center", "cite", "code",
+    "col", "colgroup", "dd", "del", "div", "dl", "dt", "em", "figcaption",
+    "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "li",
+    "mark", "ol", "p", "pre", "q", "s", "small", "span", "strong", "sub", "sup",
+    "table", "tbody", "td", "tfoot", "th", "thead", "time", "tr", "u", "ul",
+}
+_ATTRIBUTES = {
+    "*": {"class", "title", "lang"},
+    "a": {"href"},
+    "img": {"src", "alt", "width", "height"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan", "scope"},
+    "ol": {"start"},
+    "time": {"datetime"},
+}
+# Elements whose content is dropped with them, not kept as text.
+_DROP_WITH_CONTENT = {"script", "style", "iframe", "noscript", "template", "object",
+                      "embed", "svg", "math", "textarea", "select", "title"}
+_URL_SCHEMES = {"http", "https", "mailto"}
+_LINK_REL = "nofollow noopener"
+
+_BLOCK_TAG = re.compile(
+    r"<(?:/?(?:p|div|li|tr|h[1-6]|table|ul|ol|dl|dt|dd|blockquote|center|figure"
+    r"|figcaption|pre|caption)\b[^>]*|br\b[^>]*)>",
+    re.IGNORECASE,
+)
+_SPACES = re.compile(r"[ \t\u00a0\u2002\u2003\u2009\u200b]+")
+# The original generator removed pairs of U+3000 (the Chinese paragraph indent).
+_IDEOGRAPHIC_INDENT = "\u3000\u3000"
+
+
+def _clean(body: str) -> str:
+    return nh3.clean(
+        body,
+        tags=_TAGS,
+        clean_content_tags=_DROP_WITH_CONTENT,
+        attributes=_ATTRIBUTES,
+        url_schemes=_URL_SCHEMES,
+        link_rel=_LINK_REL,
+        strip_comments=True,
+    )
+
+
+def _tree(fragment: str) -> str:
+    # The sentinel after the wrapper shows whether the fragment leaves
+    # elements open or closes elements it did not open.
+    doc = f"<!DOCTYPE html><html><head></head><body><div>{fragment}</div><i></i></body></html>"
+    return str(LexborHTMLParser(doc).html)
+
+
+def sanitize_html(body: str) -> str:
+    """Return ``body`` made safe to render inside a page.
+
+    If the sanitized body parses to the same tree as the input, the input was
+    already clean and is returned unchanged (byte for byte); otherwise the
+    sanitizer's output is returned.
+    """
+    cleaned = _clean(body)
+    if cleaned == body or _tree(cleaned) == _tree(body):
+        return body
+    return cleaned
+
+
+def strip_indent(text: str) -> str:
+    """Remove U+3000 paragraph indents the way the original site did."""
+    return text.replace(_IDEOGRAPHIC_INDENT, "")
+
+
+def html_to_text(body_html: str) -> str:
+    """Plain text of a (sanitized) body: one line per block, spaces collapsed."""
+    if not body_html.strip():
+        return ""
+    marked = _BLOCK_TAG.sub(lambda m: "\n" + m.group(0), body_html)
+    parsed = LexborHTMLParser(f"<body>{marked}</body>")
+    body = parsed.body
+    raw = body.text(deep=True, separator="", strip=False) if body is not None else ""
+    lines = (_SPACES.sub(" ", line).strip(" \u3000") for line in raw.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def text_to_html(text: str) -> str:
+    """HTML for a plain-text body: a ``<p>`` per blank-line-separated paragraph."""
+    paragraphs = [p for p in re.split(r"\n[ \t]*\n", text) if p.strip()]
+    return "\n".join(f"<p>{html.escape(p, quote=False)}</p>" for p in paragraphs)
+
+
+def clean_title(title: str) -> str:
+    """A title on one line, without surrounding or repeated whitespace."""
+    return _SPACES.sub(" ", " ".join(title.split())).strip()
+
+
+def beijing_time(value: str | int | float | datetime) -> datetime:
+    """An aware datetime from what sources give (naive strings are Beijing time).
+
+    Raises ``ValueError`` for an empty or unrecognized value.
+    """
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=BEIJING)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = value / 1000 if abs(value) >= 10**12 else value
+        return datetime.fromtimestamp(seconds, timezone.utc).astimezone(BEIJING)
+    text = str(value).strip()
+    if not text:
+        raise ValueError("empty time")
+    if text.isdigit():
+        return beijing_time(int(text))
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=BEIJING)
+
+
+def offset_timezone(offset: str) -> tzinfo:
+    """The zone of a written offset: ``+0800``, ``+08:00``, ``-0500`` or ``Z``."""
+    if offset in ("+0800", "+08:00"):
+        return BEIJING
+    if offset == "Z":
+        return timezone.utc
+    sign = -1 if offset[0] == "-" else 1
+    digits = offset[1:].replace(":", "")
+    return timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0)))

@@ -1,0 +1,1 @@
+"""Publishing: archive → files (Jekyll posts, JSON Lines; the site comes later)."""

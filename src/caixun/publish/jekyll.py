@@ -1,0 +1,162 @@
+"""Write articles as Jekyll post files, in the format of the sites caixun replaces.
+
+An imported article carries the ``PostStyle`` it was read with, so a post that
+was valid on import is written back byte for byte. An article from a news
+source gets the default style: the newest format of those sites (date with
+``+0800``, a one-line footer linking to the outlet page and the home page).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from caixun.model import Article, PostStyle
+from caixun.normalize import BEIJING, offset_timezone
+
+__all__ = [
+    "default_footer",
+    "default_style",
+    "escape_text_body",
+    "post_filename",
+    "render_post",
+    "write_posts",
+    "yaml_double_quoted",
+]
+
+_ENTITY_LIKE = re.compile(r"&(?=#\d+;|#[xX][0-9A-Fa-f]+;|[A-Za-z][A-Za-z0-9]*;)")
+_MARKUP_START = re.compile(r"<(?=[A-Za-z/!?>])")
+_YAML_ESCAPES = {
+    "\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\x00": "\\0",
+    "\x07": "\\a", "\x08": "\\b", "\x0b": "\\v", "\x0c": "\\f", "\x1b": "\\e",
+    "\x85": "\\N", "\u2028": "\\L", "\u2029": "\\P", "\ufeff": "\\uFEFF",
+}
+# Characters YAML does not allow unescaped in a stream.
+_YAML_UNPRINTABLE = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+
+
+def yaml_double_quoted(value: str) -> str:
+    """``value`` as a YAML double-quoted scalar on one line."""
+    out = []
+    for char in value:
+        escaped = _YAML_ESCAPES.get(char)
+        if escaped is None and _YAML_UNPRINTABLE.match(char):
+            code = ord(char)
+            escaped = f"\\x{code:02X}" if code <= 0xFF else f"\\u{code:04X}"
+        out.append(escaped if escaped is not None else char)
+    return '"' + "".join(out) + '"'
+
+
+def escape_text_body(text: str) -> str:
+    """A plain-text body as Markdown that shows the same text.
+
+    Only what would turn into markup is escaped (a ``<`` that opens a tag, an
+    ``&`` that starts an entity, a leading ``>`` quote), so ordinary text, such
+    as ``精度满足<1%``, is written as it is.
+    """
+    text = _MARKUP_START.sub("&lt;", _ENTITY_LIKE.sub("&amp;", text))
+    if text[:1] in (">", "\\"):
+        text = "\\" + text
+    return text
+
+
+def default_footer(article: Article, base_url: str = "") -> str:
+    tag = article.post_style.tags if article.post_style else default_tags(article.outlet)
+    base = base_url.rstrip("/")
+    return (f"[返回{tag}]({base}/category/{article.outlet_slug}.html)"
+            f"｜[返回首页]({base}/)")
+
+
+def default_tags(outlet: str) -> str:
+    return outlet if outlet.endswith(("新闻", "消息")) else f"{outlet}新闻"
+
+
+def default_style(article: Article) -> PostStyle:
+    quote = bool(article.digest) and article.digest != article.body_text
+    return PostStyle(tags=default_tags(article.outlet), digest_quote=quote,
+                     link=bool(article.url or article.share_url))
+
+
+def post_filename(article: Article) -> str:
+    style = article.post_style or default_style(article)
+    day = style.file_date or article.published_at.astimezone(BEIJING).strftime("%Y-%m-%d")
+    return f"{day}-{article.file_id}.md"
+
+
+def render_post(article: Article, base_url: str = "") -> str:
+    """The bytes (as text) of the article's post file."""
+    style = article.post_style or default_style(article)
+    return _front_matter(article, style) + _body(article, style, base_url)
+
+
+def _front_matter(article: Article, style: PostStyle) -> str:
+    values = {
+        "layout": style.layout,
+        "title": yaml_double_quoted(article.title),
+        "date": _date_value(article, style),
+        style.category_key: article.outlet_slug,
+        "tags": style.tags,
+    }
+    extra = iter(style.extra_fields)
+    lines = ["---"]
+    for key in style.key_order:
+        if key:
+            lines.append(f"{key}: {values[key]}" if values[key] else f"{key}:")
+        else:
+            extra_key, raw = next(extra, ("", ""))
+            lines.append(f"{extra_key}: {raw}" if extra_key and raw else
+                         f"{extra_key}:" if extra_key else raw)
+    lines.append("---")
+    return "\n".join(lines) + "\n"
+
+
+def _date_value(article: Article, style: PostStyle) -> str:
+    if style.date_offset is None:
+        return article.published_at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+    local = article.published_at.astimezone(offset_timezone(style.date_offset))
+    return local.strftime("%Y-%m-%d %H:%M:%S") + " " + style.date_offset
+
+
+def _body(article: Article, style: PostStyle, base_url: str) -> str:
+    out = "\n" * style.leading_newlines
+    if style.digest_quote:
+        quoted = "\n".join("> " + line for line in article.digest.split("\n"))
+        out += quoted + "\n" * style.quote_gap
+    if style.body_format == "text":
+        out += escape_text_body(article.body_text)
+    else:
+        out += article.body_html
+    if style.link:
+        out += "\n" * style.link_gap + f"<{article.url or article.share_url}>"
+    footer = default_footer(article, base_url) if style.footer is None else style.footer
+    if footer:
+        out += "\n" * style.footer_gap + footer
+    return out + "\n" * style.trailing_newlines
+
+
+def write_posts(
+    articles: Iterable[Article], directory: Path, base_url: str = ""
+) -> Iterator[tuple[Article, Path]]:
+    """Write each article's post into ``directory``; yields what was written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for article in articles:
+        path = directory / post_filename(article)
+        write_atomic(path, render_post(article, base_url).encode("utf-8"))
+        yield article, path
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never half."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -1,0 +1,37 @@
+"""Write articles as JSON Lines: one object per article, for other tools."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Iterator, TextIO
+
+from caixun.model import Article
+
+__all__ = ["article_record", "write_jsonl"]
+
+
+def article_record(article: Article) -> dict[str, Any]:
+    """The public fields of an article (the raw provenance copy is left out)."""
+    return {
+        "uid": article.uid,
+        "title": article.title,
+        "outlet": article.outlet,
+        "outlet_slug": article.outlet_slug,
+        "published_at": article.published_at.isoformat(),
+        "url": article.url,
+        "share_url": article.share_url,
+        "file_id": article.file_id,
+        "digest": article.digest,
+        "body_html": article.body_html,
+        "body_text": article.body_text,
+        "content_hash": article.content_hash,
+        "fetched_at": article.fetched_at.isoformat() if article.fetched_at else None,
+        "extra": dict(article.extra),
+    }
+
+
+def write_jsonl(articles: Iterable[Article], out: TextIO) -> Iterator[Article]:
+    """Write one line per article to ``out``; yields each article written."""
+    for article in articles:
+        out.write(json.dumps(article_record(article), ensure_ascii=False) + "\n")
+        yield article

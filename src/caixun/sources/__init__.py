@@ -1,0 +1,1 @@
+"""News sources: one module per family. ``jekyll`` reads existing post files."""
