@@ -22,6 +22,7 @@ from selectolax.lexbor import LexborHTMLParser
 __all__ = [
     "BEIJING",
     "beijing_time",
+    "clean_text",
     "clean_title",
     "html_to_text",
     "offset_timezone",
@@ -83,13 +84,25 @@ def _tree(fragment: str) -> str:
     return str(LexborHTMLParser(doc).html)
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_text(text: str) -> str:
+    """Text with LF line endings and without control characters (tab and newline stay)."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub("", text)
+
+
 def sanitize_html(body: str) -> str:
     """Return ``body`` made safe to render inside a page.
 
     If the sanitized body parses to the same tree as the input, the input was
     already clean and is returned unchanged (byte for byte); otherwise the
-    sanitizer's output is returned.
+    sanitizer's output is returned. Line endings become LF and control
+    characters are dropped first.
     """
+    body = clean_text(body)
     cleaned = _clean(body)
     if cleaned == body or _tree(cleaned) == _tree(body):
         return body
