@@ -26,3 +26,11 @@ def corpus_posts() -> list[Path]:
 def archive(tmp_path: Path) -> SqliteArchive:
     with open_archive(tmp_path / "caixun.db") as db:
         yield db  # type: ignore[misc]
+
+
+# CI runs derandomized so a red build is reproducible; locally, Hypothesis explores.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("ci", derandomize=True, deadline=None)
+_hypothesis_settings.register_profile("dev", deadline=None)
+_hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")

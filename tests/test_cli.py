@@ -1,0 +1,134 @@
+"""The command line: help, version, one-line errors, quiet mode, settings, JSON Lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from caixun import __version__
+from caixun.cli import main
+from caixun.settings import SETTINGS
+from conftest import POSTS, REPO
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [prefix]
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += _commands(command, prefix + (name,))
+        else:
+            found.append(prefix + (name,))
+    return found
+
+
+ALL_COMMANDS = _commands(main)
+
+
+@pytest.mark.parametrize("command", ALL_COMMANDS, ids=lambda c: " ".join(c) or "caixun")
+def test_every_command_has_help(command: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(main, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage: " in result.output
+    summary = result.output.split("\n\n")[1].strip()
+    assert len(summary) > 10, f"{command} has no help text"
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.output.strip() == f"caixun, version {__version__}"
+
+
+def test_console_script_runs_and_errors_are_one_line(tmp_path: Path) -> None:
+    """A real subprocess: no traceback, one line on stderr, non-zero exit."""
+    bad = tmp_path / "bad.db"
+    bad.write_text("not a database " * 100)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run([sys.executable, "-m", "caixun.cli", "--archive", str(bad),
+                           "export", "jsonl", "-"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"Error: {bad}: cannot open the archive: file is not a database"]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("config, message", [
+    ("[archive]\npath = 3\n", "archive.path must be a str"),
+    ("[archive]\npaht = 'x.db'\n", "unknown setting 'archive.paht'"),
+    ("[archive\n", "not valid TOML"),
+])
+def test_bad_settings_are_one_clear_line(tmp_path: Path, config: str, message: str) -> None:
+    (tmp_path / "caixun.toml").write_text(config)
+    with CliRunner().isolated_filesystem(temp_dir=tmp_path) as cwd:
+        (Path(cwd) / "caixun.toml").write_text(config)
+        result = CliRunner().invoke(main, ["export", "jsonl", "-"])
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("Error: caixun.toml: ") and message in line
+
+
+def test_archive_path_comes_from_option_then_config_then_default(tmp_path: Path) -> None:
+    runner = CliRunner()
+    with runner.isolated_filesystem(temp_dir=tmp_path) as cwd:
+        here = Path(cwd)
+        runner.invoke(main, ["import", str(POSTS / "2021-12-01-init.md")])
+        assert (here / "caixun.db").exists()
+        (here / "caixun.toml").write_text('[archive]\npath = "from-config.db"\n')
+        runner.invoke(main, ["import", str(POSTS / "2021-12-01-init.md")])
+        assert (here / "from-config.db").exists()
+        runner.invoke(main, ["--archive", "from-option.db", "import",
+                             str(POSTS / "2021-12-01-init.md")])
+        assert (here / "from-option.db").exists()
+        runner.invoke(main, ["--config", "missing.toml", "export", "jsonl", "-"])
+        result = runner.invoke(main, ["--config", "missing.toml", "export", "jsonl", "-"])
+        assert result.exit_code == 1 and "missing.toml: no such config file" in result.stderr
+
+
+def test_quiet_prints_no_summary(tmp_path: Path) -> None:
+    db = str(tmp_path / "a.db")
+    loud = CliRunner().invoke(main, ["--archive", db, "import", str(POSTS)])
+    quiet = CliRunner().invoke(main, ["--archive", db, "-q", "import", str(POSTS)])
+    assert "imported 117 files: 117 new" in loud.stderr
+    assert "imported" not in quiet.stderr
+    assert quiet.exit_code == 0
+
+
+def test_jsonl_export_has_every_field(tmp_path: Path) -> None:
+    db = str(tmp_path / "a.db")
+    CliRunner().invoke(main, ["--archive", db, "import", str(POSTS)])
+    result = CliRunner().invoke(main, ["--archive", db, "export", "jsonl", "-"])
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 117
+    required = {"uid", "title", "outlet", "outlet_slug", "published_at", "url", "digest",
+                "body_html", "body_text"}
+    for record in records:
+        assert required <= record.keys()
+        assert datetime.fromisoformat(record["published_at"]).utcoffset() is not None
+        assert "body_raw" not in record
+    media = next(r for r in records if r["uid"] == "jekyll:NW202201112243109259")
+    assert media["outlet_slug"] == "renminyoudianbao"
+    assert media["published_at"] == "2022-01-11T09:53:30+08:00"
+    times = [datetime.fromisoformat(r["published_at"]) for r in records]
+    assert times == sorted(times)
+
+    out = tmp_path / "all.jsonl"
+    CliRunner().invoke(main, ["--archive", db, "export", "jsonl", str(out)])
+    assert out.read_text(encoding="utf-8") == result.stdout
+
+
+def test_readme_documents_every_command_and_setting() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for command in ALL_COMMANDS[1:]:
+        assert f"caixun {' '.join(command)}" in readme, f"README lacks 'caixun {' '.join(command)}'"
+    for option in ("--archive", "--config", "--quiet", "--version", "--strict"):
+        assert option in readme
+    for setting in SETTINGS:
+        assert f"`{setting.key}`" in readme, f"README lacks setting {setting.key}"
