@@ -65,31 +65,33 @@ def test_console_script_runs_and_errors_are_one_line(tmp_path: Path) -> None:
     ("[archive]\npaht = 'x.db'\n", "unknown setting 'archive.paht'"),
     ("[archive\n", "not valid TOML"),
 ])
-def test_bad_settings_are_one_clear_line(tmp_path: Path, config: str, message: str) -> None:
+def test_bad_settings_are_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "caixun.toml").write_text(config)
-    with CliRunner().isolated_filesystem(temp_dir=tmp_path) as cwd:
-        (Path(cwd) / "caixun.toml").write_text(config)
-        result = CliRunner().invoke(main, ["export", "jsonl", "-"])
+    result = CliRunner().invoke(main, ["export", "jsonl", "-"])
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("Error: caixun.toml: ") and message in line
 
 
-def test_archive_path_comes_from_option_then_config_then_default(tmp_path: Path) -> None:
+def test_archive_path_comes_from_option_then_config_then_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path) as cwd:
-        here = Path(cwd)
-        runner.invoke(main, ["import", str(POSTS / "2021-12-01-init.md")])
-        assert (here / "caixun.db").exists()
-        (here / "caixun.toml").write_text('[archive]\npath = "from-config.db"\n')
-        runner.invoke(main, ["import", str(POSTS / "2021-12-01-init.md")])
-        assert (here / "from-config.db").exists()
-        runner.invoke(main, ["--archive", "from-option.db", "import",
-                             str(POSTS / "2021-12-01-init.md")])
-        assert (here / "from-option.db").exists()
-        runner.invoke(main, ["--config", "missing.toml", "export", "jsonl", "-"])
-        result = runner.invoke(main, ["--config", "missing.toml", "export", "jsonl", "-"])
-        assert result.exit_code == 1 and "missing.toml: no such config file" in result.stderr
+    monkeypatch.chdir(tmp_path)
+    here = tmp_path
+    runner.invoke(main, ["import", str(POSTS / "2021-12-01-init.md")])
+    assert (here / "caixun.db").exists()
+    (here / "caixun.toml").write_text('[archive]\npath = "from-config.db"\n')
+    runner.invoke(main, ["import", str(POSTS / "2021-12-01-init.md")])
+    assert (here / "from-config.db").exists()
+    runner.invoke(main, ["--archive", "from-option.db", "import",
+                         str(POSTS / "2021-12-01-init.md")])
+    assert (here / "from-option.db").exists()
+    result = runner.invoke(main, ["--config", "missing.toml", "export", "jsonl", "-"])
+    assert result.exit_code == 1 and "missing.toml: no such config file" in result.stderr
 
 
 def test_quiet_prints_no_summary(tmp_path: Path) -> None:
