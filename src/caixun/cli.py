@@ -149,7 +149,9 @@ def export_jsonl(app: AppContext, file: str) -> None:
     with app.open_archive() as archive, click.open_file(file, "w", encoding="utf-8",
                                                         atomic=file != "-") as out:
         articles = _with_progress(app, "exporting", archive.count(), archive.iter_articles())
-        written = sum(1 for _ in write_jsonl(articles, out))
+        written = 0
+        for _ in write_jsonl(articles, out):
+            written += 1
     app.info(f"wrote {written} articles to {'standard output' if file == '-' else file}")
 
 

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 __all__ = ["Article", "BodyFormat", "PostStyle", "normalized_url"]
 
 BodyFormat = Literal["text", "html"]
+DEFAULT_KEY_ORDER = ("layout", "title", "date", "categories", "tags")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,7 @@ class PostStyle:
     footer_gap: int = 2
     trailing_newlines: int = 0
     file_date: str | None = None  # date in the file name when it differs from the post date
-    key_order: tuple[str, ...] = ("layout", "title", "date", "categories", "tags")
+    key_order: tuple[str, ...] = DEFAULT_KEY_ORDER
     extra_fields: tuple[tuple[str, str], ...] = ()  # other front-matter lines, verbatim
 
     def to_json(self) -> dict[str, Any]:
@@ -50,7 +51,7 @@ class PostStyle:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PostStyle:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        known["key_order"] = tuple(known.get("key_order", cls.key_order))
+        known["key_order"] = tuple(known.get("key_order", DEFAULT_KEY_ORDER))
         known["extra_fields"] = tuple(tuple(p) for p in known.get("extra_fields", ()))
         return cls(**known)
 

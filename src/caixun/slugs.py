@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Any
 
 __all__ = ["is_safe_slug", "legacy_slug", "outlet_slug", "safe_slug"]
 
@@ -20,8 +21,8 @@ _UNSAFE_RUN = re.compile(r"[^a-z0-9._-]+")
 
 
 @lru_cache(maxsize=1)
-def _pinyin():  # type: ignore[no-untyped-def]
-    from xpinyin import Pinyin
+def _pinyin() -> Any:
+    from xpinyin import Pinyin  # type: ignore[import-untyped]
 
     return Pinyin()
 

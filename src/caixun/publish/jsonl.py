@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Iterator, TextIO
+from typing import IO, Any, Iterable, Iterator
 
 from caixun.model import Article
 
@@ -30,7 +30,7 @@ def article_record(article: Article) -> dict[str, Any]:
     }
 
 
-def write_jsonl(articles: Iterable[Article], out: TextIO) -> Iterator[Article]:
+def write_jsonl(articles: Iterable[Article], out: IO[str]) -> Iterator[Article]:
     """Write one line per article to ``out``; yields each article written."""
     for article in articles:
         out.write(json.dumps(article_record(article), ensure_ascii=False) + "\n")
