@@ -33,8 +33,12 @@ class AppContext:
     def open_archive(self) -> SqliteArchive:
         return open_archive(Path(self.settings["archive.path"]))
 
+    @property
+    def shows_progress(self) -> bool:
+        return not self.quiet and self.err.is_terminal
+
     def progress(self, label: str, total: int | None) -> Progress | ContextManager[None]:
-        if self.quiet or not self.err.is_terminal:
+        if not self.shows_progress:
             return nullcontext()
         return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), console=self.err, transient=True)
@@ -97,7 +101,7 @@ def import_command(app: AppContext, paths: tuple[Path, ...], strict: bool) -> No
     unreadable ones are reported and skipped. Importing the same files again
     changes nothing.
     """
-    total = sum(1 for _ in iter_post_paths(paths)) if not app.quiet else None
+    total = sum(1 for _ in iter_post_paths(paths)) if app.shows_progress else None
     with app.open_archive() as archive, app.progress("importing", total) as bar:
         task = bar.add_task("import", total=total) if isinstance(bar, Progress) else None
 
@@ -132,12 +136,12 @@ def export_jekyll(app: AppContext, directory: Path) -> None:
     base_url = str(app.settings["jekyll.base_url"])
     with app.open_archive() as archive:
         articles = _with_progress(app, "exporting", archive.count(), archive.iter_articles())
-        seen: dict[Path, str] = {}
+        seen: dict[str, str] = {}
         for article, path in write_posts(articles, directory, base_url):
-            if path in seen:
-                app.warn(f"{path}: {article.uid} has the same file name as {seen[path]}; "
+            if path.name in seen:
+                app.warn(f"{path}: {article.uid} has the same file name as {seen[path.name]}; "
                          "the later one was kept")
-            seen[path] = article.uid
+            seen[path.name] = article.uid
     app.info(f"wrote {len(seen)} posts to {directory}")
 
 
