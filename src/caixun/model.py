@@ -43,9 +43,14 @@ class PostStyle:
     extra_fields: tuple[tuple[str, str], ...] = ()  # other front-matter lines, verbatim
 
     def to_json(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        data["key_order"] = list(self.key_order)
-        data["extra_fields"] = [list(pair) for pair in self.extra_fields]
+        """The fields that differ from the default style (most posts share most)."""
+        default = _DEFAULT_STYLE
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__
+                if getattr(self, name) != getattr(default, name)}
+        if "key_order" in data:
+            data["key_order"] = list(self.key_order)
+        if "extra_fields" in data:
+            data["extra_fields"] = [list(pair) for pair in self.extra_fields]
         return data
 
     @classmethod
@@ -54,6 +59,9 @@ class PostStyle:
         known["key_order"] = tuple(known.get("key_order", DEFAULT_KEY_ORDER))
         known["extra_fields"] = tuple(tuple(p) for p in known.get("extra_fields", ()))
         return cls(**known)
+
+
+_DEFAULT_STYLE = PostStyle()
 
 
 @dataclass(frozen=True, slots=True)
