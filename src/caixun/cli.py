@@ -18,6 +18,7 @@ from caixun.errors import CaixunError
 from caixun.importer import FileOutcome, import_posts
 from caixun.publish.jekyll import write_posts
 from caixun.publish.jsonl import write_jsonl
+from caixun.publish.site import SiteConfig, build_site
 from caixun.settings import Settings, load_settings
 from caixun.sources.jekyll import iter_post_paths
 
@@ -32,6 +33,13 @@ class AppContext:
 
     def open_archive(self) -> SqliteArchive:
         return open_archive(Path(self.settings["archive.path"]))
+
+    def site_config(self) -> SiteConfig:
+        values = self.settings
+        return SiteConfig(title=values["site.title"], url=values["site.url"],
+                          language=values["site.language"], timezone=values["site.timezone"],
+                          per_page=values["site.per_page"], refresh=values["site.refresh"],
+                          theme=values["site.theme"])
 
     @property
     def shows_progress(self) -> bool:
@@ -157,6 +165,41 @@ def export_jsonl(app: AppContext, file: str) -> None:
         for _ in write_jsonl(articles, out):
             written += 1
     app.info(f"wrote {written} articles to {'standard output' if file == '-' else file}")
+
+
+@main.command("build")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory (default: setting site.out, else site/).")
+@click.option("--full", is_flag=True, help="Rebuild every page (using all cores).")
+@click.pass_obj
+def build_command(app: AppContext, out_dir: Path | None, full: bool) -> None:
+    """Render the archive to a static site, rebuilding only what changed.
+
+    The first build of a directory, a change of settings or templates, and
+    --full render every page; otherwise only the pages that the archive's
+    changes since the last build affect. Files whose bytes are unchanged are
+    not rewritten.
+    """
+    out = out_dir or Path(app.settings["site.out"])
+    with app.open_archive() as archive:
+        report = build_site(archive, out, app.site_config(), full=full)
+    app.info(f"{report.summary()} → {out}")
+
+
+@main.command("serve")
+@click.option("--dir", "site_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The built site to serve (default: setting site.out, else site/).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on.")
+@click.pass_obj
+def serve_command(app: AppContext, site_dir: Path | None, host: str, port: int) -> None:
+    """Serve the built site over HTTP so you can look at it (Ctrl-C stops)."""
+    from caixun.serve import serve
+
+    directory = site_dir or Path(app.settings["site.out"])
+    app.info(f"serving {directory} at http://{host}:{port}/")
+    serve(directory, host, port)
 
 
 def _with_progress(app: AppContext, label: str, total: int, items: Iterable[T]) -> Iterator[T]:

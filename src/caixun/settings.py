@@ -32,6 +32,21 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("archive", "path", "caixun.db",
             "The archive's SQLite file (relative to the working directory)."),
+    Setting("site", "title", "财讯", "The site's name, shown on every page and in feeds."),
+    Setting("site", "url", "http://127.0.0.1:8000",
+            "The site's absolute URL (feeds, sitemap and canonical links use it; "
+            "its path, e.g. /news, prefixes every link)."),
+    Setting("site", "language", "zh-CN", "The pages' lang attribute and the feeds' xml:lang."),
+    Setting("site", "timezone", "Asia/Shanghai",
+            "Time zone of the times shown and of the day pages."),
+    Setting("site", "per_page", 50,
+            "Articles per list page (home's newest, outlet pages)."),
+    Setting("site", "refresh", 0,
+            "Seconds after which list pages reload themselves; 0 turns it off "
+            "(the old site used 60)."),
+    Setting("site", "theme", "",
+            "A directory of templates that override the built-in ones by file name."),
+    Setting("site", "out", "site", "Where `caixun build` writes the site."),
     Setting("jekyll", "base_url", "",
             "Prefix of the footer links in exported posts that have no footer of "
             "their own, e.g. '//finews.example.com'."),

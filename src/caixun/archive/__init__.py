@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from caixun.archive.sqlite import ArticleVersion, Change, SqliteArchive, StoreResult
+from caixun.archive.sqlite import (
+    ArticleRef,
+    ArticleVersion,
+    BuildState,
+    Change,
+    SqliteArchive,
+    StoreResult,
+)
 
-__all__ = ["ArticleVersion", "Change", "SqliteArchive", "StoreResult", "open_archive"]
+__all__ = ["ArticleRef", "ArticleVersion", "BuildState", "Change", "SqliteArchive",
+           "StoreResult", "open_archive"]
 
 
 def open_archive(path: str | Path) -> SqliteArchive:

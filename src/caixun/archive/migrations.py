@@ -76,3 +76,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             FROM articles ORDER BY id;
     """),
 )
+
+MIGRATIONS += (
+    Migration(3, "site build state; where a changed article was before", """
+        ALTER TABLE changes ADD COLUMN old_outlet_slug TEXT;
+        ALTER TABLE changes ADD COLUMN old_published_ts INTEGER;
+        DROP INDEX articles_outlet_published;
+        CREATE INDEX articles_outlet_published ON articles(outlet_slug, published_ts, id);
+        CREATE TABLE site_builds (
+            out_dir TEXT PRIMARY KEY,
+            last_seq INTEGER NOT NULL,
+            fingerprint TEXT NOT NULL,
+            built_at TEXT NOT NULL
+        );
+        CREATE TABLE site_articles (
+            out_dir TEXT NOT NULL,
+            uid TEXT NOT NULL,
+            path TEXT NOT NULL,
+            PRIMARY KEY (out_dir, uid)
+        );
+    """),
+)

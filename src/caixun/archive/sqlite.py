@@ -15,21 +15,25 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 from caixun.archive.migrations import MIGRATIONS, Migration
 from caixun.errors import ArchiveError
 from caixun.model import Article, PostStyle
 from caixun.normalize import BEIJING
 
-__all__ = ["ArticleVersion", "Change", "SqliteArchive", "StoreResult"]
+__all__ = ["ArticleRef", "ArticleVersion", "BuildState", "Change", "SqliteArchive",
+           "StoreResult"]
 
 _CONTENT_COLUMNS = (
     "file_id", "outlet", "outlet_slug", "title", "published_at", "published_ts",
     "digest", "body_html", "body_text", "body_raw", "url", "url_key", "share_url",
     "content_hash", "extra", "post_style",
 )
-_SELECT_ARTICLE = "SELECT uid, fetched_at, " + ", ".join(_CONTENT_COLUMNS) + " FROM articles"
+_ARTICLE_COLUMNS = "uid, fetched_at, " + ", ".join(_CONTENT_COLUMNS)
+_SELECT_ARTICLE = f"SELECT {_ARTICLE_COLUMNS} FROM articles"
+_SELECT_REF = ("SELECT id, uid, title, outlet, outlet_slug, published_ts, file_id "
+               "FROM articles")
 
 
 class StoreResult(Enum):
@@ -54,6 +58,26 @@ class Change:
     kind: str
     outlet_slug: str
     published_ts: int
+    old_outlet_slug: str | None = None  # set when an update moved the article
+    old_published_ts: int | None = None
+
+
+class ArticleRef(NamedTuple):
+    """What a list page needs of an article: no body."""
+
+    id: int
+    uid: str
+    title: str
+    outlet: str
+    outlet_slug: str
+    published_ts: int
+    file_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class BuildState:
+    last_seq: int
+    fingerprint: str
 
 
 def _now() -> str:
@@ -233,7 +257,9 @@ class SqliteArchive:
             "fetched_at = coalesce(?, fetched_at) WHERE id = ?",
             (*content, now, version, fetched, article_id),
         )
-        self._log_change(article.uid, "update", content)
+        old_slug, old_ts = existing[5 + 2], existing[5 + 5]
+        moved = (old_slug, old_ts) != (content[2], content[5])
+        self._log_change(article.uid, "update", content, (old_slug, old_ts) if moved else None)
         return StoreResult.UPDATED
 
     def _ensure_outlet(self, slug: str, name: str) -> None:
@@ -246,11 +272,14 @@ class SqliteArchive:
         )
         self._outlets[slug] = name
 
-    def _log_change(self, uid: str, kind: str, content: tuple[Any, ...]) -> None:
+    def _log_change(self, uid: str, kind: str, content: tuple[Any, ...],
+                    old: tuple[str, int] | None = None) -> None:
         slug, ts = content[2], content[5]
+        old_slug, old_ts = old if old else (None, None)
         self._db.execute(
-            "INSERT INTO changes (uid, kind, outlet_slug, published_ts, at) VALUES (?, ?, ?, ?, ?)",
-            (uid, kind, slug, ts, _now()),
+            "INSERT INTO changes (uid, kind, outlet_slug, published_ts, at, old_outlet_slug, "
+            "old_published_ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (uid, kind, slug, ts, _now(), old_slug, old_ts),
         )
 
     def delete(self, uid: str) -> bool:
@@ -311,13 +340,205 @@ class SqliteArchive:
         """old spelling → slug."""
         return dict(self._db.execute("SELECT alias, slug FROM outlet_aliases ORDER BY alias"))
 
-    def changes_since(self, seq: int = 0) -> list[Change]:
+    def changes_since(self, seq: int = 0, until: int | None = None) -> list[Change]:
         rows = self._db.execute(
-            "SELECT seq, uid, kind, outlet_slug, published_ts FROM changes "
-            "WHERE seq > ? ORDER BY seq",
-            (seq,),
+            "SELECT seq, uid, kind, outlet_slug, published_ts, old_outlet_slug, "
+            "old_published_ts FROM changes WHERE seq > ? AND seq <= ? ORDER BY seq",
+            (seq, until if until is not None else 2**62),
         ).fetchall()
         return [Change(*row) for row in rows]
+
+    def last_change_seq(self) -> int:
+        row = self._db.execute("SELECT max(seq) FROM changes").fetchone()
+        return int(row[0] or 0)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read transaction: every query inside sees one state of the archive."""
+        if self._depth:
+            yield
+            return
+        self._db.execute("BEGIN")
+        self._depth = 1
+        try:
+            yield
+        finally:
+            self._depth = 0
+            self._db.execute("COMMIT")
+
+    # -- queries for publishing -----------------------------------------------
+
+    def _refs(self, where: str, params: Sequence[Any], order: str = "published_ts, id",
+              limit: int | None = None, offset: int = 0) -> list[ArticleRef]:
+        sql = f"{_SELECT_REF} WHERE {where} ORDER BY {order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
+        return [ArticleRef(*row) for row in self._db.execute(sql, params)]
+
+    def outlet_count(self, slug: str) -> int:
+        row = self._db.execute("SELECT count(*) FROM articles WHERE outlet_slug = ?", (slug,))
+        return int(row.fetchone()[0])
+
+    def outlet_counts(self) -> dict[str, int]:
+        return dict(self._db.execute(
+            "SELECT outlet_slug, count(*) FROM articles GROUP BY outlet_slug"))
+
+    def outlet_refs(self, slug: str, offset: int = 0, limit: int | None = None) -> list[ArticleRef]:
+        """An outlet's articles, oldest first, from position ``offset``."""
+        return self._refs("outlet_slug = ?", (slug,), limit=limit, offset=offset)
+
+    def outlet_newest(self, slug: str, limit: int) -> list[ArticleRef]:
+        return self._refs("outlet_slug = ?", (slug,), "published_ts DESC, id DESC", limit)
+
+    def outlet_position(self, slug: str, published_ts: int, article_id: int = 0) -> int:
+        """How many of the outlet's articles come before (published_ts, id)."""
+        row = self._db.execute(
+            "SELECT count(*) FROM articles WHERE outlet_slug = ? AND "
+            "(published_ts < ? OR (published_ts = ? AND id < ?))",
+            (slug, published_ts, published_ts, article_id),
+        ).fetchone()
+        return int(row[0])
+
+    def neighbors(self, slug: str, published_ts: int,
+                  article_id: int) -> tuple[ArticleRef | None, ArticleRef | None]:
+        """The outlet's articles just before and just after (published_ts, id)."""
+        before = self._refs(
+            "outlet_slug = ? AND (published_ts < ? OR (published_ts = ? AND id < ?))",
+            (slug, published_ts, published_ts, article_id), "published_ts DESC, id DESC", 1)
+        after = self._refs(
+            "outlet_slug = ? AND (published_ts > ? OR (published_ts = ? AND id > ?))",
+            (slug, published_ts, published_ts, article_id), "published_ts, id", 1)
+        return (before[0] if before else None, after[0] if after else None)
+
+    def around(self, slug: str, published_ts: int) -> list[ArticleRef]:
+        """The outlet's articles at ``published_ts`` and the one on either side."""
+        before = self._refs("outlet_slug = ? AND published_ts < ?", (slug, published_ts),
+                            "published_ts DESC, id DESC", 1)
+        same = self._refs("outlet_slug = ? AND published_ts = ?", (slug, published_ts))
+        after = self._refs("outlet_slug = ? AND published_ts > ?", (slug, published_ts),
+                           "published_ts, id", 1)
+        return before + same + after
+
+    def newest_per_outlet(self, limit: int) -> list[tuple[str, list[ArticleRef]]]:
+        """Each outlet's ``limit`` newest articles, outlets with the latest news first."""
+        rows = self._db.execute(
+            "SELECT id, uid, title, outlet, outlet_slug, published_ts, file_id FROM ("
+            " SELECT *, row_number() OVER (PARTITION BY outlet_slug"
+            "  ORDER BY published_ts DESC, id DESC) AS rank FROM articles"
+            ") WHERE rank <= ? ORDER BY outlet_slug, rank", (limit,))
+        blocks: dict[str, list[ArticleRef]] = {}
+        for row in rows:
+            ref = ArticleRef(*row)
+            blocks.setdefault(ref.outlet_slug, []).append(ref)
+        return sorted(blocks.items(),
+                      key=lambda kv: (-kv[1][0].published_ts, -kv[1][0].id))
+
+    def newest_with_summary(self, limit: int, slug: str | None = None,
+                            length: int = 160) -> list[tuple[ArticleRef, str]]:
+        """The newest articles (of one outlet, or all) with a short plain-text summary."""
+        where, params = ("outlet_slug = ?", (slug,)) if slug else ("1", ())
+        rows = self._db.execute(
+            f"SELECT id, uid, title, outlet, outlet_slug, published_ts, file_id, "
+            f"substr(CASE WHEN digest <> '' THEN digest ELSE body_text END, 1, ?) "
+            f"FROM articles WHERE {where} ORDER BY published_ts DESC, id DESC LIMIT ?",
+            (length + 1, *params, limit))
+        out = []
+        for row in rows:
+            text = " ".join(row[7].split())
+            out.append((ArticleRef(*row[:7]), text if len(text) <= length else text[:length] + "…"))
+        return out
+
+    def refs_between(self, start_ts: int, end_ts: int) -> list[ArticleRef]:
+        """Articles published in [start_ts, end_ts), newest first."""
+        return self._refs("published_ts >= ? AND published_ts < ?", (start_ts, end_ts),
+                          "published_ts DESC, id DESC")
+
+    def newest(self, limit: int) -> list[ArticleRef]:
+        return self._refs("1", (), "published_ts DESC, id DESC", limit)
+
+    def refs_by_uid(self, uids: Iterable[str]) -> list[ArticleRef]:
+        found: list[ArticleRef] = []
+        chunk: list[str] = []
+        for uid in uids:
+            chunk.append(uid)
+            if len(chunk) == 500:
+                found += self._refs(f"uid IN ({','.join('?' * len(chunk))})", chunk)
+                chunk = []
+        if chunk:
+            found += self._refs(f"uid IN ({','.join('?' * len(chunk))})", chunk)
+        return found
+
+    def iter_refs(self) -> Iterator[ArticleRef]:
+        cursor = self._db.execute(f"{_SELECT_REF} ORDER BY published_ts, id")
+        while rows := cursor.fetchmany(1000):
+            yield from (ArticleRef(*row) for row in rows)
+
+    def iter_outlet_articles(self, slugs: Iterable[str] | None = None) -> Iterator[tuple[int, Article]]:
+        """(id, article) of every article (or the given outlets'), by outlet then time."""
+        where, params = "1", tuple[str, ...]()
+        if slugs is not None:
+            wanted = sorted(slugs)
+            where, params = f"outlet_slug IN ({','.join('?' * len(wanted))})", tuple(wanted)
+        cursor = self._db.execute(
+            f"SELECT id, {_ARTICLE_COLUMNS} FROM articles WHERE {where} "
+            "ORDER BY outlet_slug, published_ts, id", params)
+        while rows := cursor.fetchmany(500):
+            for row in rows:
+                yield row[0], _article_from_row(row[1:])
+
+    def articles_by_uid(self, uids: Iterable[str]) -> dict[str, Article]:
+        out: dict[str, Article] = {}
+        for uid in uids:
+            article = self.get(uid)
+            if article is not None:
+                out[uid] = article
+        return out
+
+    def day_counts(self, utc_offset_seconds: int) -> list[tuple[str, int]]:
+        """(YYYY-MM-DD, count) per local day, newest day first."""
+        return [(day, n) for day, n in self._db.execute(
+            "SELECT date(published_ts + ?, 'unixepoch') AS day, count(*) FROM articles "
+            "GROUP BY day ORDER BY day DESC", (utc_offset_seconds,))]
+
+    # -- site build state ---------------------------------------------------------
+
+    def build_state(self, out_dir: str) -> BuildState | None:
+        row = self._db.execute(
+            "SELECT last_seq, fingerprint FROM site_builds WHERE out_dir = ?", (out_dir,)
+        ).fetchone()
+        return BuildState(*row) if row else None
+
+    def built_paths(self, out_dir: str, uids: Iterable[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for uid in uids:
+            row = self._db.execute(
+                "SELECT path FROM site_articles WHERE out_dir = ? AND uid = ?", (out_dir, uid)
+            ).fetchone()
+            if row:
+                out[uid] = row[0]
+        return out
+
+    def save_build_state(self, out_dir: str, state: BuildState, paths: dict[str, str | None],
+                         *, replace_all: bool = False) -> None:
+        """Record a finished build: the change it reached and where article pages are."""
+        with self.transaction():
+            if replace_all:
+                self._db.execute("DELETE FROM site_articles WHERE out_dir = ?", (out_dir,))
+            for uid, path in paths.items():
+                if path is None:
+                    self._db.execute("DELETE FROM site_articles WHERE out_dir = ? AND uid = ?",
+                                     (out_dir, uid))
+                else:
+                    self._db.execute(
+                        "INSERT INTO site_articles (out_dir, uid, path) VALUES (?, ?, ?) "
+                        "ON CONFLICT (out_dir, uid) DO UPDATE SET path = excluded.path",
+                        (out_dir, uid, path))
+            self._db.execute(
+                "INSERT INTO site_builds (out_dir, last_seq, fingerprint, built_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (out_dir) DO UPDATE SET "
+                "last_seq = excluded.last_seq, fingerprint = excluded.fingerprint, "
+                "built_at = excluded.built_at",
+                (out_dir, state.last_seq, state.fingerprint, _now()))
 
 
 def _statements(sql: str) -> Iterator[str]:

@@ -1,0 +1,75 @@
+"""Where each page of the site lives, as a file path and as a URL.
+
+Article pages keep the old Jekyll site's URLs (``/<outlet>/<YYYY>/<MM>/<DD>/<id>.html``,
+dated in Beijing time) and outlet pages keep ``/category/<slug>.html``, so links
+into an old site keep working. Older outlet pages are numbered from the oldest
+(``page/1.html`` holds the first articles the outlet ever had), so a new
+article changes only the outlet's front page and its newest numbered page.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from caixun.normalize import BEIJING
+
+__all__ = [
+    "ARCHIVE",
+    "CSS",
+    "FEED",
+    "HOME",
+    "NOT_FOUND",
+    "ROBOTS",
+    "SITEMAP",
+    "TMP_DIR",
+    "article_path",
+    "beijing_date",
+    "day_path",
+    "outlet_chunk_path",
+    "outlet_feed_path",
+    "outlet_path",
+    "url_of",
+]
+
+HOME = "index.html"
+ARCHIVE = "archive/index.html"
+FEED = "feed.xml"
+SITEMAP = "sitemap.xml"
+ROBOTS = "robots.txt"
+NOT_FOUND = "404.html"
+CSS = "assets/style.css"
+TMP_DIR = ".caixun-tmp"  # temporary files of atomic writes; never published
+
+
+def beijing_date(published_ts: int) -> date:
+    return datetime.fromtimestamp(published_ts, timezone.utc).astimezone(BEIJING).date()
+
+
+def article_path(outlet_slug: str, published_ts: int, file_id: str) -> str:
+    day = beijing_date(published_ts)
+    return f"{outlet_slug}/{day:%Y/%m/%d}/{file_id}.html"
+
+
+def outlet_path(slug: str) -> str:
+    return f"category/{slug}.html"
+
+
+def outlet_chunk_path(slug: str, number: int) -> str:
+    return f"category/{slug}/page/{number}.html"
+
+
+def outlet_feed_path(slug: str) -> str:
+    return f"category/{slug}/feed.xml"
+
+
+def day_path(day: date) -> str:
+    return f"{day:%Y/%m/%d}/index.html"
+
+
+def url_of(path: str, base_path: str = "") -> str:
+    """The URL of a file path: ``a/index.html`` → ``/a/``."""
+    if path == "index.html":
+        return base_path + "/"
+    if path.endswith("/index.html"):
+        path = path[: -len("index.html")]
+    return f"{base_path}/{path}"

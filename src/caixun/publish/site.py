@@ -1,0 +1,588 @@
+"""Build the static site from the archive: everything, or only what changed.
+
+Two phases, as in Pelican: first decide which pages a build must produce,
+then render and write just those. A full build splits the outlets (and the
+days) between worker processes. An incremental build reads the archive's
+change log since the last build of this output directory and derives the
+pages those changes affect: the changed articles and their neighbours in the
+outlet, the outlet's front page, its newest numbered pages and feed, the day
+pages, the home page, the archive index, the site feed and the sitemap.
+
+Every file is written atomically (temporary file, then rename) and only when
+its bytes differ. Pages are written before the pages that link to them, and
+files are removed last, so an interrupted build leaves only whole files and
+no dangling links; the build state is saved at the very end, so the next
+build redoes whatever the interrupted one did not finish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone, tzinfo
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from caixun import __version__
+from caixun.archive import ArticleRef, BuildState, SqliteArchive, open_archive
+from caixun.errors import ConfigError
+from caixun.model import Article
+from caixun.publish import paths
+from caixun.publish.feeds import FeedEntry, SitemapUrl, atom_feed, sitemap_files
+
+__all__ = ["BuildReport", "SiteConfig", "build_site"]
+
+FEED_SIZE = 50
+HOME_PER_OUTLET = 5
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    title: str = "财讯"
+    url: str = "http://127.0.0.1:8000"
+    language: str = "zh-CN"
+    timezone: str = "Asia/Shanghai"
+    per_page: int = 50
+    refresh: int = 0  # seconds; list pages reload themselves when > 0
+    theme: str = ""  # a directory whose templates override the built-in ones
+
+    @property
+    def base_url(self) -> str:
+        return self.url.rstrip("/")
+
+    @property
+    def base_path(self) -> str:
+        return urlsplit(self.url).path.rstrip("/")
+
+    @property
+    def tz(self) -> tzinfo:
+        try:
+            return ZoneInfo(self.timezone)
+        except (KeyError, ValueError) as exc:
+            raise ConfigError(f"site.timezone: unknown time zone {self.timezone!r}") from exc
+
+    def check(self) -> None:
+        if self.per_page < 1:
+            raise ConfigError("site.per_page must be at least 1")
+        if urlsplit(self.url).scheme not in ("http", "https"):
+            raise ConfigError(f"site.url must be an absolute http(s) URL, not {self.url!r}")
+        if self.theme and not Path(self.theme).is_dir():
+            raise ConfigError(f"site.theme: {self.theme} is not a directory")
+        self.tz  # noqa: B018 - validates the zone name
+
+
+@dataclass(slots=True)
+class BuildReport:
+    mode: str = "incremental"  # "full", "incremental" or "unchanged"
+    written: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    seconds: float = 0.0
+    written_paths: list[str] = field(default_factory=list)
+
+    def merge(self, other: BuildReport) -> None:
+        self.written += other.written
+        self.unchanged += other.unchanged
+        self.removed += other.removed
+        self.written_paths += other.written_paths
+
+    def summary(self) -> str:
+        return (f"{self.mode} build: {self.written} files written, {self.unchanged} unchanged, "
+                f"{self.removed} removed in {self.seconds:.2f} s")
+
+
+# -- writing files ---------------------------------------------------------------
+
+class SiteWriter:
+    """Writes files under ``root`` atomically, and only when their bytes differ."""
+
+    def __init__(self, root: Path, record_paths: bool = False) -> None:
+        self.root = root
+        self.tmp = root / paths.TMP_DIR
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.report = BuildReport()
+        self.produced: set[str] = set()
+        self._dirs: set[Path] = set()
+        self._record = record_paths
+        self._counter = 0
+
+    def put(self, path: str, data: bytes) -> None:
+        self.produced.add(path)
+        target = self.root / path
+        try:
+            if target.stat().st_size == len(data) and target.read_bytes() == data:
+                self.report.unchanged += 1
+                return
+        except FileNotFoundError:
+            pass
+        if target.parent not in self._dirs:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(target.parent)
+        self._counter += 1
+        tmp = self.tmp / f"{os.getpid()}-{self._counter}"
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+        self.report.written += 1
+        if self._record:
+            self.report.written_paths.append(path)
+
+    def remove(self, path: str) -> None:
+        try:
+            (self.root / path).unlink()
+        except FileNotFoundError:
+            return
+        self.report.removed += 1
+
+
+# -- rendering -------------------------------------------------------------------
+
+class Renderer:
+    """Turns archive values into page bytes with the Jinja2 templates."""
+
+    def __init__(self, config: SiteConfig) -> None:
+        self.config = config
+        self.tz = config.tz
+        loaders: list[jinja2.BaseLoader] = []
+        if config.theme:
+            loaders.append(jinja2.FileSystemLoader(config.theme))
+        loaders.append(jinja2.PackageLoader("caixun.publish", "templates"))
+        self.env = jinja2.Environment(
+            loader=jinja2.ChoiceLoader(loaders),
+            autoescape=True,
+            trim_blocks=False,
+            keep_trailing_newline=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        base = config.base_path
+        self.env.globals.update(
+            site=config,
+            url=lambda path: paths.url_of(path, base),
+            absolute=lambda path: config.base_url + paths.url_of(path),
+            article_url=lambda ref: paths.url_of(_article_path(ref), base),
+            outlet_path=paths.outlet_path,
+            outlet_feed_path=paths.outlet_feed_path,
+            day_path=paths.day_path,
+            refresh=0,
+        )
+        self.env.filters.update(
+            clock=lambda ts: self._local(ts).strftime("%H:%M"),
+            datetime=lambda ts: self._local(ts).strftime("%Y-%m-%d %H:%M"),
+            isotime=lambda ts: self._local(ts).isoformat(),
+        )
+
+    def _local(self, ts: int) -> datetime:
+        return datetime.fromtimestamp(ts, timezone.utc).astimezone(self.tz)
+
+    def local_day(self, ts: int) -> date:
+        return self._local(ts).date()
+
+    def render(self, template: str, **context: Any) -> bytes:
+        return self.env.get_template(template).render(**context).encode("utf-8")
+
+    def article(self, article: Article, ref: ArticleRef, prev: ArticleRef | None,
+                next_: ArticleRef | None) -> bytes:
+        return self.render("article.html", article=article, path=_article_path(ref),
+                           ts=ref.published_ts, day=self.local_day(ref.published_ts),
+                           prev=prev, next=next_)
+
+    def outlet_front(self, slug: str, outlet: str, newest: list[ArticleRef], total: int,
+                     older: str | None) -> bytes:
+        return self.render("outlet.html", slug=slug, outlet=outlet, refs=newest, total=total,
+                           number=0, newer=None, older=older, refresh=self.config.refresh)
+
+    def outlet_chunk(self, slug: str, outlet: str, number: int, chunk: list[ArticleRef],
+                     newer: str, older: str | None) -> bytes:
+        return self.render("outlet.html", slug=slug, outlet=outlet, refs=chunk[::-1],
+                           total=0, number=number, newer=newer, older=older,
+                           first_day=self.local_day(chunk[0].published_ts),
+                           last_day=self.local_day(chunk[-1].published_ts))
+
+    def day(self, day: date, refs: list[ArticleRef]) -> bytes:
+        return self.render("day.html", day=day, refs=refs, refresh=self.config.refresh)
+
+    def archive_index(self, days: list[tuple[date, int]]) -> bytes:
+        return self.render("archive.html", days=days)
+
+    def home(self, latest: list[ArticleRef],
+             outlets: list[tuple[str, str, list[ArticleRef]]]) -> bytes:
+        return self.render("home.html", latest=latest, outlets=outlets,
+                           refresh=self.config.refresh)
+
+    def not_found(self) -> bytes:
+        return self.render("404.html")
+
+    def feed(self, title: str, self_path: str, page_path: str,
+             items: list[tuple[ArticleRef, str]]) -> bytes:
+        base = self.config.base_url
+        entries = [FeedEntry(uid=ref.uid, title=ref.title,
+                             link=base + paths.url_of(_article_path(ref)),
+                             published=datetime.fromtimestamp(ref.published_ts, timezone.utc),
+                             outlet=ref.outlet, summary=summary)
+                   for ref, summary in items]
+        return atom_feed(title=title, self_url=base + paths.url_of(self_path),
+                         page_url=base + paths.url_of(page_path), author=self.config.title,
+                         language=self.config.language, entries=entries)
+
+
+def _article_path(ref: ArticleRef) -> str:
+    return paths.article_path(ref.outlet_slug, ref.published_ts, ref.file_id)
+
+
+def ref_of(article_id: int, article: Article) -> ArticleRef:
+    return ArticleRef(article_id, article.uid, article.title, article.outlet,
+                      article.outlet_slug, int(article.published_at.timestamp()), article.file_id)
+
+
+# -- the outlet's pages ------------------------------------------------------------
+
+def chunk_count(total: int, per_page: int) -> int:
+    """Numbered pages of an outlet: none while the front page holds everything."""
+    return 0 if total <= per_page else -(-total // per_page)
+
+
+def front_older_link(slug: str, total: int, per_page: int) -> str | None:
+    if total <= per_page:
+        return None
+    return paths.outlet_chunk_path(slug, (total - per_page - 1) // per_page + 1)
+
+
+def render_chunks(renderer: Renderer, writer: SiteWriter, slug: str, outlet: str,
+                  refs: list[ArticleRef], first_number: int, total: int) -> None:
+    """Write numbered pages ``first_number``… from ``refs`` (which start at that page)."""
+    per_page = renderer.config.per_page
+    last = chunk_count(total, per_page)
+    for number in range(first_number, last + 1):
+        start = (number - first_number) * per_page
+        chunk = refs[start:start + per_page]
+        newer = paths.outlet_chunk_path(slug, number + 1) if number < last \
+            else paths.outlet_path(slug)
+        older = paths.outlet_chunk_path(slug, number - 1) if number > 1 else None
+        writer.put(paths.outlet_chunk_path(slug, number),
+                   renderer.outlet_chunk(slug, outlet, number, chunk, newer, older))
+
+
+def remove_chunks_after(writer: SiteWriter, slug: str, last: int) -> None:
+    number = last + 1
+    while (writer.root / paths.outlet_chunk_path(slug, number)).exists():
+        writer.remove(paths.outlet_chunk_path(slug, number))
+        number += 1
+
+
+# -- full build ------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    archive_path: str
+    out_dir: str
+    config: SiteConfig
+    kind: str  # "outlets" or "days"
+    keys: tuple[str, ...]
+    record_paths: bool
+
+
+def _run_job(job: _Job) -> tuple[BuildReport, set[str], dict[str, str]]:
+    renderer = Renderer(job.config)
+    writer = SiteWriter(Path(job.out_dir), job.record_paths)
+    uid_paths: dict[str, str] = {}
+    with open_archive(job.archive_path) as archive, archive.snapshot():
+        if job.kind == "outlets":
+            _full_outlets(archive, renderer, writer, job.keys, uid_paths)
+        else:
+            _full_days(archive, renderer, writer, [date.fromisoformat(d) for d in job.keys])
+    return writer.report, writer.produced, uid_paths
+
+
+def _full_outlets(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+                  slugs: Sequence[str], uid_paths: dict[str, str]) -> None:
+    """Every article page and outlet page of ``slugs``, streaming outlet by outlet.
+
+    An article page is written once the next article of its outlet is known
+    (for its "next" link), so only one article is held at a time.
+    """
+    outlet_refs: list[ArticleRef] = []
+    pending: tuple[ArticleRef, Article] | None = None
+    prev: ArticleRef | None = None
+    for article_id, article in archive.iter_outlet_articles(slugs):
+        ref = ref_of(article_id, article)
+        if outlet_refs and outlet_refs[-1].outlet_slug != ref.outlet_slug:
+            if pending:
+                _put_article(renderer, writer, *pending, prev, None, uid_paths)
+            _outlet_lists(archive, renderer, writer, outlet_refs)
+            outlet_refs, pending, prev = [], None, None
+        if pending:
+            _put_article(renderer, writer, *pending, prev, ref, uid_paths)
+            prev = pending[0]
+        pending = (ref, article)
+        outlet_refs.append(ref)
+    if pending:
+        _put_article(renderer, writer, *pending, prev, None, uid_paths)
+    if outlet_refs:
+        _outlet_lists(archive, renderer, writer, outlet_refs)
+
+
+def _put_article(renderer: Renderer, writer: SiteWriter, ref: ArticleRef, article: Article,
+                 prev: ArticleRef | None, next_: ArticleRef | None,
+                 uid_paths: dict[str, str]) -> None:
+    path = _article_path(ref)
+    writer.put(path, renderer.article(article, ref, prev, next_))
+    uid_paths[ref.uid] = path
+
+
+def _outlet_lists(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+                  refs: list[ArticleRef]) -> None:
+    slug, outlet, total = refs[0].outlet_slug, refs[-1].outlet, len(refs)
+    per_page = renderer.config.per_page
+    render_chunks(renderer, writer, slug, outlet, refs, 1, total)
+    writer.put(paths.outlet_path(slug), renderer.outlet_front(
+        slug, outlet, refs[-per_page:][::-1], total, front_older_link(slug, total, per_page)))
+    writer.put(paths.outlet_feed_path(slug), renderer.feed(
+        outlet, paths.outlet_feed_path(slug), paths.outlet_path(slug),
+        archive.newest_with_summary(FEED_SIZE, slug)))
+
+
+def _full_days(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+               days: Sequence[date]) -> None:
+    for day in days:
+        _write_day(archive, renderer, writer, day)
+
+
+def _write_day(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter, day: date) -> None:
+    start = datetime(day.year, day.month, day.day, tzinfo=renderer.tz)
+    end = start + timedelta(days=1)
+    refs = archive.refs_between(int(start.timestamp()), int(end.timestamp()))
+    if refs:
+        writer.put(paths.day_path(day), renderer.day(day, refs))
+    else:
+        writer.remove(paths.day_path(day))
+
+
+def _balanced(weights: dict[str, int], parts: int) -> list[tuple[str, ...]]:
+    """Split keys into ``parts`` groups of about equal total weight (greedy)."""
+    groups: list[list[str]] = [[] for _ in range(parts)]
+    loads = [0] * parts
+    for key, weight in sorted(weights.items(), key=lambda kv: -kv[1]):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(key)
+        loads[lightest] += weight
+    return [tuple(sorted(g)) for g in groups if g]
+
+
+def _full_build(archive: SqliteArchive, out: Path, config: SiteConfig, jobs: int,
+                record_paths: bool) -> tuple[BuildReport, dict[str, str], SiteWriter]:
+    renderer = Renderer(config)
+    counts = archive.outlet_counts()
+    days = {day.isoformat(): n for day, n in _day_counts(archive, renderer)}
+    work = [_Job(str(archive.path), str(out), config, "outlets", keys, record_paths)
+            for keys in _balanced(counts, jobs)]
+    work += [_Job(str(archive.path), str(out), config, "days", keys, record_paths)
+             for keys in _balanced(days, jobs)]
+    writer = SiteWriter(out, record_paths)
+    uid_paths: dict[str, str] = {}
+    for report, produced, found in _run_jobs(work, jobs):
+        writer.report.merge(report)
+        writer.produced |= produced
+        uid_paths.update(found)
+    _site_wide(archive, renderer, writer)
+    for stale in _files_not_in(out, writer.produced):
+        writer.remove(stale)
+    return writer.report, uid_paths, writer
+
+
+def _run_jobs(work: list[_Job], jobs: int) -> Iterator[tuple[BuildReport, set[str], dict[str, str]]]:
+    if jobs <= 1 or len(work) <= 1:
+        yield from map(_run_job, work)
+        return
+    # fork: workers inherit the loaded modules, so they start in milliseconds.
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        yield from pool.imap_unordered(_run_job, work)
+
+
+def _files_not_in(root: Path, produced: set[str]) -> Iterator[str]:
+    for directory, dirs, names in os.walk(root):
+        rel_dir = os.path.relpath(directory, root)
+        if rel_dir == ".":
+            dirs[:] = [d for d in dirs if d != paths.TMP_DIR]
+        for name in names:
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
+            if rel not in produced:
+                yield rel
+
+
+# -- pages every build writes ----------------------------------------------------------
+
+def _day_counts(archive: SqliteArchive, renderer: Renderer) -> list[tuple[date, int]]:
+    offset = renderer.tz.utcoffset(datetime.now())
+    seconds = int(offset.total_seconds()) if offset is not None else 0
+    if isinstance(renderer.tz, ZoneInfo) and renderer.tz.key not in ("Asia/Shanghai", "UTC"):
+        return _day_counts_slow(archive, renderer)  # zones with DST shift their offset
+    return [(date.fromisoformat(day), n) for day, n in archive.day_counts(seconds)]
+
+
+def _day_counts_slow(archive: SqliteArchive, renderer: Renderer) -> list[tuple[date, int]]:
+    counts: dict[date, int] = {}
+    for ref in archive.iter_refs():
+        day = renderer.local_day(ref.published_ts)
+        counts[day] = counts.get(day, 0) + 1
+    return sorted(counts.items(), reverse=True)
+
+
+def _site_wide(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter) -> None:
+    """Home, archive index, site feed, sitemap, robots.txt, 404 page, stylesheet."""
+    config = renderer.config
+    names = archive.outlets()
+    blocks = archive.newest_per_outlet(HOME_PER_OUTLET)
+    outlets = [(slug, refs[0].outlet or names.get(slug, slug), refs) for slug, refs in blocks]
+    days = _day_counts(archive, renderer)
+    writer.put(paths.CSS, files("caixun.publish").joinpath("static/style.css").read_bytes())
+    writer.put(paths.NOT_FOUND, renderer.not_found())
+    writer.put(paths.ARCHIVE, renderer.archive_index(days))
+    writer.put(paths.FEED, renderer.feed(config.title, paths.FEED, paths.HOME,
+                                         archive.newest_with_summary(FEED_SIZE)))
+    _sitemap(archive, renderer, writer, days)
+    writer.put(paths.ROBOTS, (f"User-agent: *\nAllow: /\n\n"
+                              f"Sitemap: {config.base_url}/{paths.SITEMAP}\n").encode())
+    writer.put(paths.HOME, renderer.home(archive.newest(config.per_page), outlets))
+
+
+def _sitemap(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+             days: list[tuple[date, int]]) -> None:
+    base, per_page = renderer.config.base_url, renderer.config.per_page
+    urls = [SitemapUrl(base + "/"), SitemapUrl(base + paths.url_of(paths.ARCHIVE))]
+    for slug, total in sorted(archive.outlet_counts().items()):
+        urls.append(SitemapUrl(base + paths.url_of(paths.outlet_path(slug))))
+        urls += [SitemapUrl(base + paths.url_of(paths.outlet_chunk_path(slug, n)))
+                 for n in range(1, chunk_count(total, per_page) + 1)]
+    urls += [SitemapUrl(base + paths.url_of(paths.day_path(day)), day.isoformat())
+             for day, _ in sorted(days)]
+    urls += [SitemapUrl(base + paths.url_of(_article_path(ref)),
+                        paths.beijing_date(ref.published_ts).isoformat())
+             for ref in archive.iter_refs()]
+    produced = sitemap_files(urls, base)
+    for name, data in produced.items():
+        writer.put(name, data)
+    for old in writer.root.glob("sitemap-*.xml"):
+        if old.name not in produced:
+            writer.remove(old.name)
+
+
+# -- incremental build ----------------------------------------------------------------
+
+def _incremental(archive: SqliteArchive, out: Path, config: SiteConfig, since: int,
+                 until: int, record_paths: bool) -> tuple[BuildReport, dict[str, str | None]]:
+    renderer = Renderer(config)
+    writer = SiteWriter(out, record_paths)
+    changes = archive.changes_since(since, until)
+    uids = {c.uid for c in changes}
+    positions: set[tuple[str, int]] = set()
+    for change in changes:
+        positions.add((change.outlet_slug, change.published_ts))
+        if change.old_outlet_slug is not None and change.old_published_ts is not None:
+            positions.add((change.old_outlet_slug, change.old_published_ts))
+    uid_paths = _incremental_articles(archive, renderer, writer, uids, positions)
+    _incremental_outlets(archive, renderer, writer, positions)
+    for day in sorted({renderer.local_day(ts) for _, ts in positions}):
+        _write_day(archive, renderer, writer, day)
+    _site_wide(archive, renderer, writer)
+    for uid, old_path in archive.built_paths(str(out), uids).items():
+        if uid_paths.get(uid) != old_path:
+            writer.remove(old_path)
+    return writer.report, uid_paths
+
+
+def _incremental_articles(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+                          uids: set[str], positions: set[tuple[str, int]]) -> dict[str, str | None]:
+    refs = {ref.uid: ref for ref in archive.refs_by_uid(uids)}
+    for slug, ts in positions:
+        for ref in archive.around(slug, ts):
+            refs.setdefault(ref.uid, ref)
+    uid_paths: dict[str, str | None] = {uid: None for uid in uids}
+    for ref in sorted(refs.values(), key=lambda r: (r.outlet_slug, r.published_ts, r.id)):
+        article = archive.get(ref.uid)
+        if article is None:
+            continue
+        prev, next_ = archive.neighbors(ref.outlet_slug, ref.published_ts, ref.id)
+        path = _article_path(ref)
+        writer.put(path, renderer.article(article, ref, prev, next_))
+        uid_paths[ref.uid] = path
+    return uid_paths
+
+
+def _incremental_outlets(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+                         positions: set[tuple[str, int]]) -> None:
+    per_page = renderer.config.per_page
+    earliest: dict[str, int] = {}
+    for slug, ts in positions:
+        earliest[slug] = min(ts, earliest.get(slug, ts))
+    for slug, ts in sorted(earliest.items()):
+        total = archive.outlet_count(slug)
+        last = chunk_count(total, per_page)
+        if total:
+            # Pages from the one before the change on: a new page changes the
+            # "newer" link of the page before it.
+            first = max(1, archive.outlet_position(slug, ts) // per_page)
+            if last:
+                refs = archive.outlet_refs(slug, (first - 1) * per_page)
+                render_chunks(renderer, writer, slug, refs[-1].outlet, refs, first, total)
+            newest = archive.outlet_newest(slug, per_page)
+            writer.put(paths.outlet_path(slug), renderer.outlet_front(
+                slug, newest[0].outlet, newest, total, front_older_link(slug, total, per_page)))
+            writer.put(paths.outlet_feed_path(slug), renderer.feed(
+                newest[0].outlet, paths.outlet_feed_path(slug), paths.outlet_path(slug),
+                archive.newest_with_summary(FEED_SIZE, slug)))
+        else:
+            writer.remove(paths.outlet_path(slug))
+            writer.remove(paths.outlet_feed_path(slug))
+        remove_chunks_after(writer, slug, last)
+
+
+# -- entry point --------------------------------------------------------------------------
+
+def fingerprint(config: SiteConfig) -> str:
+    """Changes when anything other than the archive would change the pages."""
+    digest = hashlib.sha256(f"{__version__}|{config!r}".encode())
+    roots = [files("caixun.publish").joinpath("templates"), files("caixun.publish").joinpath("static")]
+    for root in roots:
+        for item in sorted(root.iterdir(), key=lambda p: p.name):
+            digest.update(item.name.encode() + item.read_bytes())
+    if config.theme:
+        for path in sorted(Path(config.theme).rglob("*")):
+            if path.is_file():
+                digest.update(str(path.relative_to(config.theme)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def build_site(archive: SqliteArchive, out: Path, config: SiteConfig, *, full: bool = False,
+               jobs: int | None = None, record_paths: bool = False) -> BuildReport:
+    """Build the site into ``out``: incrementally when a previous build is known."""
+    config.check()
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    key = str(out.resolve())
+    print_ = fingerprint(config)
+    state = archive.build_state(key)
+    until = archive.last_change_seq()
+    shutil.rmtree(out / paths.TMP_DIR, ignore_errors=True)  # leftovers of a killed build
+    if full or state is None or state.fingerprint != print_:
+        report, found, _ = _full_build(archive, out, config, jobs or os.cpu_count() or 1,
+                                       record_paths)
+        report.mode = "full"
+        archive.save_build_state(key, BuildState(until, print_), dict(found), replace_all=True)
+    elif until == state.last_seq:
+        report = BuildReport(mode="unchanged")
+    else:
+        with archive.snapshot():
+            report, changed = _incremental(archive, out, config, state.last_seq, until,
+                                           record_paths)
+        archive.save_build_state(key, BuildState(until, print_), changed)
+    shutil.rmtree(out / paths.TMP_DIR, ignore_errors=True)
+    report.seconds = time.perf_counter() - started
+    return report
