@@ -371,8 +371,8 @@ class SqliteArchive:
     def _refs(self, where: str, params: Sequence[Any], order: str = "published_ts, id",
               limit: int | None = None, offset: int = 0) -> list[ArticleRef]:
         sql = f"{_SELECT_REF} WHERE {where} ORDER BY {order}"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
+        if limit is not None or offset:
+            sql += f" LIMIT {int(limit if limit is not None else -1)} OFFSET {int(offset)}"
         return [ArticleRef(*row) for row in self._db.execute(sql, params)]
 
     def outlet_count(self, slug: str) -> int:

@@ -175,6 +175,7 @@ class Renderer:
         )
         self.env.filters.update(
             clock=lambda ts: self._local(ts).strftime("%H:%M"),
+            shortdate=lambda ts: self._local(ts).strftime("%m-%d %H:%M"),
             datetime=lambda ts: self._local(ts).strftime("%Y-%m-%d %H:%M"),
             isotime=lambda ts: self._local(ts).isoformat(),
         )

@@ -1,0 +1,279 @@
+"""The static site: golden pages, incremental = full, atomic and interruptible builds."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from caixun.archive import SqliteArchive, open_archive
+from caixun.importer import import_posts
+from caixun.publish.site import SiteConfig, build_site
+from conftest import POSTS, REPO
+from site_helpers import broken_links, make_article, mtimes, tree
+
+GOLDEN = Path(__file__).parent / "golden" / "site"
+GOLDEN_POSTS = [
+    "2022-01-11-NW202201112243109259.md",   # 人民邮电报, HTML body
+    "2021-12-08-202112082206672930.md",     # rolling news, old footer
+    "2021-12-08-202112082206796814.md",     # raw "<" in the text
+    "2021-12-08-202112082206870651.md",     # empty share link
+    "2021-12-01-init.md",                   # the site post
+]
+CONFIG = SiteConfig(title="财讯测试", url="https://news.example.com", per_page=3)
+
+
+def _import(archive: SqliteArchive, names: list[str], tmp_path: Path) -> None:
+    posts = tmp_path / "posts"
+    posts.mkdir(exist_ok=True)
+    for name in names:
+        shutil.copy(POSTS / name, posts / name)
+    import_posts([posts], archive)
+
+
+def test_golden_site(archive: SqliteArchive, tmp_path: Path) -> None:
+    """A handful of real posts build exactly into the checked-in pages."""
+    _import(archive, GOLDEN_POSTS, tmp_path)
+    out = tmp_path / "site"
+    build_site(archive, out, CONFIG, jobs=1)
+    built, expected = tree(out), tree(GOLDEN)
+    if os.environ.get("CAIXUN_UPDATE_GOLDEN"):  # after a deliberate change: review the diff
+        shutil.rmtree(GOLDEN, ignore_errors=True)
+        shutil.copytree(out, GOLDEN)
+        pytest.fail("golden pages rewritten; review them with git diff")
+    assert sorted(built) == sorted(expected)
+    for path in expected:
+        assert built[path] == expected[path], f"{path} differs from the golden page"
+
+
+def test_article_page_shows_what_a_reader_needs(archive: SqliteArchive, tmp_path: Path) -> None:
+    _import(archive, GOLDEN_POSTS, tmp_path)
+    out = tmp_path / "site"
+    build_site(archive, out, CONFIG)
+    html = (out / "renminyoudianbao/2022/01/11/NW202201112243109259.html").read_text()
+    assert "<h1>工信部科技司：以更加精准务实举措抓好产业科技创新工作</h1>" in html
+    assert '<a class="outlet" href="/category/renminyoudianbao.html">人民邮电报</a>' in html
+    assert '<a href="/2022/01/11/"><time datetime="2022-01-11T09:53:30+08:00">2022-01-11 09:53</time></a>' in html
+    assert "<p>2021年，工业和信息化部科技司坚持" in html
+    assert 'href="http://finews.zning.xyz/html_News/NewsShare.html?infoCode=NW202201112243109259"' in html
+    rolling = (out / "emnews/2021/12/08/202112082206796814.html").read_text()
+    assert "精度满足&lt;1%" in rolling
+    assert 'rel="prev" href="/emnews/2021/12/08/202112082206672930.html"' in rolling
+    assert 'rel="next" href="/emnews/2021/12/08/202112082206870651.html"' in rolling
+
+
+def test_every_internal_link_resolves(archive: SqliteArchive, tmp_path: Path) -> None:
+    import_posts([POSTS], archive)
+    for config in (CONFIG, SiteConfig(url="https://example.com/news/", per_page=7)):
+        out = tmp_path / f"site-{config.per_page}"
+        build_site(archive, out, config)
+        assert broken_links(out, config.base_path) == []
+        assert len(list(out.rglob("*.html"))) > 117
+
+
+def test_feeds_are_valid_atom(archive: SqliteArchive, tmp_path: Path) -> None:
+    import_posts([POSTS], archive)
+    out = tmp_path / "site"
+    build_site(archive, out, CONFIG)
+    for feed_path in ["feed.xml", "category/emnews/feed.xml",
+                      "category/renminyoudianbao/feed.xml"]:
+        feed = feedparser.parse((out / feed_path).read_bytes())
+        assert not feed.bozo, f"{feed_path}: {feed.bozo_exception}"
+        assert feed.version == "atom10"
+        assert feed.feed.id and feed.feed.updated
+        assert any(link.rel == "self" and link.href == f"https://news.example.com/{feed_path}"
+                   for link in feed.feed.links)
+        assert feed.entries
+        ids = [entry.id for entry in feed.entries]
+        assert len(set(ids)) == len(ids) and all(i.startswith("urn:uuid:") for i in ids)
+        for entry in feed.entries:
+            assert entry.link.startswith("https://news.example.com/")
+            assert (out / entry.link.removeprefix("https://news.example.com/")).is_file()
+            assert entry.updated and entry.title and entry.author
+    site = feedparser.parse((out / "feed.xml").read_bytes())
+    assert len(site.entries) == 50
+    assert site.entries[0].title.startswith("据霍尼韦尔官网消息")  # newest first
+    assert site.feed.updated == "2022-05-25T16:00:00Z"  # the newest entry's time
+
+
+def test_sitemap_splits_past_the_limit(archive: SqliteArchive, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import_posts([POSTS], archive)
+    out = tmp_path / "site"
+    monkeypatch.setattr("caixun.publish.feeds.SITEMAP_LIMIT", 100)
+    monkeypatch.setattr("caixun.publish.site.sitemap_files.__defaults__", (100,))
+    build_site(archive, out, CONFIG)
+    index = (out / "sitemap.xml").read_text()
+    assert "<sitemapindex" in index
+    parts = sorted(p.name for p in out.glob("sitemap-*.xml"))
+    assert parts == ["sitemap-1.xml", "sitemap-2.xml"]
+    locs = [loc for part in parts for loc in
+            __import__("re").findall(r"<loc>([^<]+)</loc>", (out / part).read_text())]
+    assert len(locs) == len(set(locs)) > 117
+    assert "https://news.example.com/renminyoudianbao/2022/01/11/NW202201112243109259.html" in locs
+    robots = (out / "robots.txt").read_text()
+    assert "Sitemap: https://news.example.com/sitemap.xml" in robots
+
+
+def _full_tree(archive: SqliteArchive, tmp_path: Path, config: SiteConfig) -> dict[str, bytes]:
+    fresh = tmp_path / f"fresh-{time.monotonic_ns()}"
+    build_site(archive, fresh, config, full=True)
+    result = tree(fresh)
+    shutil.rmtree(fresh)
+    return result
+
+
+def test_incremental_build_equals_full_build(archive: SqliteArchive, tmp_path: Path) -> None:
+    import_posts([POSTS], archive)
+    out = tmp_path / "site"
+    assert build_site(archive, out, CONFIG).mode == "full"
+    before = mtimes(out)
+
+    # New articles in a new outlet and an existing one, an update, a delete.
+    for n in range(1, 8):
+        archive.store(make_article(n))
+    archive.store(make_article(100, outlet="东财滚动新闻", slug="emnews", day=8, minute=500))
+    old = archive.get("jekyll:202112082206672930")
+    assert old is not None
+    archive.store(old.evolve(title="更正：" + old.title))
+    archive.delete("jekyll:202112082207168450")
+
+    report = build_site(archive, out, CONFIG, record_paths=True)
+    assert report.mode == "incremental"
+    assert tree(out) == _full_tree(archive, tmp_path, CONFIG)
+    assert not (out / "emnews/2021/12/08/202112082207168450.html").exists()
+    # Untouched pages were not rewritten: same mtime.
+    untouched = "renminyoudianbao/2022/01/11/NW202201112243109259.html"
+    assert mtimes(out)[untouched] == before[untouched]
+    assert untouched not in report.written_paths
+    assert len(report.written_paths) < len(before) / 2
+
+    again = build_site(archive, out, CONFIG)
+    assert again.mode == "unchanged" and again.written == 0
+
+
+def test_random_changes_keep_incremental_equal_to_full(archive: SqliteArchive,
+                                                       tmp_path: Path) -> None:
+    """Rounds of random adds, edits, moves and deletes: incremental == full each time."""
+    rng = random.Random(20211208)
+    import_posts([POSTS], archive)
+    out = tmp_path / "site"
+    build_site(archive, out, CONFIG)
+    outlets = [("上海证券报", "shanghaizhengquanbao"), ("东财滚动新闻", "emnews"),
+               ("人民邮电报", "renminyoudianbao"), ("36氪", "36ke")]
+    next_id = 1
+    for _ in range(6):
+        for _ in range(rng.randint(1, 12)):
+            action = rng.random()
+            uids = [a.uid for a in archive.iter_articles()]
+            if action < 0.5 or not uids:
+                outlet, slug = rng.choice(outlets)
+                archive.store(make_article(next_id, outlet, slug, day=rng.randint(7, 10),
+                                           minute=rng.randint(0, 900)))
+                next_id += 1
+            elif action < 0.7:
+                article = archive.get(rng.choice(uids))
+                assert article is not None
+                archive.store(article.evolve(title=article.title + "（更新）"))
+            elif action < 0.85:
+                article = archive.get(rng.choice(uids))
+                assert article is not None
+                outlet, slug = rng.choice(outlets)
+                archive.store(article.evolve(outlet=outlet, outlet_slug=slug,
+                                             published_at=article.published_at.replace(
+                                                 day=rng.randint(7, 10))))
+            else:
+                archive.delete(rng.choice(uids))
+        build_site(archive, out, CONFIG)
+        assert tree(out) == _full_tree(archive, tmp_path, CONFIG)
+        assert broken_links(out) == []
+
+
+def test_a_settings_change_rebuilds_everything(archive: SqliteArchive, tmp_path: Path) -> None:
+    import_posts([POSTS], archive)
+    out = tmp_path / "site"
+    build_site(archive, out, CONFIG)
+    report = build_site(archive, out, SiteConfig(title="新名字", url=CONFIG.url, per_page=3))
+    assert report.mode == "full"
+    assert "新名字" in (out / "index.html").read_text()
+    assert "新名字" in (out / "emnews/2021/12/08/202112082206672930.html").read_text()
+
+
+def test_a_theme_overrides_a_template(archive: SqliteArchive, tmp_path: Path) -> None:
+    _import(archive, GOLDEN_POSTS, tmp_path)
+    theme = tmp_path / "theme"
+    theme.mkdir()
+    (theme / "day.html").write_text(
+        '{% extends "base.html" %}{% block main %}<p class="mine">{{ day }}: '
+        '{{ refs | length }}</p>{% endblock %}', encoding="utf-8")
+    out = tmp_path / "site"
+    build_site(archive, out, SiteConfig(url=CONFIG.url, theme=str(theme)))
+    assert '<p class="mine">2021-12-08: 3</p>' in (out / "2021/12/08/index.html").read_text()
+    assert "<h1>" in (out / "archive/index.html").read_text()  # others stay built-in
+
+
+def test_autorefresh_only_on_list_pages(archive: SqliteArchive, tmp_path: Path) -> None:
+    _import(archive, GOLDEN_POSTS, tmp_path)
+    out = tmp_path / "site"
+    build_site(archive, out, SiteConfig(url=CONFIG.url, refresh=60))
+    refresh = '<meta http-equiv="refresh" content="60">'
+    assert refresh in (out / "index.html").read_text()
+    assert refresh in (out / "category/emnews.html").read_text()
+    assert refresh not in (out / "emnews/2021/12/08/202112082206672930.html").read_text()
+
+
+def _build_command(archive_path: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "caixun.cli", "--archive", str(archive_path), "-q",
+            "build", "--out", str(out)]
+
+
+@pytest.mark.parametrize("first_build_done", [False, True])
+def test_a_killed_build_is_repaired_by_the_next(tmp_path: Path, first_build_done: bool) -> None:
+    """kill -9 in the middle of a build; the next build gives the clean full result."""
+    archive_path, out = tmp_path / "a.db", tmp_path / "site"
+    with open_archive(archive_path) as archive:
+        import_posts([POSTS], archive)
+        for n in range(1, 1500):
+            archive.store(make_article(n, outlet=f"媒体{n % 40}", slug=f"meiti{n % 40}",
+                                       day=1 + n % 28))
+        if first_build_done:
+            build_site(archive, out, CONFIG)
+            for n in range(1500, 2500):
+                archive.store(make_article(n, outlet=f"媒体{n % 40}", slug=f"meiti{n % 40}",
+                                           day=1 + n % 28, title=f"第二批{n}"))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    (tmp_path / "caixun.toml").write_text('[site]\nurl = "https://news.example.com"\n'
+                                          "per_page = 3\ntitle = \"财讯测试\"\n")
+    proc = subprocess.Popen(_build_command(archive_path, out), cwd=tmp_path, env=env)
+    deadline = time.monotonic() + 60
+    target = 600 if not first_build_done else 20
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = sum(1 for _ in out.rglob("*.html")) if not first_build_done else \
+            sum(1 for p in out.rglob("*.html") if "第二批" in p.read_text())
+        if done >= target:
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "the build finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGKILL) if False else proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for path in out.rglob("*"):  # no half-written file is visible, whatever was done
+        assert path.is_dir() or paths_ok(path)
+    subprocess.run(_build_command(archive_path, out), cwd=tmp_path, env=env, check=True)
+    assert not (out / ".caixun-tmp").exists()
+    with open_archive(archive_path) as archive:
+        assert tree(out) == _full_tree(archive, tmp_path, CONFIG)
+
+
+def paths_ok(path: Path) -> bool:
+    if ".caixun-tmp" in path.parts:
+        return True  # temporary files are never published and are swept next build
+    data = path.read_bytes()
+    return data.endswith(b"</html>\n") or path.suffix != ".html"
