@@ -84,8 +84,9 @@ def _urlset(urls: Iterable[SitemapUrl]) -> bytes:
 
 
 def sitemap_files(urls: Sequence[SitemapUrl], site_url: str,
-                  limit: int = SITEMAP_LIMIT) -> dict[str, bytes]:
+                  limit: int | None = None) -> dict[str, bytes]:
     """``sitemap.xml`` alone, or past ``limit`` URLs an index and ``sitemap-N.xml`` parts."""
+    limit = limit or SITEMAP_LIMIT
     if len(urls) <= limit:
         return {"sitemap.xml": _urlset(urls)}
     files: dict[str, bytes] = {}
