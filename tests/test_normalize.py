@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from caixun.model import Article, normalized_url
 from caixun.normalize import (
@@ -75,3 +77,11 @@ def test_identity_keys() -> None:
 def test_articles_need_aware_times() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         Article("a:1", "o", "o", "t", datetime(2021, 12, 8), "1")
+
+
+@given(st.integers(min_value=0, max_value=4_102_444_800))  # 1970 … 2100
+def test_fast_beijing_date_matches_the_time_zone_database(ts: int) -> None:
+    from caixun.publish.paths import beijing_date
+
+    expected = datetime.fromtimestamp(ts, timezone.utc).astimezone(BEIJING).date()
+    assert beijing_date(ts) == expected

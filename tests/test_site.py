@@ -114,7 +114,8 @@ def test_sitemap_splits_past_the_limit(archive: SqliteArchive, tmp_path: Path,
     index = (out / "sitemap.xml").read_text()
     assert "<sitemapindex" in index
     parts = sorted(p.name for p in out.glob("sitemap-*.xml"))
-    assert parts == ["sitemap-1.xml", "sitemap-2.xml"]
+    assert parts == ["sitemap-articles-1.xml", "sitemap-articles-2.xml", "sitemap-pages-1.xml"]
+    assert all(f"<loc>https://news.example.com/{p}</loc>" in index for p in parts)
     locs = [loc for part in parts for loc in
             re.findall(r"<loc>([^<]+)</loc>", (out / part).read_text())]
     assert len(locs) == len(set(locs)) > 117
@@ -160,10 +161,13 @@ def test_incremental_build_equals_full_build(archive: SqliteArchive, tmp_path: P
     assert again.mode == "unchanged" and again.written == 0
 
 
-def test_random_changes_keep_incremental_equal_to_full(archive: SqliteArchive,
-                                                       tmp_path: Path) -> None:
+@pytest.mark.parametrize("sitemap_limit", [50_000, 60])  # 60: the sitemap is split in parts
+def test_random_changes_keep_incremental_equal_to_full(
+    archive: SqliteArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sitemap_limit: int
+) -> None:
     """Rounds of random adds, edits, moves and deletes: incremental == full each time."""
-    rng = random.Random(20211208)
+    monkeypatch.setattr("caixun.publish.feeds.SITEMAP_LIMIT", sitemap_limit)
+    rng = random.Random(20211208 + sitemap_limit)
     import_posts([POSTS], archive)
     out = tmp_path / "site"
     build_site(archive, out, CONFIG)

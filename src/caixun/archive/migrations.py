@@ -78,9 +78,10 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 MIGRATIONS += (
-    Migration(3, "site build state; where a changed article was before", """
+    Migration(3, "site build state; which article a change was and where it was before", """
         ALTER TABLE changes ADD COLUMN old_outlet_slug TEXT;
         ALTER TABLE changes ADD COLUMN old_published_ts INTEGER;
+        ALTER TABLE changes ADD COLUMN article_id INTEGER;
         DROP INDEX articles_outlet_published;
         CREATE INDEX articles_outlet_published ON articles(outlet_slug, published_ts, id);
         CREATE TABLE site_builds (

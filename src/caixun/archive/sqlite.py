@@ -60,6 +60,7 @@ class Change:
     published_ts: int
     old_outlet_slug: str | None = None  # set when an update moved the article
     old_published_ts: int | None = None
+    article_id: int | None = None
 
 
 class ArticleRef(NamedTuple):
@@ -234,13 +235,13 @@ class SqliteArchive:
         now = _now()
         fetched = article.fetched_at.isoformat() if article.fetched_at else None
         if existing is None:
-            self._db.execute(
+            cursor = self._db.execute(
                 "INSERT INTO articles (uid, fetched_at, stored_at, updated_at, "
                 + ", ".join(_CONTENT_COLUMNS) + ") VALUES (?, ?, ?, ?, "
                 + ", ".join("?" * len(_CONTENT_COLUMNS)) + ")",
                 (article.uid, fetched, now, now, *content),
             )
-            self._log_change(article.uid, "new", content)
+            self._log_change(cursor.lastrowid or 0, article.uid, "new", content[2], content[5])
             return StoreResult.NEW
         article_id, version, old_title, old_html, old_text = existing[:5]
         if tuple(existing[5:]) == content:
@@ -259,7 +260,8 @@ class SqliteArchive:
         )
         old_slug, old_ts = existing[5 + 2], existing[5 + 5]
         moved = (old_slug, old_ts) != (content[2], content[5])
-        self._log_change(article.uid, "update", content, (old_slug, old_ts) if moved else None)
+        self._log_change(article_id, article.uid, "update", content[2], content[5],
+                         (old_slug, old_ts) if moved else None)
         return StoreResult.UPDATED
 
     def _ensure_outlet(self, slug: str, name: str) -> None:
@@ -272,30 +274,25 @@ class SqliteArchive:
         )
         self._outlets[slug] = name
 
-    def _log_change(self, uid: str, kind: str, content: tuple[Any, ...],
+    def _log_change(self, article_id: int, uid: str, kind: str, slug: str, ts: int,
                     old: tuple[str, int] | None = None) -> None:
-        slug, ts = content[2], content[5]
         old_slug, old_ts = old if old else (None, None)
         self._db.execute(
             "INSERT INTO changes (uid, kind, outlet_slug, published_ts, at, old_outlet_slug, "
-            "old_published_ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (uid, kind, slug, ts, _now(), old_slug, old_ts),
+            "old_published_ts, article_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (uid, kind, slug, ts, _now(), old_slug, old_ts, article_id),
         )
 
     def delete(self, uid: str) -> bool:
         """Remove an article (and its versions); True if it existed."""
         with self.transaction():
             row = self._db.execute(
-                "SELECT outlet_slug, published_ts FROM articles WHERE uid = ?", (uid,)
+                "SELECT id, outlet_slug, published_ts FROM articles WHERE uid = ?", (uid,)
             ).fetchone()
             if row is None:
                 return False
             self._db.execute("DELETE FROM articles WHERE uid = ?", (uid,))
-            self._db.execute(
-                "INSERT INTO changes (uid, kind, outlet_slug, published_ts, at) "
-                "VALUES (?, 'delete', ?, ?, ?)",
-                (uid, row[0], row[1], _now()),
-            )
+            self._log_change(row[0], uid, "delete", row[1], row[2])
             return True
 
     def add_outlet_alias(self, alias: str, slug: str) -> None:
@@ -343,7 +340,7 @@ class SqliteArchive:
     def changes_since(self, seq: int = 0, until: int | None = None) -> list[Change]:
         rows = self._db.execute(
             "SELECT seq, uid, kind, outlet_slug, published_ts, old_outlet_slug, "
-            "old_published_ts FROM changes WHERE seq > ? AND seq <= ? ORDER BY seq",
+            "old_published_ts, article_id FROM changes WHERE seq > ? AND seq <= ? ORDER BY seq",
             (seq, until if until is not None else 2**62),
         ).fetchall()
         return [Change(*row) for row in rows]
@@ -421,17 +418,19 @@ class SqliteArchive:
 
     def newest_per_outlet(self, limit: int) -> list[tuple[str, list[ArticleRef]]]:
         """Each outlet's ``limit`` newest articles, outlets with the latest news first."""
-        rows = self._db.execute(
-            "SELECT id, uid, title, outlet, outlet_slug, published_ts, file_id FROM ("
-            " SELECT *, row_number() OVER (PARTITION BY outlet_slug"
-            "  ORDER BY published_ts DESC, id DESC) AS rank FROM articles"
-            ") WHERE rank <= ? ORDER BY outlet_slug, rank", (limit,))
-        blocks: dict[str, list[ArticleRef]] = {}
-        for row in rows:
-            ref = ArticleRef(*row)
-            blocks.setdefault(ref.outlet_slug, []).append(ref)
-        return sorted(blocks.items(),
-                      key=lambda kv: (-kv[1][0].published_ts, -kv[1][0].id))
+        # One index lookup per outlet: cheaper than a window over every article.
+        latest = self._db.execute(
+            "SELECT outlet_slug, max(published_ts) AS ts FROM articles "
+            "GROUP BY outlet_slug ORDER BY ts DESC, outlet_slug").fetchall()
+        blocks = [(slug, self.outlet_newest(slug, limit)) for slug, _ in latest]
+        return sorted(blocks, key=lambda kv: (-kv[1][0].published_ts, -kv[1][0].id))
+
+    def refs_in_id_range(self, first_id: int, last_id: int) -> list[ArticleRef]:
+        return self._refs("id BETWEEN ? AND ?", (first_id, last_id), "id")
+
+    def max_article_id(self) -> int:
+        row = self._db.execute("SELECT max(id) FROM articles").fetchone()
+        return int(row[0] or 0)
 
     def newest_with_summary(self, limit: int, slug: str | None = None,
                             length: int = 160) -> list[tuple[ArticleRef, str]]:

@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 from typing import Iterable, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
-__all__ = ["FeedEntry", "SITEMAP_LIMIT", "SitemapUrl", "atom_feed", "entry_id", "sitemap_files"]
+__all__ = ["FeedEntry", "SITEMAP_LIMIT", "SitemapUrl", "atom_feed", "entry_id", "sitemap_index",
+           "urlset"]
 
 SITEMAP_LIMIT = 50_000  # URLs per sitemap file, the protocol's limit
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -73,7 +74,8 @@ def atom_feed(*, title: str, self_url: str, page_url: str, author: str, language
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def _urlset(urls: Iterable[SitemapUrl]) -> bytes:
+def urlset(urls: Iterable[SitemapUrl]) -> bytes:
+    """One sitemap file."""
     lines = ['<?xml version="1.0" encoding="UTF-8"?>',
              '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">']
     for url in urls:
@@ -83,19 +85,10 @@ def _urlset(urls: Iterable[SitemapUrl]) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def sitemap_files(urls: Sequence[SitemapUrl], site_url: str,
-                  limit: int | None = None) -> dict[str, bytes]:
-    """``sitemap.xml`` alone, or past ``limit`` URLs an index and ``sitemap-N.xml`` parts."""
-    limit = limit or SITEMAP_LIMIT
-    if len(urls) <= limit:
-        return {"sitemap.xml": _urlset(urls)}
-    files: dict[str, bytes] = {}
+def sitemap_index(locations: Iterable[str]) -> bytes:
+    """A sitemap index pointing at the sitemap files at ``locations``."""
     lines = ['<?xml version="1.0" encoding="UTF-8"?>',
              '<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">']
-    for number, start in enumerate(range(0, len(urls), limit), 1):
-        name = f"sitemap-{number}.xml"
-        files[name] = _urlset(urls[start:start + limit])
-        lines.append(f"<sitemap><loc>{escape(site_url + '/' + name)}</loc></sitemap>")
+    lines += [f"<sitemap><loc>{escape(loc)}</loc></sitemap>" for loc in locations]
     lines.append("</sitemapindex>")
-    files["sitemap.xml"] = ("\n".join(lines) + "\n").encode("utf-8")
-    return files
+    return ("\n".join(lines) + "\n").encode("utf-8")

@@ -41,7 +41,15 @@ CSS = "assets/style.css"
 TMP_DIR = ".caixun-tmp"  # temporary files of atomic writes; never published
 
 
+# China has kept UTC+8 without daylight saving since 1991-09-15; after that a
+# fixed offset gives the Beijing date without a time-zone database lookup.
+_FIXED_OFFSET_SINCE = 685_000_000
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
 def beijing_date(published_ts: int) -> date:
+    if published_ts >= _FIXED_OFFSET_SINCE:
+        return date.fromordinal(_EPOCH_ORDINAL + (published_ts + 8 * 3600) // 86400)
     return datetime.fromtimestamp(published_ts, timezone.utc).astimezone(BEIJING).date()
 
 

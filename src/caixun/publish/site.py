@@ -36,8 +36,8 @@ from caixun import __version__
 from caixun.archive import ArticleRef, BuildState, SqliteArchive, open_archive
 from caixun.errors import ConfigError
 from caixun.model import Article
-from caixun.publish import paths
-from caixun.publish.feeds import FeedEntry, SitemapUrl, atom_feed, sitemap_files
+from caixun.publish import feeds, paths
+from caixun.publish.feeds import FeedEntry, SitemapUrl, atom_feed, sitemap_index, urlset
 
 __all__ = ["BuildReport", "SiteConfig", "build_site"]
 
@@ -161,7 +161,9 @@ class Renderer:
             trim_blocks=False,
             keep_trailing_newline=True,
             undefined=jinja2.StrictUndefined,
+            auto_reload=False,
         )
+        self._templates: dict[str, jinja2.Template] = {}
         base = config.base_path
         self.env.globals.update(
             site=config,
@@ -187,7 +189,10 @@ class Renderer:
         return self._local(ts).date()
 
     def render(self, template: str, **context: Any) -> bytes:
-        return self.env.get_template(template).render(**context).encode("utf-8")
+        compiled = self._templates.get(template)
+        if compiled is None:
+            compiled = self._templates[template] = self.env.get_template(template)
+        return compiled.render(**context).encode("utf-8")
 
     def article(self, article: Article, ref: ArticleRef, prev: ArticleRef | None,
                 next_: ArticleRef | None) -> bytes:
@@ -436,7 +441,8 @@ def _day_counts_slow(archive: SqliteArchive, renderer: Renderer) -> list[tuple[d
     return sorted(counts.items(), reverse=True)
 
 
-def _site_wide(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter) -> None:
+def _site_wide(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+               changed_ids: set[int] | None = None) -> None:
     """Home, archive index, site feed, sitemap, robots.txt, 404 page, stylesheet."""
     config = renderer.config
     names = archive.outlets()
@@ -448,14 +454,51 @@ def _site_wide(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter) -
     writer.put(paths.ARCHIVE, renderer.archive_index(days))
     writer.put(paths.FEED, renderer.feed(config.title, paths.FEED, paths.HOME,
                                          archive.newest_with_summary(FEED_SIZE)))
-    _sitemap(archive, renderer, writer, days)
+    _sitemap(archive, renderer, writer, days, changed_ids)
     writer.put(paths.ROBOTS, (f"User-agent: *\nAllow: /\n\n"
                               f"Sitemap: {config.base_url}/{paths.SITEMAP}\n").encode())
     writer.put(paths.HOME, renderer.home(archive.newest(config.per_page), outlets))
 
 
 def _sitemap(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
-             days: list[tuple[date, int]]) -> None:
+             days: list[tuple[date, int]], changed_ids: set[int] | None) -> None:
+    """``sitemap.xml``; past the protocol's limit an index of parts.
+
+    Article URLs are split into parts by article id, so a build rewrites only
+    the parts holding the changed articles (``changed_ids``; None: all).
+    """
+    base, limit = renderer.config.base_url, feeds.SITEMAP_LIMIT
+    pages = _page_urls(archive, renderer, days)
+    wanted: set[str] = set()
+    if len(pages) + archive.count() <= limit:
+        articles = [_article_url(base, ref) for ref in archive.iter_refs()]
+        writer.put(paths.SITEMAP, urlset(pages + articles))
+        wanted.add(paths.SITEMAP)
+    else:
+        parts: list[str] = []
+        for number, start in enumerate(range(0, len(pages), limit), 1):
+            parts.append(f"sitemap-pages-{number}.xml")
+            writer.put(parts[-1], urlset(pages[start:start + limit]))
+        for number in range(1, -(-archive.max_article_id() // limit) + 1):
+            name = f"sitemap-articles-{number}.xml"
+            first, last = (number - 1) * limit + 1, number * limit
+            dirty = changed_ids is None or not (writer.root / name).exists() or any(
+                first <= i <= last for i in changed_ids)
+            if dirty:
+                refs = archive.refs_in_id_range(first, last)
+                if not refs:
+                    continue
+                writer.put(name, urlset(_article_url(base, ref) for ref in refs))
+            parts.append(name)
+        writer.put(paths.SITEMAP, sitemap_index(f"{base}/{name}" for name in parts))
+        wanted |= set(parts) | {paths.SITEMAP}
+    for old in writer.root.glob("sitemap-*.xml"):
+        if old.name not in wanted:
+            writer.remove(old.name)
+
+
+def _page_urls(archive: SqliteArchive, renderer: Renderer,
+               days: list[tuple[date, int]]) -> list[SitemapUrl]:
     base, per_page = renderer.config.base_url, renderer.config.per_page
     urls = [SitemapUrl(base + "/"), SitemapUrl(base + paths.url_of(paths.ARCHIVE))]
     for slug, total in sorted(archive.outlet_counts().items()):
@@ -464,15 +507,12 @@ def _sitemap(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
                  for n in range(1, chunk_count(total, per_page) + 1)]
     urls += [SitemapUrl(base + paths.url_of(paths.day_path(day)), day.isoformat())
              for day, _ in sorted(days)]
-    urls += [SitemapUrl(base + paths.url_of(_article_path(ref)),
-                        paths.beijing_date(ref.published_ts).isoformat())
-             for ref in archive.iter_refs()]
-    produced = sitemap_files(urls, base)
-    for name, data in produced.items():
-        writer.put(name, data)
-    for old in writer.root.glob("sitemap-*.xml"):
-        if old.name not in produced:
-            writer.remove(old.name)
+    return urls
+
+
+def _article_url(base: str, ref: ArticleRef) -> SitemapUrl:
+    return SitemapUrl(base + paths.url_of(_article_path(ref)),
+                      paths.beijing_date(ref.published_ts).isoformat())
 
 
 # -- incremental build ----------------------------------------------------------------
@@ -492,7 +532,7 @@ def _incremental(archive: SqliteArchive, out: Path, config: SiteConfig, since: i
     _incremental_outlets(archive, renderer, writer, positions)
     for day in sorted({renderer.local_day(ts) for _, ts in positions}):
         _write_day(archive, renderer, writer, day)
-    _site_wide(archive, renderer, writer)
+    _site_wide(archive, renderer, writer, {c.article_id for c in changes if c.article_id})
     for uid, old_path in archive.built_paths(str(out), uids).items():
         if uid_paths.get(uid) != old_path:
             writer.remove(old_path)
