@@ -35,7 +35,9 @@ class PostStyle:
     body_format: BodyFormat = "html"
     link: bool = True  # a "<url>" line follows the body
     link_gap: int = 2  # newlines between the body and the link
-    footer: str | None = None  # None: generate; "" : no footer; else verbatim
+    footer: str | None = None  # None: from footer_template; "": no footer; else verbatim
+    # Placeholders: {tags}, {slug}, {base} (the jekyll.base_url setting).
+    footer_template: str = "[返回{tags}]({base}/category/{slug}.html)｜[返回首页]({base}/)"
     footer_gap: int = 2
     trailing_newlines: int = 0
     file_date: str | None = None  # date in the file name when it differs from the post date

@@ -66,10 +66,9 @@ def escape_text_body(text: str) -> str:
 
 
 def default_footer(article: Article, base_url: str = "") -> str:
-    tag = article.post_style.tags if article.post_style else default_tags(article.outlet)
-    base = base_url.rstrip("/")
-    return (f"[返回{tag}]({base}/category/{article.outlet_slug}.html)"
-            f"｜[返回首页]({base}/)")
+    style = article.post_style or default_style(article)
+    return style.footer_template.format(tags=style.tags or default_tags(article.outlet),
+                                        slug=article.outlet_slug, base=base_url.rstrip("/"))
 
 
 def default_tags(outlet: str) -> str:

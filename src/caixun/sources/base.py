@@ -1,0 +1,156 @@
+"""The contract between a news source family and the fetcher.
+
+A family (East Money rolling news, 财联社, an RSS feed …) is a ``Source``
+subclass registered under the entry-point group ``caixun.sources`` with its
+``kind`` as the name; the built-in families register themselves exactly as a
+third-party package would (see ``pyproject.toml``).
+
+The fetcher drives a source through one round:
+
+1. ``list_requests()``: the requests that list the newest items;
+2. ``parse_list(request, payload)``: the items of one list payload, each an
+   ``Entry`` that may ask for its full text with ``Entry.text_request``;
+3. ``parse_text(entry, payload)``: the fields a full-text payload adds;
+4. ``to_article(entry, text, fetched_at)``: one clean ``Article``.
+
+Sources never do I/O; they turn configuration into requests and payloads
+into values. A payload whose shape is wrong raises ``PayloadError`` (the whole
+list is unusable); one bad item raises ``ItemError`` (only that item is
+skipped and reported by uid).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Literal, Mapping
+
+from caixun.errors import ConfigError, SourceError
+from caixun.model import Article
+
+__all__ = [
+    "Entry",
+    "ItemError",
+    "Request",
+    "Source",
+    "SourceConfig",
+    "available_kinds",
+    "entry_hash",
+    "load_source",
+]
+
+ENTRY_POINT_GROUP = "caixun.sources"
+PayloadKind = Literal["json", "jsonp", "text", "feed"]
+
+
+class ItemError(SourceError):
+    """One item of a payload cannot become an article (it is skipped and reported)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """One ``[[sources]]`` table of ``caixun.toml``."""
+
+    name: str
+    kind: str
+    every: int = 60  # seconds between polls
+    options: Mapping[str, Any] = field(default_factory=dict)  # URLs and family settings
+
+    def option(self, key: str, default: Any) -> Any:
+        return self.options.get(key, default)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP GET a source wants made."""
+
+    url: str
+    params: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    payload: PayloadKind = "json"  # how the body is decoded: json, jsonp, text or feed bytes
+    key: str = "list"  # names the request within its source (conditional GET state)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One item of a list payload, before it becomes an article."""
+
+    native_id: str
+    fields: Mapping[str, Any]
+    text_request: Request | None = None  # the full text to fetch for this item, if any
+
+    @property
+    def list_hash(self) -> str:
+        return entry_hash(self.fields)
+
+
+def entry_hash(fields: Mapping[str, Any]) -> str:
+    """A hash of a list entry: when it changes, the item's full text is fetched again."""
+    data = json.dumps(fields, ensure_ascii=False, sort_keys=True, default=str)
+    return hashlib.blake2b(data.encode("utf-8"), digest_size=12).hexdigest()
+
+
+class Source(ABC):
+    """A news source family. Subclasses set ``kind``, ``defaults`` and ``description``."""
+
+    kind: ClassVar[str]
+    description: ClassVar[str] = ""
+    # Every option the family reads, with its default: URLs are plain settings,
+    # so a user can point a source at a mirror or a proxy.
+    defaults: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self, config: SourceConfig) -> None:
+        unknown = set(config.options) - set(self.defaults)
+        if unknown:
+            raise ConfigError(
+                f"source {config.name!r} ({self.kind}): unknown option(s) "
+                f"{', '.join(sorted(unknown))}; known: {', '.join(sorted(self.defaults))}")
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def option(self, key: str) -> Any:
+        return self.config.options.get(key, self.defaults[key])
+
+    def uid(self, native_id: str) -> str:
+        return f"{self.name}:{native_id}"
+
+    @abstractmethod
+    def list_requests(self) -> list[Request]:
+        """The requests that list the newest items."""
+
+    @abstractmethod
+    def parse_list(self, request: Request, payload: Any) -> list[Entry]:
+        """The items of one list payload; ``PayloadError`` if its shape is wrong."""
+
+    def parse_text(self, entry: Entry, payload: Any) -> Mapping[str, Any]:
+        """Fields a full-text payload adds to ``entry`` (by default: none)."""
+        return {}
+
+    @abstractmethod
+    def to_article(self, entry: Entry, text: Mapping[str, Any] | None,
+                   fetched_at: datetime) -> Article:
+        """The clean article of one entry; ``ItemError`` if it cannot be one."""
+
+
+def available_kinds() -> dict[str, type[Source]]:
+    """Every registered family, built-in or from another package, by kind."""
+    kinds: dict[str, type[Source]] = {}
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        kinds[point.name] = point.load()
+    return kinds
+
+
+def load_source(config: SourceConfig) -> Source:
+    kinds = available_kinds()
+    family = kinds.get(config.kind)
+    if family is None:
+        raise ConfigError(f"source {config.name!r}: unknown kind {config.kind!r} "
+                          f"(known: {', '.join(sorted(kinds))})")
+    return family(config)
