@@ -27,6 +27,7 @@ __all__ = [
     "html_to_text",
     "offset_timezone",
     "sanitize_html",
+    "split_headline",
     "strip_indent",
     "text_to_html",
 ]
@@ -165,3 +166,14 @@ def offset_timezone(offset: str) -> tzinfo:
     sign = -1 if offset[0] == "-" else 1
     digits = offset[1:].replace(":", "")
     return timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0)))
+
+
+_HEADLINE = re.compile(r"^\s*【([^】]{1,200})】\s*")
+
+
+def split_headline(text: str) -> tuple[str | None, str]:
+    """``【headline】body`` → (headline, body); text without one → (None, text)."""
+    match = _HEADLINE.match(text)
+    if match is None:
+        return None, text
+    return match.group(1).strip(), text[match.end():]

@@ -30,7 +30,17 @@ from importlib.metadata import entry_points
 from typing import Any, ClassVar, Literal, Mapping
 
 from caixun.errors import ConfigError, SourceError
-from caixun.model import Article
+from caixun.model import Article, PostStyle
+from caixun.normalize import (
+    beijing_time,
+    clean_text,
+    clean_title,
+    html_to_text,
+    sanitize_html,
+    strip_indent,
+    text_to_html,
+)
+from caixun.slugs import outlet_slug
 
 __all__ = [
     "Entry",
@@ -39,6 +49,7 @@ __all__ = [
     "Source",
     "SourceConfig",
     "available_kinds",
+    "build_article",
     "entry_hash",
     "load_source",
 ]
@@ -154,3 +165,55 @@ def load_source(config: SourceConfig) -> Source:
         raise ConfigError(f"source {config.name!r}: unknown kind {config.kind!r} "
                           f"(known: {', '.join(sorted(kinds))})")
     return family(config)
+
+
+def build_article(
+    source: Source,
+    native_id: str,
+    *,
+    outlet: str,
+    title: str,
+    published: str | int | float | datetime | None,
+    fetched_at: datetime,
+    body_html: str | None = None,
+    body_text: str | None = None,
+    digest: str = "",
+    url: str = "",
+    share_url: str = "",
+    outlet_slug_: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    post_style: PostStyle | None = None,
+    file_id: str | None = None,
+) -> Article:
+    """A clean article from raw source fields; ``ItemError`` names what is missing.
+
+    Give ``body_html`` (sanitized here, the raw copy kept when sanitizing changed
+    it) or ``body_text`` (plain text; its HTML is made here). Pairs of U+3000
+    indents are removed as the original site did; naive times are Beijing time.
+    """
+    uid = source.uid(native_id)
+    title = clean_title(clean_text(title))
+    if not title:
+        raise ItemError(f"{uid}: empty title")
+    if published is None or published == "":
+        raise ItemError(f"{uid}: empty time")
+    try:
+        when = beijing_time(published)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise ItemError(f"{uid}: unreadable time {published!r}") from exc
+    outlet = clean_title(outlet) or source.name
+    raw_html, html, text = None, "", ""
+    if body_html:
+        cleaned_input = strip_indent(clean_text(body_html))
+        html = sanitize_html(cleaned_input)
+        raw_html = body_html if html != body_html else None
+        text = html_to_text(html)
+    elif body_text:
+        text = strip_indent(clean_text(body_text)).strip()
+        html = text_to_html(text)
+    return Article(
+        uid=uid, outlet=outlet, outlet_slug=outlet_slug_ or outlet_slug(outlet), title=title,
+        published_at=when, file_id=file_id or native_id, body_html=html, body_text=text,
+        digest=clean_text(digest).strip(), url=url.strip(), share_url=share_url.strip(),
+        fetched_at=fetched_at, body_raw=raw_html, extra=dict(extra or {}),
+        post_style=post_style)
