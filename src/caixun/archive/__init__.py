@@ -9,12 +9,13 @@ from caixun.archive.sqlite import (
     ArticleVersion,
     BuildState,
     Change,
+    SourceHealth,
     SqliteArchive,
     StoreResult,
 )
 
-__all__ = ["ArticleRef", "ArticleVersion", "BuildState", "Change", "SqliteArchive",
-           "StoreResult", "open_archive"]
+__all__ = ["ArticleRef", "ArticleVersion", "BuildState", "Change", "SourceHealth",
+           "SqliteArchive", "StoreResult", "open_archive"]
 
 
 def open_archive(path: str | Path) -> SqliteArchive:

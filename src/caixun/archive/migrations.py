@@ -98,3 +98,21 @@ MIGRATIONS += (
         );
     """),
 )
+
+MIGRATIONS += (
+    Migration(4, "source health and the list entries already seen", """
+        CREATE TABLE source_health (
+            name TEXT PRIMARY KEY,
+            last_attempt TEXT,
+            last_success TEXT,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            next_poll REAL NOT NULL DEFAULT 0,
+            lists TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE source_items (
+            uid TEXT PRIMARY KEY,
+            list_hash TEXT NOT NULL
+        );
+    """),
+)

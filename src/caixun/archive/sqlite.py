@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -22,8 +22,8 @@ from caixun.errors import ArchiveError
 from caixun.model import Article, PostStyle
 from caixun.normalize import BEIJING
 
-__all__ = ["ArticleRef", "ArticleVersion", "BuildState", "Change", "SqliteArchive",
-           "StoreResult"]
+__all__ = ["ArticleRef", "ArticleVersion", "BuildState", "Change", "SourceHealth",
+           "SqliteArchive", "StoreResult"]
 
 _CONTENT_COLUMNS = (
     "file_id", "outlet", "outlet_slug", "title", "published_at", "published_ts",
@@ -73,6 +73,19 @@ class ArticleRef(NamedTuple):
     outlet_slug: str
     published_ts: int
     file_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceHealth:
+    """A source's record: how its polls went and when the next one is due."""
+
+    name: str
+    last_attempt: str | None = None
+    last_success: str | None = None
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    next_poll: float = 0.0  # Unix time
+    lists: dict[str, dict[str, str]] = field(default_factory=dict)  # conditional-GET state
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,6 +511,54 @@ class SqliteArchive:
         return [(day, n) for day, n in self._db.execute(
             "SELECT date(published_ts + ?, 'unixepoch') AS day, count(*) FROM articles "
             "GROUP BY day ORDER BY day DESC", (utc_offset_seconds,))]
+
+    # -- sources ------------------------------------------------------------------
+
+    def list_hashes(self, uids: Iterable[str]) -> dict[str, str]:
+        """uid → hash of the list entry the article was last made from."""
+        found: dict[str, str] = {}
+        wanted = list(uids)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            found.update(self._db.execute(
+                f"SELECT uid, list_hash FROM source_items WHERE uid IN "
+                f"({','.join('?' * len(chunk))})", chunk))
+        return found
+
+    def set_list_hashes(self, hashes: dict[str, str]) -> None:
+        with self.transaction():
+            self._db.executemany(
+                "INSERT INTO source_items (uid, list_hash) VALUES (?, ?) "
+                "ON CONFLICT (uid) DO UPDATE SET list_hash = excluded.list_hash",
+                hashes.items())
+
+    def source_health(self, name: str) -> SourceHealth:
+        row = self._db.execute(
+            "SELECT name, last_attempt, last_success, consecutive_failures, last_error, "
+            "next_poll, lists FROM source_health WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return SourceHealth(name)
+        return SourceHealth(name=row[0], last_attempt=row[1], last_success=row[2],
+                            consecutive_failures=row[3], last_error=row[4], next_poll=row[5],
+                            lists=json.loads(row[6]))
+
+    def all_source_health(self) -> dict[str, SourceHealth]:
+        names = [row[0] for row in self._db.execute("SELECT name FROM source_health")]
+        return {name: self.source_health(name) for name in names}
+
+    def save_source_health(self, health: SourceHealth) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT INTO source_health (name, last_attempt, last_success, "
+                "consecutive_failures, last_error, next_poll, lists) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET last_attempt = excluded.last_attempt, "
+                "last_success = excluded.last_success, "
+                "consecutive_failures = excluded.consecutive_failures, "
+                "last_error = excluded.last_error, next_poll = excluded.next_poll, "
+                "lists = excluded.lists",
+                (health.name, health.last_attempt, health.last_success,
+                 health.consecutive_failures, health.last_error, health.next_poll,
+                 json.dumps(health.lists, sort_keys=True)))
 
     # -- site build state ---------------------------------------------------------
 
