@@ -6,10 +6,15 @@ import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterable, Iterator, TypeVar
+import asyncio
+import json
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence, TypeVar
 
 import click
+from datetime import datetime, timezone
+
 from rich.console import Console
+from rich.table import Table
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from caixun import __version__
@@ -18,7 +23,9 @@ from caixun.errors import CaixunError
 from caixun.importer import FileOutcome, import_posts
 from caixun.publish.jekyll import write_posts
 from caixun.publish.jsonl import write_jsonl
+from caixun.fetch import DEFAULT_USER_AGENT, Fetcher, FetchSettings, fetch_round
 from caixun.publish.site import SiteConfig, build_site
+from caixun.sources.base import SourceConfig, load_source
 from caixun.settings import Settings, load_settings
 from caixun.sources.jekyll import iter_post_paths
 
@@ -33,6 +40,26 @@ class AppContext:
 
     def open_archive(self) -> SqliteArchive:
         return open_archive(Path(self.settings["archive.path"]))
+
+    def fetch_settings(self) -> FetchSettings:
+        values = self.settings
+        return FetchSettings(
+            connect_timeout=values["fetch.connect_timeout"],
+            read_timeout=values["fetch.read_timeout"], retries=values["fetch.retries"],
+            per_host=values["fetch.per_host"], min_gap=values["fetch.min_gap"],
+            user_agent=values["fetch.user_agent"] or DEFAULT_USER_AGENT)
+
+    def source_configs(self, names: Sequence[str] = ()) -> list[SourceConfig]:
+        configs = list(self.settings.sources)
+        if not configs:
+            raise click.ClickException(
+                "no sources configured: add [[sources]] tables to caixun.toml "
+                "(`caixun init` writes one with every built-in source)")
+        unknown = set(names) - {c.name for c in configs}
+        if unknown:
+            raise click.ClickException(f"unknown source(s): {', '.join(sorted(unknown))} "
+                                       f"(configured: {', '.join(c.name for c in configs)})")
+        return [c for c in configs if not names or c.name in names]
 
     def site_config(self) -> SiteConfig:
         values = self.settings
@@ -200,6 +227,107 @@ def serve_command(app: AppContext, site_dir: Path | None, host: str, port: int) 
     directory = site_dir or Path(app.settings["site.out"])
     app.info(f"serving {directory} at http://{host}:{port}/")
     serve(directory, host, port)
+
+
+@main.command("fetch")
+@click.option("--source", "names", multiple=True, metavar="NAME",
+              help="Poll this source now, due or not (repeatable). Default: every due source.")
+@click.pass_obj
+def fetch_command(app: AppContext, names: tuple[str, ...]) -> None:
+    """Poll the due (or named) sources once and store what they have.
+
+    Prints a line per source: new, updated, unchanged, errors. Exits 1 if a
+    source failed (the others are still stored).
+    """
+    sources = [load_source(c) for c in app.source_configs(names)]
+
+    async def one_round() -> list[Any]:
+        fetcher = Fetcher(app.fetch_settings())
+        try:
+            with app.open_archive() as archive:
+                return await fetch_round(sources, fetcher, archive, due_only=not names,
+                                         max_backoff=app.settings["fetch.max_backoff"])
+        finally:
+            await fetcher.aclose()
+
+    reports = asyncio.run(one_round())
+    if not reports:
+        app.info("no source is due (use --source NAME to poll one now)")
+    for report in reports:
+        click.echo(report.summary())
+        for problem in report.item_errors:
+            app.warn(problem)
+    if any(r.error for r in reports):
+        raise click.ClickException("some sources failed; see above")
+
+
+@main.command("sources")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def sources_command(app: AppContext, as_json: bool) -> None:
+    """Show the configured sources and their health."""
+    configs = app.source_configs()
+    with app.open_archive() as archive:
+        rows = [(c, archive.source_health(c.name)) for c in configs]
+    if as_json:
+        click.echo(json.dumps([{
+            "name": c.name, "kind": c.kind, "every": c.every,
+            "last_success": h.last_success, "last_attempt": h.last_attempt,
+            "consecutive_failures": h.consecutive_failures, "last_error": h.last_error,
+            "next_poll": datetime.fromtimestamp(h.next_poll, timezone.utc).isoformat(
+                timespec="seconds") if h.next_poll else None,
+        } for c, h in rows], ensure_ascii=False, indent=2))
+        return
+    table = Table("source", "kind", "every", "last success", "failures", "next poll",
+                  "last error")
+    for config, health in rows:
+        next_poll = datetime.fromtimestamp(health.next_poll).strftime("%m-%d %H:%M:%S") \
+            if health.next_poll else "now"
+        table.add_row(config.name, config.kind, f"{config.every:g}s",
+                      health.last_success or "never", str(health.consecutive_failures),
+                      next_poll, health.last_error or "")
+    Console().print(table)
+
+
+@main.command("run")
+@click.option("--no-serve", is_flag=True, help="Only fetch and publish; do not serve the site.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Site directory (default: setting site.out, else site/).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to serve on.")
+@click.pass_obj
+def run_command(app: AppContext, no_serve: bool, out_dir: Path | None, host: str,
+                port: int) -> None:
+    """The main job: poll every source on its schedule, store, rebuild, serve.
+
+    Logs one line per source per round. Ctrl-C or SIGTERM stops it cleanly;
+    unreachable sources are reported and retried with backoff while the site
+    stays up.
+    """
+    from caixun.run import RunOptions, run_daemon
+
+    options = RunOptions(
+        archive_path=Path(app.settings["archive.path"]),
+        out=out_dir or Path(app.settings["site.out"]), site=app.site_config(),
+        fetch=app.fetch_settings(), max_backoff=app.settings["fetch.max_backoff"],
+        serve=not no_serve, host=host, port=port)
+    configs = app.source_configs()
+    asyncio.run(run_daemon(options, configs, lambda line: click.echo(line, err=True)))
+
+
+@main.command("init")
+@click.option("--force", is_flag=True, help="Overwrite an existing caixun.toml.")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), default="caixun.toml")
+@click.pass_obj
+def init_command(app: AppContext, path: Path, force: bool) -> None:
+    """Write a commented caixun.toml with every setting and every built-in source."""
+    from caixun.config_template import config_template
+
+    if path.exists() and not force:
+        raise click.ClickException(f"{path} exists; use --force to overwrite it")
+    path.write_text(config_template(), encoding="utf-8")
+    app.info(f"wrote {path}: edit it, then run `caixun run`")
 
 
 def _with_progress(app: AppContext, label: str, total: int, items: Iterable[T]) -> Iterator[T]:

@@ -27,12 +27,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import httpx
 
-from caixun.archive import SqliteArchive, StoreResult
+from caixun.archive import SourceHealth, SqliteArchive, StoreResult
 from caixun.errors import FetchError, PayloadError, SourceError
 from caixun.model import Article
 from caixun.sources.base import Entry, ItemError, Request, Source
@@ -44,6 +44,8 @@ __all__ = [
     "HostGate",
     "SourceReport",
     "decode_payload",
+    "fetch_round",
+    "next_health",
     "poll_source",
 ]
 
@@ -285,7 +287,38 @@ async def poll_source(source: Source, fetcher: Fetcher, archive: SqliteArchive,
         await _store_entries(source, fetcher, archive, entries, report)
     except SourceError as exc:
         report.error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a bug in one source must not stop the others
+        report.error = f"internal error in the {source.kind} source: {type(exc).__name__}: {exc}"
     return report
+
+
+def next_health(health: SourceHealth, report: SourceReport, every: float, now: float,
+                max_backoff: float) -> SourceHealth:
+    """The source's record after a round: back off while it fails, normal after a success."""
+    stamp = datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds")
+    if report.error is None:
+        return SourceHealth(health.name, stamp, stamp, 0, None, now + every, report.state)
+    failures = health.consecutive_failures + 1
+    delay = min(max_backoff, every * 2.0 ** (failures - 1))
+    return SourceHealth(health.name, stamp, health.last_success, failures, report.error,
+                        now + max(every, delay), health.lists)
+
+
+async def fetch_round(sources: Sequence[Source], fetcher: Fetcher, archive: SqliteArchive, *,
+                      due_only: bool = True, max_backoff: float = 3600.0) -> list[SourceReport]:
+    """Poll every due source (or all of them) concurrently; each records its health."""
+    now = time.time()
+    chosen = [s for s in sources
+              if not due_only or archive.source_health(s.name).next_poll <= now]
+
+    async def one(source: Source) -> SourceReport:
+        health = archive.source_health(source.name)
+        report = await poll_source(source, fetcher, archive, health.lists)
+        archive.save_source_health(
+            next_health(health, report, source.config.every, time.time(), max_backoff))
+        return report
+
+    return list(await asyncio.gather(*(one(source) for source in chosen)))
 
 
 async def _list_entries(source: Source, fetcher: Fetcher, report: SourceReport) -> list[Entry]:

@@ -5,12 +5,14 @@ Defaults, validation and the README's settings table all come from ``SETTINGS``.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from caixun.errors import ConfigError
+from caixun.sources.base import SourceConfig
 
 __all__ = ["CONFIG_FILE", "SETTINGS", "Setting", "Settings", "load_settings"]
 
@@ -47,6 +49,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("site", "theme", "",
             "A directory of templates that override the built-in ones by file name."),
     Setting("site", "out", "site", "Where `caixun build` writes the site."),
+    Setting("fetch", "connect_timeout", 5.0, "Seconds to wait for a connection."),
+    Setting("fetch", "read_timeout", 15.0, "Seconds to wait for a response."),
+    Setting("fetch", "retries", 3,
+            "Retries after a connection error, timeout, 429 or 5xx (never other 4xx)."),
+    Setting("fetch", "per_host", 2, "Requests in flight to one host at most."),
+    Setting("fetch", "min_gap", 1.0, "Seconds between the starts of two requests to one host."),
+    Setting("fetch", "user_agent", "",
+            "User-Agent header; empty: a desktop browser's, as the APIs expect."),
+    Setting("fetch", "max_backoff", 3600.0,
+            "Longest wait, in seconds, before polling a failing source again."),
     Setting("jekyll", "base_url", "",
             "Prefix of the footer links in exported posts that have no footer of "
             "their own, e.g. '//finews.example.com'."),
@@ -58,6 +70,7 @@ _BY_KEY = {s.key: s for s in SETTINGS}
 class Settings:
     values: Mapping[str, Any]
     source: Path | None = None
+    sources: tuple[SourceConfig, ...] = ()  # the [[sources]] tables
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -67,30 +80,63 @@ def load_settings(path: Path | None = None, overrides: Mapping[str, Any] | None 
     """Defaults, then ``caixun.toml`` (``path``, or the working directory's), then overrides."""
     values = {s.key: s.default for s in SETTINGS}
     source = path if path is not None else Path(CONFIG_FILE)
+    sources: tuple[SourceConfig, ...] = ()
     if source.exists():
-        values.update(_read_file(source))
+        data = _read_toml(source)
+        values.update(_read_values(source, data))
+        sources = _read_sources(source, data.get("sources", []))
     elif path is not None:
         raise ConfigError(f"{path}: no such config file")
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value
-    return Settings(values, source if source.exists() else None)
+    return Settings(values, source if source.exists() else None, sources)
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _read_values(path: Path, data: Mapping[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for section, table in data.items():
+        if section == "sources":
+            continue
         if not isinstance(table, dict):
-            continue  # arrays of tables ([[sources]]) belong to the sources stage
+            raise ConfigError(f"{path}: {section!r} must be a [section] table")
         for name, value in table.items():
-            values[_checked(path, f"{section}.{name}", value)] = value
+            key = _checked(path, f"{section}.{name}", value)
+            values[key] = float(value) if isinstance(_BY_KEY[key].default, float) else value
     return values
+
+
+_SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _read_sources(path: Path, tables: Any) -> tuple[SourceConfig, ...]:
+    if not isinstance(tables, list):
+        raise ConfigError(f"{path}: sources must be written as [[sources]] tables")
+    configs: list[SourceConfig] = []
+    for number, table in enumerate(tables, 1):
+        where = f"{path}: [[sources]] #{number}"
+        options = dict(table)
+        name, kind, every = options.pop("name", None), options.pop("kind", None), \
+            options.pop("every", 60)
+        if not isinstance(name, str) or not _SOURCE_NAME.match(name):
+            raise ConfigError(f"{where}: 'name' must be letters, digits, '.', '_' or '-'")
+        if not isinstance(kind, str) or not kind:
+            raise ConfigError(f"{where} ({name}): 'kind' is missing")
+        if isinstance(every, bool) or not isinstance(every, (int, float)) or every <= 0:
+            raise ConfigError(f"{where} ({name}): 'every' must be a positive number of seconds")
+        if any(c.name == name for c in configs):
+            raise ConfigError(f"{where}: the name {name!r} is used twice")
+        configs.append(SourceConfig(name, kind, every, options))
+    return tuple(configs)
 
 
 def _checked(path: Path, key: str, value: Any) -> str:
@@ -98,7 +144,11 @@ def _checked(path: Path, key: str, value: Any) -> str:
     if setting is None:
         known = ", ".join(sorted(_BY_KEY))
         raise ConfigError(f"{path}: unknown setting {key!r} (known: {known})")
-    if not isinstance(value, type(setting.default)):
+    if isinstance(setting.default, float) and isinstance(value, int) \
+            and not isinstance(value, bool):
+        return key
+    if not isinstance(value, type(setting.default)) or isinstance(value, bool) != isinstance(
+            setting.default, bool):
         expected = type(setting.default).__name__
         raise ConfigError(f"{path}: {key} must be a {expected}, not {value!r}")
     return key

@@ -68,7 +68,7 @@ class SourceConfig:
 
     name: str
     kind: str
-    every: int = 60  # seconds between polls
+    every: float = 60  # seconds between polls
     options: Mapping[str, Any] = field(default_factory=dict)  # URLs and family settings
 
     def option(self, key: str, default: Any) -> Any:

@@ -1,0 +1,78 @@
+"""The commented ``caixun.toml`` that ``caixun init`` writes.
+
+Everything in it comes from the settings table and from the registered source
+families, so the template cannot fall behind the code.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from caixun.settings import SETTINGS
+from caixun.sources.base import available_kinds
+
+__all__ = ["BUILT_IN_SOURCES", "config_template", "toml_value"]
+
+# The sources a new caixun.toml starts with: (name, kind, seconds between polls, note).
+BUILT_IN_SOURCES: tuple[tuple[str, str, int, str], ...] = (
+    ("em-rolling", "eastmoney-rolling", 60, "东财滚动新闻 (the old site's main feed)"),
+    ("em-media", "eastmoney-media", 120, "East Money media columns: one outlet per paper"),
+    ("em-market", "eastmoney-market", 300, "East Money market news (marketType 37/38/39)"),
+    ("em-fast", "eastmoney-fast", 60, "东方财富 7x24 fast news"),
+    ("em-columns", "eastmoney-columns", 300, "East Money column lists, with article text"),
+    ("cls", "cls", 60, "财联社 telegraph"),
+    ("jin10", "jin10", 60, "金十数据 flash"),
+    ("wallstreetcn", "wallstreetcn", 60, "华尔街见闻 live news"),
+    ("sina", "sina", 60, "新浪财经 7x24"),
+)
+
+
+def toml_value(value: Any) -> str:
+    """A TOML literal for the simple values settings use."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # JSON strings are TOML basic strings
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML literal for {value!r}")
+
+
+def _settings_part() -> list[str]:
+    lines: list[str] = []
+    section = ""
+    for setting in SETTINGS:
+        if setting.section != section:
+            section = setting.section
+            lines += ["", f"[{section}]"]
+        lines.append(f"# {setting.help}")
+        lines.append(f"# {setting.name} = {toml_value(setting.default)}")
+    return lines
+
+
+def _source_part() -> list[str]:
+    kinds = available_kinds()
+    lines = ["", "# News sources: every URL is a plain option, so a source can point at a",
+             "# mirror or a proxy. Remove a table to stop polling that source."]
+    for name, kind, every, note in BUILT_IN_SOURCES:
+        family = kinds.get(kind)
+        if family is None:
+            continue
+        lines += ["", f"# {note}", "[[sources]]", f"name = {toml_value(name)}",
+                  f"kind = {toml_value(kind)}", f"every = {every}"]
+        lines += [f"# {key} = {toml_value(value)}" for key, value in family.defaults.items()]
+    rss = kinds.get("rss")
+    if rss is not None:
+        lines += ["", "# Any RSS or Atom feed (uncomment and set url):", "# [[sources]]",
+                  '# name = "my-feed"', '# kind = "rss"', "# every = 600"]
+        lines += [f"# {key} = {toml_value(value)}" for key, value in rss.defaults.items()]
+    return lines
+
+
+def config_template() -> str:
+    header = ["# caixun.toml — settings for caixun (财讯).",
+              "# Commented lines show the defaults; uncomment to change one."]
+    return "\n".join(header + _settings_part() + _source_part()) + "\n"
