@@ -49,6 +49,8 @@ __all__ = [
     "poll_source",
 ]
 
+# A longer Retry-After ends the round for that source; its health record backs off.
+MAX_RETRY_AFTER = 120.0
 DEFAULT_USER_AGENT = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
                       "(KHTML, like Gecko) Chrome/120.0 Safari/537.36 caixun")
 
@@ -138,8 +140,10 @@ class Fetcher:
         problem = ""
         for attempt in range(attempts):
             try:
+                # httpx drops a URL's own query when given params, even empty ones.
+                params = httpx.QueryParams(list(request.params)) if request.params else None
                 response = await self.gate.run(host, lambda: self.client.get(
-                    request.url, params=list(request.params), headers=headers))
+                    request.url, params=params, headers=headers))
             except httpx.TimeoutException:
                 problem = "timed out"
             except httpx.TransportError as exc:
@@ -149,7 +153,10 @@ class Fetcher:
                 if fetched is not None:
                     return fetched
                 problem = f"HTTP {response.status_code}"
-                self._honour_retry_after(host, response)
+                wait = self._honour_retry_after(host, response)
+                if wait is not None and wait > MAX_RETRY_AFTER:
+                    raise FetchError(f"{request.url}: HTTP {response.status_code}, asked to "
+                                     f"retry after {wait:.0f} s")
             if attempt + 1 < attempts:
                 await asyncio.sleep(self._backoff(attempt))
         raise FetchError(f"{request.url}: {problem} (after {attempts} attempts)")
@@ -167,10 +174,11 @@ class Fetcher:
                        response.headers.get("content-type", ""),
                        response.headers.get("etag"), response.headers.get("last-modified"))
 
-    def _honour_retry_after(self, host: str, response: httpx.Response) -> None:
+    def _honour_retry_after(self, host: str, response: httpx.Response) -> float | None:
         seconds = retry_after_seconds(response.headers.get("retry-after"))
-        if seconds is not None:
-            self.gate.defer(host, min(seconds, self.settings.max_backoff * 4))
+        if seconds is not None and seconds <= MAX_RETRY_AFTER:
+            self.gate.defer(host, seconds)
+        return seconds
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.settings.max_backoff, self.settings.backoff * 2.0 ** attempt)
@@ -285,6 +293,10 @@ async def poll_source(source: Source, fetcher: Fetcher, archive: SqliteArchive,
     try:
         entries = await _list_entries(source, fetcher, report)
         await _store_entries(source, fetcher, archive, entries, report)
+        if report.item_errors:
+            # Keep the old validators so the same lists are read again next round
+            # and the items that failed are retried (the stored ones are skipped).
+            report.state = {k: dict(v) for k, v in state.items()}
     except SourceError as exc:
         report.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - a bug in one source must not stop the others
