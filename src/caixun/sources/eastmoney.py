@@ -37,11 +37,10 @@ from caixun.model import Article, PostStyle
 from caixun.normalize import clean_title, split_headline, strip_indent
 from caixun.slugs import is_safe_slug
 from caixun.sources.base import Entry, ItemError, Request, Source, build_article
+from caixun.sources.fields import DESKTOP_UA, text_field, web_url
 
 __all__ = ["ColumnNews", "FastNews", "MarketNews", "MediaColumns", "RollingNews"]
 
-DESKTOP_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-              "(KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36")
 LEGACY_LIST_URL = "http://183.136.162.242/web/webapi"
 TEXT_URL = "http://choicewzp1.eastmoney.com/NewsData/GetNewsText.do?id={code}"
 SHARE_BASE = "http://choicewzp1.eastmoney.com/html_News/NewsShare.html?infoCode="
@@ -58,23 +57,6 @@ ROLLING_FOOTER = "[返回{tags}]({base}/{slug}/)｜[返回首页]({base}/)"
 
 
 # -- helpers ----------------------------------------------------------------------
-
-def text_field(item: Mapping[str, Any], key: str) -> str:
-    """A string field of an item: "" when absent, null or not a scalar."""
-    value = item.get(key)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    return ""
-
-
-def web_url(value: str) -> str:
-    """``value`` if it is an http(s) URL, else "": a payload must not smuggle in a
-    ``javascript:`` link, nor make the fetcher read anything but a web page."""
-    value = value.strip()
-    return value if urlsplit(value).scheme in ("http", "https") else ""
-
 
 def string_list(value: Any) -> list[str]:
     """The strings of a JSON list (anything else: none)."""

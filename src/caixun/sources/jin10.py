@@ -29,18 +29,15 @@ from typing import Any, Mapping
 
 from caixun.errors import PayloadError
 from caixun.model import Article
-from caixun.normalize import clean_title, html_to_text, sanitize_html, split_headline
 from caixun.sources.base import Entry, Request, Source, build_article
+from caixun.sources.fields import (DESKTOP_UA, envelope_items, identified, plain_text,
+                                   string_field, title_and_body)
 
 __all__ = ["Flash"]
 
-DESKTOP_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-              "(KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36")
 PROMO_LINKS = ("xnews.jin10.com", "jin10.com/vip_payment")
 TWIN_SECONDS = 60  # how far apart a Chinese flash and its English copy may be
-TITLE_CHARS = 60
 CALENDAR_TYPE, PROMO_TYPE = "1", "2"  # compared as text: the type may come quoted
-_SENTENCE_END = re.compile(r"[。！？!?]")
 _ASCII_LETTER = re.compile(r"[A-Za-z]")
 
 
@@ -72,7 +69,8 @@ class Flash(Source):
         return [Request(str(self.option("list_url")), params=params, headers=headers)]
 
     def parse_list(self, request: Request, payload: Any) -> list[Entry]:
-        items = [item for item in _identified(_flashes(payload)) if not _is_promo(item)]
+        items = identified(_flashes(payload), source="jin10", where="data")
+        items = [item for item in items if not _is_promo(item)]
         chinese = [_seconds(item) for item in items if not _is_english(_flash_text(item))]
         kept = [item for item in items if not _is_english_twin(item, chinese)]
         return [Entry(str(item["id"]), item) for item in kept]
@@ -80,7 +78,7 @@ class Flash(Source):
     def to_article(self, entry: Entry, text: Mapping[str, Any] | None,
                    fetched_at: datetime) -> Article:
         item = entry.fields
-        title, body = _title_and_body(_str(_data(item), "title"), _flash_text(item))
+        title, body = title_and_body(_flash_text(item), string_field(_data(item), "title"))
         extra: dict[str, Any] = {"important": item.get("important", 0)}
         if str(item.get("type")) == CALENDAR_TYPE:
             extra["calendar"] = True
@@ -95,32 +93,15 @@ def _flashes(payload: Any) -> list[Any]:
         return payload
     if not isinstance(payload, Mapping) or "status" not in payload:
         raise PayloadError("jin10: the payload is neither an array nor a status envelope")
-    if payload["status"] != 200:
-        raise PayloadError(f"jin10: status={payload['status']!r} "
-                           f"message={payload.get('message')!r}")
-    items = payload.get("data")
-    if not isinstance(items, list):
-        raise PayloadError("jin10: data is missing or not a list")
-    return items
-
-
-def _identified(items: list[Any]) -> list[Mapping[str, Any]]:
-    """The items that are objects with an id.
-
-    A page with items of which none has an id is a changed shape, not an empty page.
-    """
-    found = [item for item in items
-             if isinstance(item, Mapping) and item.get("id") not in (None, "")]
-    if items and not found:
-        raise PayloadError("jin10: no item of data has an id")
-    return found
+    return envelope_items(payload, source="jin10", code_key="status", ok=200,
+                          message_key="message", where="data")
 
 
 def _is_promo(item: Mapping[str, Any]) -> bool:
     data = _data(item)
     if str(item.get("type")) == PROMO_TYPE or data.get("tag") == "VIP":
         return True
-    links = " ".join(_str(data, key) for key in ("content", "link", "source_link"))
+    links = " ".join(string_field(data, key) for key in ("content", "link", "source_link"))
     return any(marker in links for marker in PROMO_LINKS)
 
 
@@ -139,7 +120,7 @@ def _is_english_twin(item: Mapping[str, Any], chinese: list[float | None]) -> bo
 
 def _seconds(item: Mapping[str, Any]) -> float | None:
     try:
-        return datetime.fromisoformat(_str(item, "time")).timestamp()
+        return datetime.fromisoformat(string_field(item, "time")).timestamp()
     except ValueError:
         return None
 
@@ -148,16 +129,15 @@ def _flash_text(item: Mapping[str, Any]) -> str:
     data = _data(item)
     if str(item.get("type")) == CALENDAR_TYPE:
         return _calendar_text(data)
-    text = html_to_text(sanitize_html(_str(data, "content")))
-    return "\n\n".join(text.split("\n"))  # one paragraph per line
+    return plain_text(string_field(data, "content"))  # one paragraph per line
 
 
 def _calendar_text(data: Mapping[str, Any]) -> str:
     """``德国 第一季度GDP年率 实际 -0.2% 预期 -0.2% 前值 -0.2%``, missing parts left out."""
-    if not _str(data, "name"):
+    if not string_field(data, "name"):
         return ""  # nothing to say: to_article reports it
-    unit = _str(data, "unit")
-    parts = [_str(data, "country"), _str(data, "name")]
+    unit = string_field(data, "unit")
+    parts = [string_field(data, "country"), string_field(data, "name")]
     for label, key in (("实际", "actual"), ("预期", "consensus"), ("前值", "previous")):
         value = data.get(key)
         if value not in (None, ""):
@@ -168,22 +148,3 @@ def _calendar_text(data: Mapping[str, Any]) -> str:
 def _data(item: Mapping[str, Any]) -> Mapping[str, Any]:
     data = item.get("data")
     return data if isinstance(data, Mapping) else {}
-
-
-def _str(item: Mapping[str, Any], key: str) -> str:
-    value = item.get(key)
-    return value if isinstance(value, str) else ""
-
-
-def _title_and_body(title: str, text: str) -> tuple[str, str]:
-    headline, body = split_headline(text)
-    body = body.strip()
-    return clean_title(title) or headline or _first_sentence(body), body
-
-
-def _first_sentence(text: str) -> str:
-    """A title for a flash without one: its first sentence, cut to TITLE_CHARS."""
-    line = text.split("\n", 1)[0]
-    end = _SENTENCE_END.search(line)
-    sentence = line[:end.start()] if end else line
-    return sentence if len(sentence) <= TITLE_CHARS else sentence[:TITLE_CHARS - 1] + "…"

@@ -21,20 +21,17 @@ import re
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Mapping
-from urllib.parse import urlsplit
 
 import feedparser  # type: ignore[import-untyped]
 
 from caixun.errors import ConfigError, PayloadError
 from caixun.model import Article, normalized_url
-from caixun.normalize import BEIJING, clean_title, html_to_text, sanitize_html
+from caixun.normalize import BEIJING, clean_title
 from caixun.slugs import safe_slug
 from caixun.sources.base import Entry, Request, Source, SourceConfig, build_article
+from caixun.sources.fields import DESKTOP_UA, plain_text, web_url
 
 __all__ = ["Feed", "feed_time"]
-
-DESKTOP_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-              "(KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36")
 
 # 2025-09-29 20:24:31, with "  +0800" (two spaces) or nothing; ISO 8601 with T and Z.
 _NUMERIC_TIME = re.compile(
@@ -160,18 +157,8 @@ class Feed(Source):
         longest = max(content, summary, key=len)
         if len(longest) >= int(self.option("full_text_min_chars")):
             teaser = summary if summary and summary != longest else ""
-            return longest, _plain(teaser)
-        return "", _plain(longest)
-
-
-def web_url(value: str) -> str:
-    """``value`` if it is an http(s) URL, else "" (no ``javascript:`` links on the site)."""
-    value = value.strip()
-    return value if urlsplit(value).scheme in ("http", "https") else ""
-
-
-def _plain(fragment: str) -> str:
-    return html_to_text(sanitize_html(fragment)) if fragment else ""
+            return longest, plain_text(teaser, paragraph_break="\n")
+        return "", plain_text(longest, paragraph_break="\n")
 
 
 def entry_fields(raw: Mapping[str, Any], feed_title: str) -> dict[str, Any]:
