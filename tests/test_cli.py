@@ -134,3 +134,13 @@ def test_readme_documents_every_command_and_setting() -> None:
         assert option in readme
     for setting in SETTINGS:
         assert f"`{setting.key}`" in readme, f"README lacks setting {setting.key}"
+
+
+def test_readme_documents_every_source_family_and_option() -> None:
+    from caixun.sources.base import available_kinds
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for kind, family in available_kinds().items():
+        assert f"`{kind}`" in readme, f"README lacks source kind {kind}"
+        for option in family.defaults:
+            assert f"`{option}`" in readme, f"README lacks option {option} of {kind}"
