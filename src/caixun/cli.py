@@ -278,8 +278,10 @@ def sources_command(app: AppContext, as_json: bool) -> None:
                 timespec="seconds") if h.next_poll else None,
         } for c, h in rows], ensure_ascii=False, indent=2))
         return
-    table = Table("source", "kind", "every", "last success", "failures", "next poll",
-                  "last error")
+    table = Table()
+    for column in ("source", "kind", "every", "last success", "failures", "next poll"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("last error", overflow="fold")
     for config, health in rows:
         next_poll = datetime.fromtimestamp(health.next_poll).strftime("%m-%d %H:%M:%S") \
             if health.next_poll else "now"
