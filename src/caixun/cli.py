@@ -288,7 +288,8 @@ def sources_command(app: AppContext, as_json: bool) -> None:
         table.add_row(config.name, config.kind, f"{config.every:g}s",
                       health.last_success or "never", str(health.consecutive_failures),
                       next_poll, health.last_error or "")
-    Console().print(table)
+    # Piped output is not squeezed to 80 columns: the names and errors matter.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 @main.command("run")
