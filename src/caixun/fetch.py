@@ -46,6 +46,7 @@ __all__ = [
     "decode_payload",
     "fetch_round",
     "next_health",
+    "poll_and_record",
     "poll_source",
 ]
 
@@ -322,15 +323,18 @@ async def fetch_round(sources: Sequence[Source], fetcher: Fetcher, archive: Sqli
     now = time.time()
     chosen = [s for s in sources
               if not due_only or archive.source_health(s.name).next_poll <= now]
+    return list(await asyncio.gather(
+        *(poll_and_record(source, fetcher, archive, max_backoff) for source in chosen)))
 
-    async def one(source: Source) -> SourceReport:
-        health = archive.source_health(source.name)
-        report = await poll_source(source, fetcher, archive, health.lists)
-        archive.save_source_health(
-            next_health(health, report, source.config.every, time.time(), max_backoff))
-        return report
 
-    return list(await asyncio.gather(*(one(source) for source in chosen)))
+async def poll_and_record(source: Source, fetcher: Fetcher, archive: SqliteArchive,
+                          max_backoff: float = 3600.0) -> SourceReport:
+    """One round of one source, with its health record updated afterwards."""
+    health = archive.source_health(source.name)
+    report = await poll_source(source, fetcher, archive, health.lists)
+    archive.save_source_health(
+        next_health(health, report, source.config.every, time.time(), max_backoff))
+    return report
 
 
 async def _list_entries(source: Source, fetcher: Fetcher, report: SourceReport) -> list[Entry]:

@@ -1,9 +1,9 @@
 """``caixun run``: poll every source on its schedule, store, rebuild, serve.
 
-One asyncio loop does it all. Each round polls the due sources concurrently
-(a failing source backs off on its own schedule and never holds up another),
-stores what arrived, and rebuilds the site incrementally when anything
-changed; the site is served from the same process unless told not to.
+One asyncio loop does it all: a task per source polls it on its own schedule
+(a failing source backs off on its own and never holds up another) and stores
+what arrived; a build task rebuilds the site incrementally whenever news
+arrived; the site is served from the same process unless told not to.
 
 SIGINT and SIGTERM stop the loop between two writes: every write to the
 archive is one synchronous transaction, so cancelling the round at an
@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Sequence
 import uvicorn
 
 from caixun.archive import SqliteArchive, open_archive
-from caixun.fetch import Fetcher, FetchSettings, SourceReport, fetch_round
+from caixun.fetch import Fetcher, FetchSettings, poll_and_record
 from caixun.publish.site import BuildReport, SiteConfig, build_site
 from caixun.sources.base import Source, SourceConfig, load_source
 
@@ -90,28 +90,41 @@ def _watch_signals(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
 
 
-async def _until_next_due(archive: SqliteArchive, sources: Sequence[Source],
-                          stop: asyncio.Event, tick: float) -> None:
-    due = min((archive.source_health(s.name).next_poll for s in sources), default=time.time())
-    wait = max(0.0, min(tick, due - time.time()))
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep, but wake at once when a stop is requested."""
     with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=wait)
+        await asyncio.wait_for(stop.wait(), timeout=max(0.0, seconds))
 
 
-async def _round(sources: Sequence[Source], fetcher: Fetcher, archive: SqliteArchive,
-                 options: RunOptions, stop: asyncio.Event) -> list[SourceReport] | None:
-    """One round, or None if a stop request cut it short."""
-    work = asyncio.create_task(fetch_round(sources, fetcher, archive,
-                                           max_backoff=options.max_backoff))
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
-    if not work.done():
-        work.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await work
-        return None
-    return work.result()
+async def _source_loop(source: Source, fetcher: Fetcher, archive: SqliteArchive,
+                       options: RunOptions, stop: asyncio.Event, dirty: asyncio.Event,
+                       log: Log) -> None:
+    """Poll one source on its own schedule: a slow or failing source holds up no other."""
+    while not stop.is_set():
+        wait = archive.source_health(source.name).next_poll - time.time()
+        if wait > 0:
+            await _pause(stop, min(wait, options.tick))
+            continue
+        report = await poll_and_record(source, fetcher, archive, options.max_backoff)
+        log(f"{_stamp()} {report.summary()}")
+        if report.changed:
+            dirty.set()
+
+
+async def _build_loop(options: RunOptions, stop: asyncio.Event, dirty: asyncio.Event,
+                      log: Log) -> None:
+    """Rebuild the site after news arrived; changes that arrive meanwhile wait for the next."""
+    while not stop.is_set():
+        waiter = asyncio.create_task(dirty.wait())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        stopper.cancel()
+        if stop.is_set():
+            return
+        dirty.clear()
+        report = await asyncio.to_thread(_build, options)
+        log(f"{_stamp()} build: {report.summary()}")
 
 
 async def run_daemon(options: RunOptions, configs: Sequence[SourceConfig], log: Log,
@@ -123,6 +136,7 @@ async def run_daemon(options: RunOptions, configs: Sequence[SourceConfig], log: 
     archive = open_archive(options.archive_path)
     fetcher = Fetcher(options.fetch)
     server: tuple[_QuietServer, asyncio.Task[Any]] | None = None
+    tasks: list[asyncio.Task[None]] = []
     try:
         report = await asyncio.to_thread(_build, options)
         log(f"{_stamp()} build: {report.summary()}")
@@ -130,17 +144,17 @@ async def run_daemon(options: RunOptions, configs: Sequence[SourceConfig], log: 
             server = await _serve(options)
             log(f"{_stamp()} serving {options.out} at http://{options.host}:{options.port}/")
         log(f"{_stamp()} polling {len(sources)} source(s); Ctrl-C stops")
-        while not stop.is_set():
-            reports = await _round(sources, fetcher, archive, options, stop)
-            if reports is None:
-                break
-            for source_report in reports:
-                log(f"{_stamp()} {source_report.summary()}")
-            if any(r.changed for r in reports):
-                report = await asyncio.to_thread(_build, options)
-                log(f"{_stamp()} build: {report.summary()}")
-            await _until_next_due(archive, sources, stop, options.tick)
+        dirty = asyncio.Event()
+        tasks = [asyncio.create_task(_source_loop(s, fetcher, archive, options, stop, dirty, log))
+                 for s in sources]
+        tasks.append(asyncio.create_task(_build_loop(options, stop, dirty, log)))
+        await stop.wait()
     finally:
+        for task in tasks[:-1]:  # polls stop at their next await: no write is cut in half
+            task.cancel()
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, Exception):
+                log(f"{_stamp()} error: {type(result).__name__}: {result}")
         if server is not None:
             server[0].should_exit = True
             await server[1]
