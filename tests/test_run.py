@@ -114,6 +114,14 @@ def _page(port: int, record: dict[str, Any]) -> str | None:
         return None
 
 
+def _home(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+            return str(response.read().decode("utf-8"))
+    except (urllib.error.URLError, OSError):
+        return ""
+
+
 def _uids(db: Path) -> list[str]:
     with sqlite3.connect(db) as conn:
         return [row[0] for row in conn.execute("SELECT uid FROM articles")]
@@ -133,8 +141,9 @@ def test_new_items_appear_on_the_served_site_and_sigterm_stops_cleanly(
         live.add(newcomer)
         _wait("the new item's page", lambda: _page(port, newcomer) is not None, daemon)
         assert newcomer["title"] in (_page(port, newcomer) or "")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as home:
-            assert newcomer["title"] in home.read().decode("utf-8")
+        # The home page is written after the pages it links to, so it may lag a moment.
+        _wait("the new item on the home page",
+              lambda: newcomer["title"] in _home(port), daemon, seconds=10)
     finally:
         daemon.proc.send_signal(signal.SIGTERM)
         code = daemon.proc.wait(timeout=20)
