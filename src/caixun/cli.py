@@ -11,7 +11,9 @@ import json
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence, TypeVar
 
 import click
-from datetime import datetime, timezone
+import html
+import re
+from datetime import datetime, timedelta, timezone
 
 from rich.console import Console
 from rich.table import Table
@@ -24,7 +26,9 @@ from caixun.importer import FileOutcome, import_posts
 from caixun.publish.jekyll import write_posts
 from caixun.publish.jsonl import write_jsonl
 from caixun.fetch import DEFAULT_USER_AGENT, Fetcher, FetchSettings, fetch_round
+from caixun.normalize import BEIJING
 from caixun.publish.site import SiteConfig, build_site
+from caixun.search_api import search_record, search_routes
 from caixun.sources.base import SourceConfig, load_source
 from caixun.settings import Settings, load_settings
 from caixun.sources.jekyll import iter_post_paths
@@ -225,8 +229,9 @@ def serve_command(app: AppContext, site_dir: Path | None, host: str, port: int) 
     from caixun.serve import serve
 
     directory = site_dir or Path(app.settings["site.out"])
-    app.info(f"serving {directory} at http://{host}:{port}/")
-    serve(directory, host, port)
+    routes = search_routes(Path(app.settings["archive.path"]), app.site_config().base_path)
+    app.info(f"serving {directory} at http://{host}:{port}/ (search API: /api/search?q=…)")
+    serve(directory, host, port, routes)
 
 
 @main.command("fetch")
@@ -317,6 +322,50 @@ def run_command(app: AppContext, no_serve: bool, out_dir: Path | None, host: str
         serve=not no_serve, host=host, port=port)
     configs = app.source_configs()
     asyncio.run(run_daemon(options, configs, lambda line: click.echo(line, err=True)))
+
+
+@main.command("search")
+@click.argument("query")
+@click.option("--outlet", metavar="SLUG", help="Only this outlet (its slug, e.g. emnews).")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="From this day on (YYYY-MM-DD).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]),
+              help="Up to and including this day (YYYY-MM-DD).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000),
+              help="Results to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_obj
+def search_command(app: AppContext, query: str, outlet: str | None, since: datetime | None,
+                   until: datetime | None, limit: int, as_json: bool) -> None:
+    """Search the archive: words AND-ed, "a phrase" as written, -word excluded.
+
+    Chinese is matched as written (a two-character word such as 央行 finds every
+    article containing it); codes (600519, 00700.HK) and English as words.
+    Results: relevance (title hits first) blended with recency.
+    """
+    from caixun.segment import QueryError
+
+    since_ts, until_ts = _day_bounds(since, until)
+    try:
+        with app.open_archive() as archive:
+            hits = archive.search(query, outlet=outlet, since_ts=since_ts, until_ts=until_ts,
+                                  limit=limit)
+    except QueryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps([search_record(h) for h in hits], ensure_ascii=False, indent=2))
+        return
+    for hit in hits:
+        when = datetime.fromtimestamp(hit.ref.published_ts, BEIJING).strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{when}  {hit.ref.outlet}  {hit.ref.title}")
+        click.echo(f"    {html.unescape(re.sub(r'</?mark>', '', hit.snippet))}")
+    app.info(f"{len(hits)} result(s)")
+
+
+def _day_bounds(since: datetime | None, until: datetime | None) -> tuple[int | None, int | None]:
+    """Beijing days → [start, end) Unix seconds; --until includes its whole day."""
+    start = int(since.replace(tzinfo=BEIJING).timestamp()) if since else None
+    end = int((until.replace(tzinfo=BEIJING) + timedelta(days=1)).timestamp()) if until else None
+    return start, end
 
 
 @main.command("init")

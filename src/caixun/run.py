@@ -70,9 +70,11 @@ def _build(options: RunOptions) -> BuildReport:
 
 
 async def _serve(options: RunOptions) -> tuple[_QuietServer, asyncio.Task[None]]:
+    from caixun.search_api import search_routes
     from caixun.serve import create_app
 
-    config = uvicorn.Config(create_app(options.out), host=options.host, port=options.port,
+    routes = search_routes(options.archive_path, options.site.base_path)
+    config = uvicorn.Config(create_app(options.out, routes), host=options.host, port=options.port,
                             log_level="warning", lifespan="off")
     server = _QuietServer(config)
     task = asyncio.create_task(server.serve())

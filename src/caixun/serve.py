@@ -148,9 +148,10 @@ def _bind(host: str, port: int) -> socket.socket:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 
 
-def serve(site_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve ``site_dir`` on ``host:port`` until interrupted (Ctrl-C)."""
-    app = create_app(site_dir)
+def serve(site_dir: Path, host: str = "127.0.0.1", port: int = 8000,
+          extra_routes: Sequence[BaseRoute] = ()) -> None:
+    """Serve ``site_dir`` (and ``extra_routes``) on ``host:port`` until interrupted (Ctrl-C)."""
+    app = create_app(site_dir, extra_routes)
     sock = _bind(host, port)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", reload=False)
     try:

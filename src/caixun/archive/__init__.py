@@ -9,12 +9,13 @@ from caixun.archive.sqlite import (
     ArticleVersion,
     BuildState,
     Change,
+    SearchHit,
     SourceHealth,
     SqliteArchive,
     StoreResult,
 )
 
-__all__ = ["ArticleRef", "ArticleVersion", "BuildState", "Change", "SourceHealth",
+__all__ = ["ArticleRef", "ArticleVersion", "BuildState", "Change", "SearchHit", "SourceHealth",
            "SqliteArchive", "StoreResult", "open_archive"]
 
 

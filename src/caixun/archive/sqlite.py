@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,9 +22,11 @@ from caixun.archive.migrations import MIGRATIONS, Migration
 from caixun.errors import ArchiveError
 from caixun.model import Article, PostStyle
 from caixun.normalize import BEIJING
+from caixun.segment import VERSION as SEGMENT_VERSION
+from caixun.segment import index_text, parse_query, snippet
 
-__all__ = ["ArticleRef", "ArticleVersion", "BuildState", "Change", "SourceHealth",
-           "SqliteArchive", "StoreResult"]
+__all__ = ["ArticleRef", "ArticleVersion", "BuildState", "Change", "SearchHit",
+           "SourceHealth", "SqliteArchive", "StoreResult"]
 
 _CONTENT_COLUMNS = (
     "file_id", "outlet", "outlet_slug", "title", "published_at", "published_ts",
@@ -73,6 +76,22 @@ class ArticleRef(NamedTuple):
     outlet_slug: str
     published_ts: int
     file_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    ref: ArticleRef
+    score: float  # higher is better
+    snippet: str  # HTML: escaped text with the hits in <mark>
+
+
+# bm25 weights of title_words, title_grams, text_words, text_grams: a hit in the
+# title counts as much as several in the body.
+_FIELD_WEIGHTS = (6.0, 6.0, 1.0, 1.0)
+# Recency: a bonus that halves after _RECENCY_SCALE seconds (a week), worth
+# about as much as one more title hit for today's news.
+_RECENCY_WEIGHT = 3.0
+_RECENCY_SCALE = 7 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +167,8 @@ class SqliteArchive:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=10000")
             self._migrate(migrations)
+            if self.schema_version >= 5:
+                self._ensure_search_index()
         except sqlite3.Error as exc:
             raise ArchiveError(f"{self.path}: cannot open the archive: {exc}") from exc
 
@@ -254,7 +275,9 @@ class SqliteArchive:
                 + ", ".join("?" * len(_CONTENT_COLUMNS)) + ")",
                 (article.uid, fetched, now, now, *content),
             )
-            self._log_change(cursor.lastrowid or 0, article.uid, "new", content[2], content[5])
+            article_id = cursor.lastrowid or 0
+            self._index(article_id, article.title, article.digest, article.body_text)
+            self._log_change(article_id, article.uid, "new", content[2], content[5])
             return StoreResult.NEW
         article_id, version, old_title, old_html, old_text = existing[:5]
         if tuple(existing[5:]) == content:
@@ -265,6 +288,10 @@ class SqliteArchive:
                 (article_id, version, old_title, old_html, old_text, now),
             )
             version += 1
+        old_digest = existing[5 + 6]
+        if (old_title, old_digest, old_text) != (article.title, article.digest, article.body_text):
+            self._unindex(article_id, old_title, old_digest, old_text)
+            self._index(article_id, article.title, article.digest, article.body_text)
         assignments = ", ".join(f"{column} = ?" for column in _CONTENT_COLUMNS)
         self._db.execute(
             f"UPDATE articles SET {assignments}, updated_at = ?, version = ?, "
@@ -300,13 +327,84 @@ class SqliteArchive:
         """Remove an article (and its versions); True if it existed."""
         with self.transaction():
             row = self._db.execute(
-                "SELECT id, outlet_slug, published_ts FROM articles WHERE uid = ?", (uid,)
-            ).fetchone()
+                "SELECT id, outlet_slug, published_ts, title, digest, body_text FROM articles "
+                "WHERE uid = ?", (uid,)).fetchone()
             if row is None:
                 return False
+            self._unindex(row[0], row[3], row[4], row[5])
             self._db.execute("DELETE FROM articles WHERE uid = ?", (uid,))
             self._log_change(row[0], uid, "delete", row[1], row[2])
             return True
+
+    # -- search index -------------------------------------------------------------
+
+    def _index(self, article_id: int, title: str, digest: str, body_text: str) -> None:
+        values = index_text(title, digest, body_text).values()
+        self._db.execute("INSERT INTO search (rowid, title_words, title_grams, text_words, "
+                         "text_grams) VALUES (?, ?, ?, ?, ?)", (article_id, *values))
+
+    def _unindex(self, article_id: int, title: str, digest: str, body_text: str) -> None:
+        # The index keeps no copy of the text (contentless FTS5), so removing a
+        # row means naming the tokens it was indexed with: segmenting the old
+        # text again gives exactly those, as long as segment.VERSION is unchanged.
+        values = index_text(title, digest, body_text).values()
+        self._db.execute("INSERT INTO search (search, rowid, title_words, title_grams, "
+                         "text_words, text_grams) VALUES ('delete', ?, ?, ?, ?, ?)",
+                         (article_id, *values))
+
+    def _ensure_search_index(self) -> None:
+        """Rebuild the index when the segmenter changed since it was built."""
+        row = self._db.execute(
+            "SELECT value FROM search_meta WHERE key = 'segment_version'").fetchone()
+        if row is not None and row[0] == SEGMENT_VERSION:
+            return
+        self.reindex()
+
+    def reindex(self) -> int:
+        """Rebuild the whole search index; returns how many articles it indexed."""
+        with self.transaction():
+            self._db.execute("INSERT INTO search (search) VALUES ('delete-all')")
+            count = 0
+            cursor = self._db.execute("SELECT id, title, digest, body_text FROM articles")
+            while rows := cursor.fetchmany(1000):
+                for row in rows:
+                    self._index(*row)
+                count += len(rows)
+            self._db.execute(
+                "INSERT INTO search_meta (key, value) VALUES ('segment_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (SEGMENT_VERSION,))
+        return count
+
+    def search(self, query: str, *, outlet: str | None = None, since_ts: int | None = None,
+               until_ts: int | None = None, limit: int = 20, offset: int = 0,
+               now: float | None = None) -> list[SearchHit]:
+        """Articles matching ``query``, best first: relevance (title above body) and recency.
+
+        ``QueryError`` (a ``ValueError``) says what is wrong with a query.
+        """
+        parsed = parse_query(query)
+        where, params = ["search MATCH ?"], list[Any]([parsed.match])
+        if outlet:
+            where.append("a.outlet_slug = ?")
+            params.append(outlet)
+        if since_ts is not None:
+            where.append("a.published_ts >= ?")
+            params.append(since_ts)
+        if until_ts is not None:
+            where.append("a.published_ts < ?")
+            params.append(until_ts)
+        now_ts = time.time() if now is None else now
+        rows = self._db.execute(
+            "SELECT a.id, a.uid, a.title, a.outlet, a.outlet_slug, a.published_ts, a.file_id, "
+            "a.digest, a.body_text, bm25(search, ?, ?, ?, ?) "
+            "- ? / (1.0 + max(0, ? - a.published_ts) / ?) AS ranking "
+            "FROM search JOIN articles a ON a.id = search.rowid WHERE " + " AND ".join(where)
+            + " ORDER BY ranking LIMIT ? OFFSET ?",
+            (*_FIELD_WEIGHTS, _RECENCY_WEIGHT, now_ts, _RECENCY_SCALE, *params, limit, offset),
+        ).fetchall()
+        return [SearchHit(ArticleRef(*row[:7]), -float(row[9]),
+                          snippet(row[8] or row[7] or row[2], parsed.highlights))
+                for row in rows]
 
     def add_outlet_alias(self, alias: str, slug: str) -> None:
         """Remember an old (unsafe) spelling of an outlet's slug."""

@@ -1,0 +1,249 @@
+"""Chinese-aware tokens for the search index, and queries that match them.
+
+Each indexed text gets two token streams, in two kinds of FTS5 columns:
+
+* **words**: the text segmented by jieba (rjieba) in search mode, with a user
+  dictionary of finance terms (``data/finance_words.txt``): 央行, 降准, A股,
+  MLF, 600519, 00700.HK … Words rank well and match codes and English.
+* **grams**: every run of Chinese characters as overlapping character bigrams,
+  the run's last character as a unigram (人民银行 → 人民 民银 银行 行). A
+  Chinese query of two or more characters is the phrase of its bigrams, so it
+  matches wherever the text contains it as a substring; a single character is a
+  prefix query (every character starts some gram).
+
+Guarantee (tested): an article whose title, digest or body contains a query's
+Chinese string as a substring is found — whether jieba made it a word, part of
+a longer word, or split it across two words; ASCII terms (codes, English,
+5G, MLF) match as whole words, case-insensitively.
+
+The same functions segment at index time and at query time; ``VERSION``
+changes whenever their output would, and the archive then rebuilds the index.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib.resources import files
+from typing import Any
+
+__all__ = ["VERSION", "IndexedText", "Query", "QueryError", "index_text", "parse_query",
+           "snippet"]
+
+VERSION = "1"  # bump when tokens change: the archive then rebuilds the index
+MAX_QUERY_CHARS = 200
+MAX_TERMS = 12
+
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK_RUN = re.compile(f"[{_CJK}]+")
+_WORD_CHARS = re.compile(f"[{_CJK}A-Za-z0-9]")
+_ASCII_WORD = re.compile(r"[a-z0-9]+")
+
+
+class QueryError(ValueError):
+    """A search query that cannot be run (empty, too long, only exclusions)."""
+
+
+@lru_cache(maxsize=1)
+def _jieba() -> Any:
+    import rjieba
+
+    words = files("caixun").joinpath("data/finance_words.txt").read_text(encoding="utf-8")
+    for line in words.splitlines():
+        word = line.split("#")[0].strip()
+        if word:
+            rjieba.add_word(word, None, None)
+    return rjieba
+
+
+def normalize(text: str) -> str:
+    """Full-width to half-width and upper case: 'ａ股', 'A股' and 'Ａ股' segment alike.
+
+    jieba's dictionary spells mixed terms in upper case (A股, MLF); the tokens
+    are lower-cased afterwards, as FTS5 folds case anyway.
+    """
+    return unicodedata.normalize("NFKC", text).upper()
+
+
+def words(text: str) -> list[str]:
+    """jieba's search-mode words of ``text`` that carry letters, digits or Chinese."""
+    return [w.lower() for w in _jieba().cut_for_search(normalize(text))
+            if _WORD_CHARS.search(w)]
+
+
+def grams(text: str) -> list[str]:
+    """Bigrams of every Chinese run, each run's last character as a unigram."""
+    out: list[str] = []
+    for run in _CJK_RUN.findall(normalize(text)):  # Chinese has no case
+        out += [run[i:i + 2] for i in range(len(run) - 1)]
+        out.append(run[-1])
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedText:
+    """The four FTS5 column values of one article."""
+
+    title_words: str
+    title_grams: str
+    text_words: str
+    text_grams: str
+
+    def values(self) -> tuple[str, str, str, str]:
+        return (self.title_words, self.title_grams, self.text_words, self.text_grams)
+
+
+def index_text(title: str, digest: str, body_text: str) -> IndexedText:
+    text = f"{digest}\n{body_text}" if digest and digest not in body_text else body_text
+    return IndexedText(" ".join(words(title)), " ".join(grams(title)),
+                       " ".join(words(text)), " ".join(grams(text)))
+
+
+# -- queries -------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A parsed query: what must match, what must not, and the strings to highlight."""
+
+    match: str  # an FTS5 MATCH expression
+    highlights: tuple[str, ...] = field(default_factory=tuple)
+
+
+_PART = re.compile(r'(-?)"([^"]*)"|(-?)(\S+)')
+
+
+def parse_query(text: str) -> Query:
+    """``QUERY`` → FTS5: words AND-ed, ``"quoted phrase"`` contiguous, ``-word`` excluded."""
+    text = text.strip()
+    if not text:
+        raise QueryError("the query is empty")
+    if len(text) > MAX_QUERY_CHARS:
+        raise QueryError(f"the query is longer than {MAX_QUERY_CHARS} characters")
+    include: list[str] = []
+    exclude: list[str] = []
+    highlights: list[str] = []
+    for match in _PART.finditer(text):
+        negated = bool(match.group(1) or match.group(3))
+        phrase = match.group(2) is not None
+        raw = match.group(2) if phrase else match.group(4)
+        expression = _phrase(raw) if phrase else _term(raw)
+        if expression is None:
+            continue
+        (exclude if negated else include).append(expression)
+        if not negated:
+            highlights += [raw] if phrase else _term_words(raw)
+    if not include:
+        raise QueryError("the query has nothing to look for (only exclusions or punctuation)")
+    if len(include) + len(exclude) > MAX_TERMS:
+        raise QueryError(f"the query has more than {MAX_TERMS} terms")
+    expression = " AND ".join(include)
+    for excluded in exclude:
+        expression = f"({expression}) NOT {excluded}"
+    return Query(expression, tuple(highlights))
+
+
+def _term(raw: str) -> str | None:
+    """An unquoted term: each of its words must occur (anywhere in the article).
+
+    A Chinese run that jieba splits into single characters (下半 → 下, 半) is
+    looked for as written instead: single characters alone match almost anything.
+    """
+    parts = [_piece(w) for w in _term_words(raw)]
+    return "(" + " AND ".join(parts) + ")" if parts else None
+
+
+def _term_words(raw: str) -> list[str]:
+    found: list[str] = []
+    run: list[str] = []  # consecutive all-Chinese words
+
+    def close_run() -> None:
+        if any(len(w) == 1 for w in run):
+            found.append("".join(run))
+        else:
+            found.extend(run)
+        run.clear()
+
+    for word in _jieba().cut(normalize(raw)):
+        if _CJK_RUN.fullmatch(word):
+            run.append(word)
+            continue
+        close_run()
+        if _WORD_CHARS.search(word):
+            found.append(word)
+    close_run()
+    return found
+
+
+def _phrase(raw: str) -> str | None:
+    """A quoted phrase: its pieces must occur together, as written."""
+    pieces = _pieces(normalize(raw).lower())
+    if not pieces:
+        return None
+    return "(" + " AND ".join(_piece(p) for p in pieces) + ")"
+
+
+def _pieces(text: str) -> list[str]:
+    """Chinese runs and ASCII words of a phrase, in order."""
+    return re.findall(f"[{_CJK}]+|[a-z0-9]+", text)
+
+
+def _piece(word: str) -> str:
+    """One (normalized) word: as a jieba word, or (Chinese) as a substring of the text."""
+    chinese = "".join(_CJK_RUN.findall(word))
+    ascii_words = _ASCII_WORD.findall(word.lower())
+    options = []
+    if chinese == word:
+        options.append(_chinese(word))
+    elif not chinese:
+        options.append("{title_words text_words}: " + _quoted(" ".join(_words_of(word))))
+    else:
+        options.append("{title_words text_words}: " + _quoted(" ".join(_words_of(word))))
+        substring = [_chinese(run) for run in _CJK_RUN.findall(word)]
+        substring += ["{title_words text_words}: " + _quoted(w) for w in ascii_words]
+        options.append("(" + " AND ".join(substring) + ")")
+    return options[0] if len(options) == 1 else "(" + " OR ".join(options) + ")"
+
+
+def _words_of(word: str) -> list[str]:
+    return [w.lower() for w in _jieba().cut(word) if _WORD_CHARS.search(w)] or [word.lower()]
+
+
+def _chinese(run: str) -> str:
+    if len(run) == 1:
+        return "{title_grams text_grams}: " + _quoted(run) + "*"
+    bigrams = " ".join(run[i:i + 2] for i in range(len(run) - 1))
+    return "{title_grams text_grams}: " + _quoted(bigrams)
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def snippet(text: str, highlights: tuple[str, ...], width: int = 60) -> str:
+    """An escaped excerpt of ``text`` around the first hit, hits wrapped in ``<mark>``."""
+    folded = normalize(text)
+    needles = sorted({normalize(h) for h in highlights if h.strip()}, key=len, reverse=True)
+    first = min((i for i in (folded.find(n) for n in needles) if i >= 0), default=0)
+    start = max(0, first - width // 3)
+    end = min(len(text), start + width)
+    excerpt = text[start:end]
+    pattern = "|".join(re.escape(n) for n in needles)
+    marked = _mark(excerpt, normalize(excerpt), pattern) if pattern else html.escape(excerpt)
+    return ("…" if start else "") + marked + ("…" if end < len(text) else "")
+
+
+def _mark(excerpt: str, folded: str, pattern: str) -> str:
+    # Positions in the folded excerpt map to the original: NFKC + upper keeps
+    # the length of CJK, ASCII and full-width characters alike.
+    if len(folded) != len(excerpt):
+        return html.escape(excerpt)
+    out, last = [], 0
+    for hit in re.finditer(pattern, folded):
+        out.append(html.escape(excerpt[last:hit.start()]))
+        out.append("<mark>" + html.escape(excerpt[hit.start():hit.end()]) + "</mark>")
+        last = hit.end()
+    out.append(html.escape(excerpt[last:]))
+    return "".join(out)
