@@ -100,3 +100,24 @@ def test_corpus_fields_are_read_correctly(archive: SqliteArchive) -> None:
 
     assert archive.outlets() == {"emnews": "东财滚动新闻", "renminyoudianbao": "人民邮电报",
                                  "sitenews": "站长消息"}
+
+
+def test_a_large_import_in_worker_processes_equals_a_sequential_one(tmp_path: Path) -> None:
+    """Past 1,000 files the posts are parsed and segmented on every core."""
+    from caixun.archive import open_archive
+    from caixun.importer import PARALLEL_FROM
+
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    sources = sorted(POSTS.glob("2021-12-08-*.md"))
+    for n in range(PARALLEL_FROM + 50):
+        source = sources[n % len(sources)]
+        (posts / f"2021-12-08-{n:018d}.md").write_bytes(source.read_bytes())
+    results = []
+    for jobs in (1, 2):
+        with open_archive(tmp_path / f"jobs{jobs}.db") as archive:
+            report = import_posts([posts], archive, jobs=jobs)
+            assert report.counts["new"] == PARALLEL_FROM + 50
+            results.append([(a.uid, a.title, a.body_html) for a in archive.iter_articles()])
+            assert len(archive.search("人民币", limit=5000)) > 0
+    assert results[0] == results[1]

@@ -7,15 +7,19 @@ interrupted import leaves whole articles only.
 
 from __future__ import annotations
 
+import itertools
+import multiprocessing
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from caixun.archive import SqliteArchive, StoreResult
 from caixun.errors import PostFormatError
 from caixun.model import Article
-from caixun.sources.jekyll import iter_post_paths, read_post
+from caixun.segment import IndexedText, index_text
+from caixun.sources.jekyll import ParsedPost, iter_post_paths, read_post
 
 __all__ = ["FileOutcome", "ImportReport", "import_posts"]
 
@@ -56,15 +60,49 @@ class ImportReport:
 OutcomeCallback = Callable[[FileOutcome], None]
 
 
+# Below this many files a worker pool costs more than it saves.
+PARALLEL_FROM = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    path: Path
+    parsed: ParsedPost | None = None
+    indexed: IndexedText | None = None
+    problem: str | None = None
+
+
+def _read(path: Path) -> _Read:
+    """Read, parse and segment one post: the CPU-bound part, run in workers."""
+    try:
+        parsed = read_post(path)
+    except PostFormatError as exc:
+        return _Read(path, problem=exc.problem)
+    article = parsed.article
+    return _Read(path, parsed, index_text(article.title, article.digest, article.body_text))
+
+
+def _read_all(paths: Iterable[Path], jobs: int) -> Iterator[_Read]:
+    """Every post under ``paths``, in order; parsed on ``jobs`` cores when there are many."""
+    walk = iter_post_paths(paths)
+    head = list(itertools.islice(walk, PARALLEL_FROM))
+    if jobs <= 1 or len(head) < PARALLEL_FROM:
+        yield from map(_read, itertools.chain(head, walk))
+        return
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        yield from pool.imap(_read, itertools.chain(head, walk), chunksize=64)
+
+
 def import_posts(
     paths: Iterable[Path],
     archive: SqliteArchive,
     on_outcome: OutcomeCallback | None = None,
     batch_size: int = BATCH_SIZE,
+    jobs: int | None = None,
 ) -> ImportReport:
     """Import every post under ``paths``; ``on_outcome`` hears about each file."""
     report = ImportReport()
-    batch: list[tuple[Path, Article, tuple[str, ...], str | None]] = []
+    batch: list[_Read] = []
 
     def emit(outcome: FileOutcome) -> None:
         report.add(outcome)
@@ -73,21 +111,23 @@ def import_posts(
 
     def flush() -> None:
         with archive.transaction():
-            results = archive.store_many(article for _, article, _, _ in batch)
-            for _, article, _, alias in batch:
-                if alias:
-                    archive.add_outlet_alias(alias, article.outlet_slug)
-        for (path, _, repairs, _), result in zip(batch, results):
-            emit(FileOutcome(path, result, repairs))
+            results = archive.store_many([r.parsed.article for r in batch if r.parsed],
+                                         [r.indexed for r in batch if r.indexed])
+            for read in batch:
+                assert read.parsed is not None
+                if read.parsed.slug_alias:
+                    archive.add_outlet_alias(read.parsed.slug_alias,
+                                             read.parsed.article.outlet_slug)
+        for read, result in zip(batch, results):
+            assert read.parsed is not None
+            emit(FileOutcome(read.path, result, read.parsed.repairs))
         batch.clear()
 
-    for path in iter_post_paths(paths):
-        try:
-            parsed = read_post(path)
-        except PostFormatError as exc:
-            emit(FileOutcome(path, problem=exc.problem))
+    for read in _read_all(paths, jobs or os.cpu_count() or 1):
+        if read.problem is not None:
+            emit(FileOutcome(read.path, problem=read.problem))
             continue
-        batch.append((path, parsed.article, parsed.repairs, parsed.slug_alias))
+        batch.append(read)
         if len(batch) >= batch_size:
             flush()
     if batch:

@@ -23,6 +23,7 @@ changes whenever their output would, and the archive then rebuilds the index.
 from __future__ import annotations
 
 import html
+import operator
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -65,20 +66,22 @@ def normalize(text: str) -> str:
     jieba's dictionary spells mixed terms in upper case (A股, MLF); the tokens
     are lower-cased afterwards, as FTS5 folds case anyway.
     """
-    return unicodedata.normalize("NFKC", text).upper()
+    if not unicodedata.is_normalized("NFKC", text):  # the common case is cheap to check
+        text = unicodedata.normalize("NFKC", text)
+    return text.upper()
 
 
 def words(text: str) -> list[str]:
     """jieba's search-mode words of ``text`` that carry letters, digits or Chinese."""
     return [w.lower() for w in _jieba().cut_for_search(normalize(text))
-            if _WORD_CHARS.search(w)]
+            if w.isalnum() or _WORD_CHARS.search(w)]
 
 
 def grams(text: str) -> list[str]:
     """Bigrams of every Chinese run, each run's last character as a unigram."""
     out: list[str] = []
     for run in _CJK_RUN.findall(normalize(text)):  # Chinese has no case
-        out += [run[i:i + 2] for i in range(len(run) - 1)]
+        out += map(operator.add, run, run[1:])
         out.append(run[-1])
     return out
 

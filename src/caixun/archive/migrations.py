@@ -121,7 +121,7 @@ MIGRATIONS += (
     Migration(5, "full-text search index (segmented Chinese; see caixun/segment.py)", """
         CREATE VIRTUAL TABLE search USING fts5(
             title_words, title_grams, text_words, text_grams,
-            content='', prefix='1', tokenize='unicode61 remove_diacritics 0'
+            content='', tokenize='unicode61 remove_diacritics 0'
         );
         CREATE TABLE search_meta (
             key TEXT PRIMARY KEY,

@@ -23,7 +23,7 @@ from caixun.errors import ArchiveError
 from caixun.model import Article, PostStyle
 from caixun.normalize import BEIJING
 from caixun.segment import VERSION as SEGMENT_VERSION
-from caixun.segment import index_text, parse_query, snippet
+from caixun.segment import IndexedText, index_text, parse_query, snippet
 
 __all__ = ["ArticleRef", "ArticleVersion", "BuildState", "Change", "SearchHit",
            "SourceHealth", "SqliteArchive", "StoreResult"]
@@ -250,15 +250,22 @@ class SqliteArchive:
         except sqlite3.Error as exc:
             raise ArchiveError(f"{self.path}: cannot store {article.uid}: {exc}") from exc
 
-    def store_many(self, articles: Iterable[Article]) -> list[StoreResult]:
-        """Store articles in one transaction (all or none)."""
+    def store_many(self, articles: Iterable[Article],
+                   indexed: Sequence[IndexedText] | None = None) -> list[StoreResult]:
+        """Store articles in one transaction (all or none).
+
+        ``indexed`` may give each article's search tokens, already segmented
+        (by ``segment.index_text``, e.g. in worker processes).
+        """
         try:
             with self.transaction():
-                return [self._store(article) for article in articles]
+                if indexed is None:
+                    return [self._store(article) for article in articles]
+                return [self._store(a, i) for a, i in zip(articles, indexed, strict=True)]
         except sqlite3.Error as exc:
             raise ArchiveError(f"{self.path}: cannot store articles: {exc}") from exc
 
-    def _store(self, article: Article) -> StoreResult:
+    def _store(self, article: Article, indexed: IndexedText | None = None) -> StoreResult:
         self._ensure_outlet(article.outlet_slug, article.outlet)
         content = _content_row(article)
         existing = self._db.execute(
@@ -276,7 +283,7 @@ class SqliteArchive:
                 (article.uid, fetched, now, now, *content),
             )
             article_id = cursor.lastrowid or 0
-            self._index(article_id, article.title, article.digest, article.body_text)
+            self._index(article_id, article.title, article.digest, article.body_text, indexed)
             self._log_change(article_id, article.uid, "new", content[2], content[5])
             return StoreResult.NEW
         article_id, version, old_title, old_html, old_text = existing[:5]
@@ -291,7 +298,7 @@ class SqliteArchive:
         old_digest = existing[5 + 6]
         if (old_title, old_digest, old_text) != (article.title, article.digest, article.body_text):
             self._unindex(article_id, old_title, old_digest, old_text)
-            self._index(article_id, article.title, article.digest, article.body_text)
+            self._index(article_id, article.title, article.digest, article.body_text, indexed)
         assignments = ", ".join(f"{column} = ?" for column in _CONTENT_COLUMNS)
         self._db.execute(
             f"UPDATE articles SET {assignments}, updated_at = ?, version = ?, "
@@ -338,8 +345,9 @@ class SqliteArchive:
 
     # -- search index -------------------------------------------------------------
 
-    def _index(self, article_id: int, title: str, digest: str, body_text: str) -> None:
-        values = index_text(title, digest, body_text).values()
+    def _index(self, article_id: int, title: str, digest: str, body_text: str,
+               indexed: IndexedText | None = None) -> None:
+        values = (indexed or index_text(title, digest, body_text)).values()
         self._db.execute("INSERT INTO search (rowid, title_words, title_grams, text_words, "
                          "text_grams) VALUES (?, ?, ?, ?, ?)", (article_id, *values))
 
