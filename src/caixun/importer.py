@@ -89,8 +89,20 @@ def _read_all(paths: Iterable[Path], jobs: int) -> Iterator[_Read]:
     if jobs <= 1 or len(head) < PARALLEL_FROM:
         yield from map(_read, itertools.chain(head, walk))
         return
+    # Two windows of files in flight: the workers read the next window while
+    # this process stores the last one, and what waits in memory stays bounded
+    # (a pool left to itself reads ahead of the writes until memory runs out).
+    window = PARALLEL_FROM * 2
+    files = itertools.chain(head, walk)
     with multiprocessing.get_context("fork").Pool(jobs) as pool:
-        yield from pool.imap(_read, itertools.chain(head, walk), chunksize=64)
+        pending = pool.imap(_read, list(itertools.islice(files, window)), chunksize=64)
+        while True:
+            chunk = list(itertools.islice(files, window))
+            following = pool.imap(_read, chunk, chunksize=64) if chunk else None
+            yield from pending
+            if following is None:
+                return
+            pending = following
 
 
 def import_posts(
