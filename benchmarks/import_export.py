@@ -222,10 +222,13 @@ def archive_mb(db_path: Path) -> float:
     return sum(f.stat().st_size for f in files if f.exists()) / MB
 
 
+IMPORT_JOBS = int(os.environ.get("CAIXUN_IMPORT_JOBS", "0"))  # 0: every core
+
+
 def measure_import(posts: Path, db_path: Path, n: int) -> tuple[SqliteArchive, float]:
     started = time.perf_counter()
     archive = open_archive(db_path)
-    report = import_posts([posts], archive)
+    report = import_posts([posts], archive, jobs=IMPORT_JOBS or None)
     seconds = time.perf_counter() - started
     if report.counts["new"] != n:
         raise SystemExit(f"import: expected {n} new articles, got {report.summary()}")
