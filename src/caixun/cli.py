@@ -132,8 +132,10 @@ def main(ctx: click.Context, archive_path: str | None, config_path: Path | None,
                 type=click.Path(exists=True, path_type=Path))
 @click.option("--strict", is_flag=True,
               help="Exit with status 1 if any file was skipped or repaired.")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Processes that parse and segment posts (used past 1,000 files).")
 @click.pass_obj
-def import_command(app: AppContext, paths: tuple[Path, ...], strict: bool) -> None:
+def import_command(app: AppContext, paths: tuple[Path, ...], strict: bool, jobs: int) -> None:
     """Import Jekyll post files (files or directories, recursively).
 
     Broken but readable posts are repaired, with a warning naming the file;
@@ -149,7 +151,7 @@ def import_command(app: AppContext, paths: tuple[Path, ...], strict: bool) -> No
             if task is not None:
                 bar.advance(task)  # type: ignore[union-attr]
 
-        report = import_posts(paths, archive, on_outcome)
+        report = import_posts(paths, archive, on_outcome, jobs=jobs)
     app.info(f"imported {report.summary()}")
     if strict and (report.counts["skipped"] or report.counts["repaired"]):
         raise click.ClickException("--strict: some files were skipped or repaired")

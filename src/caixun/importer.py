@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +111,12 @@ def import_posts(
     batch_size: int = BATCH_SIZE,
     jobs: int | None = None,
 ) -> ImportReport:
-    """Import every post under ``paths``; ``on_outcome`` hears about each file."""
+    """Import every post under ``paths``; ``on_outcome`` hears about each file.
+
+    ``jobs`` > 1 parses and segments large imports in that many worker
+    processes; whether that is faster depends on the machine (the archive
+    writes stay in this process), so one process is the default.
+    """
     report = ImportReport()
     batch: list[_Read] = []
 
@@ -135,7 +139,7 @@ def import_posts(
             emit(FileOutcome(read.path, result, read.parsed.repairs))
         batch.clear()
 
-    for read in _read_all(paths, jobs or os.cpu_count() or 1):
+    for read in _read_all(paths, jobs or 1):
         if read.problem is not None:
             emit(FileOutcome(read.path, problem=read.problem))
             continue
