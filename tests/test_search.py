@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import rjieba
 from click.testing import CliRunner
+import asyncio
+
+import httpx
 from starlette.applications import Starlette
-from starlette.testclient import TestClient
 
 from caixun.archive import SqliteArchive, open_archive
 from caixun.cli import main
@@ -175,7 +177,17 @@ def test_search_api(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
     with open_archive(path) as archive:
         import_posts([POSTS], archive)
-    client = TestClient(Starlette(routes=search_routes(path, "/news")))
+    app = Starlette(routes=search_routes(path, "/news"))
+
+    class Client:  # the app over httpx's ASGI transport: real requests, no socket
+        def get(self, url: str, params: dict[str, str]) -> httpx.Response:
+            async def call() -> httpx.Response:
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                    return await c.get(url, params=params)
+            return asyncio.run(call())
+
+    client = Client()
     reply = client.get("/api/search", params={"q": "人民币"})
     assert reply.status_code == 200
     body = reply.json()
