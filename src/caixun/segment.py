@@ -2,9 +2,10 @@
 
 Each indexed text gets two token streams, in two kinds of FTS5 columns:
 
-* **words**: the text segmented by jieba (rjieba) in search mode, with a user
-  dictionary of finance terms (``data/finance_words.txt``): 央行, 降准, A股,
-  MLF, 600519, 00700.HK … Words rank well and match codes and English.
+* **words**: the words jieba (rjieba, search mode, with a user dictionary of
+  finance terms, ``data/finance_words.txt``) finds that carry letters or
+  digits: codes (600519, 00700.HK), English, mixed terms (A股, 5G, MLF). jieba
+  keeps A股 whole where a character tokenizer would split it.
 * **grams**: every run of Chinese characters as overlapping character bigrams,
   the run's last character as a unigram (人民银行 → 人民 民银 银行 行). A
   Chinese query of two or more characters is the phrase of its bigrams, so it
@@ -33,7 +34,7 @@ from typing import Any
 __all__ = ["VERSION", "IndexedText", "Query", "QueryError", "index_text", "parse_query",
            "snippet"]
 
-VERSION = "2"  # bump when tokens change: the archive then rebuilds the index
+VERSION = "3"  # bump when tokens change: the archive then rebuilds the index
 MAX_QUERY_CHARS = 200
 MAX_TERMS = 12
 
@@ -41,6 +42,7 @@ _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _CJK_RUN = re.compile(f"[{_CJK}]+")
 _WORD_CHARS = re.compile(f"[{_CJK}A-Za-z0-9]")
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
+_ASCII_ALNUM = re.compile("[A-Za-z0-9\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]")
 
 
 class QueryError(ValueError):
@@ -63,6 +65,7 @@ def _jieba() -> Any:
 # half-width forms; a translation table is many times faster than NFKC, which
 # would also rewrite every Chinese comma.
 _HALF_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+_FULL_WIDTH = re.compile("[\uff01-\uff5e\u3000]")
 
 
 def normalize(text: str) -> str:
@@ -71,7 +74,9 @@ def normalize(text: str) -> str:
     jieba's dictionary spells mixed terms in upper case (A股, MLF); the tokens
     are lower-cased afterwards, as FTS5 folds case anyway.
     """
-    return text.translate(_HALF_WIDTH).upper()
+    if _FULL_WIDTH.search(text):  # rare, and translate() is slow on Chinese text
+        text = text.translate(_HALF_WIDTH)
+    return text.upper()
 
 
 def words(text: str) -> list[str]:
@@ -83,7 +88,7 @@ def words(text: str) -> list[str]:
 def grams(text: str) -> list[str]:
     """Bigrams of every Chinese run, each run's last character as a unigram."""
     out: list[str] = []
-    for run in _CJK_RUN.findall(normalize(text)):  # Chinese has no case
+    for run in _CJK_RUN.findall(text):  # folding width or case changes no Chinese
         out += map(operator.add, run, run[1:])
         out.append(run[-1])
     return out
@@ -108,9 +113,17 @@ def index_text(title: str, digest: str, body_text: str) -> IndexedText:
                        _words_column(text), " ".join(grams(text)))
 
 
+_WITH_ASCII = re.compile(r"\S*[A-Za-z0-9]\S*")
+
+
 def _words_column(text: str) -> str:
-    # FTS5's tokenizer drops the punctuation tokens itself: no filtering needed.
-    return " ".join(_jieba().cut_for_search(normalize(text))).lower()
+    # Chinese words are found through the grams, so this column keeps only the
+    # words with letters or digits (codes, English, A股, 5G): half the tokens.
+    # Text without any has nothing for it, and jieba need not run.
+    if not _ASCII_ALNUM.search(text):
+        return ""
+    joined = " ".join(_jieba().cut_for_search(normalize(text)))
+    return " ".join(_WITH_ASCII.findall(joined)).lower()
 
 
 # -- queries -------------------------------------------------------------------------
