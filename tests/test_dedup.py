@@ -1,0 +1,448 @@
+"""caixun.dedup: identity keys, fingerprints, LSH keys and story clustering.
+
+The labelled set is ``tests/data/dedup_labels.json`` (identifiers into the shared
+corpus, built by reading; its ``method`` says how). ``labelled_items`` and
+``pair_scores`` are also used by ``benchmarks/dedup.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pytest
+
+from conftest import POSTS, SHARED
+from caixun import dedup
+from caixun.dedup import Candidate, Clusterer
+from caixun.model import Article
+from caixun.normalize import BEIJING
+from caixun.sources.base import SourceConfig, load_source
+from caixun.sources.jekyll import read_post
+from newsserver import rss_xml
+
+LABELS = Path(__file__).parent / "data" / "dedup_labels.json"
+RSS_DAYS = SHARED / "corpus" / "rss-days"
+FETCHED = datetime(2026, 9, 1, tzinfo=timezone.utc)
+T0 = datetime(2021, 12, 8, 10, 0, tzinfo=BEIJING)
+
+# What the method achieves on the labelled set (benchmarks/dedup.py prints it), minus
+# a margin of one or two pairs: a change that loses more should be looked at.
+# Measured at the defaults: stories 1.00 / 0.143 (10 of 70 pairs), near duplicates
+# 0.889 (8 of 9) / 0.286 (8 of 28).
+MIN_STORY_PRECISION = 0.9
+MIN_STORY_RECALL = 0.11  # 8 pairs
+MIN_NEAR_PRECISION = 0.75
+MIN_NEAR_RECALL = 0.21  # 6 pairs
+
+
+# -- the labelled set ------------------------------------------------------------------------
+
+def labels() -> dict[str, Any]:
+    return json.loads(LABELS.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+@lru_cache(maxsize=None)
+def _rss_day(name: str) -> tuple[Article, ...]:
+    source = load_source(SourceConfig("news", "rss", options={"url": "https://example.org/f"}))
+    [request] = source.list_requests()
+    entries = source.parse_list(request, rss_xml(RSS_DAYS / name))
+    # Each day's item is an item of its own (a re-fetch): the uid names the day.
+    return tuple(source.to_article(e, None, FETCHED).evolve(uid=f"rss:{name}:{e.native_id}")
+                 for e in entries)
+
+
+@lru_cache(maxsize=None)
+def _finews() -> tuple[tuple[str, Article], ...]:
+    return tuple((f"finews-posts/{p.name}", read_post(p).article) for p in sorted(POSTS.iterdir()))
+
+
+def labelled_items(part: str) -> dict[str, Article]:
+    """Item id → article for a part of the labelled set ("stories" or "near_duplicates").
+
+    Ids: ``finews-posts/<file>`` and ``rss-days/<day file>#<link>``.
+    """
+    corpus = labels()[part]["corpus"]
+    items: dict[str, Article] = {}
+    if "finews-posts" in corpus:
+        items.update(_finews())
+    days = corpus["rss-days"]
+    names = sorted(p.name for p in RSS_DAYS.glob("*.json")) if days == "all files" else days
+    for name in names:
+        for article in _rss_day(name):
+            items[f"rss-days/{name}#{article.url}"] = article
+    return items
+
+
+def unit(item: str) -> str:
+    """A distinct item: a post file, or an rss link (all its days are one item)."""
+    return item.split("#", 1)[1] if item.startswith("rss-days/") else item
+
+
+def _ref_unit(ref: str) -> str:
+    return ref[len("rss-days/"):] if ref.startswith("rss-days/") else ref
+
+
+def _pairs(groups: Iterable[Iterable[str]]) -> set[frozenset[str]]:
+    return {frozenset(p) for g in groups for p in itertools.combinations(sorted(set(g)), 2)}
+
+
+@dataclass(frozen=True)
+class Truth:
+    same: set[frozenset[str]]  # same-story pairs of distinct items
+    copy: set[frozenset[str]]  # the subset that is one text
+    uncertain: set[frozenset[str]]
+
+
+def truth(part: str) -> Truth:
+    data = labels()[part]
+    if part == "stories":
+        story: dict[str, int] = {}
+        version: dict[str, tuple[int, int]] = {}
+        for n, s in enumerate(data["stories"]):
+            for m, members in enumerate(s["versions"]):
+                for ref in members:
+                    story[_ref_unit(ref)] = n
+                    version[_ref_unit(ref)] = (n, m)
+        groups: dict[int, list[str]] = defaultdict(list)
+        for u, n in story.items():
+            groups[n].append(u)
+        same = _pairs(groups.values())
+        copy = {p for p in same if len({version[u] for u in p}) == 1}
+    else:
+        parent: dict[str, str] = {}
+
+        def root(u: str) -> str:
+            parent.setdefault(u, u)
+            while parent[u] != u:
+                u = parent[u]
+            return u
+
+        tiers = {}
+        for a, b, tier in data["same"]:
+            parent[root(_ref_unit(a))] = root(_ref_unit(b))
+            tiers[frozenset((_ref_unit(a), _ref_unit(b)))] = tier
+        closure: dict[str, list[str]] = defaultdict(list)
+        for u in list(parent):
+            closure[root(u)].append(u)
+        same = _pairs(closure.values())
+        copy = {p for p, tier in tiers.items() if tier == "copy"}
+    uncertain = {frozenset((_ref_unit(a), _ref_unit(b))) for a, b in data["uncertain"]}
+    return Truth(same - uncertain, copy - uncertain, uncertain)
+
+
+@dataclass(frozen=True)
+class Scores:
+    precision: float
+    recall: float
+    predicted: int
+    true: int
+    hits: int
+    copy_recall: float
+    false_pairs: list[tuple[str, str]]
+    missed_pairs: list[tuple[str, str]]
+
+
+def _pair(pair: frozenset[str]) -> tuple[str, str]:
+    a, b = sorted(pair)
+    return a, b
+
+
+def predicted_pairs(items: Mapping[str, Article], stories: Mapping[str, str]
+                    ) -> set[frozenset[str]]:
+    """Pairs of distinct items in one story (an rss link counts once: its first day)."""
+    first: dict[str, Article] = {}
+    for item in sorted(items, key=lambda i: (items[i].published_at, i)):
+        first.setdefault(unit(item), items[item])
+    groups: dict[str, list[str]] = defaultdict(list)
+    for u, article in first.items():
+        groups[stories[article.uid]].append(u)
+    return _pairs(groups.values())
+
+
+def pair_scores(items: Mapping[str, Article], stories: Mapping[str, str], part: str) -> Scores:
+    """Pairwise precision and recall of a clustering over distinct items."""
+    t = truth(part)
+    predicted = predicted_pairs(items, stories) - t.uncertain
+    hits = predicted & t.same
+    return Scores(
+        precision=len(hits) / len(predicted) if predicted else 1.0,
+        recall=len(hits) / len(t.same),
+        predicted=len(predicted),
+        true=len(t.same),
+        hits=len(hits),
+        copy_recall=len(hits & t.copy) / len(t.copy) if t.copy else 1.0,
+        false_pairs=sorted(_pair(p) for p in predicted - t.same),
+        missed_pairs=sorted(_pair(p) for p in t.same - predicted),
+    )
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def article(uid: str, title: str, body: str = "", *, hours: float = 0, url: str = "",
+            digest: str = "") -> Article:
+    return Article(uid=uid, outlet="测试", outlet_slug="ceshi", title=title,
+                   published_at=T0 + timedelta(hours=hours), file_id=uid, body_text=body,
+                   digest=digest, url=url)
+
+
+@lru_cache(maxsize=None)
+def posts() -> dict[str, Article]:
+    return {name[-10:-3]: a for name, a in _finews()}
+
+
+README_GROUPS = [  # corpus/README.md, "Same story under different ids"
+    ("6672930", "6781916", "6799679", "6934582"),
+    ("6748961", "6749391"),
+    ("6965422", "6948984"),
+    ("6703990", "6717618"),
+    ("6885192", "6891293"),
+    ("6859047", "6865340"),
+    ("6735975", "6883363"),
+    ("6736198", "6882385"),
+    ("6761079", "6757673"),
+    ("6747356", "6826055"),
+]
+# README pairs the fingerprint cannot link, and why. They count as misses in the
+# recall below; a change that finds one of them shows up here.
+README_MISSES = {
+    # The offshore-yuan flash and two market columns that retell it in other words.
+    frozenset(("6672930", "6799679")), frozenset(("6672930", "6934582")),
+    frozenset(("6781916", "6799679")), frozenset(("6781916", "6934582")),
+    frozenset(("6799679", "6934582")),
+    frozenset(("6965422", "6948984")),  # 顾国平 verdict: court notice vs. commentary
+    frozenset(("6703990", "6717618")),  # FF: figures "91" vs. "11" in the headlines
+    frozenset(("6736198", "6882385")),  # one-line flash vs. article under another headline
+    frozenset(("6761079", "6757673")),  # 6757673 is 11 tokens: only exact duplicates merge
+    frozenset(("6747356", "6826055")),  # 13-token flash (+10%) vs. follow-up (+9%)
+}
+
+
+# -- text and fingerprints -------------------------------------------------------------------
+
+def test_fingerprint_text_drops_boilerplate_and_punctuation() -> None:
+    text = dedup.fingerprint_text(
+        "港股黄金股走弱 潼关黄金跌近6%",
+        "【港股黄金股走弱潼关黄金跌近6%】财联社10月3日电，截至发稿，潼关黄金(00340.HK)跌5.77%。\n"
+        "（文章来源：财联社）")
+    assert text == "港股黄金股走弱潼关黄金跌近6截至发稿潼关黄金340 hk跌5.77"
+    assert dedup.fingerprint_text("T", "正文。（上海证券报）") == "t正文"
+    assert dedup.fingerprint_text("", "作者｜张三\n编辑｜李四\n正文\n本文来自华尔街见闻，欢迎下载APP查看更多") \
+        == "正文"
+    assert dedup.fingerprint_text("Gold hits $4,000", "Gold hits $4,000 as rally runs.\nTyler Durden\n"
+                                  "Mon, 10/06/2025 - 00:00") == "gold hits 4000 as rally runs"
+
+
+def test_fingerprint_text_is_idempotent_and_ignores_spacing() -> None:
+    a = dedup.fingerprint_text("触宝Q3营收5110万美元", "去年同期经调整净亏损为 2052 万美元，本季度持续扭亏。")
+    b = dedup.fingerprint_text("触宝Q3营收5110万美元", "去年同期经调整净亏损为2052万美元，本季度持续扭亏")
+    assert a == b
+    assert dedup.fingerprint_text("", a) == a
+
+
+def test_fingerprint_round_trip_and_errors() -> None:
+    a = article("x:1", "北向资金净流入超40亿", "数据显示，截至目前，北向资金净流入超40亿元。")
+    fp = dedup.fingerprint(a)
+    parsed = dedup.read_fingerprint(fp)
+    assert parsed.tokens == len(dedup.tokens(dedup.fingerprint_text(a.title, a.body_text)))
+    assert len(parsed.minhash) == dedup.PERMUTATIONS
+    assert parsed.numbers and parsed.title
+    assert dedup.read_fingerprint(bytes.fromhex(fp.hex())) == parsed
+    with pytest.raises(ValueError):
+        dedup.read_fingerprint(fp[:-1])
+    with pytest.raises(ValueError):
+        dedup.read_fingerprint(b"\x09" + fp[1:])
+    assert dedup.similarity(fp, fp) == 1.0
+    empty = dedup.fingerprint("")
+    assert dedup.similarity(empty, empty) == 0.0 and dedup.lsh_keys(empty) == []
+
+
+FINGERPRINT_SCRIPT = """
+import sys
+from caixun import dedup
+print(dedup.fingerprint(sys.argv[1]).hex())
+print(dedup.lsh_keys(dedup.fingerprint(sys.argv[1]))[0])
+"""
+
+
+def test_fingerprints_are_the_same_in_every_process() -> None:
+    text = "国家知识产权局：打击非正常专利申请和商标恶意抢注行为，2021年累计向地方通报4批次81.5万件"
+    here = [dedup.fingerprint(text).hex(), dedup.lsh_keys(dedup.fingerprint(text))[0]]
+    for seed in ("0", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", FINGERPRINT_SCRIPT, text], env=env,
+                             capture_output=True, text=True, check=True).stdout.split()
+        assert out == here
+
+
+def test_similarity_of_near_duplicates_and_of_other_news() -> None:
+    p = posts()
+    fp = {k: dedup.fingerprint(a) for k, a in p.items()}
+    assert dedup.similarity(fp["6761079"], fp["6757673"]) >= dedup.THRESHOLD  # 40亿 twice
+    assert dedup.similarity(fp["6859047"], fp["6865340"]) >= dedup.THRESHOLD  # flash ⊂ article
+    # The same template with another figure is another story.
+    assert dedup.similarity(fp["6761079"], fp["7020388"]) == 0.0  # 40亿 / 80亿
+    assert dedup.similarity(fp["6742097"], fp["6757673"]) == 0.0  # 30亿 / 40亿
+    assert dedup.similarity(fp["6748961"], fp["6781916"]) == 0.0  # 6.3565 / 6.3512
+    assert dedup.similarity(fp["6704122"], fp["6885586"]) < 0.1
+
+
+def test_lsh_keys_of_near_duplicates_collide() -> None:
+    p = posts()
+    for a, b in (("6748961", "6749391"), ("6885192", "6891293"), ("6859047", "6865340"),
+                 ("6672930", "6781916"), ("6735975", "6883363")):
+        ka = set(dedup.lsh_keys(dedup.fingerprint(p[a])))
+        kb = set(dedup.lsh_keys(dedup.fingerprint(p[b])))
+        assert ka & kb, (a, b)
+    unrelated = set(dedup.lsh_keys(dedup.fingerprint(p["6704122"])))
+    assert not unrelated & set(dedup.lsh_keys(dedup.fingerprint(p["7166310"])))
+    assert len(unrelated) == dedup.PERMUTATIONS // dedup.LSH_ROWS + dedup.TITLE_KEYS
+
+
+# -- exact duplicates and the clusterer ------------------------------------------------------
+
+def test_exact_keys() -> None:
+    a = article("a:1", "标题", "正文", url="HTTPS://Example.com/n/1/#top")
+    keys = dedup.exact_keys(a)
+    assert keys[0] == "url:example.com/n/1" and keys[1] == f"hash:{a.content_hash}"
+    assert keys[2].startswith("text:")
+    assert [k for k in dedup.exact_keys(a.evolve(url="")) if k.startswith("url:")] == []
+
+
+def test_same_url_is_one_story_whatever_the_text_and_time() -> None:
+    a = article("a:1", "Reeves vows to stop UK tech from drifting abroad", url="https://bbc.co.uk/x")
+    b = article("b:9", "Mayors to gain more spending power under Reeves tax plans", hours=24 * 40,
+                url="https://bbc.co.uk/x/")
+    assert set(dedup.cluster([a, b]).values()) == {"a:1"}
+
+
+def test_same_content_is_one_story() -> None:
+    body = "据天眼查APP显示，近期，知乎关联公司智者四海（北京）技术有限公司申请注册的“B乎”商标状态变更为“驳回复审”。"
+    a = article("a:1", "知乎申请“B乎”商标被驳回复审", body)
+    b = article("b:2", "知乎申请“B乎”商标被驳回复审。", body + " ", hours=30 * 24)  # other id, later
+    assert dedup.cluster([a, b]) == {"a:1": "a:1", "b:2": "a:1"}
+
+
+def test_short_texts_are_merged_only_as_exact_duplicates_within_the_window() -> None:
+    a = article("a:1", "恒生指数跌超1%")
+    same = article("b:1", "恒生指数跌超1%。", hours=2)
+    next_week = article("c:1", "恒生指数跌超1%", hours=24 * 7)
+    similar = article("d:1", "恒生指数跌超2%", hours=1)
+    stories = dedup.cluster([a, same, next_week, similar])
+    assert stories == {"a:1": "a:1", "b:1": "a:1", "c:1": "c:1", "d:1": "d:1"}
+    assert dedup.lsh_keys(dedup.fingerprint(a)) == []
+
+
+def test_readme_same_story_pairs_are_clustered() -> None:
+    stories = dedup.cluster(list(posts().values()))
+    story = {k: stories[a.uid] for k, a in posts().items()}
+    found: list[frozenset[str]] = []
+    missed: list[frozenset[str]] = []
+    for group in README_GROUPS:
+        for a, b in itertools.combinations(group, 2):
+            (found if story[a] == story[b] else missed).append(frozenset((a, b)))
+    print(f"README pairs clustered: {len(found)} of {len(found) + len(missed)}")
+    assert set(missed) <= README_MISSES, sorted(map(sorted, set(missed) - README_MISSES))
+    assert len(found) >= 5
+
+
+def test_clearly_different_stories_are_apart() -> None:
+    p = posts()
+    stories = dedup.cluster(list(p.values()))
+    story = {k: stories[a.uid] for k, a in p.items()}
+    for a, b in (("6742097", "6757673"), ("6761079", "7020388"),  # northbound 30 / 40 / 80
+                 ("6736198", "7157132"),  # House vote / debt-ceiling deal
+                 ("7063824", "7090389"),  # 中国铝业, two different answers
+                 ("6779752", "6796814"),  # 欧菲光, two different announcements
+                 ("6921532", "6924746"),  # two brokers' market views
+                 ("6863017", "7085963")):  # Japan: GDP revision / pay-rise tax plan
+        assert story[a] != story[b], (a, b)
+    sizes: dict[str, int] = defaultdict(int)
+    for s in story.values():
+        sizes[s] += 1
+    assert max(sizes.values()) <= 4  # the onshore and offshore yuan records (uncertain)
+
+
+def test_time_window() -> None:
+    body = ("国家知识产权局今年以来聚焦高质量发展，开展打击不以保护创新为目的的非正常专利申请和商标恶意"
+            "抢注行为专项整治，2021年累计向地方通报4批次81.5万件非正常专利申请。")
+    a = article("a:1", "国家知识产权局打击非正常专利申请", body)
+    rewritten = body.replace("今年以来", "近日").replace("专项整治", "专项行动")
+    near = article("b:1", "国家知识产权局：打击非正常专利申请", rewritten, hours=47)
+    far = article("c:1", "国家知识产权局：打击非正常专利申请", rewritten + "。", hours=24 * 4)
+    assert dedup.similarity(dedup.fingerprint(a), dedup.fingerprint(near)) >= dedup.THRESHOLD
+    stories = dedup.cluster([a, near, far])
+    assert stories["b:1"] == "a:1"
+    assert stories["c:1"] == "a:1"  # 2 days after the rewrite, which is in the story
+    alone = dedup.cluster([a, far])
+    assert alone["c:1"] == "c:1"
+    wide = dedup.cluster([a, far], Clusterer(window=timedelta(days=5)))
+    assert wide["c:1"] == "a:1"
+
+
+def test_assign_story_with_candidates_from_an_index() -> None:
+    p = posts()
+    old = Candidate.of(p["6672930"], story_id="offshore")  # 离岸人民币…最高水平
+    other = Candidate.of(p["6748961"], story_id="onshore")  # 在岸人民币…现报6.3565
+    new = Candidate.of(p["6781916"])  # 离岸人民币兑美元升至6.3512…
+    assert dedup.assign_story(new, [other, old]) == "offshore"
+    assert dedup.assign_story(new, [other]) is None
+    assert dedup.assign_story(new, []) is None
+    strict = Clusterer(threshold=1.01)
+    assert strict.assign(new, [old]) is None
+
+
+# -- the labelled set ------------------------------------------------------------------------
+
+def test_labels_are_well_formed() -> None:
+    data = labels()
+    assert "judge" in data and len(data["method"]) > 500
+    items = labelled_items("stories")
+    units = {unit(i) for i in items}
+    assert len([i for i in items if i.startswith("finews")]) == 117
+    refs = [r for s in data["stories"]["stories"] for v in s["versions"] for r in v]
+    refs += [r for pair in data["stories"]["uncertain"] for r in pair]
+    assert {_ref_unit(r) for r in refs} <= units
+    near_units = {unit(i) for i in labelled_items("near_duplicates")}
+    refs = [r for a, b, _ in data["near_duplicates"]["same"] for r in (a, b)]
+    refs += [r for pair in data["near_duplicates"]["uncertain"] for r in pair]
+    assert {_ref_unit(r) for r in refs} <= near_units
+    assert not re.search(r"[\u4e00-\u9fff]{12}", LABELS.read_text("utf-8").split('"stories"')[1])
+    counts = data["counts"]
+    stories, near = truth("stories"), truth("near_duplicates")
+    assert counts["stories"]["items"] == len(items)
+    assert counts["stories"]["distinct_items"] == len(units)
+    assert counts["stories"]["same_story_pairs_of_distinct_items"] == len(stories.same)
+    assert counts["stories"]["of_them_copy_tier"] == len(stories.copy)
+    assert counts["near_duplicates"]["distinct_links"] == len(near_units)
+    assert counts["near_duplicates"]["same_story_pairs"] == len(near.same)
+
+
+@pytest.mark.parametrize("part, min_p, min_r", [
+    ("stories", MIN_STORY_PRECISION, MIN_STORY_RECALL),
+    ("near_duplicates", MIN_NEAR_PRECISION, MIN_NEAR_RECALL),
+])
+def test_precision_and_recall_on_the_labelled_set(part: str, min_p: float, min_r: float) -> None:
+    items = labelled_items(part)
+    stories = dedup.cluster(list(items.values()))
+    first: dict[str, set[str]] = defaultdict(set)
+    for item, art in items.items():  # a re-fetch (same link, later day) is in the same story
+        first[unit(item)].add(stories[art.uid])
+    assert all(len(s) == 1 for s in first.values())
+    s = pair_scores(items, stories, part)
+    print(f"\n{part}: precision {s.precision:.3f} ({s.hits}/{s.predicted}), "
+          f"recall {s.recall:.3f} ({s.hits}/{s.true}), copy recall {s.copy_recall:.3f}")
+    for a, b in s.false_pairs:
+        print("  false:", a, "|", b)
+    assert s.precision >= min_p
+    assert s.recall >= min_r
