@@ -427,13 +427,15 @@ def _exact_keys(article: Article, text: str) -> list[str]:
 class Candidate:
     """An article as the clusterer sees it: its story, time, fingerprint and exact keys.
 
-    For a new article ``story_id`` is not used (give "").
+    For a new article ``story_id`` is not used (give ""). ``ref`` is the
+    caller's handle on the article (the archive's article id).
     """
 
     story_id: str
     published_at: datetime
     fingerprint: bytes
     exact_keys: tuple[str, ...] = ()
+    ref: int = 0
 
     @classmethod
     def of(cls, article: Article, story_id: str = "") -> Candidate:
@@ -467,18 +469,11 @@ class Clusterer:
         """
         ordered = sorted(candidates, key=lambda c: (c.published_at, c.story_id))
         mine = read_fingerprint(new.fingerprint)
-        long_text = mine.tokens >= self.min_tokens
-        any_time = mine.tokens >= LONG_TOKENS
-        keys = set(new.exact_keys)
-        content_hit = None
-        for other in ordered:
-            shared = keys.intersection(other.exact_keys)
-            if any(k.startswith("url:") for k in shared):
-                return other.story_id
-            if content_hit is None and shared and (any_time or self._near(new, other)):
-                content_hit = other.story_id
-        if content_hit is not None or not long_text:
-            return content_hit
+        same = self._exact(new, mine, ordered)
+        if same is not None:
+            return same.story_id
+        if mine.tokens < self.min_tokens:
+            return None
         best: tuple[float, str] | None = None
         for other in ordered:
             if not self._near(new, other):
@@ -490,6 +485,28 @@ class Clusterer:
             if score >= self.threshold and (best is None or score > best[0]):
                 best = (score, other.story_id)
         return best[1] if best else None
+
+    def exact_match(self, new: Candidate, candidates: Iterable[Candidate]) -> Candidate | None:
+        """The earliest candidate that is the same article as the new one, if any.
+
+        Steps 1 and 2 of :meth:`assign`: the same URL at any time; the same
+        content within the window, or at any time for a long text.
+        """
+        ordered = sorted(candidates, key=lambda c: (c.published_at, c.story_id))
+        return self._exact(new, read_fingerprint(new.fingerprint), ordered)
+
+    def _exact(self, new: Candidate, mine: Fingerprint,
+               ordered: Sequence[Candidate]) -> Candidate | None:
+        any_time = mine.tokens >= LONG_TOKENS
+        keys = set(new.exact_keys)
+        content_hit = None
+        for other in ordered:
+            shared = keys.intersection(other.exact_keys)
+            if any(k.startswith("url:") for k in shared):
+                return other
+            if content_hit is None and shared and (any_time or self._near(new, other)):
+                content_hit = other
+        return content_hit
 
     def _near(self, a: Candidate, b: Candidate) -> bool:
         return abs(a.published_at - b.published_at) <= self.window

@@ -10,13 +10,14 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from caixun.archive import SqliteArchive, StoreResult
 from caixun.errors import PostFormatError
 from caixun.model import Article
+from caixun.dedup import Candidate
 from caixun.segment import IndexedText, index_text
 from caixun.sources.jekyll import ParsedPost, iter_post_paths, read_post
 
@@ -69,6 +70,15 @@ class _Read:
     parsed: ParsedPost | None = None
     indexed: IndexedText | None = None
     problem: str | None = None
+    print_: Candidate | None = None  # the fingerprint, when made in a worker
+
+
+def _read_in_worker(path: Path) -> _Read:
+    """:func:`_read`, and the fingerprint too: what a worker can do for the archive."""
+    read = _read(path)
+    if read.parsed is None:
+        return read
+    return replace(read, print_=Candidate.of(read.parsed.article))
 
 
 def _read(path: Path) -> _Read:
@@ -94,10 +104,11 @@ def _read_all(paths: Iterable[Path], jobs: int) -> Iterator[_Read]:
     window = PARALLEL_FROM * 2
     files = itertools.chain(head, walk)
     with multiprocessing.get_context("fork").Pool(jobs) as pool:
-        pending = pool.imap(_read, list(itertools.islice(files, window)), chunksize=64)
+        pending = pool.imap(_read_in_worker, list(itertools.islice(files, window)),
+                            chunksize=64)
         while True:
             chunk = list(itertools.islice(files, window))
-            following = pool.imap(_read, chunk, chunksize=64) if chunk else None
+            following = pool.imap(_read_in_worker, chunk, chunksize=64) if chunk else None
             yield from pending
             if following is None:
                 return
@@ -127,8 +138,10 @@ def import_posts(
 
     def flush() -> None:
         with archive.transaction():
+            prints = [r.print_ for r in batch if r.print_]
             results = archive.store_many([r.parsed.article for r in batch if r.parsed],
-                                         [r.indexed for r in batch if r.indexed])
+                                         [r.indexed for r in batch if r.indexed],
+                                         prints if len(prints) == len(batch) else None)
             for read in batch:
                 assert read.parsed is not None
                 if read.parsed.slug_alias:

@@ -12,11 +12,12 @@ from caixun.archive.sqlite import (
     SearchHit,
     SourceHealth,
     SqliteArchive,
+    Stories,
     StoreResult,
 )
 
 __all__ = ["ArticleRef", "ArticleVersion", "BuildState", "Change", "SearchHit", "SourceHealth",
-           "SqliteArchive", "StoreResult", "open_archive"]
+           "SqliteArchive", "Stories", "StoreResult", "open_archive"]
 
 
 def open_archive(path: str | Path) -> SqliteArchive:

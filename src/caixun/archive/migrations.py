@@ -129,3 +129,24 @@ MIGRATIONS += (
         );
     """),
 )
+
+MIGRATIONS += (
+    Migration(6, "stories: near-duplicate fingerprints, identity and LSH keys (see caixun/dedup.py)", """
+        ALTER TABLE articles ADD COLUMN story_id INTEGER;
+        ALTER TABLE articles ADD COLUMN duplicate_of INTEGER;
+        CREATE INDEX articles_story ON articles(story_id) WHERE story_id IS NOT NULL;
+        CREATE INDEX articles_duplicate_of ON articles(duplicate_of) WHERE duplicate_of IS NOT NULL;
+        CREATE TABLE dedup_prints (
+            article_id INTEGER PRIMARY KEY REFERENCES articles(id) ON DELETE CASCADE,
+            fingerprint BLOB NOT NULL,
+            exact_keys TEXT NOT NULL
+        );
+        CREATE TABLE dedup_keys (
+            key INTEGER NOT NULL,
+            published_ts INTEGER NOT NULL,
+            article_id INTEGER NOT NULL,
+            PRIMARY KEY (key, published_ts, article_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX dedup_keys_article ON dedup_keys(article_id);
+    """),
+)

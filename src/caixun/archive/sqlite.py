@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
+from caixun.archive import stories
 from caixun.archive.migrations import MIGRATIONS, Migration
+from caixun.dedup import Candidate
 from caixun.errors import ArchiveError
 from caixun.model import Article, PostStyle
 from caixun.normalize import BEIJING
@@ -76,6 +78,23 @@ class ArticleRef(NamedTuple):
     outlet_slug: str
     published_ts: int
     file_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stories:
+    """Stories of several articles, for pages that link them.
+
+    ``members``: article id → every article of its story, oldest first (only
+    for stories with more than one); ``originals``: article id → the article
+    it is an exact copy of.
+    """
+
+    members: Mapping[int, tuple[ArticleRef, ...]]
+    originals: Mapping[int, int]
+
+    def others(self, article_id: int) -> list[ArticleRef]:
+        """The other articles of an article's story."""
+        return [r for r in self.members.get(article_id, ()) if r.id != article_id]
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +188,9 @@ class SqliteArchive:
             self._migrate(migrations)
             if self.schema_version >= 5:
                 self._ensure_search_index()
+            self._has_stories = self.schema_version >= 6
+            if self._has_stories:
+                self._ensure_stories()
         except sqlite3.Error as exc:
             raise ArchiveError(f"{self.path}: cannot open the archive: {exc}") from exc
 
@@ -251,21 +273,26 @@ class SqliteArchive:
             raise ArchiveError(f"{self.path}: cannot store {article.uid}: {exc}") from exc
 
     def store_many(self, articles: Iterable[Article],
-                   indexed: Sequence[IndexedText] | None = None) -> list[StoreResult]:
+                   indexed: Sequence[IndexedText] | None = None,
+                   prints: Sequence[Candidate] | None = None) -> list[StoreResult]:
         """Store articles in one transaction (all or none).
 
         ``indexed`` may give each article's search tokens, already segmented
-        (by ``segment.index_text``, e.g. in worker processes).
+        (by ``segment.index_text``), and ``prints`` its fingerprint
+        (``dedup.Candidate.of``), both e.g. made in worker processes.
         """
         try:
             with self.transaction():
-                if indexed is None:
-                    return [self._store(article) for article in articles]
-                return [self._store(a, i) for a, i in zip(articles, indexed, strict=True)]
+                batch = list(articles)
+                tokens = indexed if indexed is not None else [None] * len(batch)
+                found = prints if prints is not None else [None] * len(batch)
+                return [self._store(a, i, c)
+                        for a, i, c in zip(batch, tokens, found, strict=True)]
         except sqlite3.Error as exc:
             raise ArchiveError(f"{self.path}: cannot store articles: {exc}") from exc
 
-    def _store(self, article: Article, indexed: IndexedText | None = None) -> StoreResult:
+    def _store(self, article: Article, indexed: IndexedText | None = None,
+               candidate: Candidate | None = None) -> StoreResult:
         self._ensure_outlet(article.outlet_slug, article.outlet)
         content = _content_row(article)
         existing = self._db.execute(
@@ -285,6 +312,9 @@ class SqliteArchive:
             article_id = cursor.lastrowid or 0
             self._index(article_id, article.title, article.digest, article.body_text, indexed)
             self._log_change(article_id, article.uid, "new", content[2], content[5])
+            if self._has_stories:
+                placed = stories.place(self._db, article_id, candidate or Candidate.of(article))
+                self._log_story_change(placed.others)
             return StoreResult.NEW
         article_id, version, old_title, old_html, old_text = existing[:5]
         if tuple(existing[5:]) == content:
@@ -299,6 +329,9 @@ class SqliteArchive:
         if (old_title, old_digest, old_text) != (article.title, article.digest, article.body_text):
             self._unindex(article_id, old_title, old_digest, old_text)
             self._index(article_id, article.title, article.digest, article.body_text, indexed)
+        if self._has_stories and (old_title, old_digest, old_text, existing[5 + 11]) != (
+                article.title, article.digest, article.body_text, article.url_key):
+            stories.replace_print(self._db, article_id, candidate or Candidate.of(article))
         assignments = ", ".join(f"{column} = ?" for column in _CONTENT_COLUMNS)
         self._db.execute(
             f"UPDATE articles SET {assignments}, updated_at = ?, version = ?, "
@@ -339,9 +372,53 @@ class SqliteArchive:
             if row is None:
                 return False
             self._unindex(row[0], row[3], row[4], row[5])
+            others = stories.forget(self._db, row[0]) if self._has_stories else []
             self._db.execute("DELETE FROM articles WHERE uid = ?", (uid,))
             self._log_change(row[0], uid, "delete", row[1], row[2])
+            self._log_story_change(others)
             return True
+
+    def _log_story_change(self, article_ids: Sequence[int]) -> None:
+        # Another article joined or left their story: their pages list it.
+        for start in range(0, len(article_ids), 500):
+            part = article_ids[start:start + 500]
+            rows = self._db.execute(
+                "SELECT id, uid, outlet_slug, published_ts FROM articles WHERE id IN ("
+                + ",".join("?" * len(part)) + ")", tuple(part)).fetchall()
+            for article_id, uid, slug, ts in rows:
+                self._log_change(article_id, uid, "update", slug, ts)
+
+    # -- stories ------------------------------------------------------------------
+
+    def _ensure_stories(self) -> None:
+        """Cluster again when fingerprints changed (or never were) since the last time."""
+        row = self._db.execute(
+            "SELECT value FROM search_meta WHERE key = 'stories_version'").fetchone()
+        if row is not None and row[0] == stories.VERSION:
+            return
+        self.recluster()
+
+    def recluster(self) -> int:
+        """Fingerprint and cluster every article again, oldest first; returns how many."""
+        with self.transaction():
+            stories.clear(self._db)
+            count = 0
+            # Ids first: placing writes to the table a pending SELECT would read.
+            ids = [r[0] for r in self._db.execute(
+                "SELECT id FROM articles ORDER BY published_ts, id")]
+            for start in range(0, len(ids), 500):
+                part = ids[start:start + 500]
+                rows = self._db.execute(
+                    f"SELECT id, {_ARTICLE_COLUMNS} FROM articles WHERE id IN ("
+                    + ",".join("?" * len(part)) + ")", part).fetchall()
+                by_id = {row[0]: _article_from_row(row[1:]) for row in rows}
+                for article_id in part:
+                    stories.place(self._db, article_id, Candidate.of(by_id[article_id]))
+                count += len(part)
+            self._db.execute(
+                "INSERT INTO search_meta (key, value) VALUES ('stories_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (stories.VERSION,))
+        return count
 
     # -- search index -------------------------------------------------------------
 
@@ -570,6 +647,41 @@ class SqliteArchive:
         """Articles published in [start_ts, end_ts), newest first."""
         return self._refs("published_ts >= ? AND published_ts < ?", (start_ts, end_ts),
                           "published_ts DESC, id DESC")
+
+    def stories(self, article_ids: Iterable[int] | None = None) -> Stories:
+        """The stories of these articles (of all when None) that have several articles."""
+        if article_ids is None:
+            story_ids = [r[0] for r in self._db.execute(
+                "SELECT story_id FROM articles WHERE story_id IS NOT NULL "
+                "GROUP BY story_id HAVING count(*) > 1")]
+            originals = dict(self._db.execute(
+                "SELECT id, duplicate_of FROM articles WHERE duplicate_of IS NOT NULL"))
+        else:
+            story_ids, originals = [], {}
+            wanted = sorted(set(article_ids))
+            for start in range(0, len(wanted), 500):
+                part = wanted[start:start + 500]
+                for article_id, story, original in self._db.execute(
+                        "SELECT id, story_id, duplicate_of FROM articles WHERE id IN ("
+                        + ",".join("?" * len(part)) + ")", part):
+                    if story is not None:
+                        story_ids.append(story)
+                    if original is not None:
+                        originals[article_id] = original
+        members: dict[int, tuple[ArticleRef, ...]] = {}
+        unique = sorted(set(story_ids))
+        for start in range(0, len(unique), 500):
+            part = unique[start:start + 500]
+            groups: dict[int, list[ArticleRef]] = {}
+            for story, *ref in self._db.execute(
+                    "SELECT story_id, id, uid, title, outlet, outlet_slug, published_ts, file_id "
+                    "FROM articles WHERE story_id IN (" + ",".join("?" * len(part)) + ") "
+                    "ORDER BY published_ts, id", part):
+                groups.setdefault(story, []).append(ArticleRef(*ref))
+            for refs in groups.values():
+                if len(refs) > 1:
+                    members.update(dict.fromkeys((r.id for r in refs), tuple(refs)))
+        return Stories(members, originals)
 
     def newest(self, limit: int) -> list[ArticleRef]:
         return self._refs("1", (), "published_ts DESC, id DESC", limit)

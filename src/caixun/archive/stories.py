@@ -1,0 +1,158 @@
+"""Stories in the archive: fingerprints, identity and LSH keys, story ids.
+
+Every stored article gets a row in ``dedup_prints`` (its MinHash fingerprint
+and exact keys) and rows in ``dedup_keys`` (each key as a 64-bit integer with
+the publication time, so near-duplicate keys are looked up inside the time
+window with one index range per key). ``articles.story_id`` is the id of the
+story's first stored article; ``articles.duplicate_of`` is set when an article
+is an exact duplicate (same URL, same content) of an earlier one, and names
+that one. :mod:`caixun.dedup` decides; this module only stores and looks up.
+
+All functions run inside the caller's transaction, so an article, its search
+tokens and its story are written together or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from datetime import datetime, timezone
+from typing import Iterable, NamedTuple, Sequence
+
+from caixun.dedup import WINDOW, Candidate, Clusterer, lsh_keys
+
+__all__ = ["VERSION", "Placement", "clear", "forget", "key_id", "members", "place", "replace_print"]
+
+VERSION = "1"  # bump when fingerprints or keys change: the archive then re-clusters
+_WINDOW_SECONDS = int(WINDOW.total_seconds())
+_CLUSTERER = Clusterer()
+
+
+def key_id(key: str) -> int:
+    """A key as a signed 64-bit integer (SQLite's INTEGER)."""
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(),
+                          "little", signed=True)
+
+
+class Placement(NamedTuple):
+    """Where a new article went."""
+
+    story_id: int
+    duplicate_of: int | None  # the original, for an exact copy
+    others: list[int]  # the story's other articles: their pages change
+
+
+def _ts(value: datetime) -> int:
+    return int(value.timestamp())
+
+
+def _candidates(db: sqlite3.Connection, new: Candidate, bands: Sequence[str],
+                article_id: int) -> list[Candidate]:
+    ts = _ts(new.published_at)
+    ids: set[int] = set()
+    for key in new.exact_keys:
+        ids.update(row[0] for row in db.execute(
+            "SELECT article_id FROM dedup_keys WHERE key = ?", (key_id(key),)))
+    for key in bands:
+        ids.update(row[0] for row in db.execute(
+            "SELECT article_id FROM dedup_keys WHERE key = ? AND published_ts BETWEEN ? AND ?",
+            (key_id(key), ts - _WINDOW_SECONDS, ts + _WINDOW_SECONDS)))
+    ids.discard(article_id)
+    if not ids:
+        return []
+    marks = ",".join("?" * len(ids))
+    rows = db.execute(
+        "SELECT a.id, coalesce(a.story_id, a.id), a.published_ts, p.fingerprint, p.exact_keys "
+        f"FROM articles a JOIN dedup_prints p ON p.article_id = a.id WHERE a.id IN ({marks})",
+        tuple(ids)).fetchall()
+    return [Candidate(str(story), datetime.fromtimestamp(published, timezone.utc), bytes(print_),
+                      tuple(keys.split("\n")) if keys else (), ref)
+            for ref, story, published, print_, keys in rows]
+
+
+def _write_print(db: sqlite3.Connection, article_id: int, new: Candidate,
+                 bands: Sequence[str]) -> None:
+    db.execute("INSERT INTO dedup_prints (article_id, fingerprint, exact_keys) VALUES (?, ?, ?) "
+               "ON CONFLICT (article_id) DO UPDATE SET fingerprint = excluded.fingerprint, "
+               "exact_keys = excluded.exact_keys",
+               (article_id, new.fingerprint, "\n".join(new.exact_keys)))
+    ts = _ts(new.published_at)
+    db.executemany("INSERT OR IGNORE INTO dedup_keys (key, published_ts, article_id) "
+                   "VALUES (?, ?, ?)",
+                   [(key_id(k), ts, article_id) for k in (*new.exact_keys, *bands)])
+
+
+def place(db: sqlite3.Connection, article_id: int, new: Candidate) -> Placement:
+    """Give a newly stored article its story (and, for an exact copy, its original)."""
+    bands = lsh_keys(new.fingerprint)
+    found = _candidates(db, new, bands, article_id)
+    same = _CLUSTERER.exact_match(new, found)
+    duplicate_of: int | None = None
+    if same is not None:
+        story = int(same.story_id)
+        duplicate_of = _original(db, same.ref)
+    else:
+        chosen = _CLUSTERER.assign(new, found)
+        story = int(chosen) if chosen is not None else article_id
+    db.execute("UPDATE articles SET story_id = ?, duplicate_of = ? WHERE id = ?",
+               (story, duplicate_of, article_id))
+    _write_print(db, article_id, new, bands)
+    others = [row[0] for row in db.execute(
+        "SELECT id FROM articles WHERE story_id = ? AND id <> ?",
+        (story, article_id))] if story != article_id else []
+    return Placement(story, duplicate_of, others)
+
+
+def _original(db: sqlite3.Connection, article_id: int) -> int:
+    row = db.execute("SELECT duplicate_of FROM articles WHERE id = ?", (article_id,)).fetchone()
+    return int(row[0]) if row and row[0] is not None else article_id
+
+
+def replace_print(db: sqlite3.Connection, article_id: int, new: Candidate) -> None:
+    """An article's text changed: new fingerprint and keys; it keeps its story."""
+    db.execute("DELETE FROM dedup_keys WHERE article_id = ?", (article_id,))
+    _write_print(db, article_id, new, lsh_keys(new.fingerprint))
+
+
+def forget(db: sqlite3.Connection, article_id: int) -> list[int]:
+    """Before an article is deleted: unlink it; returns the other members of its story.
+
+    Its exact copies now duplicate the earliest of them instead.
+    """
+    row = db.execute("SELECT story_id FROM articles WHERE id = ?", (article_id,)).fetchone()
+    db.execute("DELETE FROM dedup_keys WHERE article_id = ?", (article_id,))
+    copies = [r[0] for r in db.execute(
+        "SELECT id FROM articles WHERE duplicate_of = ? ORDER BY id", (article_id,))]
+    if copies:
+        db.execute("UPDATE articles SET duplicate_of = NULL WHERE id = ?", (copies[0],))
+        db.executemany("UPDATE articles SET duplicate_of = ? WHERE id = ?",
+                       [(copies[0], other) for other in copies[1:]])
+    if row is None or row[0] is None:
+        return []
+    others = [r[0] for r in db.execute(
+        "SELECT id FROM articles WHERE story_id = ? AND id <> ? ORDER BY id", (row[0], article_id))]
+    if others and row[0] == article_id:  # the story is named after its first article
+        db.execute("UPDATE articles SET story_id = ? WHERE story_id = ?", (others[0], article_id))
+    return others
+
+
+def clear(db: sqlite3.Connection) -> None:
+    """Forget every story (before :func:`place` is run again on every article)."""
+    db.execute("DELETE FROM dedup_keys")
+    db.execute("DELETE FROM dedup_prints")
+    db.execute("UPDATE articles SET story_id = NULL, duplicate_of = NULL "
+               "WHERE story_id IS NOT NULL OR duplicate_of IS NOT NULL")
+
+
+def members(db: sqlite3.Connection, story_ids: Iterable[int]) -> dict[int, list[int]]:
+    """The article ids of each story, oldest publication first."""
+    wanted = sorted(set(story_ids))
+    out: dict[int, list[int]] = {}
+    for start in range(0, len(wanted), 500):
+        part = wanted[start:start + 500]
+        marks = ",".join("?" * len(part))
+        for story, article_id in db.execute(
+                f"SELECT story_id, id FROM articles WHERE story_id IN ({marks}) "
+                "ORDER BY published_ts, id", part):
+            out.setdefault(story, []).append(article_id)
+    return out

@@ -1,0 +1,156 @@
+"""Stories in the archive: placed at write time, in the same transaction, as dedup.cluster would."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from conftest import POSTS
+from test_dedup import labelled_items
+from caixun import dedup
+from caixun.archive import SqliteArchive, open_archive
+from caixun.archive.migrations import MIGRATIONS
+from caixun.importer import import_posts
+from caixun.model import Article
+from caixun.normalize import BEIJING
+
+T0 = datetime(2025, 10, 3, 9, 0, tzinfo=BEIJING)
+BODY = ("中国人民银行今日开展7000亿元买断式逆回购操作，期限为3个月，以固定数量、利率招标、多重价位中标方式"
+        "进行，旨在保持银行体系流动性充裕。业内人士表示，这是央行连续第五个月加量续作，释放稳增长信号，"
+        "市场资金面有望保持平稳。")
+OTHER = ("国家统计局今日公布数据显示，9月份全国居民消费价格同比下降0.3%，环比上涨0.1%，其中食品价格同比下降"
+         "4.4%，非食品价格同比上涨0.7%，核心CPI同比上涨1.0%，涨幅连续第五个月扩大。")
+
+
+def _article(uid: str, body: str = BODY, *, outlet: str = "财联社", slug: str = "cls",
+             url: str = "", minutes: int = 0, title: str = "央行开展7000亿元买断式逆回购") -> Article:
+    return Article(uid=uid, outlet=outlet, outlet_slug=slug, title=title,
+                   published_at=T0 + timedelta(minutes=minutes), file_id=uid.split(":")[1],
+                   body_html=f"<p>{body}</p>", body_text=body, url=url)
+
+
+def _story_rows(archive: SqliteArchive) -> dict[str, tuple[str, str | None]]:
+    """uid → (uid of the story's first article, uid of the original or None)."""
+    db = sqlite3.connect(archive.path)
+    try:
+        rows = db.execute(
+            "SELECT a.uid, s.uid, o.uid FROM articles a JOIN articles s ON s.id = a.story_id "
+            "LEFT JOIN articles o ON o.id = a.duplicate_of").fetchall()
+    finally:
+        db.close()
+    return {uid: (story, original) for uid, story, original in rows}
+
+
+def test_a_copy_under_another_id_is_a_duplicate_in_the_same_story(archive: SqliteArchive) -> None:
+    archive.store(_article("cls:1", url="https://www.cls.cn/detail/1"))
+    archive.store(_article("cls:2", url="https://www.cls.cn/detail/1/", minutes=30))  # re-fetch
+    archive.store(_article("em:3", outlet="东方财富", slug="eastmoney", minutes=5))  # same text
+    archive.store(_article("tj:4", OTHER, title="9月CPI同比下降0.3%", minutes=6))
+    rows = _story_rows(archive)
+    assert rows["cls:1"] == ("cls:1", None)
+    assert rows["cls:2"] == ("cls:1", "cls:1")
+    assert rows["em:3"] == ("cls:1", "cls:1")
+    assert rows["tj:4"] == ("tj:4", None)
+    stories = archive.stories([1])
+    assert [r.uid for r in stories.others(1)] == ["em:3", "cls:2"]  # by publication time
+    assert stories.originals == {}
+    assert archive.stories([2]).originals == {2: 1}
+
+
+def test_a_near_duplicate_joins_and_relinks_the_pages_of_the_story(archive: SqliteArchive) -> None:
+    archive.store(_article("cls:1"))
+    seq = archive.last_change_seq()
+    edited = BODY.replace("业内人士表示，", "分析人士指出，").replace("有望保持平稳", "将保持平稳")
+    archive.store(_article("em:2", edited, outlet="东方财富", slug="eastmoney", minutes=40,
+                           title="央行今日开展7000亿元买断式逆回购操作"))
+    rows = _story_rows(archive)
+    assert rows["em:2"] == ("cls:1", None)  # one story, not a copy
+    changed = archive.changes_since(seq)
+    assert {(c.uid, c.kind) for c in changed} == {("em:2", "new"), ("cls:1", "update")}
+
+
+def test_the_same_text_days_later_is_another_story_if_short(archive: SqliteArchive) -> None:
+    short = "恒生指数跌超1%"
+    archive.store(_article("cls:1", short, title=short))
+    archive.store(_article("cls:2", short, title=short, minutes=4 * 24 * 60))
+    archive.store(_article("cls:3", short, title=short, minutes=4 * 24 * 60 + 10))
+    rows = _story_rows(archive)
+    assert rows["cls:2"] == ("cls:2", None)
+    assert rows["cls:3"] == ("cls:2", "cls:2")
+
+
+def test_deleting_the_original_moves_its_copies_to_the_next(archive: SqliteArchive) -> None:
+    for n in range(1, 4):
+        archive.store(_article(f"cls:{n}", minutes=n))
+    seq = archive.last_change_seq()
+    assert archive.delete("cls:1")
+    rows = _story_rows(archive)
+    assert rows["cls:2"][1] is None and rows["cls:3"][1] == "cls:2"
+    assert {c.uid for c in archive.changes_since(seq) if c.kind == "update"} == {"cls:2", "cls:3"}
+    assert archive.stories([2]).others(2)[0].uid == "cls:3"
+
+
+def test_an_updated_text_gets_new_keys(archive: SqliteArchive) -> None:
+    archive.store(_article("cls:1", url="https://a.example/1"))
+    archive.store(_article("tj:2", OTHER, title="9月CPI同比下降0.3%", url="https://a.example/2",
+                           minutes=1))
+    # The first article now reads like the second: a third copy of that text joins
+    # the second's story, and the first article's old URL key is gone.
+    archive.store(_article("cls:1", OTHER, title="9月CPI同比下降0.3%", url="https://a.example/9"))
+    archive.store(_article("x:3", BODY, url="https://a.example/1", minutes=2))
+    rows = _story_rows(archive)
+    assert rows["cls:1"] == ("cls:1", None)  # an article keeps its story
+    assert rows["x:3"] == ("x:3", None)
+
+
+def test_store_is_atomic_with_the_story(archive: SqliteArchive, monkeypatch: pytest.MonkeyPatch
+                                        ) -> None:
+    archive.store(_article("cls:1"))
+
+    def broken(*args: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr("caixun.archive.stories.place", broken)
+    with pytest.raises(Exception, match="disk I/O error"):
+        archive.store_many([_article("cls:2", minutes=1)])
+    assert archive.get("cls:2") is None and archive.count() == 1
+
+
+def test_the_archive_clusters_as_the_reference_does(tmp_path: Path) -> None:
+    """One article at a time through SQL lookups = dedup.cluster over the whole batch."""
+    items = labelled_items("stories")
+    articles = sorted({a.uid: a for a in items.values()}.values(),
+                      key=lambda a: (a.published_at, a.uid))
+    with open_archive(tmp_path / "a.db") as archive:
+        archive.store_many(articles)
+        rows = _story_rows(archive)
+    expected = dedup.cluster(articles)
+    assert len(rows) == len(expected)
+    assert dedup.story_groups({u: s for u, (s, _) in rows.items()}) == \
+        dedup.story_groups(expected)
+    assert sum(len(g) > 1 for g in dedup.story_groups(expected)) >= 10
+
+
+def test_an_archive_from_before_stories_is_clustered_on_opening(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with SqliteArchive(path, migrations=MIGRATIONS[:5]) as old:
+        import_posts([POSTS], old)
+        articles = list(old.iter_articles())
+    with open_archive(path) as archive:
+        rows = _story_rows(archive)
+        assert archive.schema_version == MIGRATIONS[-1].version
+    assert len(rows) == 117
+    # Re-clustered oldest first, as the reference does.
+    assert {u: s for u, (s, _) in rows.items()} == dedup.cluster(articles)
+
+
+def test_workers_fingerprint_as_the_writer_would(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("caixun.importer.PARALLEL_FROM", 10)
+    with open_archive(tmp_path / "one.db") as one, open_archive(tmp_path / "two.db") as two:
+        import_posts([POSTS], one, jobs=1)
+        import_posts([POSTS], two, jobs=2, batch_size=50)
+        assert _story_rows(one) == _story_rows(two)
