@@ -70,7 +70,7 @@ class AppContext:
         return SiteConfig(title=values["site.title"], url=values["site.url"],
                           language=values["site.language"], timezone=values["site.timezone"],
                           per_page=values["site.per_page"], refresh=values["site.refresh"],
-                          theme=values["site.theme"])
+                          theme=values["site.theme"], stories=values["site.stories"])
 
     @property
     def shows_progress(self) -> bool:

@@ -49,6 +49,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("site", "theme", "",
             "A directory of templates that override the built-in ones by file name."),
     Setting("site", "out", "site", "Where `caixun build` writes the site."),
+    Setting("site", "stories", True,
+            "Show each story once on the home and day pages, with the other outlets "
+            "that carry it (\"也见于\"); false lists every article."),
     Setting("fetch", "connect_timeout", 5.0, "Seconds to wait for a connection."),
     Setting("fetch", "read_timeout", 15.0, "Seconds to wait for a response."),
     Setting("fetch", "retries", 3,

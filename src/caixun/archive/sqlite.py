@@ -342,6 +342,8 @@ class SqliteArchive:
         moved = (old_slug, old_ts) != (content[2], content[5])
         self._log_change(article_id, article.uid, "update", content[2], content[5],
                          (old_slug, old_ts) if moved else None)
+        if self._has_stories:  # the story's other pages show this one's title and link
+            self._log_story_change(stories.others(self._db, article_id))
         return StoreResult.UPDATED
 
     def _ensure_outlet(self, slug: str, name: str) -> None:

@@ -21,7 +21,7 @@ from typing import Iterable, NamedTuple, Sequence
 
 from caixun.dedup import WINDOW, Candidate, Clusterer, lsh_keys
 
-__all__ = ["VERSION", "Placement", "clear", "forget", "key_id", "members", "place", "replace_print"]
+__all__ = ["VERSION", "Placement", "clear", "forget", "key_id", "members", "others", "place", "replace_print"]
 
 VERSION = "1"  # bump when fingerprints or keys change: the archive then re-clusters
 _WINDOW_SECONDS = int(WINDOW.total_seconds())
@@ -134,6 +134,13 @@ def forget(db: sqlite3.Connection, article_id: int) -> list[int]:
     if others and row[0] == article_id:  # the story is named after its first article
         db.execute("UPDATE articles SET story_id = ? WHERE story_id = ?", (others[0], article_id))
     return others
+
+
+def others(db: sqlite3.Connection, article_id: int) -> list[int]:
+    """The other articles of an article's story."""
+    return [r[0] for r in db.execute(
+        "SELECT b.id FROM articles a JOIN articles b ON b.story_id = a.story_id "
+        "WHERE a.id = ? AND b.id <> a.id", (article_id,))]
 
 
 def clear(db: sqlite3.Connection) -> None:

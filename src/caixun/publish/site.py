@@ -54,6 +54,7 @@ class SiteConfig:
     per_page: int = 50
     refresh: int = 0  # seconds; list pages reload themselves when > 0
     theme: str = ""  # a directory whose templates override the built-in ones
+    stories: bool = True  # home and day pages show each story once, with its outlets
 
     @property
     def base_url(self) -> str:
@@ -195,10 +196,13 @@ class Renderer:
         return compiled.render(**context).encode("utf-8")
 
     def article(self, article: Article, ref: ArticleRef, prev: ArticleRef | None,
-                next_: ArticleRef | None) -> bytes:
+                next_: ArticleRef | None, stories: Stories = Stories({}, {})) -> bytes:
+        others = stories.others(ref.id)
+        original = next((r for r in others if r.id == stories.originals.get(ref.id)), None)
         return self.render("article.html", article=article, path=_article_path(ref),
                            ts=ref.published_ts, day=self.local_day(ref.published_ts),
-                           prev=prev, next=next_)
+                           prev=prev, next=next_, also=others,
+                           canonical=_article_path(original or ref))
 
     def outlet_front(self, slug: str, outlet: str, newest: list[ArticleRef], total: int,
                      older: str | None) -> bytes:
@@ -212,16 +216,43 @@ class Renderer:
                            first_day=self.local_day(chunk[0].published_ts),
                            last_day=self.local_day(chunk[-1].published_ts))
 
-    def day(self, day: date, refs: list[ArticleRef]) -> bytes:
-        return self.render("day.html", day=day, refs=refs, refresh=self.config.refresh)
+    def day(self, day: date, refs: list[ArticleRef], stories: Stories = Stories({}, {})) -> bytes:
+        shown, also = self.collapse(refs, stories)
+        return self.render("day.html", day=day, refs=shown, total=len(refs), also=also,
+                           refresh=self.config.refresh)
+
+    def collapse(self, refs: list[ArticleRef], stories: Stories
+                 ) -> tuple[list[ArticleRef], dict[int, list[ArticleRef]]]:
+        """With ``site.stories``: each story once, where it first appears in ``refs``.
+
+        Returns the refs to show and, for each shown ref, the story's other articles.
+        """
+        if not self.config.stories:
+            return refs, {}
+        shown: list[ArticleRef] = []
+        also: dict[int, list[ArticleRef]] = {}
+        seen: set[int] = set()
+        for ref in refs:
+            members = stories.members.get(ref.id)
+            if members is None:
+                shown.append(ref)
+                continue
+            if members[0].id in seen:
+                continue
+            seen.add(members[0].id)
+            shown.append(ref)
+            also[ref.id] = [m for m in members if m.id != ref.id]
+        return shown, also
 
     def archive_index(self, days: list[tuple[date, int]]) -> bytes:
         return self.render("archive.html", days=days)
 
     def home(self, latest: list[ArticleRef],
-             outlets: list[tuple[str, str, list[ArticleRef]]]) -> bytes:
-        return self.render("home.html", latest=latest, outlets=outlets,
-                           refresh=self.config.refresh)
+             outlets: list[tuple[str, str, list[ArticleRef]]],
+             stories: Stories = Stories({}, {})) -> bytes:
+        shown, also = self.collapse(latest, stories)
+        return self.render("home.html", latest=shown[:self.config.per_page], also=also,
+                           outlets=outlets, refresh=self.config.refresh)
 
     def not_found(self) -> bytes:
         return self.render("404.html")
@@ -317,29 +348,30 @@ def _full_outlets(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter
     outlet_refs: list[ArticleRef] = []
     pending: tuple[ArticleRef, Article] | None = None
     prev: ArticleRef | None = None
+    stories = archive.stories()
     for article_id, article in archive.iter_outlet_articles(slugs):
         ref = ref_of(article_id, article)
         if outlet_refs and outlet_refs[-1].outlet_slug != ref.outlet_slug:
             if pending:
-                _put_article(renderer, writer, *pending, prev, None, uid_paths)
+                _put_article(renderer, writer, *pending, prev, None, uid_paths, stories)
             _outlet_lists(archive, renderer, writer, outlet_refs)
             outlet_refs, pending, prev = [], None, None
         if pending:
-            _put_article(renderer, writer, *pending, prev, ref, uid_paths)
+            _put_article(renderer, writer, *pending, prev, ref, uid_paths, stories)
             prev = pending[0]
         pending = (ref, article)
         outlet_refs.append(ref)
     if pending:
-        _put_article(renderer, writer, *pending, prev, None, uid_paths)
+        _put_article(renderer, writer, *pending, prev, None, uid_paths, stories)
     if outlet_refs:
         _outlet_lists(archive, renderer, writer, outlet_refs)
 
 
 def _put_article(renderer: Renderer, writer: SiteWriter, ref: ArticleRef, article: Article,
                  prev: ArticleRef | None, next_: ArticleRef | None,
-                 uid_paths: dict[str, str]) -> None:
+                 uid_paths: dict[str, str], stories: Stories) -> None:
     path = _article_path(ref)
-    writer.put(path, renderer.article(article, ref, prev, next_))
+    writer.put(path, renderer.article(article, ref, prev, next_, stories))
     uid_paths[ref.uid] = path
 
 
@@ -366,7 +398,8 @@ def _write_day(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter, d
     end = start + timedelta(days=1)
     refs = archive.refs_between(int(start.timestamp()), int(end.timestamp()))
     if refs:
-        writer.put(paths.day_path(day), renderer.day(day, refs))
+        stories = archive.stories(r.id for r in refs) if renderer.config.stories else None
+        writer.put(paths.day_path(day), renderer.day(day, refs, stories or Stories({}, {})))
     else:
         writer.remove(paths.day_path(day))
 
@@ -457,7 +490,9 @@ def _site_wide(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
     _sitemap(archive, renderer, writer, days, changed_ids)
     writer.put(paths.ROBOTS, (f"User-agent: *\nAllow: /\n\n"
                               f"Sitemap: {config.base_url}/{paths.SITEMAP}\n").encode())
-    writer.put(paths.HOME, renderer.home(archive.newest(config.per_page), outlets))
+    latest = archive.newest(config.per_page * (3 if config.stories else 1))
+    stories = archive.stories(r.id for r in latest) if config.stories else Stories({}, {})
+    writer.put(paths.HOME, renderer.home(latest, outlets, stories))
 
 
 def _sitemap(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
@@ -546,13 +581,14 @@ def _incremental_articles(archive: SqliteArchive, renderer: Renderer, writer: Si
         for ref in archive.around(slug, ts):
             refs.setdefault(ref.uid, ref)
     uid_paths: dict[str, str | None] = {uid: None for uid in uids}
+    stories = archive.stories(r.id for r in refs.values())
     for ref in sorted(refs.values(), key=lambda r: (r.outlet_slug, r.published_ts, r.id)):
         article = archive.get(ref.uid)
         if article is None:
             continue
         prev, next_ = archive.neighbors(ref.outlet_slug, ref.published_ts, ref.id)
         path = _article_path(ref)
-        writer.put(path, renderer.article(article, ref, prev, next_))
+        writer.put(path, renderer.article(article, ref, prev, next_, stories))
         uid_paths[ref.uid] = path
     return uid_paths
 
