@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from caixun import __version__
-from caixun.archive import ArticleRef, BuildState, SqliteArchive, open_archive
+from caixun.archive import ArticleRef, BuildState, SqliteArchive, Stories, open_archive
 from caixun.errors import ConfigError
 from caixun.model import Article
 from caixun.publish import feeds, paths
