@@ -154,3 +154,11 @@ def test_workers_fingerprint_as_the_writer_would(tmp_path: Path,
         import_posts([POSTS], one, jobs=1)
         import_posts([POSTS], two, jobs=2, batch_size=50)
         assert _story_rows(one) == _story_rows(two)
+
+
+def test_search_finds_an_exact_copy_once(archive: SqliteArchive) -> None:
+    archive.store(_article("cls:1", url="https://www.cls.cn/detail/1"))
+    archive.store(_article("em:2", outlet="东方财富", slug="eastmoney", minutes=5))
+    archive.store(_article("em:3", OTHER, title="9月CPI同比下降0.3%", minutes=6))
+    assert [h.ref.uid for h in archive.search("逆回购")] == ["cls:1"]
+    assert [h.ref.uid for h in archive.search("逆回购", outlet="eastmoney")] == ["em:2"]

@@ -467,6 +467,9 @@ class SqliteArchive:
                now: float | None = None) -> list[SearchHit]:
         """Articles matching ``query``, best first: relevance (title above body) and recency.
 
+        Exact copies of an article (see :mod:`caixun.dedup`) are left out
+        unless the search is limited to one outlet.
+
         ``QueryError`` (a ``ValueError``) says what is wrong with a query.
         """
         parsed = parse_query(query)
@@ -474,6 +477,8 @@ class SqliteArchive:
         if outlet:
             where.append("a.outlet_slug = ?")
             params.append(outlet)
+        elif self._has_stories:
+            where.append("a.duplicate_of IS NULL")  # an exact copy is found as its original
         if since_ts is not None:
             where.append("a.published_ts >= ?")
             params.append(since_ts)
