@@ -186,7 +186,7 @@ def tokens(text: str) -> list[str]:
     """
     text = _THOUSANDS.sub("", unicodedata.normalize("NFKC", text).lower())
     found = _TOKEN.findall(text)
-    return [t.lstrip("0") or "0" if t.isdigit() else t for t in found]
+    return [t.lstrip("0") or "0" if t[0] == "0" and t.isdigit() else t for t in found]
 
 
 def _body_lines(body_text: str) -> str:
@@ -215,11 +215,15 @@ def fingerprint_text(title: str, body_text: str) -> str:
     when the body repeats it. Punctuation and spacing go; CJK characters stand
     side by side and latin words are kept apart by one space. Idempotent.
     """
-    head = tokens(title)
+    return _join(_parts(tokens(title), body_text))
+
+
+def _parts(head: list[str], body_text: str) -> list[str]:
+    """The tokens of :func:`fingerprint_text` (``head``: the title's tokens)."""
     body = tokens(_body_lines(body_text))
     if head and body[:len(head)] == head:
         body = body[len(head):]
-    return _join(head + body)
+    return head + body
 
 
 def _text_of(article: Article) -> str:
@@ -263,17 +267,16 @@ def _minhash(shingles: Iterable[str]) -> list[int]:
     return [min(values[i::PERMUTATIONS]) for i in range(PERMUTATIONS)]
 
 
-def _title_parts(title: str) -> tuple[list[int], list[int]]:
-    head = tokens(title)
+def _title_parts(head: list[str]) -> tuple[list[int], list[int]]:
     grams = sorted({_h32(s) for s in _shingles(head)})[:_MAX_TITLE]
     numbers = sorted({_h32(t) for t in head if _NUMBER.match(t)})[:_MAX_NUMBERS]
     return grams, numbers
 
 
-def _pack(text: str, title: str) -> bytes:
-    parts = tokens(text)[:MAX_TOKENS]
+def _pack(all_parts: list[str], head: list[str]) -> bytes:
+    parts = all_parts[:MAX_TOKENS]
     shingles = _shingles(parts)
-    grams, numbers = _title_parts(title)
+    grams, numbers = _title_parts(head)
     header = _HEADER.pack(_VERSION, len(parts), min(len(shingles), 0xFFFF), len(grams),
                           len(numbers))
     body = struct.pack(f"<{PERMUTATIONS}I", *_minhash(shingles))
@@ -290,8 +293,9 @@ def fingerprint(source: Article | str) -> bytes:
     versions of Python; ``.hex()`` them for a text column.
     """
     if isinstance(source, Article):
-        return _pack(fingerprint_text(source.title, _text_of(source)), source.title)
-    return _pack(fingerprint_text("", source), "")
+        head = tokens(source.title)
+        return _pack(_parts(head, _text_of(source)), head)
+    return _pack(_parts([], source), [])
 
 
 def read_fingerprint(data: bytes) -> Fingerprint:
@@ -408,15 +412,18 @@ def exact_keys(article: Article) -> list[str]:
     teaser (no body, the text in ``digest``) would share it with every other
     teaser under the same headline, so it is a key only when there is a body.
     """
-    return _exact_keys(article, fingerprint_text(article.title, _text_of(article)))
+    return _exact_keys(article, _parts(tokens(article.title), _text_of(article)))
 
 
-def _exact_keys(article: Article, text: str) -> list[str]:
+def _exact_keys(article: Article, parts: list[str]) -> list[str]:
     keys = [f"url:{article.url_key}"] if article.url_key else []
     if article.body_text.strip():
         keys.append(f"hash:{article.content_hash}")
-    if text:
-        digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+    if parts:
+        # The tokens of the fingerprint text, one separator apart: the same key
+        # for the same words, without joining them into that text first.
+        joined = "\x1f".join(parts)
+        digest = hashlib.blake2b(joined.encode("utf-8"), digest_size=16).hexdigest()
         keys.append(f"text:{digest}")
     return keys
 
@@ -440,9 +447,10 @@ class Candidate:
     @classmethod
     def of(cls, article: Article, story_id: str = "") -> Candidate:
         """The fingerprint and exact keys of an article (its text cleaned once)."""
-        text = fingerprint_text(article.title, _text_of(article))
-        return cls(story_id, article.published_at, _pack(text, article.title),
-                   tuple(_exact_keys(article, text)))
+        head = tokens(article.title)
+        parts = _parts(head, _text_of(article))
+        return cls(story_id, article.published_at, _pack(parts, head),
+                   tuple(_exact_keys(article, parts)))
 
 
 @dataclass(frozen=True, slots=True)

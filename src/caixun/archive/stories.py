@@ -23,7 +23,7 @@ from caixun.dedup import WINDOW, Candidate, Clusterer, lsh_keys
 
 __all__ = ["VERSION", "Placement", "clear", "forget", "key_id", "members", "others", "place", "replace_print"]
 
-VERSION = "1"  # bump when fingerprints or keys change: the archive then re-clusters
+VERSION = "2"  # bump when fingerprints or keys change: the archive then re-clusters
 _WINDOW_SECONDS = int(WINDOW.total_seconds())
 _CLUSTERER = Clusterer()
 
@@ -50,13 +50,15 @@ def _candidates(db: sqlite3.Connection, new: Candidate, bands: Sequence[str],
                 article_id: int) -> list[Candidate]:
     ts = _ts(new.published_at)
     ids: set[int] = set()
-    for key in new.exact_keys:
+    if new.exact_keys:
         ids.update(row[0] for row in db.execute(
-            "SELECT article_id FROM dedup_keys WHERE key = ?", (key_id(key),)))
-    for key in bands:
+            "SELECT article_id FROM dedup_keys WHERE key IN ("
+            + ",".join("?" * len(new.exact_keys)) + ")", [key_id(k) for k in new.exact_keys]))
+    if bands:
         ids.update(row[0] for row in db.execute(
-            "SELECT article_id FROM dedup_keys WHERE key = ? AND published_ts BETWEEN ? AND ?",
-            (key_id(key), ts - _WINDOW_SECONDS, ts + _WINDOW_SECONDS)))
+            "SELECT article_id FROM dedup_keys WHERE key IN (" + ",".join("?" * len(bands))
+            + ") AND published_ts BETWEEN ? AND ?",
+            [*(key_id(k) for k in bands), ts - _WINDOW_SECONDS, ts + _WINDOW_SECONDS]))
     ids.discard(article_id)
     if not ids:
         return []
