@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+import newsserver as ns
 from conftest import POSTS
 from test_dedup import labelled_items
 from caixun import dedup
-from caixun.archive import SqliteArchive, open_archive
+from caixun.archive import SqliteArchive, StoreResult, open_archive
 from caixun.archive.migrations import MIGRATIONS
+from caixun.fetch import Fetcher, FetchSettings, fetch_round
 from caixun.importer import import_posts
-from caixun.model import Article
+from caixun.model import Article, PostStyle
 from caixun.normalize import BEIJING
+from caixun.sources.base import SourceConfig, load_source
 
 T0 = datetime(2025, 10, 3, 9, 0, tzinfo=BEIJING)
 BODY = ("中国人民银行今日开展7000亿元买断式逆回购操作，期限为3个月，以固定数量、利率招标、多重价位中标方式"
@@ -44,20 +48,43 @@ def _story_rows(archive: SqliteArchive) -> dict[str, tuple[str, str | None]]:
     return {uid: (story, original) for uid, story, original in rows}
 
 
-def test_a_copy_under_another_id_is_a_duplicate_in_the_same_story(archive: SqliteArchive) -> None:
+def test_a_copy_from_another_outlet_is_a_duplicate_in_the_same_story(
+        archive: SqliteArchive) -> None:
     archive.store(_article("cls:1", url="https://www.cls.cn/detail/1"))
-    archive.store(_article("cls:2", url="https://www.cls.cn/detail/1/", minutes=30))  # re-fetch
     archive.store(_article("em:3", outlet="东方财富", slug="eastmoney", minutes=5))  # same text
+    archive.store(_article("sina:5", outlet="新浪财经", slug="sina", minutes=7,
+                           url="https://www.cls.cn/detail/1/"))  # same link
     archive.store(_article("tj:4", OTHER, title="9月CPI同比下降0.3%", minutes=6))
     rows = _story_rows(archive)
     assert rows["cls:1"] == ("cls:1", None)
-    assert rows["cls:2"] == ("cls:1", "cls:1")
     assert rows["em:3"] == ("cls:1", "cls:1")
+    assert rows["sina:5"] == ("cls:1", "cls:1")
     assert rows["tj:4"] == ("tj:4", None)
     stories = archive.stories([1])
-    assert [r.uid for r in stories.others(1)] == ["em:3", "cls:2"]  # by publication time
+    assert [r.uid for r in stories.others(1)] == ["em:3", "sina:5"]  # by publication time
     assert stories.originals == {}
     assert archive.stories([2]).originals == {2: 1}
+
+
+def test_a_fetched_copy_in_the_same_outlet_is_merged(archive: SqliteArchive) -> None:
+    """A feed that lists one article again under a new guid: one article, two uids."""
+    assert archive.store(_article("rss:a", url="https://www.cls.cn/detail/1")) is StoreResult.NEW
+    seq = archive.last_change_seq()
+    copy = _article("rss:b", url="https://www.cls.cn/detail/1/", minutes=30)
+    assert archive.store(copy) is StoreResult.MERGED
+    assert archive.store(copy.evolve(title="改过的标题")) is StoreResult.MERGED  # stays merged
+    same_text = _article("rss:c", minutes=50)
+    assert archive.store(same_text) is StoreResult.MERGED
+    assert archive.count() == 1 and archive.get("rss:b") is None
+    assert archive.aliases("rss:a") == ["rss:b", "rss:c"]
+    assert archive.changes_since(seq) == []
+    # Imported posts are never merged: each keeps its page and URL.
+    post = _article("jekyll:9", minutes=60)
+    post = post.evolve(post_style=PostStyle())
+    assert archive.store(post) is StoreResult.NEW
+    assert _story_rows(archive)["jekyll:9"] == ("rss:a", "rss:a")
+    archive.delete("rss:a")
+    assert archive.aliases("rss:a") == []
 
 
 def test_a_near_duplicate_joins_and_relinks_the_pages_of_the_story(archive: SqliteArchive) -> None:
@@ -76,15 +103,16 @@ def test_the_same_text_days_later_is_another_story_if_short(archive: SqliteArchi
     short = "恒生指数跌超1%"
     archive.store(_article("cls:1", short, title=short))
     archive.store(_article("cls:2", short, title=short, minutes=4 * 24 * 60))
-    archive.store(_article("cls:3", short, title=short, minutes=4 * 24 * 60 + 10))
+    archive.store(_article("em:3", short, title=short, minutes=4 * 24 * 60 + 10,
+                           outlet="东方财富", slug="eastmoney"))
     rows = _story_rows(archive)
     assert rows["cls:2"] == ("cls:2", None)
-    assert rows["cls:3"] == ("cls:2", "cls:2")
+    assert rows["em:3"] == ("cls:2", "cls:2")
 
 
 def test_deleting_the_original_moves_its_copies_to_the_next(archive: SqliteArchive) -> None:
     for n in range(1, 4):
-        archive.store(_article(f"cls:{n}", minutes=n))
+        archive.store(_article(f"cls:{n}", outlet=f"报{n}", slug=f"bao{n}", minutes=n))
     seq = archive.last_change_seq()
     assert archive.delete("cls:1")
     rows = _story_rows(archive)
@@ -115,14 +143,17 @@ def test_store_is_atomic_with_the_story(archive: SqliteArchive, monkeypatch: pyt
 
     monkeypatch.setattr("caixun.archive.stories.place", broken)
     with pytest.raises(Exception, match="disk I/O error"):
-        archive.store_many([_article("cls:2", minutes=1)])
-    assert archive.get("cls:2") is None and archive.count() == 1
+        archive.store_many([_article("em:2", outlet="东方财富", slug="eastmoney", minutes=1)])
+    assert archive.get("em:2") is None and archive.count() == 1
 
 
 def test_the_archive_clusters_as_the_reference_does(tmp_path: Path) -> None:
     """One article at a time through SQL lookups = dedup.cluster over the whole batch."""
     items = labelled_items("stories")
-    articles = sorted({a.uid: a for a in items.values()}.values(),
+    # With a post style, fetched copies are stored rather than merged: every
+    # article stays, as in the reference.
+    articles = sorted({a.uid: a.evolve(post_style=a.post_style or PostStyle())
+                       for a in items.values()}.values(),
                       key=lambda a: (a.published_at, a.uid))
     with open_archive(tmp_path / "a.db") as archive:
         archive.store_many(articles)
@@ -162,3 +193,35 @@ def test_search_finds_an_exact_copy_once(archive: SqliteArchive) -> None:
     archive.store(_article("em:3", OTHER, title="9月CPI同比下降0.3%", minutes=6))
     assert [h.ref.uid for h in archive.search("逆回购")] == ["cls:1"]
     assert [h.ref.uid for h in archive.search("逆回购", outlet="eastmoney")] == ["em:2"]
+
+
+RSS = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>财经</title><link>https://news.example.org/</link>
+<description>t</description>
+<item><title>央行开展7000亿元买断式逆回购</title><link>https://news.example.org/a/1</link>
+<guid isPermaLink="false">{guid}</guid><pubDate>Fri, 03 Oct 2025 09:00:00 +0800</pubDate>
+<description>{body}</description></item>
+</channel></rss>"""
+
+
+def test_a_feed_relisting_an_article_under_a_new_guid_merges_it(archive: SqliteArchive) -> None:
+    """Through the fetcher: the second listing is reported as merged, not stored."""
+
+    async def poll(server: ns.NewsServer) -> str:
+        source = load_source(SourceConfig("news", "rss",
+                                          options={"url": server.url("/feed.xml")}))
+        fetcher = Fetcher(FetchSettings(retries=0, min_gap=0.0))
+        try:
+            [report] = await fetch_round([source], fetcher, archive, due_only=False)
+        finally:
+            await fetcher.aclose()
+        return report.summary()
+
+    with ns.NewsServer() as server:
+        server.route("/feed.xml", RSS.format(guid="a-1", body=BODY).encode("utf-8"))
+        assert "1 new" in asyncio.run(poll(server))
+        server.route("/feed.xml", RSS.format(guid="a-1-again", body=BODY).encode("utf-8"))
+        summary = asyncio.run(poll(server))
+    assert "0 new" in summary and "1 merged into earlier copies" in summary, summary
+    [article] = archive.iter_articles()
+    assert archive.aliases(article.uid) != []

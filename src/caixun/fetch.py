@@ -268,6 +268,7 @@ class SourceReport:
     new: int = 0
     updated: int = 0
     unchanged: int = 0
+    merged: int = 0  # exact copies of stored articles under new ids
     lists_unchanged: int = 0  # list responses skipped: 304 or identical bytes
     item_errors: list[str] = field(default_factory=list)  # "uid: problem"
     error: str | None = None  # the source failed as a whole
@@ -282,6 +283,8 @@ class SourceReport:
             return f"{self.name}: FAILED: {self.error}"
         text = (f"{self.name}: {self.new} new, {self.updated} updated, "
                 f"{self.unchanged} unchanged, {len(self.item_errors)} errors")
+        if self.merged:
+            text += f", {self.merged} merged into earlier copies"
         if self.lists_unchanged:
             text += f" ({self.lists_unchanged} list(s) not modified)"
         return text
@@ -378,6 +381,8 @@ async def _store_entries(source: Source, fetcher: Fetcher, archive: SqliteArchiv
             report.new += 1
         elif outcome is StoreResult.UPDATED:
             report.updated += 1
+        elif outcome is StoreResult.MERGED:
+            report.merged += 1
         else:
             report.unchanged += 1
 

@@ -150,3 +150,13 @@ MIGRATIONS += (
         CREATE INDEX dedup_keys_article ON dedup_keys(article_id);
     """),
 )
+
+MIGRATIONS += (
+    Migration(7, "ids of fetched exact copies merged into an article of the same outlet", """
+        CREATE TABLE article_aliases (
+            uid TEXT PRIMARY KEY,
+            article_id INTEGER NOT NULL REFERENCES articles(id) ON DELETE CASCADE
+        );
+        CREATE INDEX article_aliases_article ON article_aliases(article_id);
+    """),
+)

@@ -45,6 +45,7 @@ class StoreResult(Enum):
     NEW = "new"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
+    MERGED = "merged"  # an exact copy of an article of the same outlet: its uid became an alias
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +189,7 @@ class SqliteArchive:
             self._migrate(migrations)
             if self.schema_version >= 5:
                 self._ensure_search_index()
-            self._has_stories = self.schema_version >= 6
+            self._has_stories = self.schema_version >= 7
             if self._has_stories:
                 self._ensure_stories()
         except sqlite3.Error as exc:
@@ -303,6 +304,11 @@ class SqliteArchive:
         now = _now()
         fetched = article.fetched_at.isoformat() if article.fetched_at else None
         if existing is None:
+            lookup = None
+            if self._has_stories:
+                lookup = stories.look_up(self._db, candidate or Candidate.of(article))
+                if self._merge(article, lookup):
+                    return StoreResult.MERGED
             cursor = self._db.execute(
                 "INSERT INTO articles (uid, fetched_at, stored_at, updated_at, "
                 + ", ".join(_CONTENT_COLUMNS) + ") VALUES (?, ?, ?, ?, "
@@ -312,8 +318,8 @@ class SqliteArchive:
             article_id = cursor.lastrowid or 0
             self._index(article_id, article.title, article.digest, article.body_text, indexed)
             self._log_change(article_id, article.uid, "new", content[2], content[5])
-            if self._has_stories:
-                placed = stories.place(self._db, article_id, candidate or Candidate.of(article))
+            if lookup is not None:
+                placed = stories.place(self._db, article_id, lookup)
                 self._log_story_change(placed.others)
             return StoreResult.NEW
         article_id, version, old_title, old_html, old_text = existing[:5]
@@ -345,6 +351,36 @@ class SqliteArchive:
         if self._has_stories:  # the story's other pages show this one's title and link
             self._log_story_change(stories.others(self._db, article_id))
         return StoreResult.UPDATED
+
+    def _merge(self, article: Article, lookup: stories.Lookup) -> bool:
+        """Fold a fetched exact copy into the article of the same outlet it copies.
+
+        A source that lists one article again under a new id (a feed with a
+        new guid for the same link) would otherwise list it twice on the
+        outlet's pages. Imported posts are never merged: each keeps its URL.
+        """
+        if article.post_style is not None:
+            return False
+        known = self._db.execute("SELECT article_id FROM article_aliases WHERE uid = ?",
+                                 (article.uid,)).fetchone()
+        if known is not None:
+            return True
+        original = lookup.original()
+        if original is None:
+            return False
+        row = self._db.execute("SELECT coalesce(duplicate_of, id), outlet_slug FROM articles "
+                               "WHERE id = ?", (original.ref,)).fetchone()
+        if row is None or row[1] != article.outlet_slug:
+            return False
+        self._db.execute("INSERT INTO article_aliases (uid, article_id) VALUES (?, ?)",
+                         (article.uid, row[0]))
+        return True
+
+    def aliases(self, uid: str) -> list[str]:
+        """The uids of the fetched copies merged into an article."""
+        return [r[0] for r in self._db.execute(
+            "SELECT l.uid FROM article_aliases l JOIN articles a ON a.id = l.article_id "
+            "WHERE a.uid = ? ORDER BY l.uid", (uid,))]
 
     def _ensure_outlet(self, slug: str, name: str) -> None:
         if self._outlets.get(slug) == name:

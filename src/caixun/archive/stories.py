@@ -21,7 +21,7 @@ from typing import Iterable, NamedTuple, Sequence
 
 from caixun.dedup import WINDOW, Candidate, Clusterer, lsh_keys
 
-__all__ = ["VERSION", "Placement", "clear", "forget", "key_id", "members", "others", "place", "replace_print"]
+__all__ = ["VERSION", "Lookup", "Placement", "look_up", "clear", "forget", "key_id", "members", "others", "place", "replace_print"]
 
 VERSION = "2"  # bump when fingerprints or keys change: the archive then re-clusters
 _WINDOW_SECONDS = int(WINDOW.total_seconds())
@@ -84,11 +84,29 @@ def _write_print(db: sqlite3.Connection, article_id: int, new: Candidate,
                    [(key_id(k), ts, article_id) for k in (*new.exact_keys, *bands)])
 
 
-def place(db: sqlite3.Connection, article_id: int, new: Candidate) -> Placement:
-    """Give a newly stored article its story (and, for an exact copy, its original)."""
+class Lookup(NamedTuple):
+    """What the index knows about a new article, before it is stored."""
+
+    candidate: Candidate
+    bands: list[str]
+    found: list[Candidate]
+
+    def original(self) -> Candidate | None:
+        """The stored article the new one is an exact copy of, if any."""
+        return _CLUSTERER.exact_match(self.candidate, self.found)
+
+
+def look_up(db: sqlite3.Connection, new: Candidate, article_id: int = 0) -> Lookup:
+    """The stored articles that may be the new one's story (exact and LSH keys)."""
     bands = lsh_keys(new.fingerprint)
-    found = _candidates(db, new, bands, article_id)
-    same = _CLUSTERER.exact_match(new, found)
+    return Lookup(new, bands, _candidates(db, new, bands, article_id))
+
+
+def place(db: sqlite3.Connection, article_id: int, new: Candidate | Lookup) -> Placement:
+    """Give a newly stored article its story (and, for an exact copy, its original)."""
+    lookup = new if isinstance(new, Lookup) else look_up(db, new, article_id)
+    new, bands, found = lookup
+    same = lookup.original()
     duplicate_of: int | None = None
     if same is not None:
         story = int(same.story_id)
