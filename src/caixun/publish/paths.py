@@ -20,6 +20,10 @@ __all__ = [
     "HOME",
     "NOT_FOUND",
     "ROBOTS",
+    "SEARCH_DIR",
+    "SEARCH_JS",
+    "SEARCH_MANIFEST",
+    "SEARCH_PAGE",
     "SITEMAP",
     "TMP_DIR",
     "article_path",
@@ -38,6 +42,10 @@ SITEMAP = "sitemap.xml"
 ROBOTS = "robots.txt"
 NOT_FOUND = "404.html"
 CSS = "assets/style.css"
+SEARCH_DIR = "search"  # the static search index (publish/static_search.py)
+SEARCH_MANIFEST = "search/manifest.json"
+SEARCH_PAGE = "search/index.html"
+SEARCH_JS = "assets/search.js"
 TMP_DIR = ".caixun-tmp"  # temporary files of atomic writes; never published
 
 

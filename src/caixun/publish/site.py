@@ -36,7 +36,7 @@ from caixun import __version__
 from caixun.archive import ArticleRef, BuildState, SqliteArchive, Stories, open_archive
 from caixun.errors import ConfigError
 from caixun.model import Article
-from caixun.publish import feeds, paths
+from caixun.publish import feeds, paths, static_search
 from caixun.publish.feeds import FeedEntry, SitemapUrl, atom_feed, sitemap_index, urlset
 
 __all__ = ["BuildReport", "SiteConfig", "build_site"]
@@ -430,7 +430,7 @@ def _full_build(archive: SqliteArchive, out: Path, config: SiteConfig, jobs: int
         writer.report.merge(report)
         writer.produced |= produced
         uid_paths.update(found)
-    _site_wide(archive, renderer, writer)
+    _site_wide(archive, renderer, writer, jobs=jobs)
     for stale in _files_not_in(out, writer.produced):
         writer.remove(stale)
     return writer.report, uid_paths, writer
@@ -475,14 +475,17 @@ def _day_counts_slow(archive: SqliteArchive, renderer: Renderer) -> list[tuple[d
 
 
 def _site_wide(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
-               changed_ids: set[int] | None = None) -> None:
-    """Home, archive index, site feed, sitemap, robots.txt, 404 page, stylesheet."""
+               changed_ids: set[int] | None = None, jobs: int = 1) -> None:
+    """Home, archive index, site feed, sitemap, robots.txt, 404 page, stylesheet, search."""
     config = renderer.config
     names = archive.outlets()
     blocks = archive.newest_per_outlet(HOME_PER_OUTLET)
     outlets = [(slug, refs[0].outlet or names.get(slug, slug), refs) for slug, refs in blocks]
     days = _day_counts(archive, renderer)
     writer.put(paths.CSS, files("caixun.publish").joinpath("static/style.css").read_bytes())
+    writer.put(paths.SEARCH_JS, files("caixun.publish").joinpath("static/search.js").read_bytes())
+    static_search.write_index(archive, writer, renderer.tz, changed_ids, jobs)
+    writer.put(paths.SEARCH_PAGE, renderer.render("search.html"))
     writer.put(paths.NOT_FOUND, renderer.not_found())
     writer.put(paths.ARCHIVE, renderer.archive_index(days))
     writer.put(paths.FEED, renderer.feed(config.title, paths.FEED, paths.HOME,

@@ -1,0 +1,550 @@
+"""Search on the static site: a sharded index the browser reads piece by piece.
+
+The build writes, under ``search/``, an index of every article (title, digest
+and body, the text the archive's own search indexes) that ``assets/search.js``
+queries with plain ``fetch`` — no server. A query downloads only the few small
+files holding its terms, block by block from the newest articles, and stops
+as soon as a page of results is found.
+
+Terms (``static_terms``, and the identical ``staticTerms`` in search.js), on
+text with full-width ASCII folded to half-width and case folded:
+
+* every run of Chinese characters gives its overlapping bigrams (人民银行 →
+  人民 民银 银行); a lone character gives nothing by itself;
+* every run of ASCII letters and digits is a term (00700.HK → 00700, hk);
+* an ASCII run directly followed by a Chinese character also gives run+char,
+  and a Chinese character directly followed by an ASCII run char+run
+  (A股市场 → a, a股, 股市, 市场).
+
+A query's terms are the terms of its words; an article matches when it has
+all of them, and ``-word`` drops the articles having all the terms of that
+word. This is a superset of substring matching: an article containing the
+query string (with its ASCII runs as whole words, as in the archive's search)
+is always found (tested on the corpus), and so is an article that has every
+bigram of it in different places. A query with no term (one Chinese
+character, punctuation) gets a hint instead of results. A query's terms are
+capped at ``MAX_QUERY_TERMS`` (the first ones), which only widens the results.
+
+Layout (all integers little-endian; "varint" is LEB128, 7 bits a byte)::
+
+    search/manifest.json      {"format", "terms", "levels", "docs_per_chunk",
+                               "blocks": [{"level", "k", "lo", "hi", "n",
+                                           "shards", "v"}, …]}   newest first
+    search/<level>-<k>/s<i>.bin   shard i of the block's terms
+    search/<level>-<k>/t<j>.bin   one large posting list
+    search/<level>-<k>/d<c>.json  {"<id>": [title, path, outlet, "YYYY-MM-DD"]}
+                                  for ids lo + c*docs_per_chunk …
+
+A block holds the article ids ``[lo, hi]``: level 0 covers ``LEVEL_SIZES[0]``
+ids, level 1 ``LEVEL_SIZES[1]``. A level-1 range is one block once an article
+id past its end exists; the ids above the last such range are in level-0
+blocks. A block is a pure function of its articles, so a build rewrites only
+the blocks holding changed articles, and ``v`` (a hash of the block's files)
+lets the browser cache the rest forever (``?v=``).
+
+A term goes to shard ``fnv1a32(utf8(term)) % shards``; ``shards`` is the power
+of two that makes the average shard about ``SHARD_TARGET`` bytes. A shard is a
+sequence of entries, sorted by term bytes, up to the end of the file::
+
+    varint len, term (UTF-8, len bytes), varint tag, payload
+
+``tag & 3`` is the kind of posting list and ``tag >> 2`` a number: kind 0,
+delta varints, and kind 1, bitmap, are inline with a payload of that many
+bytes; kinds 2 (delta) and 3 (bitmap) are in the file ``t<number>.bin``
+(payload empty), used when the list exceeds ``BIG_POSTING`` bytes. Posting
+lists hold ids relative to ``lo``, ascending: delta varints (the first value,
+then the differences) or a bitmap (bit ``r & 7`` of byte ``r >> 3`` for ``r``),
+whichever is smaller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import operator
+import re
+import sqlite3
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone, tzinfo
+from pathlib import Path
+from typing import Iterable, Iterator, Protocol
+
+from caixun.archive import ArticleRef, SqliteArchive, open_archive
+from caixun.publish import paths
+from caixun.segment import _CJK, normalize
+
+__all__ = ["FORMAT", "StaticResult", "search_static", "static_terms", "write_index"]
+
+FORMAT = 1
+TERMS_VERSION = 1
+LEVEL_SIZES = (4096, 65536)  # ids per block of level 0 and level 1
+SHARD_TARGET = 4096  # average bytes per shard
+BIG_POSTING = 2048  # posting lists past this go to their own file
+DOCS_PER_CHUNK = 64
+MAX_QUERY_TERMS = 12
+HINT = "请至少输入两个汉字或一个英文/数字词"
+
+_RUN = re.compile(f"[{_CJK}]+|[a-z0-9]+")
+_FULL_WIDTH_ALNUM = re.compile("[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]")
+
+
+# -- terms ---------------------------------------------------------------------------
+
+def static_terms(text: str) -> list[str]:
+    """The distinct terms of ``text``, in order of first appearance."""
+    found: dict[str, None] = {}
+    previous: re.Match[str] | None = None
+    for match in _RUN.finditer(_fold(text)):
+        run = match.group()
+        adjacent = previous is not None and previous.end() == match.start()
+        if run[0] < "\u0080":
+            if adjacent and previous is not None:
+                found[previous.group()[-1] + run] = None
+            found[run] = None
+        else:
+            if adjacent and previous is not None:
+                found[previous.group() + run[0]] = None
+            found.update(dict.fromkeys(map(operator.add, run, run[1:])))
+        previous = match
+    return list(found)
+
+
+def _fold(text: str) -> str:
+    """``normalize(text).lower()`` as far as terms go, faster on Chinese text.
+
+    Full-width punctuation turns into ASCII punctuation under ``normalize``:
+    both separate runs alike, so only full-width letters and digits are folded.
+    """
+    if _FULL_WIDTH_ALNUM.search(text):
+        text = _FULL_WIDTH_ALNUM.sub(lambda m: chr(ord(m.group()) - 0xFEE0), text)
+    return text.upper().lower()
+
+
+def fnv1a32(term: str) -> int:
+    h = 0x811C9DC5
+    for byte in term.encode("utf-8"):
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedQuery:
+    include: list[str]
+    exclude: list[list[str]]
+    words: list[str]  # the (normalized) words to highlight
+
+    @property
+    def hint(self) -> str | None:
+        return None if self.include else HINT
+
+
+def parse_static_query(query: str) -> ParsedQuery:
+    """Words AND-ed, ``-word`` excluded; quotes are ignored."""
+    include: dict[str, None] = {}
+    exclude: list[list[str]] = []
+    words: list[str] = []
+    for word in query.replace('"', " ").split():
+        if word.startswith("-") and len(word) > 1:
+            terms = static_terms(word[1:])
+            if terms:
+                exclude.append(terms[:MAX_QUERY_TERMS])
+            continue
+        terms = static_terms(word)
+        if terms:
+            words.append(normalize(word).lower())
+        for term in terms:
+            include[term] = None
+    return ParsedQuery(list(include)[:MAX_QUERY_TERMS], exclude[:MAX_QUERY_TERMS], words)
+
+
+# -- encoding ------------------------------------------------------------------------
+
+def _varint(value: int, out: bytearray) -> None:
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def encode_postings(relative: list[int]) -> tuple[int, bytes]:
+    """(kind, bytes) of ascending relative ids: 0 delta varints, 1 bitmap."""
+    deltas = list(map(operator.sub, relative, [0] + relative[:-1]))
+    size = relative[-1] // 8 + 1
+    if size < len(deltas):  # a bitmap is smaller than even one byte a delta
+        return 1, bytes(_bitmap(relative, size))
+    if max(deltas) < 0x80:
+        return 0, bytes(deltas)
+    delta = bytearray()
+    for value in deltas:
+        _varint(value, delta)
+    if size < len(delta):
+        return 1, bytes(_bitmap(relative, size))
+    return 0, bytes(delta)
+
+
+def _bitmap(relative: list[int], size: int) -> bytearray:
+    bitmap = bytearray(size)
+    for value in relative:
+        bitmap[value >> 3] |= 1 << (value & 7)
+    return bitmap
+
+
+def decode_postings(kind: int, data: bytes) -> list[int]:
+    if kind & 1:
+        return [i * 8 + bit for i, byte in enumerate(data) if byte
+                for bit in range(8) if byte >> bit & 1]
+    out: list[int] = []
+    pos = value = 0
+    while pos < len(data):
+        step, pos = _read_varint(data, pos)
+        value = value + step if out else step
+        out.append(value)
+    return out
+
+
+# -- blocks ----------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, order=True)
+class Block:
+    level: int
+    k: int
+
+    @property
+    def lo(self) -> int:
+        return self.k * LEVEL_SIZES[self.level]
+
+    @property
+    def hi(self) -> int:
+        return self.lo + LEVEL_SIZES[self.level] - 1
+
+    @property
+    def dir(self) -> str:
+        return f"{paths.SEARCH_DIR}/{self.level}-{self.k}"
+
+
+def layout(max_id: int) -> list[Block]:
+    """Every block that may hold ids 1…max_id, oldest first."""
+    small, large = LEVEL_SIZES
+    complete = max_id // large  # level-1 ranges with an id past their end
+    blocks = [Block(1, k) for k in range(complete)]
+    first = complete * large // small
+    return blocks + [Block(0, k) for k in range(first, max_id // small + 1)] if max_id else blocks
+
+
+def block_of(article_id: int, max_id: int) -> Block:
+    small, large = LEVEL_SIZES
+    if article_id < max_id // large * large:
+        return Block(1, article_id // large)
+    return Block(0, article_id // small)
+
+
+@dataclass(frozen=True, slots=True)
+class Doc:
+    id: int
+    text: str
+    meta: list[str]  # title, path, outlet, date
+
+
+def build_block(block: Block, docs: list[Doc]) -> dict[str, bytes]:
+    """The files of one block: name → bytes."""
+    postings: dict[str, list[int]] = defaultdict(list)
+    lo = block.lo
+    for doc in sorted(docs, key=lambda d: d.id):
+        relative = doc.id - lo
+        for term in static_terms(doc.text):
+            postings[term].append(relative)
+    entries: list[tuple[bytes, int, bytes]] = []
+    files: dict[str, bytes] = {}
+    for term in sorted(postings, key=lambda t: t.encode("utf-8")):
+        kind, data = encode_postings(postings[term])
+        if len(data) > BIG_POSTING:
+            number = sum(1 for name in files if name[0] == "t")
+            files[f"t{number}.bin"] = data
+            entries.append((term.encode("utf-8"), (number << 2) | (kind + 2), b""))
+        else:
+            entries.append((term.encode("utf-8"), (len(data) << 2) | kind, data))
+    total = sum(len(t) + len(d) + 4 for t, _, d in entries)
+    shards = 1
+    while total / shards > SHARD_TARGET:
+        shards *= 2
+    parts = [bytearray() for _ in range(shards)]
+    for term_bytes, tag, data in entries:
+        part = parts[fnv1a32(term_bytes.decode("utf-8")) % shards]
+        _varint(len(term_bytes), part)
+        part += term_bytes
+        _varint(tag, part)
+        part += data
+    for i, part in enumerate(parts):
+        files[f"s{i}.bin"] = bytes(part)
+    chunks: dict[int, dict[str, list[str]]] = defaultdict(dict)
+    for doc in sorted(docs, key=lambda d: d.id):
+        chunks[(doc.id - block.lo) // DOCS_PER_CHUNK][str(doc.id)] = doc.meta
+    for number, chunk in chunks.items():
+        files[f"d{number}.json"] = json.dumps(chunk, ensure_ascii=False,
+                                              separators=(",", ":")).encode("utf-8")
+    return files
+
+
+# -- reading the archive -------------------------------------------------------------
+
+def _texts(archive_path: Path, first: int, last: int) -> dict[int, str]:
+    """Index text of the articles with ids in [first, last], as segment.index_text joins it.
+
+    Read through a connection of its own: the archive has no method returning
+    the digests and bodies of an id range.
+    """
+    db = sqlite3.connect(f"file:{archive_path}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT id, title, digest, body_text FROM articles "
+                          "WHERE id BETWEEN ? AND ?", (first, last)).fetchall()
+    finally:
+        db.close()
+    out = {}
+    for article_id, title, digest, body in rows:
+        text = f"{digest}\n{body}" if digest and digest not in body else body
+        out[article_id] = f"{title}\n{text}"
+    return out
+
+
+def block_docs(archive: SqliteArchive, block: Block, tz: tzinfo) -> list[Doc]:
+    refs = archive.refs_in_id_range(block.lo, block.hi)
+    if not refs:
+        return []
+    texts = _texts(archive.path, block.lo, block.hi)
+    return [Doc(ref.id, texts.get(ref.id, ref.title), _meta(ref, tz)) for ref in refs]
+
+
+def _meta(ref: ArticleRef, tz: tzinfo) -> list[str]:
+    day: date = datetime.fromtimestamp(ref.published_ts, timezone.utc).astimezone(tz).date()
+    path = paths.article_path(ref.outlet_slug, ref.published_ts, ref.file_id)
+    return [ref.title, path, ref.outlet, day.isoformat()]
+
+
+# -- writing -----------------------------------------------------------------------------
+
+class Writer(Protocol):
+    root: Path
+
+    def put(self, path: str, data: bytes) -> None: ...
+
+    def remove(self, path: str) -> None: ...
+
+
+def _manifest(blocks: Iterable[dict[str, object]]) -> dict[str, object]:
+    return {"format": FORMAT, "terms": TERMS_VERSION, "levels": list(LEVEL_SIZES),
+            "docs_per_chunk": DOCS_PER_CHUNK,
+            "blocks": sorted(blocks, key=lambda b: -int(str(b["lo"])))}
+
+
+def _old_entries(root: Path) -> dict[Block, dict[str, object]] | None:
+    try:
+        manifest = json.loads((root / paths.SEARCH_MANIFEST).read_bytes())
+    except (OSError, ValueError):
+        return None
+    fresh = _manifest(())
+    if not isinstance(manifest, dict) or any(
+            manifest.get(key) != fresh[key] for key in ("format", "terms", "levels",
+                                                        "docs_per_chunk")):
+        return None
+    return {Block(int(b["level"]), int(b["k"])): b for b in manifest["blocks"]}
+
+
+def write_index(archive: SqliteArchive, writer: Writer, tz: tzinfo,
+                changed_ids: set[int] | None = None, jobs: int = 1) -> None:
+    """Write the blocks holding ``changed_ids`` (None: every block), then the manifest.
+
+    Blocks that are new in the layout are built too (a level-1 range that just
+    became complete); blocks no longer in it, or left without articles, are
+    removed last. ``jobs`` > 1 builds blocks in that many worker processes.
+    """
+    max_id = archive.max_article_id()
+    wanted = layout(max_id)
+    old = _old_entries(writer.root) if changed_ids is not None else None
+    if old is None:
+        dirty = set(wanted)
+        old = {}
+    else:
+        dirty = {block_of(i, max_id) for i in changed_ids or ()} | (set(wanted) - set(old))
+    entries = {block: old[block] for block in wanted if block not in dirty and block in old}
+    stale: dict[str, None] = {}
+    todo = [block for block in wanted if block in dirty]
+    for block, files, count in _build_blocks(archive, todo, tz, jobs):
+        for name, data in files.items():
+            writer.put(f"{block.dir}/{name}", data)
+        if count:
+            entries[block] = build_block_entry(block, files, count)
+        stale.update(dict.fromkeys(_files_in(writer.root, block.dir, exclude=set(files))))
+    writer.put(paths.SEARCH_MANIFEST, _json(_manifest(entries.values())))
+    keep = {block.dir for block in entries}
+    for directory in sorted((writer.root / paths.SEARCH_DIR).glob("*-*")):
+        name = f"{paths.SEARCH_DIR}/{directory.name}"
+        if directory.is_dir() and name not in keep:
+            stale.update(dict.fromkeys(_files_in(writer.root, name, set())))
+    for path in stale:
+        writer.remove(path)
+    for emptied in {path.rsplit("/", 1)[0] for path in stale}:
+        try:
+            (writer.root / emptied).rmdir()
+        except OSError:
+            pass  # not empty
+
+
+_Built = tuple[Block, dict[str, bytes], int]
+
+
+def _build_blocks(archive: SqliteArchive, blocks: list[Block], tz: tzinfo,
+                  jobs: int) -> Iterator[_Built]:
+    if jobs <= 1 or len(blocks) <= 1:
+        for block in blocks:
+            docs = block_docs(archive, block, tz)
+            yield block, build_block(block, docs) if docs else {}, len(docs)
+        return
+    work = [(str(archive.path), block, tz, LEVEL_SIZES) for block in blocks]
+    with multiprocessing.get_context("fork").Pool(min(jobs, len(blocks))) as pool:
+        yield from pool.imap(_build_in_worker, work)
+
+
+def _build_in_worker(job: tuple[str, Block, tzinfo, tuple[int, int]]) -> _Built:
+    path, block, tz, _ = job
+    with open_archive(path) as archive:
+        docs = block_docs(archive, block, tz)
+    return block, build_block(block, docs) if docs else {}, len(docs)
+
+
+def build_block_entry(block: Block, files: dict[str, bytes], count: int) -> dict[str, object]:
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name])
+    shards = sum(1 for name in files if name[0] == "s")
+    return {"level": block.level, "k": block.k, "lo": block.lo, "hi": block.hi, "n": count,
+            "shards": shards, "v": digest.hexdigest()[:12]}
+
+
+def _files_in(root: Path, directory: str, exclude: set[str]) -> list[str]:
+    try:
+        names = sorted(p.name for p in (root / directory).iterdir() if p.is_file())
+    except FileNotFoundError:
+        return []
+    return [f"{directory}/{name}" for name in names if name not in exclude]
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# -- the reference lookup (what search.js does) ------------------------------------
+
+@dataclass(slots=True)
+class StaticResult:
+    """Article ids found, newest (highest id) first, and every file read for them."""
+
+    ids: list[int] = field(default_factory=list)
+    files: list[tuple[str, int]] = field(default_factory=list)  # (path, bytes), in order
+    docs: dict[int, list[str]] = field(default_factory=dict)  # id → title, path, outlet, date
+    hint: str | None = None
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(size for _, size in self.files)
+
+
+class _Reader:
+    def __init__(self, root: Path, result: StaticResult) -> None:
+        self.root, self.result = root, result
+
+    def read(self, path: str) -> bytes:
+        data = (self.root / path).read_bytes()
+        self.result.files.append((path, len(data)))
+        return data
+
+
+def _parse_shard(data: bytes) -> dict[str, tuple[int, int, bytes]]:
+    """term → (kind, number, inline payload)."""
+    out: dict[str, tuple[int, int, bytes]] = {}
+    pos = 0
+    while pos < len(data):
+        length, pos = _read_varint(data, pos)
+        term = data[pos:pos + length].decode("utf-8")
+        tag, pos = _read_varint(data, pos + length)
+        kind, number = tag & 3, tag >> 2
+        payload = data[pos:pos + number] if kind < 2 else b""
+        pos += len(payload)
+        out[term] = (kind, number, payload)
+    return out
+
+
+def _block_ids(reader: _Reader, block: dict[str, object], query: ParsedQuery) -> list[int]:
+    """The ids of one block matching the query, ascending."""
+    base = f"{paths.SEARCH_DIR}/{block['level']}-{block['k']}"
+    shards = int(str(block["shards"]))
+    every = query.include + [t for group in query.exclude for t in group]
+    numbers = sorted({fnv1a32(t) % shards for t in every})
+    found: dict[str, tuple[int, int, bytes]] = {}
+    for number in numbers:
+        entries = _parse_shard(reader.read(f"{base}/s{number}.bin"))
+        found.update((t, e) for t, e in entries.items() if t in every)
+
+    read: dict[str, set[int]] = {}
+
+    def postings(term: str) -> set[int]:
+        kind, number, payload = found[term]
+        if kind < 2:
+            return set(decode_postings(kind, payload))
+        name = f"{base}/t{number}.bin"
+        if name not in read:
+            read[name] = set(decode_postings(kind, reader.read(name)))
+        return read[name]
+
+    def intersect(terms: list[str]) -> set[int]:
+        sets = [postings(term) for term in terms]  # all read, as search.js fetches them
+        return set.intersection(*sets)
+
+    if any(term not in found for term in query.include):
+        return []
+    ids = intersect(query.include)
+    groups = [g for g in query.exclude if ids and all(term in found for term in g)]
+    for group in groups:
+        ids = ids - intersect(group)
+    lo = int(str(block["lo"]))
+    return sorted(lo + r for r in ids)
+
+
+def search_static(site_dir: Path, query: str, limit: int = 20) -> StaticResult:
+    """Run ``query`` against the index in ``site_dir`` exactly as search.js does."""
+    result = StaticResult()
+    parsed = parse_static_query(query)
+    if parsed.hint:
+        result.hint = parsed.hint
+        return result
+    reader = _Reader(site_dir, result)
+    manifest = json.loads(reader.read(paths.SEARCH_MANIFEST))
+    for block in manifest["blocks"]:
+        result.ids += reversed(_block_ids(reader, block, parsed))
+        if len(result.ids) >= limit:
+            break
+    chunk_size = int(manifest["docs_per_chunk"])
+    blocks = {int(b["lo"]): b for b in manifest["blocks"]}
+    shown = result.ids[:limit]
+    chunks: dict[str, None] = {}
+    for article_id in shown:
+        block = next(b for lo, b in blocks.items() if lo <= article_id <= int(b["hi"]))
+        number = (article_id - int(block["lo"])) // chunk_size
+        chunks[f"{paths.SEARCH_DIR}/{block['level']}-{block['k']}/d{number}.json"] = None
+    for path in chunks:
+        for key, meta in json.loads(reader.read(path)).items():
+            if int(key) in shown:
+                result.docs[int(key)] = meta
+    return result

@@ -1,0 +1,248 @@
+"""Search on the static site: the sharded index the build writes, read as search.js reads it.
+
+``search_static`` is the Python twin of search.js (the browser test checks they
+agree); here it runs against sites built from the real corpus and from
+generated articles, on real SQLite archives.
+"""
+
+from __future__ import annotations
+
+import html
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from caixun.archive import SqliteArchive, open_archive
+from caixun.importer import import_posts
+from caixun.publish import static_search
+from caixun.publish.site import SiteConfig, build_site
+from caixun.publish.static_search import (
+    HINT,
+    decode_postings,
+    encode_postings,
+    search_static,
+    static_terms,
+)
+from caixun.segment import _CJK, normalize
+from conftest import POSTS
+from site_helpers import make_article, tree
+
+CONFIG = SiteConfig(title="财讯测试", url="https://news.example.com", per_page=10)
+ALL = 10**9
+
+
+@pytest.fixture(scope="module")
+def corpus_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[int, str]]]:
+    """The whole real corpus built into a site; (site dir, id → indexed text)."""
+    tmp = tmp_path_factory.mktemp("static-search")
+    with open_archive(tmp / "caixun.db") as archive:
+        import_posts([POSTS], archive)
+        build_site(archive, tmp / "site", CONFIG, jobs=1)
+        texts = static_search._texts(archive.path, 0, ALL)
+    yield tmp / "site", texts
+
+
+def _folded(text: str) -> str:
+    return normalize(text).lower()
+
+
+# -- terms ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, terms", [
+    ("人民银行", ["人民", "民银", "银行"]),
+    ("中", []),
+    ("，。！", []),
+    ("00700.HK", ["00700", "hk"]),
+    ("A股市场", ["a", "a股", "股市", "市场"]),
+    ("ＭＬＦ利率", ["mlf", "mlf利", "利率"]),
+    ("看5G手机", ["看5g", "5g", "5g手", "手机"]),
+    ("央行 央行", ["央行"]),
+    ("降准0.5个百分点", ["降准", "准0", "0", "5", "5个", "个百", "百分", "分点"]),
+])
+def test_terms_follow_the_rules(text: str, terms: list[str]) -> None:
+    assert static_terms(text) == terms
+
+
+def test_postings_round_trip() -> None:
+    rng = random.Random(7)
+    for size in (1, 2, 50, 600, 4000):
+        ids = sorted(rng.sample(range(4096), size))
+        kind, data = encode_postings(ids)
+        assert decode_postings(kind, data) == ids
+        assert kind == (1 if size >= 600 else 0)  # dense lists become bitmaps
+
+
+# -- the corpus --------------------------------------------------------------------------
+
+def _contains(text: str, word: str) -> bool:
+    """The archive search's notion of a match: substring, ASCII runs as whole words."""
+    folded, word = _folded(text), _folded(word)
+    edge = "(?<![a-z0-9])" if word[0].isascii() else ""
+    tail = "(?![a-z0-9])" if word[-1].isascii() else ""
+    return re.search(edge + re.escape(word) + tail, folded) is not None
+
+
+def _sample_words(texts: dict[int, str], count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    cjk_pairs, ascii_words = set(), set()
+    for text in texts.values():
+        folded = _folded(text)
+        cjk_pairs.update(m.group()[i:i + 2] for m in re.finditer(f"[{_CJK}]{{2,}}", folded)
+                         for i in range(len(m.group()) - 1))
+        ascii_words.update(re.findall("[a-z0-9]+", folded))
+    return (rng.sample(sorted(cjk_pairs), count) + rng.sample(sorted(ascii_words), count // 4)
+            + ["央行", "A股", "北向资金", "5G", "ＭＬＦ", "00700.HK", "人民银行"])
+
+
+def test_every_article_containing_the_query_is_found(
+        corpus_site: tuple[Path, dict[int, str]]) -> None:
+    """Recall against a brute-force scan; exactly the articles having all the terms."""
+    site, texts = corpus_site
+    terms_of = {i: set(static_terms(t)) for i, t in texts.items()}
+    checked = 0
+    for word in _sample_words(texts, 400, seed=1):
+        found = search_static(site, word, limit=ALL).ids
+        assert found == sorted(found, reverse=True)
+        containing = {i for i, text in texts.items() if _contains(text, word)}
+        assert containing <= set(found), word
+        wanted = set(static_terms(word))
+        assert set(found) == {i for i, terms in terms_of.items() if wanted <= terms}, word
+        checked += bool(containing)
+    assert checked >= 400
+
+
+def test_a_minus_word_excludes(corpus_site: tuple[Path, dict[int, str]]) -> None:
+    site, texts = corpus_site
+    with_a = set(search_static(site, "公司", limit=ALL).ids)
+    with_both = set(search_static(site, "公司 市场", limit=ALL).ids)
+    without = search_static(site, "公司 -市场", limit=ALL).ids
+    assert with_both and with_a - with_both
+    assert set(without) == with_a - with_both
+    assert all("市场" not in _folded(texts[i]) for i in without)
+
+
+def test_results_are_newest_first_and_paged(corpus_site: tuple[Path, dict[int, str]]) -> None:
+    site, _ = corpus_site
+    everything = search_static(site, "公司", limit=ALL).ids
+    assert len(everything) > 20
+    first = search_static(site, "公司")
+    assert first.ids[:20] == everything[:20]
+    assert set(first.docs) == set(first.ids[:20])
+    for article_id, (title, path, outlet, day) in first.docs.items():
+        page = html.unescape((site / path).read_text(encoding="utf-8"))
+        assert title in page and outlet in page and re.fullmatch(r"\d{4}-\d\d-\d\d", day)
+
+
+def test_bytes_read_are_the_files_read(corpus_site: tuple[Path, dict[int, str]]) -> None:
+    site, _ = corpus_site
+    for query in ("央行", "A股 -基金", "公司", "北向资金", "600519"):
+        result = search_static(site, query)
+        assert result.files[0][0] == "search/manifest.json"
+        for path, size in result.files:
+            assert (site / path).stat().st_size == size
+        assert result.bytes_read == sum(size for _, size in result.files)
+        assert result.bytes_read <= 200_000, query
+
+
+def test_a_query_without_terms_gets_the_hint(corpus_site: tuple[Path, dict[int, str]]) -> None:
+    site, _ = corpus_site
+    for query in ("中", "  ", "，", "-央行"):
+        result = search_static(site, query)
+        assert result.hint == HINT and not result.ids and not result.files
+
+
+def test_the_search_page_is_built(corpus_site: tuple[Path, dict[int, str]]) -> None:
+    site, _ = corpus_site
+    page = (site / "search/index.html").read_text(encoding="utf-8")
+    assert 'type="search"' in page and "/assets/search.js" in page
+    assert (site / "assets/search.js").is_file()
+    assert 'href="/search/"' in (site / "index.html").read_text(encoding="utf-8")
+
+
+# -- incremental builds ---------------------------------------------------------------
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 8 ids, level-1 blocks of 32: a few dozen articles exercise every case."""
+    monkeypatch.setattr(static_search, "LEVEL_SIZES", (8, 32))
+    monkeypatch.setattr(static_search, "SHARD_TARGET", 256)
+    monkeypatch.setattr(static_search, "BIG_POSTING", 2)
+
+
+def _add(archive: SqliteArchive, numbers: range) -> None:
+    for n in numbers:
+        archive.store(make_article(n, title=f"测试新闻{n} 第{n % 3}类"))
+
+
+def _search_tree(site: Path) -> dict[str, bytes]:
+    return {k: v for k, v in tree(site).items() if k.startswith("search/")}
+
+
+def _full_copy(archive: SqliteArchive, tmp_path: Path, name: str) -> dict[str, bytes]:
+    out = tmp_path / name
+    shutil.rmtree(out, ignore_errors=True)
+    build_site(archive, out, CONFIG, full=True, jobs=2)
+    return _search_tree(out)
+
+
+@pytest.mark.usefixtures("small_blocks")
+def test_new_articles_rewrite_only_the_last_block(archive: SqliteArchive, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    _add(archive, range(1, 21))  # ids 1…20: blocks 0-0, 0-1, 0-2
+    build_site(archive, site, CONFIG, jobs=1)
+    assert {p.split("/")[1] for p in _search_tree(site) if p.count("/") == 2} == \
+        {"0-0", "0-1", "0-2"}
+    _add(archive, range(21, 23))
+    report = build_site(archive, site, CONFIG, jobs=1, record_paths=True)
+    written = {p for p in report.written_paths if p.startswith("search/")}
+    assert written - {"search/manifest.json"}
+    assert all(p.startswith("search/0-2/") for p in written - {"search/manifest.json"})
+    assert search_static(site, "测试新闻22").ids == [22]
+    assert _search_tree(site) == _full_copy(archive, tmp_path, "full")
+
+
+@pytest.mark.usefixtures("small_blocks")
+def test_updated_and_deleted_articles(archive: SqliteArchive, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    _add(archive, range(1, 21))
+    build_site(archive, site, CONFIG, jobs=1)
+    assert search_static(site, "猕猴桃").ids == []
+    archive.store(make_article(3, title="猕猴桃价格上涨"))
+    report = build_site(archive, site, CONFIG, jobs=1, record_paths=True)
+    assert search_static(site, "猕猴桃").ids == [3]
+    assert search_static(site, "测试新闻3").ids == []  # the old title is gone
+    assert {p.split("/")[1] for p in report.written_paths if p.count("/") == 2
+            and p.startswith("search/")} == {"0-0"}
+    archive.delete("test:3")
+    build_site(archive, site, CONFIG, jobs=1)
+    assert search_static(site, "猕猴桃").ids == []
+    for n in range(17, 21):  # empties block 0-2 (ids 16…20 but 16 is still there)
+        archive.delete(f"test:{n}")
+    archive.delete("test:16")
+    build_site(archive, site, CONFIG, jobs=1)
+    assert not (site / "search/0-2").exists()
+    assert _search_tree(site) == _full_copy(archive, tmp_path, "full")
+
+
+@pytest.mark.usefixtures("small_blocks")
+def test_a_completed_level_one_range_replaces_its_small_blocks(
+        archive: SqliteArchive, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    _add(archive, range(1, 31))  # ids 1…30: level-0 blocks 0-0 … 0-3
+    build_site(archive, site, CONFIG, jobs=1)
+    assert sorted(p.name for p in (site / "search").iterdir() if p.is_dir()) == \
+        ["0-0", "0-1", "0-2", "0-3"]
+    before = search_static(site, "第1类", limit=ALL).ids
+    _add(archive, range(31, 36))  # id 32 exists: ids 0…31 become block 1-0
+    build_site(archive, site, CONFIG, jobs=1)
+    assert sorted(p.name for p in (site / "search").iterdir() if p.is_dir()) == ["0-4", "1-0"]
+    after = search_static(site, "第1类", limit=ALL).ids
+    assert after == sorted(set(before) | {31, 34}, reverse=True)
+    assert _search_tree(site) == _full_copy(archive, tmp_path, "full")
+    result = search_static(site, "第1类", limit=1)  # the newest block answers alone
+    assert result.ids == [34]
+    assert not any(path.startswith("search/1-0/") for path, _ in result.files)
