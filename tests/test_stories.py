@@ -225,3 +225,15 @@ def test_a_feed_relisting_an_article_under_a_new_guid_merges_it(archive: SqliteA
     assert "0 new" in summary and "1 merged into earlier copies" in summary, summary
     [article] = archive.iter_articles()
     assert archive.aliases(article.uid) != []
+
+
+def test_a_full_story_takes_no_more_articles(archive: SqliteArchive,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flood of look-alikes cannot grow one story (and its pages' rebuilds) without end."""
+    monkeypatch.setattr("caixun.archive.stories.MAX_STORY", 3)
+    for n in range(5):
+        archive.store(_article(f"x:{n}", outlet=f"报{n}", slug=f"bao{n}", minutes=n))
+    stories = [story for story, _ in _story_rows(archive).values()]
+    assert stories == ["x:0", "x:0", "x:0", "x:3", "x:3"]
+    assert dedup.story_groups({f"x:{n}": s for n, s in enumerate(stories)}) == [
+        ["x:0", "x:1", "x:2"], ["x:3", "x:4"]]

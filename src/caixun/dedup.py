@@ -77,6 +77,7 @@ process); fingerprints are bytes that stay valid across runs and machines.
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 import struct
 import unicodedata
@@ -93,6 +94,7 @@ __all__ = [
     "Clusterer",
     "LONG_TOKENS",
     "LSH_ROWS",
+    "MAX_STORY",
     "MAX_TOKENS",
     "MIN_TOKENS",
     "OTHER_HEADLINE",
@@ -128,6 +130,7 @@ OTHER_HEADLINE = 0.75  # weight of the text similarity under headlines that disa
 MIN_TOKENS = 20  # shorter texts are merged only as exact duplicates
 LONG_TOKENS = 50  # texts this long merge on equal content at any distance in time
 WINDOW = timedelta(days=3)  # largest distance in publication time within a story
+MAX_STORY = 50  # a story this large takes no more articles (they start stories of their own)
 
 _VERSION = 1
 _HEADER = struct.Struct("<BHHBB")  # version, tokens, distinct shingles, titles, numbers
@@ -327,7 +330,7 @@ def jaccard(a: bytes | Fingerprint, b: bytes | Fingerprint) -> float:
     x, y = _read(a), _read(b)
     if not x.shingles or not y.shingles:
         return 0.0
-    return sum(p == q for p, q in zip(x.minhash, y.minhash)) / PERMUTATIONS
+    return sum(map(operator.eq, x.minhash, y.minhash)) / PERMUTATIONS
 
 
 def containment(a: bytes | Fingerprint, b: bytes | Fingerprint) -> float:
@@ -541,6 +544,7 @@ def cluster(articles: Sequence[Article], clusterer: Clusterer = _DEFAULT
     by_key: dict[str, list[Candidate]] = {}  # exact keys: kept for ever
     by_band: dict[str, deque[Candidate]] = {}  # LSH keys: only within the window
     stories: dict[str, str] = {}
+    sizes: dict[str, int] = {}
     for article in sorted(articles, key=lambda a: (a.published_at, a.uid)):
         if article.uid in stories:
             continue
@@ -557,8 +561,10 @@ def cluster(articles: Sequence[Article], clusterer: Clusterer = _DEFAULT
                 queue.popleft()
             for other in queue or ():
                 found[id(other)] = other
-        story = clusterer.assign(new, found.values()) or article.uid
+        open_ = [c for c in found.values() if sizes.get(c.story_id, 0) < MAX_STORY]
+        story = clusterer.assign(new, open_) or article.uid
         stories[article.uid] = story
+        sizes[story] = sizes.get(story, 0) + 1
         indexed = Candidate(story, new.published_at, new.fingerprint, new.exact_keys)
         for key in new.exact_keys:
             by_key.setdefault(key, []).append(indexed)

@@ -19,13 +19,16 @@ import sqlite3
 from datetime import datetime, timezone
 from typing import Iterable, NamedTuple, Sequence
 
-from caixun.dedup import WINDOW, Candidate, Clusterer, lsh_keys
+from caixun.dedup import MAX_STORY, WINDOW, Candidate, Clusterer, lsh_keys
 
 __all__ = ["VERSION", "Lookup", "Placement", "look_up", "clear", "forget", "key_id", "members", "others", "place", "replace_print"]
 
 VERSION = "2"  # bump when fingerprints or keys change: the archive then re-clusters
 _WINDOW_SECONDS = int(WINDOW.total_seconds())
 _CLUSTERER = Clusterer()
+# Candidates compared per new article, at most: those sharing the most keys. A
+# flood of look-alikes (a template published every hour) stays cheap.
+MAX_CANDIDATES = 64
 
 
 def key_id(key: str) -> int:
@@ -53,12 +56,15 @@ def _candidates(db: sqlite3.Connection, new: Candidate, bands: Sequence[str],
     if new.exact_keys:
         ids.update(row[0] for row in db.execute(
             "SELECT article_id FROM dedup_keys WHERE key IN ("
-            + ",".join("?" * len(new.exact_keys)) + ")", [key_id(k) for k in new.exact_keys]))
+            + ",".join("?" * len(new.exact_keys)) + ") ORDER BY article_id LIMIT ?",
+            [*(key_id(k) for k in new.exact_keys), MAX_CANDIDATES]))
     if bands:
         ids.update(row[0] for row in db.execute(
             "SELECT article_id FROM dedup_keys WHERE key IN (" + ",".join("?" * len(bands))
-            + ") AND published_ts BETWEEN ? AND ?",
-            [*(key_id(k) for k in bands), ts - _WINDOW_SECONDS, ts + _WINDOW_SECONDS]))
+            + ") AND published_ts BETWEEN ? AND ? GROUP BY article_id "
+            "ORDER BY count(*) DESC, article_id DESC LIMIT ?",
+            [*(key_id(k) for k in bands), ts - _WINDOW_SECONDS, ts + _WINDOW_SECONDS,
+             MAX_CANDIDATES]))
     ids.discard(article_id)
     if not ids:
         return []
@@ -107,13 +113,11 @@ def place(db: sqlite3.Connection, article_id: int, new: Candidate | Lookup) -> P
     lookup = new if isinstance(new, Lookup) else look_up(db, new, article_id)
     new, bands, found = lookup
     same = lookup.original()
-    duplicate_of: int | None = None
-    if same is not None:
-        story = int(same.story_id)
-        duplicate_of = _original(db, same.ref)
-    else:
-        chosen = _CLUSTERER.assign(new, found)
-        story = int(chosen) if chosen is not None else article_id
+    duplicate_of = _original(db, same.ref) if same is not None else None
+    full = _full_stories(db, {int(c.story_id) for c in found})
+    open_ = [c for c in found if int(c.story_id) not in full]
+    chosen = _CLUSTERER.assign(new, open_)
+    story = int(chosen) if chosen is not None else article_id
     db.execute("UPDATE articles SET story_id = ?, duplicate_of = ? WHERE id = ?",
                (story, duplicate_of, article_id))
     _write_print(db, article_id, new, bands)
@@ -121,6 +125,16 @@ def place(db: sqlite3.Connection, article_id: int, new: Candidate | Lookup) -> P
         "SELECT id FROM articles WHERE story_id = ? AND id <> ?",
         (story, article_id))] if story != article_id else []
     return Placement(story, duplicate_of, others)
+
+
+def _full_stories(db: sqlite3.Connection, story_ids: set[int]) -> set[int]:
+    """The stories among ``story_ids`` that have MAX_STORY articles already."""
+    if not story_ids:
+        return set()
+    marks = ",".join("?" * len(story_ids))
+    return {row[0] for row in db.execute(
+        f"SELECT story_id FROM articles WHERE story_id IN ({marks}) GROUP BY story_id "
+        "HAVING count(*) >= ?", [*story_ids, MAX_STORY])}
 
 
 def _original(db: sqlite3.Connection, article_id: int) -> int:
