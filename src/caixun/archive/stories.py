@@ -23,7 +23,7 @@ from caixun.dedup import MAX_STORY, WINDOW, Candidate, Clusterer, lsh_keys
 
 __all__ = ["VERSION", "Lookup", "Placement", "look_up", "clear", "forget", "key_id", "members", "others", "place", "replace_print"]
 
-VERSION = "2"  # bump when fingerprints or keys change: the archive then re-clusters
+VERSION = "3"  # bump when fingerprints, keys or limits change: the archive then re-clusters
 _WINDOW_SECONDS = int(WINDOW.total_seconds())
 _CLUSTERER = Clusterer()
 # Candidates compared per new article, at most: those sharing the most keys. A
