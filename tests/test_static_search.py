@@ -246,3 +246,34 @@ def test_a_completed_level_one_range_replaces_its_small_blocks(
     result = search_static(site, "第1类", limit=1)  # the newest block answers alone
     assert result.ids == [34]
     assert not any(path.startswith("search/1-0/") for path, _ in result.files)
+
+
+def test_the_layout_covers_every_id_once_at_every_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(static_search, "LEVEL_SIZES", (4, 16, 64))
+    assert static_search.layout(70) == [static_search.Block(2, 0), static_search.Block(0, 16),
+                                        static_search.Block(0, 17)]
+    for max_id in range(1, 300):
+        blocks = static_search.layout(max_id)
+        covered = [i for b in blocks for i in range(b.lo, b.hi + 1)]
+        assert covered[:max_id + 1] == list(range(max_id + 1)), max_id
+        assert len(covered) == len(set(covered))
+        small = [b for b in blocks if b.level == 0]
+        assert len(small) <= 4 * 4  # fewer than one level-1 range of level-0 blocks, plus one
+        for article_id in range(1, max_id + 1):
+            block = static_search.block_of(article_id, max_id)
+            assert block in blocks and block.lo <= article_id <= block.hi
+
+
+@pytest.mark.usefixtures("small_blocks")
+def test_three_levels_grow_incrementally_as_a_full_build(archive: SqliteArchive,
+                                                          tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(static_search, "LEVEL_SIZES", (4, 16, 64))
+    site = tmp_path / "site"
+    for first in range(1, 80, 9):
+        _add(archive, range(first, first + 9))
+        build_site(archive, site, CONFIG, jobs=1)
+    levels = {p.name.split("-")[0] for p in (site / "search").iterdir() if p.is_dir()}
+    assert levels == {"0", "2"} or levels == {"0", "1", "2"}
+    assert search_static(site, "测试新闻5", limit=ALL).ids == [5]
+    assert _search_tree(site) == _full_copy(archive, tmp_path, "full")

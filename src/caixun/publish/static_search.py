@@ -35,10 +35,12 @@ Layout (all integers little-endian; "varint" is LEB128, 7 bits a byte)::
     search/<level>-<k>/d<c>.json  {"<id>": [title, path, outlet, "YYYY-MM-DD"]}
                                   for ids lo + c*docs_per_chunk …
 
-A block holds the article ids ``[lo, hi]``: level 0 covers ``LEVEL_SIZES[0]``
-ids, level 1 ``LEVEL_SIZES[1]``. A level-1 range is one block once an article
-id past its end exists; the ids above the last such range are in level-0
-blocks. A block is a pure function of its articles, so a build rewrites only
+A block holds the article ids ``[lo, hi]``: a block of level *L* covers
+``LEVEL_SIZES[L]`` ids. A range of a level above 0 is one block once an
+article id past its end exists (and no larger block covers it); the ids above
+the last such range are in level-0 blocks. New articles land in the small
+level-0 block at the end, so an incremental build re-segments at most 1,024
+articles; a range of 16,384 or 262,144 is built once, when it is complete. A block is a pure function of its articles, so a build rewrites only
 the blocks holding changed articles, and ``v`` (a hash of the block's files)
 lets the browser cache the rest forever (``?v=``).
 
@@ -79,7 +81,7 @@ __all__ = ["FORMAT", "StaticResult", "search_static", "static_terms", "write_ind
 
 FORMAT = 1
 TERMS_VERSION = 1
-LEVEL_SIZES = (4096, 65536)  # ids per block of level 0 and level 1
+LEVEL_SIZES: tuple[int, ...] = (1024, 16384, 262144)  # ids per block of each level
 SHARD_TARGET = 4096  # average bytes per shard
 BIG_POSTING = 2048  # posting lists past this go to their own file
 DOCS_PER_CHUNK = 64
@@ -237,18 +239,25 @@ class Block:
 
 def layout(max_id: int) -> list[Block]:
     """Every block that may hold ids 1…max_id, oldest first."""
-    small, large = LEVEL_SIZES
-    complete = max_id // large  # level-1 ranges with an id past their end
-    blocks = [Block(1, k) for k in range(complete)]
-    first = complete * large // small
-    return blocks + [Block(0, k) for k in range(first, max_id // small + 1)] if max_id else blocks
+    if not max_id:
+        return []
+    blocks: list[Block] = []
+    start = 0
+    for level in range(len(LEVEL_SIZES) - 1, 0, -1):
+        size = LEVEL_SIZES[level]
+        end = max_id // size * size  # ranges of this level with an id past their end
+        blocks += [Block(level, k) for k in range(start // size, end // size)]
+        start = max(start, end)
+    small = LEVEL_SIZES[0]
+    return blocks + [Block(0, k) for k in range(start // small, max_id // small + 1)]
 
 
 def block_of(article_id: int, max_id: int) -> Block:
-    small, large = LEVEL_SIZES
-    if article_id < max_id // large * large:
-        return Block(1, article_id // large)
-    return Block(0, article_id // small)
+    for level in range(len(LEVEL_SIZES) - 1, 0, -1):
+        size = LEVEL_SIZES[level]
+        if article_id < max_id // size * size:
+            return Block(level, article_id // size)
+    return Block(0, article_id // LEVEL_SIZES[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,7 +426,7 @@ def _build_blocks(archive: SqliteArchive, blocks: list[Block], tz: tzinfo,
         yield from pool.imap(_build_in_worker, work)
 
 
-def _build_in_worker(job: tuple[str, Block, tzinfo, tuple[int, int]]) -> _Built:
+def _build_in_worker(job: tuple[str, Block, tzinfo, tuple[int, ...]]) -> _Built:
     path, block, tz, _ = job
     with open_archive(path) as archive:
         docs = block_docs(archive, block, tz)
