@@ -330,7 +330,8 @@ def jaccard(a: bytes | Fingerprint, b: bytes | Fingerprint) -> float:
     x, y = _read(a), _read(b)
     if not x.shingles or not y.shingles:
         return 0.0
-    return sum(map(operator.eq, x.minhash, y.minhash)) / PERMUTATIONS
+    equal: int = sum(map(operator.eq, x.minhash, y.minhash))  # in C, unlike a generator
+    return equal / PERMUTATIONS
 
 
 def containment(a: bytes | Fingerprint, b: bytes | Fingerprint) -> float:
