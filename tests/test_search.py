@@ -233,3 +233,17 @@ def test_search_command(tmp_path: Path) -> None:
     assert len(__import__("json").loads(as_json.stdout)) == 2
     bad = CliRunner().invoke(main, ["--archive", db, "search", "-- -央行"])
     assert bad.exit_code != 0
+
+
+def test_past_the_rank_window_only_the_newest_matches_are_ranked(
+        archive: SqliteArchive, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Article 1 has the word in its title (ranked first among all), but is the
+    # oldest of ten matches: with a window of 4 it is not among the ranked.
+    archive.store_many([_article(n, "央行公告" if n == 1 else f"消息{n}", f"今日央行操作{n}号")
+                        for n in range(1, 11)])
+    assert [h.ref.uid for h in archive.search("央行", limit=1)] == ["t:1"]
+    monkeypatch.setattr("caixun.archive.sqlite.RANK_WINDOW", 4)
+    ranked = [h.ref.uid for h in archive.search("央行", limit=10)]
+    assert "t:1" in ranked and len(ranked) == 10  # a page past the window widens it
+    assert {h.ref.uid for h in archive.search("央行", limit=4)} == {"t:7", "t:8", "t:9", "t:10"}
+    assert _uids(archive, "央行", since_ts=0) == {f"t:{n}" for n in range(1, 11)}
