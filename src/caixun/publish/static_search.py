@@ -82,9 +82,9 @@ __all__ = ["FORMAT", "StaticResult", "search_static", "static_terms", "write_ind
 FORMAT = 1
 TERMS_VERSION = 1
 LEVEL_SIZES: tuple[int, ...] = (1024, 16384, 262144)  # ids per block of each level
-SHARD_TARGET = 4096  # average bytes per shard
-BIG_POSTING = 2048  # posting lists past this go to their own file
-DOCS_PER_CHUNK = 64
+SHARD_TARGET = 1024  # average bytes per shard: a rare word costs a shard per block
+BIG_POSTING = 1024  # posting lists past this go to their own file
+DOCS_PER_CHUNK = 32
 MAX_QUERY_TERMS = 12
 HINT = "请至少输入两个汉字或一个英文/数字词"
 
