@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
 from caixun.archive import SqliteArchive
@@ -105,3 +106,23 @@ def test_a_new_report_relinks_the_story_incrementally(archive: SqliteArchive,
     full = tmp_path / "full"
     build_site(archive, full, CONFIG, jobs=1)
     assert tree(out) == tree(full)
+
+
+def test_a_big_story_lists_the_nearest_reports(archive: SqliteArchive, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("caixun.publish.site.ALSO_SHOWN", 2)
+    _import(archive, [ALONE], tmp_path)
+    original = archive.get("jekyll:" + ALONE[11:-3])
+    assert original is not None
+    for n in range(1, 5):  # copies 10, 20, 30, 40 minutes later, each in its own outlet
+        archive.store(original.evolve(uid=f"x:{n}", file_id=f"copy{n}", outlet=f"报{n}",
+                                      outlet_slug=f"bao{n}",
+                                      published_at=original.published_at
+                                      + timedelta(minutes=10 * n)))
+    out = tmp_path / "site"
+    build_site(archive, out, CONFIG, jobs=1)
+    page = _page(out, "x:2", archive)
+    assert [a.attributes["href"].rsplit("/", 1)[1] for a in
+            page.css("aside.also li > a:nth-of-type(2)")] == ["copy1.html", "copy3.html"]
+    more = page.css_first("aside.also p.more")
+    assert more is not None and more.text() == "另有 2 篇报道"

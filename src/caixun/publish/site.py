@@ -42,6 +42,7 @@ from caixun.publish.feeds import FeedEntry, SitemapUrl, atom_feed, sitemap_index
 __all__ = ["BuildReport", "SiteConfig", "build_site"]
 
 FEED_SIZE = 50
+ALSO_SHOWN = 10  # other reports of the story listed on an article page
 HOME_PER_OUTLET = 5
 
 
@@ -199,9 +200,13 @@ class Renderer:
                 next_: ArticleRef | None, stories: Stories = Stories({}, {})) -> bytes:
         others = stories.others(ref.id)
         original = next((r for r in others if r.id == stories.originals.get(ref.id)), None)
+        # The reports nearest in time; a big story would otherwise list dozens.
+        shown = sorted(others, key=lambda r: (abs(r.published_ts - ref.published_ts), r.id))
+        shown = sorted(shown[:ALSO_SHOWN], key=lambda r: (r.published_ts, r.id))
         return self.render("article.html", article=article, path=_article_path(ref),
                            ts=ref.published_ts, day=self.local_day(ref.published_ts),
-                           prev=prev, next=next_, also=others,
+                           prev=prev, next=next_, also=shown,
+                           also_more=len(others) - len(shown),
                            canonical=_article_path(original or ref))
 
     def outlet_front(self, slug: str, outlet: str, newest: list[ArticleRef], total: int,
