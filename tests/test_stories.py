@@ -96,7 +96,8 @@ def test_a_near_duplicate_joins_and_relinks_the_pages_of_the_story(archive: Sqli
     rows = _story_rows(archive)
     assert rows["em:2"] == ("cls:1", None)  # one story, not a copy
     changed = archive.changes_since(seq)
-    assert {(c.uid, c.kind) for c in changed} == {("em:2", "new"), ("cls:1", "update")}
+    assert {(c.uid, c.kind, c.relink) for c in changed} == {("em:2", "new", False),
+                                                          ("cls:1", "update", True)}
 
 
 def test_the_same_text_days_later_is_another_story_if_short(archive: SqliteArchive) -> None:

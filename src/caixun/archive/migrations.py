@@ -160,3 +160,9 @@ MIGRATIONS += (
         CREATE INDEX article_aliases_article ON article_aliases(article_id);
     """),
 )
+
+MIGRATIONS += (
+    Migration(8, "changes that only relink an article's story", """
+        ALTER TABLE changes ADD COLUMN relink INTEGER NOT NULL DEFAULT 0;
+    """),
+)

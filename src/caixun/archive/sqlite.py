@@ -67,6 +67,12 @@ class Change:
     old_outlet_slug: str | None = None  # set when an update moved the article
     old_published_ts: int | None = None
     article_id: int | None = None
+    relink: bool = False  # only the article's story changed (its page lists the others)
+
+
+def _change(seq: int, uid: str, kind: str, slug: str, ts: int, old_slug: str | None,
+            old_ts: int | None, article_id: int | None, relink: int) -> Change:
+    return Change(seq, uid, kind, slug, ts, old_slug, old_ts, article_id, bool(relink))
 
 
 class ArticleRef(NamedTuple):
@@ -193,7 +199,8 @@ class SqliteArchive:
             self._migrate(migrations)
             if self.schema_version >= 5:
                 self._ensure_search_index()
-            self._has_stories = self.schema_version >= 7
+            self._has_stories = self.schema_version >= 8
+            self._has_relink = self._has_stories
             if self._has_stories:
                 self._ensure_stories()
         except sqlite3.Error as exc:
@@ -427,8 +434,10 @@ class SqliteArchive:
             rows = self._db.execute(
                 "SELECT id, uid, outlet_slug, published_ts FROM articles WHERE id IN ("
                 + ",".join("?" * len(part)) + ")", tuple(part)).fetchall()
-            for article_id, uid, slug, ts in rows:
-                self._log_change(article_id, uid, "update", slug, ts)
+            self._db.executemany(
+                "INSERT INTO changes (uid, kind, outlet_slug, published_ts, at, article_id, "
+                "relink) VALUES (?, 'update', ?, ?, ?, ?, 1)",
+                [(uid, slug, ts, _now(), article_id) for article_id, uid, slug, ts in rows])
 
     # -- stories ------------------------------------------------------------------
 
@@ -593,10 +602,11 @@ class SqliteArchive:
     def changes_since(self, seq: int = 0, until: int | None = None) -> list[Change]:
         rows = self._db.execute(
             "SELECT seq, uid, kind, outlet_slug, published_ts, old_outlet_slug, "
-            "old_published_ts, article_id FROM changes WHERE seq > ? AND seq <= ? ORDER BY seq",
+            "old_published_ts, article_id, " + ("relink" if self._has_relink else "0")
+            + " FROM changes WHERE seq > ? AND seq <= ? ORDER BY seq",
             (seq, until if until is not None else 2**62),
         ).fetchall()
-        return [Change(*row) for row in rows]
+        return [_change(*row) for row in rows]
 
     def last_change_seq(self) -> int:
         row = self._db.execute("SELECT max(seq) FROM changes").fetchone()

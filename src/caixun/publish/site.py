@@ -575,7 +575,9 @@ def _incremental(archive: SqliteArchive, out: Path, config: SiteConfig, since: i
     _incremental_outlets(archive, renderer, writer, positions)
     for day in sorted({renderer.local_day(ts) for _, ts in positions}):
         _write_day(archive, renderer, writer, day)
-    _site_wide(archive, renderer, writer, {c.article_id for c in changes if c.article_id})
+    # A relinked story changes pages, not the text the search index holds.
+    content_changes = {c.article_id for c in changes if c.article_id and not c.relink}
+    _site_wide(archive, renderer, writer, content_changes)
     for uid, old_path in archive.built_paths(str(out), uids).items():
         if uid_paths.get(uid) != old_path:
             writer.remove(old_path)
