@@ -385,8 +385,10 @@ def sizes(db_path: Path) -> dict[str, Any]:
             "SELECT name FROM sqlite_master WHERE name LIKE 'search_%' AND type = 'table' "
             "AND name <> 'search_meta'")]
         try:
-            tables = {name: db.execute("SELECT pgsize FROM dbstat WHERE name = ? "
-                                       "AND aggregate = TRUE", (name,)).fetchone()[0]
+            # Summed here, not with aggregate = TRUE: SQLite 3.40's aggregate
+            # pgsize wraps around at 2**32 bytes.
+            tables = {name: db.execute("SELECT sum(pgsize) FROM dbstat WHERE name = ?",
+                                       (name,)).fetchone()[0] or 0
                       for name in names + ["articles"]}
             how = "dbstat"
         except sqlite3.Error:
