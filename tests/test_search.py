@@ -247,3 +247,14 @@ def test_past_the_rank_window_only_the_newest_matches_are_ranked(
     assert "t:1" in ranked and len(ranked) == 10  # a page past the window widens it
     assert {h.ref.uid for h in archive.search("央行", limit=4)} == {"t:7", "t:8", "t:9", "t:10"}
     assert _uids(archive, "央行", since_ts=0) == {f"t:{n}" for n in range(1, 11)}
+
+
+def test_a_broad_query_ranks_its_window_by_title_hits_then_recency(
+        archive: SqliteArchive, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive.store_many([_article(n, "央行公告" if n in (1, 8) else f"消息{n}", f"今日央行操作{n}号")
+                        for n in range(1, 11)])
+    monkeypatch.setattr("caixun.archive.sqlite.RANK_WINDOW", 4)
+    hits = archive.search("央行", limit=4, now=datetime(2021, 12, 9, tzinfo=BEIJING).timestamp())
+    assert [h.ref.uid for h in hits] == ["t:8", "t:10", "t:9", "t:7"]
+    assert hits[0].score > hits[1].score > hits[2].score > hits[3].score
+    assert "<mark>央行</mark>" in hits[1].snippet

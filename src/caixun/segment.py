@@ -135,6 +135,12 @@ class Query:
     match: str  # an FTS5 MATCH expression
     highlights: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def title_match(self) -> str:
+        """The same expression over the title columns only (for "is it in the title")."""
+        return self.match.replace("{title_grams text_grams}", "{title_grams}").replace(
+            "{title_words text_words}", "{title_words}")
+
 
 _PART = re.compile(r'(-?)"([^"]*)"|(-?)(\S+)')
 

@@ -25,7 +25,7 @@ from caixun.errors import ArchiveError
 from caixun.model import Article, PostStyle
 from caixun.normalize import BEIJING
 from caixun.segment import VERSION as SEGMENT_VERSION
-from caixun.segment import IndexedText, index_text, parse_query, snippet
+from caixun.segment import IndexedText, Query, index_text, parse_query, snippet
 
 __all__ = ["ArticleRef", "ArticleVersion", "BuildState", "Change", "SearchHit",
            "SourceHealth", "SqliteArchive", "StoreResult"]
@@ -122,6 +122,7 @@ _RECENCY_SCALE = 7 * 86400.0
 # only: ranking every one of 100,000 matches costs a quarter of a second, and
 # the recency blend would bury the old ones anyway.
 RANK_WINDOW = 1000
+_TITLE_HIT = 6.0  # a title hit in a broad query's window, on bm25's scale with the weights above
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,8 +518,9 @@ class SqliteArchive:
         """Articles matching ``query``, best first: relevance (title above body) and recency.
 
         Exact copies of an article (see :mod:`caixun.dedup`) are left out
-        unless the search is limited to one outlet. Past :data:`RANK_WINDOW`
-        matches, only the newest that many (by article id) are ranked.
+        unless the search is limited to one outlet. Only the newest
+        :data:`RANK_WINDOW` matches (by article id) are ranked; a query with
+        that many is ranked by title hits and recency (see :meth:`_relevance`).
 
         ``QueryError`` (a ``ValueError``) says what is wrong with a query.
         """
@@ -536,26 +538,47 @@ class SqliteArchive:
             where.append("a.published_ts < ?")
             params.append(until_ts)
         now_ts = time.time() if now is None else now
-        floor = self._db.execute(
-            "SELECT min(rowid) FROM (SELECT search.rowid FROM search JOIN articles a "
+        window = self._db.execute(
+            "SELECT search.rowid, a.published_ts FROM search JOIN articles a "
             "ON a.id = search.rowid WHERE " + " AND ".join(where)
-            + " ORDER BY search.rowid DESC LIMIT ?)",
-            (*params, max(RANK_WINDOW, offset + limit))).fetchone()[0]
-        if floor is None:
+            + " ORDER BY search.rowid DESC LIMIT ?",
+            (*params, max(RANK_WINDOW, offset + limit))).fetchall()
+        if not window:
             return []
-        where.append("search.rowid >= ?")
-        params.append(floor)
-        rows = self._db.execute(
-            "SELECT a.id, a.uid, a.title, a.outlet, a.outlet_slug, a.published_ts, a.file_id, "
-            "a.digest, a.body_text, bm25(search, ?, ?, ?, ?) "
-            "- ? / (1.0 + max(0, ? - a.published_ts) / ?) AS ranking "
-            "FROM search JOIN articles a ON a.id = search.rowid WHERE " + " AND ".join(where)
-            + " ORDER BY ranking LIMIT ? OFFSET ?",
-            (*_FIELD_WEIGHTS, _RECENCY_WEIGHT, now_ts, _RECENCY_SCALE, *params, limit, offset),
-        ).fetchall()
-        return [SearchHit(ArticleRef(*row[:7]), -float(row[9]),
-                          snippet(row[8] or row[7] or row[2], parsed.highlights))
-                for row in rows]
+        relevance = self._relevance(parsed, window[-1][0], broad=len(window) >= RANK_WINDOW)
+        ranked = sorted(window, key=lambda row: (
+            relevance.get(row[0], 0.0)
+            - _RECENCY_WEIGHT / (1.0 + max(0.0, now_ts - row[1]) / _RECENCY_SCALE), -row[0]))
+        chosen = ranked[offset:offset + limit]
+        rows = {row[0]: row for row in self._db.execute(
+            "SELECT id, uid, title, outlet, outlet_slug, published_ts, file_id, digest, body_text "
+            "FROM articles WHERE id IN (" + ",".join("?" * len(chosen)) + ")",
+            [article_id for article_id, _ in chosen])}
+        hits = []
+        for article_id, ts in chosen:
+            row = rows[article_id]
+            score = -relevance.get(article_id, 0.0) + _RECENCY_WEIGHT / (
+                1.0 + max(0.0, now_ts - ts) / _RECENCY_SCALE)
+            hits.append(SearchHit(ArticleRef(*row[:7]), score,
+                                  snippet(row[8] or row[7] or row[2], parsed.highlights)))
+        return hits
+
+    def _relevance(self, parsed: Query, floor: int, broad: bool) -> dict[int, float]:
+        """Relevance of the matches from article id ``floor`` on (lower is better).
+
+        BM25 (title hits weighing more than body hits) for a query with fewer
+        matches than the window. FTS5's bm25() counts every document holding
+        each term, which on a million articles costs a second for a common
+        word; a broad query ranks its window by title hits instead (every
+        match holds every term anyway).
+        """
+        if broad:
+            return {row[0]: -_TITLE_HIT for row in self._db.execute(
+                "SELECT rowid FROM search WHERE search MATCH ? AND rowid >= ?",
+                (parsed.title_match, floor))}
+        return dict(self._db.execute(
+            "SELECT rowid, bm25(search, ?, ?, ?, ?) FROM search "
+            "WHERE search MATCH ? AND rowid >= ?", (*_FIELD_WEIGHTS, parsed.match, floor)))
 
     def add_outlet_alias(self, alias: str, slug: str) -> None:
         """Remember an old (unsafe) spelling of an outlet's slug."""
