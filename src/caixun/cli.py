@@ -243,7 +243,7 @@ def serve_command(app: AppContext, site_dir: Path | None, host: str, port: int) 
 def fetch_command(app: AppContext, names: tuple[str, ...]) -> None:
     """Poll the due (or named) sources once and store what they have.
 
-    Prints a line per source: new, updated, unchanged, errors. Exits 1 if a
+    Prints a line per source: new, updated, unchanged, merged, errors. Exits 1 if a
     source failed (the others are still stored).
     """
     sources = [load_source(c) for c in app.source_configs(names)]
