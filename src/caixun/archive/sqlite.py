@@ -531,12 +531,20 @@ class SqliteArchive:
             params.append(outlet)
         elif self._has_stories:
             where.append("a.duplicate_of IS NULL")  # an exact copy is found as its original
-        if since_ts is not None:
-            where.append("a.published_ts >= ?")
-            params.append(since_ts)
-        if until_ts is not None:
-            where.append("a.published_ts < ?")
-            params.append(until_ts)
+        if since_ts is not None or until_ts is not None:
+            where.append("a.published_ts >= ? AND a.published_ts < ?")
+            span = (since_ts if since_ts is not None else -2**62,
+                    until_ts if until_ts is not None else 2**62)
+            params += span
+            # The ids published in the range bound the index scan: for news,
+            # ids follow time, so a day's search reads that day's matches only.
+            lowest, highest = self._db.execute(
+                "SELECT min(id), max(id) FROM articles WHERE published_ts >= ? "
+                "AND published_ts < ?", span).fetchone()
+            if lowest is None:
+                return []
+            where.append("search.rowid BETWEEN ? AND ?")
+            params += (lowest, highest)
         now_ts = time.time() if now is None else now
         window = self._db.execute(
             "SELECT search.rowid, a.published_ts FROM search JOIN articles a "
