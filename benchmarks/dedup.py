@@ -31,6 +31,10 @@ Run it by hand from the repository root::
    its last sentence dropped and every fifth one with a word of the first
    sentence changed (so the index sees near duplicates, not only copies).
 
+3. Archive. ``store_many`` of the 4,005 real rss-days feed items, oldest
+   first, with the search index alone (schema 5) and with stories too: what
+   story placement costs a write, and how many re-listings are merged.
+
 Only the standard library, caixun and the test helpers are used; nothing is
 asserted. The numbers in ``caixun/dedup.py``'s docstring come from this script.
 """
@@ -42,6 +46,7 @@ import hashlib
 import re
 import statistics
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
@@ -54,6 +59,8 @@ sys.path.insert(0, str(REPO / "tests"))
 import test_dedup as td  # type: ignore[import-not-found, unused-ignore]  # noqa: E402
 
 from caixun import dedup  # noqa: E402
+from caixun.archive import SqliteArchive  # noqa: E402
+from caixun.archive.migrations import MIGRATIONS  # noqa: E402
 from caixun.dedup import Candidate, Clusterer  # noqa: E402
 from caixun.model import Article  # noqa: E402
 
@@ -224,6 +231,26 @@ def speed(args: argparse.Namespace) -> None:
               f"{multi} with more than one article")
 
 
+
+def store_speed() -> None:
+    """What stories cost the archive: the real feed items stored with and without them."""
+    articles = sorted({a.uid: a for a in td.labelled_items("near_duplicates").values()}.values(),
+                      key=lambda a: (a.published_at, a.uid))
+    print(f"\nArchive: store_many of the {len(articles)} rss-days feed items, oldest first, "
+          "500 per transaction, into a fresh archive")
+    for name, migrations in (("search index, no stories (schema 5)", MIGRATIONS[:5]),
+                             ("search index and stories", MIGRATIONS)):
+        with tempfile.TemporaryDirectory() as tmp, \
+                SqliteArchive(Path(tmp) / "a.db", migrations=migrations) as archive:
+            start = time.perf_counter()
+            for first in range(0, len(articles), 500):
+                archive.store_many(articles[first:first + 500])
+            seconds = time.perf_counter() - start
+            print(f"  {name}: {len(articles) / seconds:,.0f} articles/s "
+                  f"({seconds / len(articles) * 1e6:,.0f} µs/article); "
+                  f"{archive.count():,} stored, the rest merged into earlier copies")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
@@ -233,6 +260,7 @@ def main() -> None:
     if args.quality:
         quality(args)
     speed(args)
+    store_speed()
 
 
 if __name__ == "__main__":
