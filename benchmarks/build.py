@@ -154,6 +154,22 @@ class Corpus:
             del self.gen.pick_cat
 
 
+def add_corpus_knobs(parser: argparse.ArgumentParser) -> None:
+    """The generated corpus's options (gen_corpus.py's), shared by the benchmarks."""
+    knobs = parser.add_argument_group("corpus (as gen_corpus.py)")
+    knobs.add_argument("--seed", type=int, default=42)
+    knobs.add_argument("--days", type=int, default=365)
+    knobs.add_argument("--start", default="2022-01-01")
+    knobs.add_argument("--categories", type=int, default=2000)
+    knobs.add_argument("--zipf", type=float, default=1.1)
+    knobs.add_argument("--min-bytes", type=int, default=1024)
+    knobs.add_argument("--max-bytes", type=int, default=4096)
+    knobs.add_argument("--material", type=Path, action="append", default=[],
+                       help=f"text material (repeatable; default: corpus/finews-posts/"
+                            f"{DEFAULT_MATERIAL}, as gen_corpus.py)")
+    knobs.add_argument("--max-material", type=int, default=2000)
+
+
 def store_posts(archive: SqliteArchive, posts: list[tuple[str, str]]) -> int:
     """Parse posts as ``caixun import`` does and store them in one transaction."""
     parsed = [parse_post(text, name) for name, text in posts]
@@ -415,18 +431,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="cProfile a full and an incremental build of the first size")
     parser.add_argument("--profile-top", type=int, default=35)
-    knobs = parser.add_argument_group("corpus (as gen_corpus.py)")
-    knobs.add_argument("--seed", type=int, default=42)
-    knobs.add_argument("--days", type=int, default=365)
-    knobs.add_argument("--start", default="2022-01-01")
-    knobs.add_argument("--categories", type=int, default=2000)
-    knobs.add_argument("--zipf", type=float, default=1.1)
-    knobs.add_argument("--min-bytes", type=int, default=1024)
-    knobs.add_argument("--max-bytes", type=int, default=4096)
-    knobs.add_argument("--material", type=Path, action="append", default=[],
-                       help=f"text material (repeatable; default: corpus/finews-posts/"
-                            f"{DEFAULT_MATERIAL}, as gen_corpus.py)")
-    knobs.add_argument("--max-material", type=int, default=2000)
+    add_corpus_knobs(parser)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 

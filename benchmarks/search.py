@@ -678,17 +678,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--static-max", type=int, default=100000,
                         help="largest N to build the static site for")
     parser.add_argument("--keep", action="store_true", help="keep the files under /tmp")
-    knobs = parser.add_argument_group("corpus (as benchmarks/build.py and gen_corpus.py)")
-    knobs.add_argument("--seed", type=int, default=42)
-    knobs.add_argument("--days", type=int, default=365)
-    knobs.add_argument("--start", default="2022-01-01")
-    knobs.add_argument("--categories", type=int, default=2000)
-    knobs.add_argument("--zipf", type=float, default=1.1)
-    knobs.add_argument("--min-bytes", type=int, default=1024)
-    knobs.add_argument("--max-bytes", type=int, default=4096)
-    knobs.add_argument("--material", type=Path, action="append", default=[],
-                       help="text material (repeatable; default: gen_corpus.py's)")
-    knobs.add_argument("--max-material", type=int, default=2000)
+    bench_build.add_corpus_knobs(parser)
     parser.add_argument("--child", nargs=2, metavar=("PHASE", "WORK"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.passthrough = _passthrough(argv if argv is not None else sys.argv[1:])
