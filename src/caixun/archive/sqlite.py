@@ -200,8 +200,7 @@ class SqliteArchive:
             self._migrate(migrations)
             if self.schema_version >= 5:
                 self._ensure_search_index()
-            self._has_stories = self.schema_version >= 8
-            self._has_relink = self._has_stories
+            self._has_stories = self.schema_version >= 8  # stories, aliases, relinks
             if self._has_stories:
                 self._ensure_stories()
         except sqlite3.Error as exc:
@@ -633,7 +632,7 @@ class SqliteArchive:
     def changes_since(self, seq: int = 0, until: int | None = None) -> list[Change]:
         rows = self._db.execute(
             "SELECT seq, uid, kind, outlet_slug, published_ts, old_outlet_slug, "
-            "old_published_ts, article_id, " + ("relink" if self._has_relink else "0")
+            "old_published_ts, article_id, " + ("relink" if self._has_stories else "0")
             + " FROM changes WHERE seq > ? AND seq <= ? ORDER BY seq",
             (seq, until if until is not None else 2**62),
         ).fetchall()
