@@ -1,10 +1,15 @@
-"""Helpers for the site tests: trees, articles, links."""
+"""Helpers for the site tests: trees, articles, links, the browser."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from caixun.model import Article
 from caixun.normalize import BEIJING
@@ -49,3 +54,28 @@ def broken_links(root: Path, base_path: str = "") -> list[tuple[str, str]]:
             if not path.is_file():
                 broken.append((str(page.relative_to(root)), link))
     return broken
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright never downloads a browser here
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextmanager
+def launch_chromium() -> Iterator[Browser]:
+    """Headless Debian Chromium; fails loudly when missing (a skip would hide it)."""
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (and fonts-noto-cjk)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
