@@ -51,7 +51,10 @@ class AppContext:
             connect_timeout=values["fetch.connect_timeout"],
             read_timeout=values["fetch.read_timeout"], retries=values["fetch.retries"],
             per_host=values["fetch.per_host"], min_gap=values["fetch.min_gap"],
-            user_agent=values["fetch.user_agent"] or DEFAULT_USER_AGENT)
+            user_agent=values["fetch.user_agent"] or DEFAULT_USER_AGENT,
+            total_timeout=values["fetch.total_timeout"], max_bytes=values["fetch.max_bytes"],
+            max_decoded_bytes=values["fetch.max_decoded_bytes"],
+            max_redirects=values["fetch.max_redirects"])
 
     def source_configs(self, names: Sequence[str] = ()) -> list[SourceConfig]:
         configs = list(self.settings.sources)

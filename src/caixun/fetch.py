@@ -66,6 +66,10 @@ class FetchSettings:
     per_host: int = 2  # requests in flight per host
     min_gap: float = 1.0  # seconds between the starts of two requests to one host
     user_agent: str = DEFAULT_USER_AGENT
+    total_timeout: float = 60.0  # seconds for the whole request, body included
+    max_bytes: int = 20_000_000  # body as sent (compressed)
+    max_decoded_bytes: int = 50_000_000  # body once decompressed
+    max_redirects: int = 5
 
 
 @dataclass(frozen=True, slots=True)
