@@ -35,6 +35,7 @@ import httpx
 from caixun.archive import SourceHealth, SqliteArchive, StoreResult
 from caixun.errors import FetchError, PayloadError, SourceError
 from caixun.model import Article
+from caixun.normalize import check_published
 from caixun.sources.base import Entry, ItemError, Request, Source
 
 __all__ = [
@@ -405,4 +406,8 @@ async def _article(source: Source, fetcher: Fetcher, entry: Entry,
         return str(exc) if str(exc).startswith(uid) else f"{uid}: {exc}"
     except SourceError as exc:
         return f"{uid}: full text: {exc}"
+    try:  # build_article checks this; a family that makes its Article itself may not
+        check_published(article.published_at, fetched_at)
+    except ValueError as exc:
+        return f"{uid}: time out of range: {exc}"
     return article

@@ -7,6 +7,9 @@
   body that came as plain text.
 * ``beijing_time``: every time becomes timezone-aware; naive times are Beijing
   time, integers are Unix seconds (milliseconds when they have 13 digits).
+* ``check_published``: a publication time must lie in the range every stage can
+  represent (``EARLIEST`` to ``LATEST``); a fetched item may also not be dated
+  more than ``FUTURE_SLACK`` ahead of the clock.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from selectolax.lexbor import LexborHTMLParser
 
 __all__ = [
     "BEIJING",
+    "EARLIEST",
+    "EARLIEST_TS",
+    "FUTURE_SLACK",
+    "LATEST",
+    "LATEST_TS",
     "beijing_time",
+    "check_published",
     "clean_text",
     "clean_title",
     "html_to_text",
@@ -155,6 +164,36 @@ def beijing_time(value: str | int | float | datetime) -> datetime:
         return beijing_time(int(text))
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=BEIJING)
+
+
+# Every stage (day pages, feeds, sitemaps, file names) converts times between
+# UTC and local zones; near year 1 or 9999 that conversion overflows, so the
+# archive only holds times in a range no real news item leaves.
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)  # exclusive
+EARLIEST_TS = int(EARLIEST.timestamp())
+LATEST_TS = int(LATEST.timestamp())
+# A fetched item dated further ahead than this has a wrong clock, a wrong time
+# zone or a placeholder date (9999-12-31); two days cover any time-zone mix-up.
+FUTURE_SLACK = timedelta(days=2)
+
+
+def check_published(when: datetime, now: datetime | None = None) -> datetime:
+    """``when``, if it is a publication time caixun can store and show.
+
+    Raises ``ValueError`` saying why not: before ``EARLIEST``, not before
+    ``LATEST``, or (when ``now`` is given, for fetched items) more than
+    ``FUTURE_SLACK`` after ``now``.
+    """
+    stamp = when.timestamp()  # timestamp() never overflows, unlike astimezone()
+    if stamp < EARLIEST_TS:
+        raise ValueError(f"{when.isoformat()} is before {EARLIEST:%Y-%m-%d}")
+    if stamp >= LATEST_TS:
+        raise ValueError(f"{when.isoformat()} is not before {LATEST:%Y-%m-%d}")
+    if now is not None and stamp > (now + FUTURE_SLACK).timestamp():
+        raise ValueError(f"{when.isoformat()} is more than {FUTURE_SLACK.days} days "
+                         "in the future")
+    return when
 
 
 def offset_timezone(offset: str) -> tzinfo:

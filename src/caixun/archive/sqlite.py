@@ -23,7 +23,7 @@ from caixun.archive.migrations import MIGRATIONS, Migration
 from caixun.dedup import Candidate
 from caixun.errors import ArchiveError
 from caixun.model import Article, PostStyle
-from caixun.normalize import BEIJING
+from caixun.normalize import BEIJING, EARLIEST_TS, LATEST_TS, check_published
 from caixun.segment import VERSION as SEGMENT_VERSION
 from caixun.segment import IndexedText, Query, index_text, parse_query, snippet
 
@@ -148,6 +148,14 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _sane_time(stamp: str | None) -> datetime | None:
+    """An ISO time from the archive, if it is one a page can show."""
+    try:
+        return check_published(datetime.fromisoformat(stamp)) if stamp else None
+    except ValueError:
+        return None
+
+
 def _content_row(article: Article) -> tuple[Any, ...]:
     published = article.published_at.astimezone(BEIJING)
     style = article.post_style
@@ -203,6 +211,7 @@ class SqliteArchive:
             self._has_stories = self.schema_version >= 8  # stories, aliases, relinks
             if self._has_stories:
                 self._ensure_stories()
+            self.redated = self._repair_dates()
         except sqlite3.Error as exc:
             raise ArchiveError(f"{self.path}: cannot open the archive: {exc}") from exc
 
@@ -305,6 +314,11 @@ class SqliteArchive:
 
     def _store(self, article: Article, indexed: IndexedText | None = None,
                candidate: Candidate | None = None) -> StoreResult:
+        try:  # the sources and the post reader check it; this keeps the archive showable
+            check_published(article.published_at)
+        except ValueError as exc:
+            raise ArchiveError(f"{self.path}: cannot store {article.uid}: "
+                               f"publication time {exc}") from exc
         self._ensure_outlet(article.outlet_slug, article.outlet)
         content = _content_row(article)
         existing = self._db.execute(
@@ -438,6 +452,45 @@ class SqliteArchive:
                 "INSERT INTO changes (uid, kind, outlet_slug, published_ts, at, article_id, "
                 "relink) VALUES (?, 'update', ?, ?, ?, ?, 1)",
                 [(uid, slug, ts, _now(), article_id) for article_id, uid, slug, ts in rows])
+
+    # -- dates ------------------------------------------------------------------
+
+    def _repair_dates(self) -> list[str]:
+        """Re-date articles whose time no page can show; returns their uids.
+
+        Older versions stored any time a source gave (0001-01-01, 9999-12-31),
+        and then every build failed. Such an article is dated when it was
+        fetched (else stored), its original time kept in ``extra`` as
+        ``published_at_invalid``; the change log is mended so no build meets
+        the old time again. An indexed range query: free when there are none.
+        """
+        rows = self._db.execute(
+            "SELECT id, uid, outlet_slug, published_at, fetched_at, stored_at, extra "
+            "FROM articles WHERE published_ts < ? OR published_ts >= ?",
+            (EARLIEST_TS, LATEST_TS)).fetchall()
+        if not rows:
+            return []
+        with self.transaction():
+            for article_id, uid, slug, published, fetched, stored, extra in rows:
+                when = _sane_time(fetched) or _sane_time(stored) or datetime.now(timezone.utc)
+                local = when.astimezone(BEIJING)
+                ts = int(local.timestamp())
+                data = {**json.loads(extra or "{}"), "published_at_invalid": published}
+                self._db.execute(
+                    "UPDATE articles SET published_at = ?, published_ts = ?, extra = ? "
+                    "WHERE id = ?", (local.isoformat(), ts,
+                                     json.dumps(data, ensure_ascii=False, sort_keys=True),
+                                     article_id))
+                self._db.execute("UPDATE changes SET published_ts = ? WHERE article_id = ?",
+                                 (ts, article_id))
+                self._db.execute("UPDATE changes SET old_published_ts = ? WHERE article_id = ? "
+                                 "AND (old_published_ts < ? OR old_published_ts >= ?)",
+                                 (ts, article_id, EARLIEST_TS, LATEST_TS))
+                if self._has_stories:
+                    self._db.execute("UPDATE dedup_keys SET published_ts = ? "
+                                     "WHERE article_id = ?", (ts, article_id))
+                self._log_change(article_id, uid, "update", slug, ts)
+        return [row[1] for row in rows]
 
     # -- stories ------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from caixun.errors import ConfigError, SourceError
 from caixun.model import Article, PostStyle
 from caixun.normalize import (
     beijing_time,
+    check_published,
     clean_text,
     clean_title,
     html_to_text,
@@ -40,6 +41,7 @@ from caixun.normalize import (
     strip_indent,
     text_to_html,
 )
+from caixun.rules import Rule, http_url, like
 from caixun.slugs import outlet_slug
 
 __all__ = [
@@ -70,6 +72,7 @@ class SourceConfig:
     kind: str
     every: float = 60  # seconds between polls
     options: Mapping[str, Any] = field(default_factory=dict)  # URLs and family settings
+    origin: str = ""  # the file it was read from, named in errors
 
     def option(self, key: str, default: Any) -> Any:
         return self.options.get(key, default)
@@ -106,21 +109,50 @@ def entry_hash(fields: Mapping[str, Any]) -> str:
 
 
 class Source(ABC):
-    """A news source family. Subclasses set ``kind``, ``defaults`` and ``description``."""
+    """A news source family. Subclasses set ``kind``, ``defaults`` and ``description``.
+
+    Every option given is checked when the source is made (``ConfigError``
+    naming the file, the source and the option): by the family's
+    ``option_rules``, else by name (``url`` and ``*_url`` must be http(s) URLs,
+    ``referer`` and ``origin`` too or ""), else it must be of its default's type.
+    """
 
     kind: ClassVar[str]
     description: ClassVar[str] = ""
     # Every option the family reads, with its default: URLs are plain settings,
     # so a user can point a source at a mirror or a proxy.
     defaults: ClassVar[Mapping[str, Any]] = {}
+    # Options that need more than their default's type: ranges, URL templates, forms.
+    option_rules: ClassVar[Mapping[str, Rule]] = {}
 
     def __init__(self, config: SourceConfig) -> None:
+        self.config = config
         unknown = set(config.options) - set(self.defaults)
         if unknown:
             raise ConfigError(
-                f"source {config.name!r} ({self.kind}): unknown option(s) "
+                f"{self.label}: unknown option(s) "
                 f"{', '.join(sorted(unknown))}; known: {', '.join(sorted(self.defaults))}")
-        self.config = config
+        for key, value in config.options.items():
+            problem = self.option_rule(key).problem(value)
+            if problem:
+                raise ConfigError(f"{self.label}: option {key} {problem}")
+
+    @classmethod
+    def option_rule(cls, key: str) -> Rule:
+        """What option ``key`` may be (see the class docstring)."""
+        if key in cls.option_rules:
+            return cls.option_rules[key]
+        if key == "url" or key.endswith("_url"):
+            return http_url()
+        if key in ("referer", "origin"):
+            return http_url(empty_ok=True)
+        return like(cls.defaults[key])
+
+    @property
+    def label(self) -> str:
+        """How errors name this source: "caixun.toml: source 'cls' (cls)"."""
+        prefix = f"{self.config.origin}: " if self.config.origin else ""
+        return f"{prefix}source {self.config.name!r} ({self.kind})"
 
     @property
     def name(self) -> str:
@@ -162,7 +194,8 @@ def load_source(config: SourceConfig) -> Source:
     kinds = available_kinds()
     family = kinds.get(config.kind)
     if family is None:
-        raise ConfigError(f"source {config.name!r}: unknown kind {config.kind!r} "
+        prefix = f"{config.origin}: " if config.origin else ""
+        raise ConfigError(f"{prefix}source {config.name!r}: unknown kind {config.kind!r} "
                           f"(known: {', '.join(sorted(kinds))})")
     return family(config)
 
@@ -201,6 +234,10 @@ def build_article(
         when = beijing_time(published)
     except (ValueError, OverflowError, OSError) as exc:
         raise ItemError(f"{uid}: unreadable time {published!r}") from exc
+    try:
+        check_published(when, fetched_at)
+    except ValueError as exc:
+        raise ItemError(f"{uid}: time {published!r} is out of range: {exc}") from exc
     outlet = clean_title(outlet) or source.name
     raw_html, html, text = None, "", ""
     if body_html:

@@ -38,6 +38,7 @@ from caixun.errors import PostFormatError
 from caixun.model import Article, BodyFormat, PostStyle
 from caixun.normalize import (
     BEIJING,
+    check_published,
     html_to_text,
     offset_timezone,
     sanitize_html,
@@ -264,23 +265,34 @@ def _read_date(
     raw: str | None, file_date: str | None, file_id: str, where: str, repairs: list[str]
 ) -> tuple[datetime, str | None]:
     text = (raw or "").strip().strip("'\"")
+    problem = "is not a date"
     match = _DATE.match(text)
     if match is not None:
         y, mo, d, h, mi, s, offset = match.groups()
         tz = offset_timezone(offset) if offset else BEIJING
         try:
-            return datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0),
-                            tzinfo=tz), offset
+            when = datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0),
+                            tzinfo=tz)
         except ValueError:
             pass
+        else:
+            try:
+                return check_published(when), offset
+            except ValueError as exc:
+                problem = f"is out of range ({exc})"
     offset = "+0800" if text.endswith("+0800") else None
-    fallback = file_date or _date_from_id(file_id)
-    if fallback is None:
-        raise PostFormatError(where, f"no usable date (date: {raw!r}; none in the file name or id)")
-    day = datetime.strptime(fallback, "%Y-%m-%d").replace(tzinfo=BEIJING)
-    origin = "file name" if file_date else "id"
-    repairs.append(f"date {raw!r} is not a date; used {fallback} from the {origin}")
-    return day, offset
+    candidates = [(day, "file name") for day in (file_date,) if day]
+    candidates += [(day, "id") for day in (_date_from_id(file_id),) if day]
+    for fallback, origin in candidates:
+        day = datetime.strptime(fallback, "%Y-%m-%d").replace(tzinfo=BEIJING)
+        try:
+            check_published(day)
+        except ValueError:
+            continue
+        repairs.append(f"date {raw!r} {problem}; used {fallback} from the {origin}")
+        return day, offset
+    raise PostFormatError(where, f"no usable date (date: {raw!r} {problem}; "
+                                 "none in the file name or id)")
 
 
 def _date_from_id(file_id: str) -> str | None:

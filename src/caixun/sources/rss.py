@@ -27,6 +27,7 @@ import feedparser  # type: ignore[import-untyped]
 from caixun.errors import ConfigError, PayloadError
 from caixun.model import Article, normalized_url
 from caixun.normalize import BEIJING, clean_title
+from caixun.rules import whole
 from caixun.slugs import safe_slug
 from caixun.sources.base import Entry, Request, Source, SourceConfig, build_article
 from caixun.sources.fields import DESKTOP_UA, plain_text, web_url
@@ -43,7 +44,10 @@ def feed_time(raw: str, parsed_utc: int | None = None) -> datetime | None:
     text = " ".join(raw.split())
     when = _numeric_time(text) if text[:1].isdigit() else _rfc822_time(text)
     if when is None and parsed_utc is not None:
-        when = datetime.fromtimestamp(parsed_utc, timezone.utc)
+        try:
+            when = datetime.fromtimestamp(parsed_utc, timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return None
     return when
 
 
@@ -62,11 +66,20 @@ def _numeric_time(text: str) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=BEIJING)  # no offset: Beijing
 
 
+# The year of an RFC 822 date: "Mon, 01 Jan 0001 00:00:00 +0000" → "0001".
+_RFC822_YEAR = re.compile(r"\b\d{1,2}\s+[A-Za-z]{3,}\s+(\d{1,4})\b")
+
+
 def _rfc822_time(text: str) -> datetime | None:
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    written = _RFC822_YEAR.search(text)
+    if written and len(written.group(1)) > 2 and int(written.group(1)) != when.year:
+        # email.utils reads every year below 100 as two digits (0001 → 2001);
+        # a year written with four digits means what it says.
+        when = when.replace(year=max(1, int(written.group(1))))
     if when.tzinfo is None:
         # "-0000" means UTC with no known local zone; no zone at all means Beijing.
         return when.replace(tzinfo=timezone.utc if text.endswith("-0000") else BEIJING)
@@ -93,11 +106,12 @@ class Feed(Source):
         "full_text_min_chars": 400,  # a content/summary this long is the body, not a teaser
         "user_agent": DESKTOP_UA,
     }
+    option_rules = {"full_text_min_chars": whole(0, 1_000_000)}
 
     def __init__(self, config: SourceConfig) -> None:
         super().__init__(config)
         if not str(self.option("url")).strip():
-            raise ConfigError(f"source {config.name!r} (rss): the 'url' option is required")
+            raise ConfigError(f"{self.label}: the 'url' option is required")
 
     def list_requests(self) -> list[Request]:
         headers = (("User-Agent", str(self.option("user_agent"))),) \
