@@ -61,7 +61,7 @@ def test_console_script_runs_and_errors_are_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("config, message", [
-    ("[archive]\npath = 3\n", "archive.path must be a str"),
+    ("[archive]\npath = 3\n", "archive.path must be a file path (not empty, not a directory), not 3"),
     ("[archive]\npaht = 'x.db'\n", "unknown setting 'archive.paht'"),
     ("[archive\n", "not valid TOML"),
 ])

@@ -27,6 +27,7 @@ from urllib.parse import urlencode
 
 from caixun.model import Article
 from caixun.normalize import split_headline
+from caixun.rules import url_template, whole
 from caixun.sources.base import Entry, Request, Source, build_article
 from caixun.sources.fields import (DESKTOP_UA, envelope_items, identified, names, plain_text,
                                    string_field, title_and_body)
@@ -60,6 +61,7 @@ class Telegraph(Source):
         "user_agent": DESKTOP_UA,
         "referer": "https://www.cls.cn/telegraph",
     }
+    option_rules = {"rn": whole(1, 100), "detail_url": url_template("id")}  # rn: 20-50 seen
 
     def list_requests(self) -> list[Request]:
         params = {

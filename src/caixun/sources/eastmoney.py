@@ -30,11 +30,12 @@ from datetime import datetime
 from typing import Any, ClassVar, Mapping, Sequence
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
-from selectolax.lexbor import LexborHTMLParser
+from selectolax.lexbor import LexborHTMLParser, SelectolaxError
 
 from caixun.errors import PayloadError
 from caixun.model import Article, PostStyle
 from caixun.normalize import clean_title, split_headline, strip_indent
+from caixun.rules import Rule, either, http_url, list_of, text, url_template, whole
 from caixun.slugs import is_safe_slug
 from caixun.sources.base import Entry, ItemError, Request, Source, build_article
 from caixun.sources.fields import DESKTOP_UA, text_field, web_url
@@ -124,6 +125,9 @@ class _Legacy(_EastMoney):
     code_key: ClassVar[str]  # the key of GetNewsText.do
     text_keys: ClassVar[tuple[str, str]] = ("text", "content")  # preferred first
     list_type: ClassVar[str] = ""
+    option_rules: ClassVar[Mapping[str, Rule]] = {
+        "count": whole(1, 500),  # 100 and 500 are known to work
+        "text_url": url_template("code"), "share_base": http_url()}
 
     def list_requests(self) -> list[Request]:
         params = (("type", self.list_type), ("count", str(self.option("count"))),
@@ -250,6 +254,11 @@ class MarketNews(_Legacy):
         "user_agent": DESKTOP_UA,
         "referer": "",
     }
+    option_rules = {**_Legacy.option_rules, "market_types": either(
+        list_of(either(whole(0, 9999), text("digits", str.isdigit)),
+                "a non-empty list of market types such as [37, 38]"),
+        text('a comma-separated string of them such as "37,38"',
+             lambda v: bool(_as_list(v)) and all(m.isdigit() for m in _as_list(v))))}
     records_key = "record"  # singular, unlike the other lists
     id_key = "infoCode"
     code_key = "infoCode"
@@ -270,6 +279,15 @@ class MarketNews(_Legacy):
             title=text_field(item, "title"), published=text_field(item, "datetime"))
 
 
+def _is_selector(value: str) -> bool:
+    """Whether selectolax can parse ``value`` (else every article page would fail)."""
+    try:
+        LexborHTMLParser("").css_first(value)
+    except SelectolaxError:
+        return False
+    return True
+
+
 def _as_list(value: Any) -> list[str]:
     """A list option given as a list or as a comma-separated string."""
     values = value.split(",") if isinstance(value, str) else list(value or [])
@@ -287,6 +305,8 @@ class _NpList(_EastMoney):
     """A current np-* list: ``{code: "1", message, data: {<list_key>: [...]}}``."""
 
     list_key: ClassVar[str]
+    option_rules: ClassVar[Mapping[str, Rule]] = {
+        "page_size": whole(1, 200), "article_url": url_template("code")}  # API: up to 200
 
     def parse_list(self, request: Request, payload: Any) -> list[Entry]:
         entries = []
@@ -372,6 +392,9 @@ class ColumnNews(_NpList):
         "user_agent": DESKTOP_UA,
         "referer": "https://finance.eastmoney.com/",
     }
+    option_rules = {**_NpList.option_rules, "content_selectors": either(
+        list_of(text("a CSS selector", _is_selector), "a non-empty list of CSS selectors"),
+        text("one CSS selector", _is_selector))}
     list_key = "list"
 
     def list_requests(self) -> list[Request]:

@@ -29,6 +29,7 @@ from typing import Any, Mapping
 
 from caixun.errors import PayloadError
 from caixun.model import Article
+from caixun.rules import url_template
 from caixun.sources.base import Entry, Request, Source, build_article
 from caixun.sources.fields import (DESKTOP_UA, envelope_items, identified, plain_text,
                                    string_field, title_and_body)
@@ -57,6 +58,7 @@ class Flash(Source):
         "referer": "https://www.jin10.com/",
         "origin": "https://www.jin10.com",
     }
+    option_rules = {"detail_url": url_template("id")}
 
     def list_requests(self) -> list[Request]:
         params = (("channel", str(self.option("channel"))), ("vip", str(self.option("vip"))),

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 from caixun.errors import PayloadError
 from caixun.model import Article
+from caixun.rules import whole
 from caixun.sources.base import Entry, Request, Source, build_article
 from caixun.sources.fields import (DESKTOP_UA, dig, identified, names, plain_text,
                                    string_field, title_and_body)
@@ -45,6 +46,7 @@ class Zhibo(Source):
         "user_agent": DESKTOP_UA,
         "referer": "https://finance.sina.com.cn/7x24/",
     }
+    option_rules = {"page_size": whole(1, 100)}
 
     def list_requests(self) -> list[Request]:
         params = (("zhibo_id", str(self.option("zhibo_id"))),

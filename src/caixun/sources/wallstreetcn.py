@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Mapping
 
 from caixun.model import Article
+from caixun.rules import url_template, whole
 from caixun.sources.base import Entry, Request, Source, build_article
 from caixun.sources.fields import (DESKTOP_UA, envelope_items, identified, plain_text,
                                    string_field, title_and_body)
@@ -42,6 +43,7 @@ class LiveNews(Source):
         "user_agent": DESKTOP_UA,
         "referer": "https://wallstreetcn.com/",
     }
+    option_rules = {"limit": whole(1, 200), "detail_url": url_template("id")}
 
     def list_requests(self) -> list[Request]:
         params = (("channel", str(self.option("channel"))), ("limit", str(self.option("limit"))))
