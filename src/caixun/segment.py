@@ -26,6 +26,7 @@ from __future__ import annotations
 import html
 import operator
 import re
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.resources import files
@@ -49,8 +50,19 @@ class QueryError(ValueError):
     """A search query that cannot be run (empty, too long, only exclusions)."""
 
 
-@lru_cache(maxsize=1)
+_JIEBA_LOCK = threading.Lock()
+
+
 def _jieba() -> Any:
+    # lru_cache alone lets a second thread load the dictionary while the first
+    # already cuts, and rjieba's add_word then fails ("RuntimeError: Already
+    # borrowed": concurrent searches in `caixun serve` hit it).
+    with _JIEBA_LOCK:
+        return _load_jieba()
+
+
+@lru_cache(maxsize=1)
+def _load_jieba() -> Any:
     import rjieba
 
     words = files("caixun").joinpath("data/finance_words.txt").read_text(encoding="utf-8")

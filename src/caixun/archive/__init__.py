@@ -20,6 +20,14 @@ __all__ = ["ArticleRef", "ArticleVersion", "BuildState", "Change", "SearchHit", 
            "SqliteArchive", "Stories", "StoreResult", "open_archive"]
 
 
-def open_archive(path: str | Path) -> SqliteArchive:
-    """Open (creating and upgrading as needed) the archive at ``path``."""
-    return SqliteArchive(path)
+def open_archive(path: str | Path, *, read_only: bool = False) -> SqliteArchive:
+    """Open (creating and upgrading as needed) the archive at ``path``.
+
+    ``read_only`` for commands that only read (search, export, the search
+    API): the file must exist (else an ``ArchiveError`` saying how to make
+    one), it is opened so that nothing can be written — not even on a
+    read-only disk — and nothing is created, migrated or re-indexed. An
+    archive whose schema or search index an older caixun made is refused
+    (the index only by ``search``) until a writing command upgrades it.
+    """
+    return SqliteArchive(path, read_only=read_only)
