@@ -6,6 +6,7 @@ The whole tree::
     ├── ConfigError             caixun.toml or a command-line setting is wrong
     ├── ArchiveError            the archive cannot be opened, migrated or written
     ├── PostFormatError         a Jekyll post file cannot be understood at all
+    ├── PublishError            a page or an export file cannot be written
     └── SourceError             a news source failed
         ├── FetchError          the request failed (network, status, timeout)
         └── PayloadError        the response is not what the source promised
@@ -24,6 +25,7 @@ __all__ = [
     "FetchError",
     "PayloadError",
     "PostFormatError",
+    "PublishError",
     "SourceError",
 ]
 
@@ -47,6 +49,24 @@ class PostFormatError(CaixunError):
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+class PublishError(CaixunError):
+    """A file of the site or of an export cannot be written (full disk, read-only…)."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        # Both in args, so the error survives pickling out of a build worker.
+        super().__init__(path, problem)
+        self.path = path
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+    @classmethod
+    def cannot(cls, action: str, path: object, exc: OSError) -> PublishError:
+        """``site/x.html: cannot write: No space left on device``."""
+        return cls(str(path), f"cannot {action}: {exc.strerror or exc}")
 
 
 class SourceError(CaixunError):

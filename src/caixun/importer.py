@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from caixun.archive import SqliteArchive, StoreResult
-from caixun.errors import PostFormatError
+from caixun.errors import ArchiveError, PostFormatError
 from caixun.model import Article
 from caixun.dedup import Candidate
 from caixun.segment import IndexedText, index_text
@@ -115,6 +116,24 @@ def _read_all(paths: Iterable[Path], jobs: int) -> Iterator[_Read]:
             pending = following
 
 
+def _store_batch(archive: SqliteArchive, batch: list[_Read]) -> list[StoreResult]:
+    """Store a batch in one transaction: all of it, or (full disk…) none of it."""
+    try:
+        with archive.transaction():
+            prints = [r.print_ for r in batch if r.print_]
+            results = archive.store_many([r.parsed.article for r in batch if r.parsed],
+                                         [r.indexed for r in batch if r.indexed],
+                                         prints if len(prints) == len(batch) else None)
+            for read in batch:
+                assert read.parsed is not None
+                if read.parsed.slug_alias:
+                    archive.add_outlet_alias(read.parsed.slug_alias,
+                                             read.parsed.article.outlet_slug)
+    except sqlite3.Error as exc:  # store_many maps its own errors; the aliases do not
+        raise ArchiveError(f"{archive.path}: cannot store posts: {exc}") from exc
+    return results
+
+
 def import_posts(
     paths: Iterable[Path],
     archive: SqliteArchive,
@@ -137,16 +156,7 @@ def import_posts(
             on_outcome(outcome)
 
     def flush() -> None:
-        with archive.transaction():
-            prints = [r.print_ for r in batch if r.print_]
-            results = archive.store_many([r.parsed.article for r in batch if r.parsed],
-                                         [r.indexed for r in batch if r.indexed],
-                                         prints if len(prints) == len(batch) else None)
-            for read in batch:
-                assert read.parsed is not None
-                if read.parsed.slug_alias:
-                    archive.add_outlet_alias(read.parsed.slug_alias,
-                                             read.parsed.article.outlet_slug)
+        results = _store_batch(archive, batch)
         for read, result in zip(batch, results):
             assert read.parsed is not None
             emit(FileOutcome(read.path, result, read.parsed.repairs))

@@ -8,13 +8,13 @@ source gets the default style: the newest format of those sites (date with
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from caixun.errors import PublishError
 from caixun.model import Article, PostStyle
+from caixun.publish.atomic import write_atomic
 from caixun.normalize import BEIJING, offset_timezone
 
 __all__ = [
@@ -141,21 +141,16 @@ def _body(article: Article, style: PostStyle, base_url: str) -> str:
 def write_posts(
     articles: Iterable[Article], directory: Path, base_url: str = ""
 ) -> Iterator[tuple[Article, Path]]:
-    """Write each article's post into ``directory``; yields what was written."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write each article's post into ``directory``; yields what was written.
+
+    Each post is written atomically; a full disk stops the export with a
+    :class:`PublishError`, leaving only whole posts.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PublishError.cannot("create the directory", directory, exc) from exc
     for article in articles:
         path = directory / post_filename(article)
         write_atomic(path, render_post(article, base_url).encode("utf-8"))
         yield article, path
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new file, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

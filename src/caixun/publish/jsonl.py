@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
 from caixun.model import Article
+from caixun.publish.atomic import atomic_file
 
-__all__ = ["article_record", "write_jsonl"]
+__all__ = ["article_record", "write_jsonl", "write_jsonl_file"]
 
 
 def article_record(article: Article) -> dict[str, Any]:
@@ -35,3 +37,13 @@ def write_jsonl(articles: Iterable[Article], out: IO[str]) -> Iterator[Article]:
     for article in articles:
         out.write(json.dumps(article_record(article), ensure_ascii=False) + "\n")
         yield article
+
+
+def write_jsonl_file(articles: Iterable[Article], path: Path) -> int:
+    """Write the articles to ``path``, which appears whole at the end; returns how many.
+
+    On an error (a full disk: :class:`~caixun.errors.PublishError`) ``path``
+    is left as it was: no empty or half-written file.
+    """
+    with atomic_file(path, "w") as out:
+        return sum(1 for _ in write_jsonl(articles, out))

@@ -9,18 +9,26 @@ outlet, the outlet's front page, its newest numbered pages and feed, the day
 pages, the home page, the archive index, the site feed and the sitemap.
 
 Every file is written atomically (temporary file, then rename) and only when
-its bytes differ. Pages are written before the pages that link to them, and
-files are removed last, so an interrupted build leaves only whole files and
-no dangling links; the build state is saved at the very end, so the next
-build redoes whatever the interrupted one did not finish.
+its bytes differ, and files are removed last. Over a site that was built
+before, a first pass writes the new pages, each once every page it links to
+exists, with stubs to break the cycles (``NewPages``); the second pass writes
+the rest. So an interrupted build leaves only whole files and no link to a
+missing page. The build state is saved at the very end, so the next build
+redoes whatever the interrupted one did not finish. Errors of the file system
+become ``PublishError``s naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
+import html
 import multiprocessing
 import os
+import re
 import shutil
+import stat
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone, tzinfo
@@ -34,7 +42,7 @@ import jinja2
 
 from caixun import __version__
 from caixun.archive import ArticleRef, BuildState, SqliteArchive, Stories, open_archive
-from caixun.errors import ConfigError
+from caixun.errors import ConfigError, PublishError
 from caixun.model import Article
 from caixun.publish import feeds, paths, static_search
 from caixun.publish.feeds import FeedEntry, SitemapUrl, atom_feed, sitemap_index, urlset
@@ -105,44 +113,246 @@ class BuildReport:
 # -- writing files ---------------------------------------------------------------
 
 class SiteWriter:
-    """Writes files under ``root`` atomically, and only when their bytes differ."""
+    """Writes files under ``root`` atomically, and only when their bytes differ.
+
+    Removals wait for :meth:`finish`, so a page goes only once every page that
+    linked to it has been rewritten. An ``OSError`` (full disk, read-only file
+    system, a directory in the way) becomes a :class:`PublishError` naming the
+    file, and the temporary file is removed.
+    """
 
     def __init__(self, root: Path, record_paths: bool = False) -> None:
         self.root = root
         self.tmp = root / paths.TMP_DIR
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        try:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PublishError.cannot("write", root, exc) from exc
         self.report = BuildReport()
         self.produced: set[str] = set()
+        self.done: frozenset[str] = frozenset()  # written whole by the first pass (NewPages)
+        self._removals: dict[str, None] = {}
         self._dirs: set[Path] = set()
         self._record = record_paths
         self._counter = 0
 
+    def wants(self, path: str) -> bool:
+        """Whether to render ``path`` and put it: not when the first pass wrote it."""
+        return path not in self.done
+
     def put(self, path: str, data: bytes) -> None:
         self.produced.add(path)
         target = self.root / path
-        try:
-            if target.stat().st_size == len(data) and target.read_bytes() == data:
-                self.report.unchanged += 1
-                return
-        except FileNotFoundError:
-            pass
-        if target.parent not in self._dirs:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._dirs.add(target.parent)
-        self._counter += 1
-        tmp = self.tmp / f"{os.getpid()}-{self._counter}"
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        if _holds(target, data):
+            self.report.unchanged += 1
+            return
+        self._replace(target, data)
         self.report.written += 1
         if self._record:
             self.report.written_paths.append(path)
 
-    def remove(self, path: str) -> None:
+    def _replace(self, target: Path, data: bytes) -> None:
+        self._make_parent(target)
+        self._counter += 1
+        tmp = self.tmp / f"{os.getpid()}-{self._counter}"
         try:
-            (self.root / path).unlink()
-        except FileNotFoundError:
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise PublishError.cannot("write", target, exc) from exc
+
+    def _make_parent(self, target: Path) -> None:
+        if target.parent in self._dirs:
             return
-        self.report.removed += 1
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            blocker = next((d for d in (target.parent, *target.parent.parents)
+                            if d.exists() and not d.is_dir()), None)
+            if blocker is not None:  # name the file, not whichever directory failed
+                raise PublishError(str(blocker), "cannot create the directory: "
+                                   "a file is in the way") from exc
+            raise PublishError.cannot("create the directory", target.parent, exc) from exc
+        self._dirs.add(target.parent)
+
+    def remove(self, path: str) -> None:
+        """Remove ``path`` at :meth:`finish`."""
+        self._removals[path] = None
+
+    def finish(self) -> None:
+        """Carry out the removals (never of a file this build wrote); drop emptied directories."""
+        emptied: set[Path] = set()
+        for path in self._removals:
+            if path in self.produced:
+                continue
+            target = self.root / path
+            try:
+                target.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise PublishError.cannot("remove", target, exc) from exc
+            self.report.removed += 1
+            emptied.add(target.parent)
+        self._removals.clear()
+        for directory in sorted(emptied, reverse=True):
+            with contextlib.suppress(OSError):  # not empty: it stays
+                directory.rmdir()
+
+    def take_over(self, first: NewPages) -> None:
+        """Go on after ``first``: what it wrote whole counts as written by this build."""
+        self.done = frozenset(first.whole)
+        self.produced |= first.whole
+        self._dirs |= first._dirs
+        self._counter = first._counter  # the same directory of temporary files
+        self.report.merge(first.report)
+
+
+def _holds(target: Path, data: bytes) -> bool:
+    """Whether ``target`` is a file holding exactly ``data``.
+
+    Anything unreadable (a corrupt or truncated page, a directory or a pipe in
+    its place) does not, so it is rewritten, or fails with a clear error.
+    """
+    try:
+        info = target.stat()
+        return (stat.S_ISREG(info.st_mode) and info.st_size == len(data)
+                and target.read_bytes() == data)
+    except OSError:
+        return False
+
+
+_HREF = re.compile(rb'(?<![\w-])href="([^"]*)"')
+# A link on a page: <a …href="…">text</a>, or <link …href="…"> in the head.
+_LINK = re.compile(rb'<a\b[^>]*?(?<![\w-])href="(?P<href>[^"]*)"[^>]*>(?P<text>.*?)</a>'
+                   rb'|<link\b[^>]*?(?<![\w-])href="(?P<head>[^"]*)"[^>]*>', re.S)
+
+
+class NewPages(SiteWriter):
+    """The first pass of a build over a built site: the HTML pages not on disk yet.
+
+    No page may link to a page that does not exist, even for an instant (a
+    build can be killed at any point). Writing each page before the pages
+    that link to it cannot work alone: a new article and its new neighbour
+    link each other, as do a new day page and its articles. So a page put
+    here is written whole when every page it links to exists; otherwise
+    it is held in memory and written whole as soon as they do. Meanwhile a
+    *stub* stands in for it where needed: the page with its links to missing
+    pages dropped (their text kept). A page missing only one page waits
+    unwritten (mostly its next neighbour, which comes next); one missing
+    more, or missing a page that itself waits, is written as a stub at once,
+    which breaks every cycle. So each new article is rendered once and
+    written once or twice (1.5 times along a run of new articles), and a
+    reader may meet a stub only while a build runs (or after a crash, until
+    the next build). What is still held at :meth:`close` keeps its stub; the
+    second pass writes it whole, after the pages it links to.
+    """
+
+    def __init__(self, root: Path, config: SiteConfig, record_paths: bool = False) -> None:
+        super().__init__(root, record_paths)
+        self._base_url, self._base_path = config.base_url, config.base_path
+        self._exists: dict[str, bool] = {}
+        self._files: dict[bytes, str | None] = {}  # href → the file it names (_site_file)
+        self._held: dict[str, tuple[bytes, set[str]]] = {}  # page → its bytes, what it lacks
+        self._unwritten: set[str] = set()  # held pages without a stub on disk
+        self._waiting: dict[str, list[str]] = {}  # missing page → held pages linking it
+        self.whole: set[str] = set()  # the pages written whole here
+
+    def wants(self, path: str) -> bool:
+        return (path.endswith(".html") and path not in self._held and path not in self.whole
+                and not (self.root / path).is_file())
+
+    def put(self, path: str, data: bytes) -> None:
+        missing = {target for target in self._targets(data) if not self._exists_now(target)}
+        missing.discard(path)  # an article names itself as canonical
+        if not missing:
+            self._whole(path, data)
+            self._arrived(path)
+            return
+        self._held[path] = (data, missing)
+        for target in missing:
+            self._waiting.setdefault(target, []).append(path)
+        if len(missing) == 1 and not missing & self._unwritten:
+            self._unwritten.add(path)
+        else:
+            self._stub(path)
+
+    def remove(self, path: str) -> None:
+        pass  # the second pass decides what goes
+
+    def close(self) -> None:
+        """Write a stub for every page still waiting unwritten; all then exist."""
+        while self._unwritten:
+            self._stub(min(self._unwritten))
+        self._held.clear()
+        self._waiting.clear()
+
+    def _whole(self, path: str, data: bytes) -> None:
+        super().put(path, data)
+        self.whole.add(path)
+
+    def _stub(self, path: str) -> None:
+        data, missing = self._held[path]
+        self._unwritten.discard(path)
+        stub = _LINK.sub(lambda link: self._keep_or_drop(link, missing), data)
+        self._replace(self.root / path, stub)
+        self._arrived(path)
+
+    def _arrived(self, path: str) -> None:
+        """``path`` exists now: write whole the held pages that lacked only it, and so on."""
+        appeared = [path]
+        while appeared:
+            here = appeared.pop()
+            self._exists[here] = True
+            for waiter in self._waiting.pop(here, ()):
+                held = self._held.get(waiter)
+                if held is None:
+                    continue
+                held[1].discard(here)
+                if not held[1]:
+                    del self._held[waiter]
+                    self._whole(waiter, held[0])
+                    if waiter in self._unwritten:  # it appears only now
+                        self._unwritten.discard(waiter)
+                        appeared.append(waiter)
+
+    def _keep_or_drop(self, link: re.Match[bytes], missing: set[str]) -> bytes:
+        href = link["href"] if link["href"] is not None else link["head"]
+        if self._file_of(href) not in missing:
+            return link[0]
+        return link["text"] or b""
+
+    def _targets(self, data: bytes) -> set[str]:
+        found = {self._file_of(href) for href in set(_HREF.findall(data))}
+        found.discard(None)
+        return found  # type: ignore[return-value]
+
+    def _file_of(self, href: bytes) -> str | None:
+        found = self._files.get(href, "")
+        if found == "":  # most links recur from page to page: home, outlet and day pages
+            found = self._files[href] = self._site_file(href)
+        return found
+
+    def _exists_now(self, path: str) -> bool:
+        found = self._exists.get(path)
+        if found is None:
+            found = self._exists[path] = path not in self._unwritten and (
+                self.root / path).is_file()
+        return found
+
+    def _site_file(self, href: bytes) -> str | None:
+        """The file under ``root`` a link of this site points at; None for other links."""
+        url = html.unescape(href.decode("utf-8", "replace")).split("#", 1)[0].split("?", 1)[0]
+        if url.startswith(self._base_url + "/"):
+            url = url[len(self._base_url):]
+        elif url.startswith(self._base_path + "/") and not url.startswith("//"):
+            url = url[len(self._base_path):]
+        else:
+            return None
+        rel = url[1:]
+        return rel + "index.html" if rel == "" or rel.endswith("/") else rel
 
 
 # -- rendering -------------------------------------------------------------------
@@ -303,13 +513,15 @@ def render_chunks(renderer: Renderer, writer: SiteWriter, slug: str, outlet: str
     per_page = renderer.config.per_page
     last = chunk_count(total, per_page)
     for number in range(first_number, last + 1):
+        path = paths.outlet_chunk_path(slug, number)
+        if not writer.wants(path):
+            continue
         start = (number - first_number) * per_page
         chunk = refs[start:start + per_page]
         newer = paths.outlet_chunk_path(slug, number + 1) if number < last \
             else paths.outlet_path(slug)
         older = paths.outlet_chunk_path(slug, number - 1) if number > 1 else None
-        writer.put(paths.outlet_chunk_path(slug, number),
-                   renderer.outlet_chunk(slug, outlet, number, chunk, newer, older))
+        writer.put(path, renderer.outlet_chunk(slug, outlet, number, chunk, newer, older))
 
 
 def remove_chunks_after(writer: SiteWriter, slug: str, last: int) -> None:
@@ -329,17 +541,20 @@ class _Job:
     kind: str  # "outlets" or "days"
     keys: tuple[str, ...]
     record_paths: bool
+    done: frozenset[str] = frozenset()  # written by the first pass
 
 
 def _run_job(job: _Job) -> tuple[BuildReport, set[str], dict[str, str]]:
     renderer = Renderer(job.config)
     writer = SiteWriter(Path(job.out_dir), job.record_paths)
+    writer.done = job.done
     uid_paths: dict[str, str] = {}
     with open_archive(job.archive_path) as archive, archive.snapshot():
         if job.kind == "outlets":
             _full_outlets(archive, renderer, writer, job.keys, uid_paths)
         else:
             _full_days(archive, renderer, writer, [date.fromisoformat(d) for d in job.keys])
+    writer.finish()
     return writer.report, writer.produced, uid_paths
 
 
@@ -376,7 +591,8 @@ def _put_article(renderer: Renderer, writer: SiteWriter, ref: ArticleRef, articl
                  prev: ArticleRef | None, next_: ArticleRef | None,
                  uid_paths: dict[str, str], stories: Stories) -> None:
     path = _article_path(ref)
-    writer.put(path, renderer.article(article, ref, prev, next_, stories))
+    if writer.wants(path):
+        writer.put(path, renderer.article(article, ref, prev, next_, stories))
     uid_paths[ref.uid] = path
 
 
@@ -384,12 +600,20 @@ def _outlet_lists(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter
                   refs: list[ArticleRef]) -> None:
     slug, outlet, total = refs[0].outlet_slug, refs[-1].outlet, len(refs)
     per_page = renderer.config.per_page
+    _outlet_feed(archive, renderer, writer, slug, outlet)
     render_chunks(renderer, writer, slug, outlet, refs, 1, total)
-    writer.put(paths.outlet_path(slug), renderer.outlet_front(
-        slug, outlet, refs[-per_page:][::-1], total, front_older_link(slug, total, per_page)))
-    writer.put(paths.outlet_feed_path(slug), renderer.feed(
-        outlet, paths.outlet_feed_path(slug), paths.outlet_path(slug),
-        archive.newest_with_summary(FEED_SIZE, slug)))
+    if writer.wants(paths.outlet_path(slug)):
+        writer.put(paths.outlet_path(slug), renderer.outlet_front(
+            slug, outlet, refs[-per_page:][::-1], total, front_older_link(slug, total, per_page)))
+
+
+def _outlet_feed(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter, slug: str,
+                 outlet: str) -> None:
+    """Written before the outlet's pages, which link it (no stub stands in for a feed)."""
+    path = paths.outlet_feed_path(slug)
+    if writer.wants(path):
+        writer.put(path, renderer.feed(outlet, path, paths.outlet_path(slug),
+                                       archive.newest_with_summary(FEED_SIZE, slug)))
 
 
 def _full_days(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
@@ -399,6 +623,8 @@ def _full_days(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
 
 
 def _write_day(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter, day: date) -> None:
+    if not writer.wants(paths.day_path(day)):
+        return
     start = datetime(day.year, day.month, day.day, tzinfo=renderer.tz)
     end = start + timedelta(days=1)
     refs = archive.refs_between(int(start.timestamp()), int(end.timestamp()))
@@ -430,6 +656,9 @@ def _full_build(archive: SqliteArchive, out: Path, config: SiteConfig, jobs: int
     work += [_Job(str(archive.path), str(out), config, "days", keys, record_paths)
              for keys in _balanced(days, jobs)]
     writer = SiteWriter(out, record_paths)
+    if _is_built(out):
+        writer.take_over(_full_new_pages(archive, renderer, out, record_paths))
+        work = [dataclasses.replace(job, done=writer.done) for job in work]
     uid_paths: dict[str, str] = {}
     for report, produced, found in _run_jobs(work, jobs):
         writer.report.merge(report)
@@ -438,7 +667,41 @@ def _full_build(archive: SqliteArchive, out: Path, config: SiteConfig, jobs: int
     _site_wide(archive, renderer, writer, jobs=jobs)
     for stale in _files_not_in(out, writer.produced):
         writer.remove(stale)
+    writer.finish()
     return writer.report, uid_paths, writer
+
+
+def _is_built(out: Path) -> bool:
+    """A site was built here before: its new pages go first (see NewPages).
+
+    A first build has no links to keep whole, and would only pay for it.
+    """
+    return (out / paths.HOME).is_file()
+
+
+def _full_new_pages(archive: SqliteArchive, renderer: Renderer, out: Path,
+                    record_paths: bool) -> NewPages:
+    """The first pass of a full build over a built site: its new article, outlet and day pages."""
+    with archive.snapshot():
+        first = NewPages(out, renderer.config, record_paths)
+        refs = [ref for ref in archive.iter_refs() if first.wants(_article_path(ref))]
+        outlets = [(slug, 1) for slug in sorted(archive.outlet_counts())]
+        days = [day for day, _ in _day_counts(archive, renderer)]
+        stories = archive.stories(r.id for r in refs) if refs else Stories({}, {})
+        _first_pass(archive, renderer, first, refs, outlets, days, stories)
+    return first
+
+
+def _first_pass(archive: SqliteArchive, renderer: Renderer, first: NewPages,
+                refs: list[ArticleRef], outlets: list[tuple[str, int]], days: list[date],
+                stories: Stories) -> None:
+    """The new pages among these; list pages first, so their stubs let the articles be whole."""
+    for slug, number in outlets:
+        _outlet_pages(archive, renderer, first, slug, number)
+    for day in days:
+        _write_day(archive, renderer, first, day)
+    _incremental_articles(archive, renderer, first, refs, stories)
+    first.close()
 
 
 def _run_jobs(work: list[_Job], jobs: int) -> Iterator[tuple[BuildReport, set[str], dict[str, str]]]:
@@ -571,9 +834,19 @@ def _incremental(archive: SqliteArchive, out: Path, config: SiteConfig, since: i
         positions.add((change.outlet_slug, change.published_ts))
         if change.old_outlet_slug is not None and change.old_published_ts is not None:
             positions.add((change.old_outlet_slug, change.old_published_ts))
-    uid_paths = _incremental_articles(archive, renderer, writer, uids, positions)
-    _incremental_outlets(archive, renderer, writer, positions)
-    for day in sorted({renderer.local_day(ts) for _, ts in positions}):
+    refs = _affected_refs(archive, uids, positions)
+    stories = archive.stories(r.id for r in refs)
+    outlets = _first_outlet_pages(archive, renderer, positions)
+    days = sorted({renderer.local_day(ts) for _, ts in positions})
+    if _is_built(out):
+        first = NewPages(out, config, record_paths)
+        _first_pass(archive, renderer, first, refs, outlets, days, stories)
+        writer.take_over(first)
+    uid_paths: dict[str, str | None] = {uid: None for uid in uids}
+    uid_paths.update(_incremental_articles(archive, renderer, writer, refs, stories))
+    for slug, number in outlets:
+        _outlet_pages(archive, renderer, writer, slug, number)
+    for day in days:
         _write_day(archive, renderer, writer, day)
     # A relinked story changes pages, not the text the search index holds.
     content_changes = {c.article_id for c in changes if c.article_id and not c.relink}
@@ -581,54 +854,75 @@ def _incremental(archive: SqliteArchive, out: Path, config: SiteConfig, since: i
     for uid, old_path in archive.built_paths(str(out), uids).items():
         if uid_paths.get(uid) != old_path:
             writer.remove(old_path)
+    writer.finish()
     return writer.report, uid_paths
 
 
-def _incremental_articles(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
-                          uids: set[str], positions: set[tuple[str, int]]) -> dict[str, str | None]:
+def _affected_refs(archive: SqliteArchive, uids: set[str],
+                   positions: set[tuple[str, int]]) -> list[ArticleRef]:
+    """The changed articles and their neighbours, in page order."""
     refs = {ref.uid: ref for ref in archive.refs_by_uid(uids)}
     for slug, ts in positions:
         for ref in archive.around(slug, ts):
             refs.setdefault(ref.uid, ref)
-    uid_paths: dict[str, str | None] = {uid: None for uid in uids}
-    stories = archive.stories(r.id for r in refs.values())
-    for ref in sorted(refs.values(), key=lambda r: (r.outlet_slug, r.published_ts, r.id)):
+    return sorted(refs.values(), key=lambda r: (r.outlet_slug, r.published_ts, r.id))
+
+
+def _incremental_articles(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+                          refs: list[ArticleRef], stories: Stories) -> dict[str, str]:
+    """Article pages; returns where each article's page is."""
+    uid_paths: dict[str, str] = {}
+    for ref in refs:
+        path = _article_path(ref)
+        if not writer.wants(path):
+            uid_paths[ref.uid] = path  # written whole by the first pass
+            continue
         article = archive.get(ref.uid)
         if article is None:
             continue
         prev, next_ = archive.neighbors(ref.outlet_slug, ref.published_ts, ref.id)
-        path = _article_path(ref)
         writer.put(path, renderer.article(article, ref, prev, next_, stories))
         uid_paths[ref.uid] = path
     return uid_paths
 
 
-def _incremental_outlets(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
-                         positions: set[tuple[str, int]]) -> None:
+def _first_outlet_pages(archive: SqliteArchive, renderer: Renderer,
+                        positions: set[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Each changed outlet with the first of its numbered pages to rewrite."""
     per_page = renderer.config.per_page
     earliest: dict[str, int] = {}
     for slug, ts in positions:
         earliest[slug] = min(ts, earliest.get(slug, ts))
-    for slug, ts in sorted(earliest.items()):
-        total = archive.outlet_count(slug)
-        last = chunk_count(total, per_page)
-        if total:
-            # Pages from the one before the change on: a new page changes the
-            # "newer" link of the page before it.
-            first = max(1, archive.outlet_position(slug, ts) // per_page)
-            if last:
-                refs = archive.outlet_refs(slug, (first - 1) * per_page)
-                render_chunks(renderer, writer, slug, refs[-1].outlet, refs, first, total)
-            newest = archive.outlet_newest(slug, per_page)
-            writer.put(paths.outlet_path(slug), renderer.outlet_front(
-                slug, newest[0].outlet, newest, total, front_older_link(slug, total, per_page)))
-            writer.put(paths.outlet_feed_path(slug), renderer.feed(
-                newest[0].outlet, paths.outlet_feed_path(slug), paths.outlet_path(slug),
-                archive.newest_with_summary(FEED_SIZE, slug)))
-        else:
-            writer.remove(paths.outlet_path(slug))
-            writer.remove(paths.outlet_feed_path(slug))
-        remove_chunks_after(writer, slug, last)
+    # From the page before the change on: a new page changes the "newer"
+    # link of the page before it.
+    return [(slug, max(1, archive.outlet_position(slug, ts) // per_page))
+            for slug, ts in sorted(earliest.items())]
+
+
+def _outlet_pages(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter, slug: str,
+                  first: int) -> None:
+    """The outlet's feed, its numbered pages from ``first`` on and its front page."""
+    per_page = renderer.config.per_page
+    total = archive.outlet_count(slug)
+    last = chunk_count(total, per_page)
+    front = paths.outlet_path(slug)
+    if not total:
+        writer.remove(front)
+        writer.remove(paths.outlet_feed_path(slug))
+    wanted = next((n for n in range(first, last + 1)
+                   if writer.wants(paths.outlet_chunk_path(slug, n))), None)
+    want_front = total > 0 and writer.wants(front)
+    newest: list[ArticleRef] = []
+    if want_front or (total and writer.wants(paths.outlet_feed_path(slug))):
+        newest = archive.outlet_newest(slug, per_page)
+        _outlet_feed(archive, renderer, writer, slug, newest[0].outlet)
+    if wanted is not None:
+        refs = archive.outlet_refs(slug, (wanted - 1) * per_page)
+        render_chunks(renderer, writer, slug, refs[-1].outlet, refs, wanted, total)
+    if want_front:
+        writer.put(front, renderer.outlet_front(
+            slug, newest[0].outlet, newest, total, front_older_link(slug, total, per_page)))
+    remove_chunks_after(writer, slug, last)
 
 
 # -- entry point --------------------------------------------------------------------------
@@ -649,10 +943,27 @@ def fingerprint(config: SiteConfig) -> str:
 
 def build_site(archive: SqliteArchive, out: Path, config: SiteConfig, *, full: bool = False,
                jobs: int | None = None, record_paths: bool = False) -> BuildReport:
-    """Build the site into ``out``: incrementally when a previous build is known."""
+    """Build the site into ``out``: incrementally when a previous build is known.
+
+    Raises :class:`PublishError` when a file cannot be written; the build
+    state is then left as it was, so the next build does the whole job again.
+    """
     config.check()
     started = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PublishError.cannot("create the directory", out, exc) from exc
+    try:
+        report = _build(archive, out, config, full, jobs, record_paths)
+    finally:  # leftovers of this build, or of a killed one
+        shutil.rmtree(out / paths.TMP_DIR, ignore_errors=True)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _build(archive: SqliteArchive, out: Path, config: SiteConfig, full: bool,
+           jobs: int | None, record_paths: bool) -> BuildReport:
     key = str(out.resolve())
     print_ = fingerprint(config)
     state = archive.build_state(key)
@@ -670,6 +981,4 @@ def build_site(archive: SqliteArchive, out: Path, config: SiteConfig, *, full: b
             report, changed = _incremental(archive, out, config, state.last_seq, until,
                                            record_paths)
         archive.save_build_state(key, BuildState(until, print_), changed)
-    shutil.rmtree(out / paths.TMP_DIR, ignore_errors=True)
-    report.seconds = time.perf_counter() - started
     return report

@@ -359,16 +359,21 @@ def _manifest(blocks: Iterable[dict[str, object]]) -> dict[str, object]:
 
 
 def _old_entries(root: Path) -> dict[Block, dict[str, object]] | None:
+    """The blocks the manifest on disk lists; None when it is missing or corrupt.
+
+    A block whose directory is gone is left out, so it is built again.
+    """
     try:
         manifest = json.loads((root / paths.SEARCH_MANIFEST).read_bytes())
-    except (OSError, ValueError):
+        fresh = _manifest(())
+        if not isinstance(manifest, dict) or any(
+                manifest.get(key) != fresh[key] for key in ("format", "terms", "levels",
+                                                            "docs_per_chunk")):
+            return None
+        entries = {Block(int(b["level"]), int(b["k"])): b for b in manifest["blocks"]}
+    except (OSError, ValueError, KeyError, TypeError, IndexError):  # corrupt: rebuild all
         return None
-    fresh = _manifest(())
-    if not isinstance(manifest, dict) or any(
-            manifest.get(key) != fresh[key] for key in ("format", "terms", "levels",
-                                                        "docs_per_chunk")):
-        return None
-    return {Block(int(b["level"]), int(b["k"])): b for b in manifest["blocks"]}
+    return {block: entry for block, entry in entries.items() if (root / block.dir).is_dir()}
 
 
 def write_index(archive: SqliteArchive, writer: Writer, tz: tzinfo,
@@ -403,12 +408,7 @@ def write_index(archive: SqliteArchive, writer: Writer, tz: tzinfo,
         if directory.is_dir() and name not in keep:
             stale.update(dict.fromkeys(_files_in(writer.root, name, set())))
     for path in stale:
-        writer.remove(path)
-    for emptied in {path.rsplit("/", 1)[0] for path in stale}:
-        try:
-            (writer.root / emptied).rmdir()
-        except OSError:
-            pass  # not empty
+        writer.remove(path)  # at the end of the build, with the directories it empties
 
 
 _Built = tuple[Block, dict[str, bytes], int]
@@ -445,7 +445,7 @@ def build_block_entry(block: Block, files: dict[str, bytes], count: int) -> dict
 def _files_in(root: Path, directory: str, exclude: set[str]) -> list[str]:
     try:
         names = sorted(p.name for p in (root / directory).iterdir() if p.is_file())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a file in the way: put() says so
         return []
     return [f"{directory}/{name}" for name in names if name not in exclude]
 
