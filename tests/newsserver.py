@@ -17,7 +17,9 @@ Server::
 
 Faults (module-level factories): :func:`status`, :func:`too_many`, :func:`slow`,
 :func:`reset`, :func:`truncated`, :func:`html_error`, :func:`jsonp`,
-:func:`empty_list`, :func:`renamed`.
+:func:`empty_list`, :func:`renamed`; bodies written part by part: :func:`trickle`
+(a byte at a time, slowly) and :func:`streamed` (any length, chunked or with a
+``Content-Length`` true or false, made as it is sent).
 
 Payload builders read the real corpus (``../shared/corpus``) at call time and
 return the documented shapes of NEWS-APIS.md: :func:`rolling_records` (type=102),
@@ -75,7 +77,7 @@ __all__ = [
     "html_error", "install_all", "jin10_flash", "jsonp", "market_records", "media_nodes",
     "media_texts", "news_texts", "overlapping_pages", "parse_post", "reset", "renamed",
     "repeat_items", "rolling_records", "rss_xml", "sequence", "sina_feed", "slow", "status",
-    "too_many", "truncated", "wallstreetcn_lives",
+    "streamed", "too_many", "trickle", "truncated", "wallstreetcn_lives",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -449,6 +451,8 @@ class _Handler(BaseHTTPRequestHandler):
                                  [("Content-Type", "text/html; charset=utf-8")]))
             case _Jsonp() | _EmptyList() | _Renamed():
                 self._send(self._rewrite(fault, seen))
+            case _Streamed():  # defined at the end: trickle(), streamed()
+                fault.write(self, seen)
             case _:
                 raise TypeError(f"unknown fault {fault!r}")
 
@@ -1266,3 +1270,80 @@ def install_all(server: NewsServer, posts_dir: Path = POSTS_DIR, rss_dir: Path =
     server.route(PATHS["rss"], rss_xml(first), content_type=RSS_TYPE, etag=etag)
     server.route(PATHS["atom"], rss_xml(first, atom=True), content_type=ATOM_TYPE, etag=etag)
     return dict(PATHS)
+
+
+# ======================================================================================
+# faults that write their reply part by part
+# ======================================================================================
+
+
+class _Streamed(Fault):
+    """A fault that writes its own reply (see :func:`trickle`, :func:`streamed`)."""
+
+    def write(self, handler: _Handler, seen: Seen) -> None:
+        raise NotImplementedError
+
+
+def _head(handler: _Handler, status: int, headers: Iterable[tuple[str, str]]) -> None:
+    handler.send_response(status)
+    for name, value in headers:
+        handler.send_header(name, value.encode("utf-8").decode("latin-1"))
+    handler.end_headers()
+
+
+@dataclass(frozen=True)
+class _Trickle(_Streamed):
+    bytes_per_second: float
+
+    def write(self, handler: _Handler, seen: Seen) -> None:
+        news = handler.server.news
+        wire = news._normal(seen)
+        _head(handler, wire.status, [*wire.headers, ("Content-Length", str(len(wire.body)))])
+        pause = 1.0 / self.bytes_per_second
+        for i in range(len(wire.body)):
+            if news._stopping.wait(pause):
+                handler._abort()
+                return
+            handler.wfile.write(wire.body[i:i + 1])  # the client's going away ends it
+
+
+@dataclass(frozen=True)
+class _Streaming(_Streamed):
+    parts: Callable[[], Iterable[bytes]]
+    headers: tuple[tuple[str, str], ...]
+    content_length: int | None
+
+    def write(self, handler: _Handler, seen: Seen) -> None:
+        news = handler.server.news
+        chunked = self.content_length is None
+        framing = ("Transfer-Encoding", "chunked") if chunked \
+            else ("Content-Length", str(self.content_length))
+        _head(handler, 200, [*self.headers, framing])
+        for part in self.parts():
+            if news._stopping.is_set():
+                handler._abort()
+                return
+            if part:  # an empty chunk would end a chunked body
+                handler.wfile.write(b"%x\r\n%b\r\n" % (len(part), part) if chunked else part)
+        if chunked:
+            handler.wfile.write(b"0\r\n\r\n")
+
+
+def trickle(bytes_per_second: float) -> Fault:
+    """The normal reply (status, headers, a true ``Content-Length``), its body sent one
+    byte every ``1 / bytes_per_second`` seconds: a read timeout longer than that never
+    trips. Stops when the client goes away or the server stops."""
+    return _Trickle(bytes_per_second)
+
+
+def streamed(parts: Callable[[], Iterable[bytes]], *, content_type: str = JSON_TYPE,
+             headers: dict[str, str] | None = None,
+             content_length: int | None = None) -> Fault:
+    """A 200 whose body is ``parts()``, called when the request arrives (so a body of
+    gigabytes is made as it is sent, never held), written part by part: with
+    ``Transfer-Encoding: chunked`` (no length), or under ``content_length``, which
+    need not be true (a larger one leaves the client waiting for bytes that never
+    come). ``headers`` are added as given, e.g. ``{"Content-Encoding": "gzip"}``.
+    Stops when the client goes away or the server stops."""
+    return _Streaming(parts, (("Content-Type", content_type), *(headers or {}).items()),
+                      content_length)

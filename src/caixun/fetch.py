@@ -5,11 +5,22 @@
 * per host, at most ``per_host`` requests in flight and at least ``min_gap``
   seconds between the starts of two requests; a ``Retry-After`` pushes the
   host's next start back;
-* connect and read timeouts; retries with exponential backoff and jitter on
-  connection errors, timeouts, 429 and 5xx — never on other 4xx;
+* connect and read timeouts, and a total deadline per request (a server that
+  trickles its body cannot hold a host's slots); retries with exponential
+  backoff and jitter on connection errors, timeouts, 429 and 5xx — never on
+  other 4xx;
+* size limits: the body as sent (``max_bytes``, checked against the
+  ``Content-Length`` before reading) and once decompressed
+  (``max_decoded_bytes``, decoded chunk by chunk, so a gzip bomb never
+  inflates in memory);
+* redirects followed hop by hop, at most ``max_redirects``, http(s) only, and
+  never into a loopback, private or link-local network unless the source's
+  own URL is in one (a local mirror);
 * conditional GET (``ETag`` / ``Last-Modified``);
-* payloads decoded and validated: an empty body, an HTML page where JSON was
-  expected, truncated JSON and a JSONP wrapper are told apart.
+* payloads decoded and validated: the charset from a byte-order mark, the
+  ``Content-Type`` or the XML declaration, a wrong label detected and noted;
+  an empty body, an HTML page where JSON was expected, truncated JSON and a
+  JSONP wrapper are told apart.
 
 ``poll_source`` runs one round of one source: list → (full text for new or
 changed items only) → normalize → store, and returns what happened. A list
@@ -19,21 +30,26 @@ whose bytes did not change since the last round is recognised and skipped.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import hashlib
+import ipaddress
 import json
 import random
 import re
+import socket
 import time
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import httpx
 
 from caixun.archive import SourceHealth, SqliteArchive, StoreResult
-from caixun.errors import FetchError, PayloadError, SourceError
+from caixun.archive.worker import ArchiveWorker, on_archive
+from caixun.errors import ArchiveError, FetchError, PayloadError, SourceError
 from caixun.model import Article
 from caixun.normalize import check_published
 from caixun.sources.base import Entry, ItemError, Request, Source
@@ -43,12 +59,16 @@ __all__ = [
     "Fetched",
     "Fetcher",
     "HostGate",
+    "Resolver",
     "SourceReport",
+    "body_charset",
     "decode_payload",
     "fetch_round",
+    "internal_kind",
     "next_health",
     "poll_and_record",
     "poll_source",
+    "system_resolver",
 ]
 
 # A longer Retry-After ends the round for that source; its health record backs off.
@@ -75,7 +95,11 @@ class FetchSettings:
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """A response: its body, or ``not_modified`` for a 304."""
+    """A response: its body, or ``not_modified`` for a 304.
+
+    ``charset`` is the codec that reads the body ("" when none does, or not yet
+    known); ``charset_note`` says how the body's label was wrong ("" when right).
+    """
 
     url: str
     status: int
@@ -84,6 +108,8 @@ class Fetched:
     etag: str | None = None
     last_modified: str | None = None
     not_modified: bool = False
+    charset: str = ""
+    charset_note: str = ""
 
     @property
     def body_hash(self) -> str:
@@ -120,68 +146,205 @@ class HostGate:
             return await call()
 
 
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+"""The IP addresses of a host name: ``await resolve("news.example", 443)``."""
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# What BodyDecoder undoes. Said explicitly: httpx would add br or zstd once their
+# packages are installed, and those could not be decoded within a size limit.
+ACCEPT_ENCODING = "gzip, deflate"
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The addresses ``getaddrinfo`` gives for ``host`` (the default ``Resolver``)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way worth another try; ``str()`` says how."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """One HTTP exchange; ``body`` is read only for a final 2xx/3xx response."""
+
+    url: str
+    status: int
+    headers: httpx.Headers
+    body: bytes = b""
+
+
 class Fetcher:
-    """Makes sources' requests with timeouts, retries and per-host politeness."""
+    """Makes sources' requests with timeouts, limits, retries and per-host politeness.
+
+    ``resolver`` finds the addresses of a redirect's target host (tests map names
+    to addresses with it); the default asks the system.
+    """
 
     def __init__(self, settings: FetchSettings | None = None,
-                 client: httpx.AsyncClient | None = None) -> None:
+                 client: httpx.AsyncClient | None = None,
+                 resolver: Resolver | None = None) -> None:
         self.settings = settings or FetchSettings()
         timeout = httpx.Timeout(self.settings.read_timeout, connect=self.settings.connect_timeout)
-        self.client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=True)
+        # Redirects are followed by _attempt, hop by hop, so every target is checked.
+        self.client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
         self.gate = HostGate(self.settings.per_host, self.settings.min_gap)
+        self.resolve = resolver or system_resolver
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
     async def get(self, request: Request, validators: Mapping[str, str] | None = None) -> Fetched:
         """GET with retries; ``FetchError`` when it cannot succeed."""
-        host = urlsplit(request.url).netloc
-        headers = {"User-Agent": self.settings.user_agent, **dict(request.headers)}
+        headers = self._headers(request, validators)
+        attempts = self.settings.retries + 1
+        problem = ""
+        for attempt in range(attempts):
+            try:
+                return await self._attempt(request, headers)
+            except _Retryable as exc:
+                problem = str(exc)
+            if attempt + 1 < attempts:
+                await asyncio.sleep(self._backoff(attempt))
+        raise FetchError(f"{request.url}: {problem} (after {attempts} attempts)")
+
+    def _headers(self, request: Request, validators: Mapping[str, str] | None) -> dict[str, str]:
+        headers = {"User-Agent": self.settings.user_agent, "Accept-Encoding": ACCEPT_ENCODING,
+                   **dict(request.headers)}
         if validators:
             if validators.get("etag"):
                 headers["If-None-Match"] = validators["etag"]
             if validators.get("last_modified"):
                 headers["If-Modified-Since"] = validators["last_modified"]
-        attempts = self.settings.retries + 1
-        problem = ""
-        for attempt in range(attempts):
-            try:
-                # httpx drops a URL's own query when given params, even empty ones.
-                params = httpx.QueryParams(list(request.params)) if request.params else None
-                response = await self.gate.run(host, lambda: self.client.get(
-                    request.url, params=params, headers=headers))
-            except httpx.TimeoutException:
-                problem = "timed out"
-            except httpx.TransportError as exc:
-                problem = f"connection failed ({type(exc).__name__}: {exc or 'no detail'})"
-            else:
-                fetched = self._accept(request, response)
-                if fetched is not None:
-                    return fetched
-                problem = f"HTTP {response.status_code}"
-                wait = self._honour_retry_after(host, response)
-                if wait is not None and wait > MAX_RETRY_AFTER:
-                    raise FetchError(f"{request.url}: HTTP {response.status_code}, asked to "
-                                     f"retry after {wait:.0f} s")
-            if attempt + 1 < attempts:
-                await asyncio.sleep(self._backoff(attempt))
-        raise FetchError(f"{request.url}: {problem} (after {attempts} attempts)")
+        return headers
 
-    def _accept(self, request: Request, response: httpx.Response) -> Fetched | None:
-        """The result of a final response, or None when it is worth retrying."""
-        status = response.status_code
+    async def _attempt(self, request: Request, headers: Mapping[str, str]) -> Fetched:
+        """One try: the request and the redirects it leads to, each target checked."""
+        url = request.url
+        try:
+            httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise FetchError(f"{url}: invalid URL ({exc})") from None
+        # httpx drops a URL's own query when given params, even empty ones.
+        params = httpx.QueryParams(list(request.params)) if request.params else None
+        chain = [url]
+        for _ in range(self.settings.max_redirects + 1):
+            reply = await self._hop(url, params, headers, request)
+            target = _redirect_target(request, reply)
+            if target is None:
+                return self._accept(request, reply)
+            await self._check_redirect(request, target)
+            url, params = target, None
+            chain.append(target)
+        loop = ", a loop" if len(set(chain)) < len(chain) else ""
+        raise FetchError(f"{request.url}: redirected more than {self.settings.max_redirects} "
+                         f"times (fetch.max_redirects{loop}; last to {chain[-1]})")
+
+    async def _hop(self, url: str, params: httpx.QueryParams | None,
+                   headers: Mapping[str, str], request: Request) -> _Reply:
+        """One request, in its host's turn; transient failures become ``_Retryable``."""
+        try:
+            reply: _Reply = await self.gate.run(
+                urlsplit(url).netloc, lambda: self._exchange(url, params, headers, request))
+        except httpx.InvalidURL as exc:  # httpx prepares a redirect's next request itself
+            raise FetchError(f"{request.url}: redirect from {url} refused: its Location is "
+                             f"no http(s) URL ({exc})") from None
+        except TimeoutError:  # asyncio.timeout's: the deadline of the whole request
+            raise _Retryable(f"took longer than {self.settings.total_timeout:g} s "
+                             "in all") from None
+        except httpx.TimeoutException:
+            raise _Retryable("timed out") from None
+        except httpx.TransportError as exc:
+            raise _Retryable(f"connection failed ({type(exc).__name__}: "
+                             f"{exc or 'no detail'})") from None
+        return reply
+
+    async def _exchange(self, url: str, params: httpx.QueryParams | None,
+                        headers: Mapping[str, str], request: Request) -> _Reply:
+        """Connect, headers and body within ``total_timeout``: per-read timeouts alone
+        let a server that sends a byte a second hold the host's slot for ever."""
+        async with asyncio.timeout(self.settings.total_timeout):
+            async with self.client.stream("GET", url, params=params, headers=headers,
+                                          follow_redirects=False) as response:
+                status = response.status_code
+                final = not (status in REDIRECTS and "location" in response.headers)
+                wanted = final and status < 400 and status != 304
+                body = await self._read_body(request, response) if wanted else b""
+                return _Reply(str(response.url), status, response.headers, body)
+
+    async def _read_body(self, request: Request, response: httpx.Response) -> bytes:
+        """The body, decompressed; ``FetchError`` (not retried) past the size limits."""
+        cap = self.settings.max_bytes
+        declared = response.headers.get("content-length", "").strip()
+        if declared.isascii() and declared.isdigit() and int(declared) > cap:  # unread
+            raise FetchError(f"{request.url}: response larger than {cap:,} bytes "
+                             f"(Content-Length {int(declared):,}; fetch.max_bytes)")
+        decoder = BodyDecoder(response.headers.get("content-encoding", ""),
+                              self.settings.max_decoded_bytes, request.url)
+        received = 0
+        async for chunk in response.aiter_raw():
+            received += len(chunk)
+            if received > cap:
+                raise FetchError(f"{request.url}: response larger than {cap:,} bytes "
+                                 "(fetch.max_bytes)")
+            decoder.feed(chunk)
+        return decoder.finish()
+
+    async def _check_redirect(self, request: Request, target: str) -> None:
+        """Refuse a redirect into an internal network, unless the source is in one."""
+        if await self._internal_host(request.url, must_resolve=False):
+            return  # a local mirror (or a test server) may send us anywhere
+        found = await self._internal_host(target, must_resolve=True)
+        if found:
+            raise FetchError(f"{request.url}: redirect to {target} refused: {found} "
+                             "(only a source on such an address may redirect there)")
+
+    async def _internal_host(self, url: str, *, must_resolve: bool) -> str:
+        """How ``url``'s host is internal ("127.0.0.1 is a loopback address"), or "".
+
+        A name is resolved; one internal address is enough. A name that does not
+        resolve is "" for the source's own URL and ``_Retryable`` for a target.
+        """
+        parsed = httpx.URL(url)
+        host = parsed.raw_host.decode("ascii")
+        if _is_ip(host):  # written as an address: nothing to resolve
+            kind = internal_kind(host)
+            return f"{host} is {kind}" if kind else ""
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            addresses = await self.resolve(host, port)
+        except (OSError, UnicodeError) as exc:  # socket.gaierror; a label too long
+            if must_resolve:
+                raise _Retryable(f"connection failed (cannot resolve {host}: {exc})") from None
+            return ""
+        for address in addresses:
+            kind = internal_kind(address)
+            if kind:
+                return f"{host} resolves to {address}, {kind}"
+        return ""
+
+    def _accept(self, request: Request, reply: _Reply) -> Fetched:
+        """The result of a final response; ``_Retryable`` when it is worth another try."""
+        status = reply.status
         if status == 429 or status >= 500:
-            return None
+            wait = self._honour_retry_after(urlsplit(reply.url).netloc, reply.headers)
+            if wait is not None and wait > MAX_RETRY_AFTER:
+                raise FetchError(f"{request.url}: HTTP {status}, asked to "
+                                 f"retry after {wait:.0f} s")
+            raise _Retryable(f"HTTP {status}")
         if status == 304:
-            return Fetched(str(response.url), status, not_modified=True)
+            return Fetched(reply.url, status, not_modified=True)
         if status >= 400:
             raise FetchError(f"{request.url}: HTTP {status} (not retried)")
-        return Fetched(str(response.url), status, response.content,
-                       response.headers.get("content-type", ""),
-                       response.headers.get("etag"), response.headers.get("last-modified"))
+        content_type = reply.headers.get("content-type", "")
+        charset, note = body_charset(reply.body, content_type, xml=request.payload == "feed")
+        return Fetched(reply.url, status, reply.body, content_type,
+                       reply.headers.get("etag"), reply.headers.get("last-modified"),
+                       charset=charset, charset_note=f"{reply.url}: {note}" if note else "")
 
-    def _honour_retry_after(self, host: str, response: httpx.Response) -> float | None:
-        seconds = retry_after_seconds(response.headers.get("retry-after"))
+    def _honour_retry_after(self, host: str, headers: httpx.Headers) -> float | None:
+        seconds = retry_after_seconds(headers.get("retry-after"))
         if seconds is not None and seconds <= MAX_RETRY_AFTER:
             self.gate.defer(host, seconds)
         return seconds
@@ -189,6 +352,115 @@ class Fetcher:
     def _backoff(self, attempt: int) -> float:
         base = min(self.settings.max_backoff, self.settings.backoff * 2.0 ** attempt)
         return float(base * (0.5 + random.random() / 2))  # jitter: many clients don't retry in step
+
+
+def _redirect_target(request: Request, reply: _Reply) -> str | None:
+    """Where a redirect points (absolute), None for a final response; only http(s)."""
+    location = reply.headers.get("location")
+    if reply.status not in REDIRECTS or location is None:
+        return None
+    try:
+        target = httpx.URL(reply.url).join(location.strip())
+    except httpx.InvalidURL as exc:
+        raise FetchError(f"{request.url}: redirected to an invalid URL {location!r}") from exc
+    if target.scheme not in ("http", "https") or not target.host:
+        raise FetchError(f"{request.url}: redirect to {location!r} refused: only http and "
+                         "https URLs are followed")
+    return str(target)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def internal_kind(address: str) -> str | None:
+    """What makes an IP address internal ("a loopback address" …); None for a public
+    address or a string that is no IP address."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone (fe80::1%eth0)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    for test, kind in ((ip.is_unspecified, "an unspecified address"),
+                       (ip.is_loopback, "a loopback address"),
+                       (ip.is_link_local, "a link-local address"),
+                       (ip.is_multicast, "a multicast address"),
+                       (ip.is_private, "a private address"),
+                       (ip.is_reserved, "a reserved address"),
+                       (not ip.is_global, "not a public address")):
+        if test:
+            return kind
+    return None
+
+
+class BodyDecoder:
+    """Undoes a ``Content-Encoding`` (gzip, deflate) chunk by chunk, within a size limit.
+
+    Each decompression step is given room for at most one byte past the limit
+    (and 1 MiB at a time), so a bomb is refused once it has grown past the limit,
+    never inflated whole.
+    """
+
+    PIECE = 1 << 20
+
+    def __init__(self, encoding: str, limit: int, url: str) -> None:
+        codings = [c.strip().lower() for c in encoding.split(",")]
+        codings = [c for c in codings if c not in ("", "identity")]
+        if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
+            raise FetchError(f"{url}: unsupported Content-Encoding {encoding!r} "
+                             f"(caixun asks for {ACCEPT_ENCODING})")
+        self.coding = codings[0] if codings else ""
+        self.limit, self.url = limit, url
+        self.size = 0
+        self._parts: list[bytes] = []
+        self._fresh = True  # nothing decoded yet: a deflate body may still be raw deflate
+        self._zlib = (zlib.decompressobj(16 + zlib.MAX_WBITS) if self.coding.endswith("gzip")
+                      else zlib.decompressobj() if self.coding else None)
+
+    def feed(self, data: bytes) -> None:
+        if self._zlib is None:
+            self._keep(data)
+            return
+        try:
+            self._inflate(data)
+        except zlib.error as exc:
+            if not (self.coding == "deflate" and self._fresh):
+                raise FetchError(f"{self.url}: the {self.coding} body cannot be "
+                                 f"decompressed ({exc})") from exc
+            # Some servers send raw deflate without the zlib wrapper (httpx accepts it too).
+            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+            self._fresh = False
+            self.feed(data)
+        self._fresh = False
+
+    def _inflate(self, data: bytes) -> None:
+        assert self._zlib is not None
+        while data:
+            room = self.limit - self.size + 1  # one byte past the limit tells a bomb
+            self._keep(self._zlib.decompress(data, min(room, self.PIECE)))
+            data = self._zlib.unconsumed_tail
+
+    def _keep(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.limit:
+            if self.coding:
+                raise FetchError(f"{self.url}: the body decompresses to more than "
+                                 f"{self.limit:,} bytes (fetch.max_decoded_bytes; "
+                                 "a compression bomb?)")
+            raise FetchError(f"{self.url}: response larger than {self.limit:,} bytes "
+                             "(fetch.max_decoded_bytes)")
+        if data:
+            self._parts.append(data)
+
+    def finish(self) -> bytes:
+        if self._zlib is not None:
+            self._keep(self._zlib.flush())
+        return b"".join(self._parts)
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -215,11 +487,19 @@ _JSONP = re.compile(r"^\s*[A-Za-z_$][\w$.]*\s*\(", re.S)
 
 
 def decode_payload(request: Request, fetched: Fetched) -> Any:
-    """The decoded payload of a response; ``PayloadError`` says what is wrong with it."""
+    """The decoded payload of a response; ``PayloadError`` says what is wrong with it.
+
+    A feed is returned as text, decoded by :func:`body_charset` (the feed parser
+    reads a ``str`` as the UTF-8 it is); JSON and text likewise.
+    """
     if request.payload == "feed":
         if not fetched.body.strip():
             raise PayloadError(f"{fetched.url}: empty response body")
-        return fetched.body
+        charset = fetched.charset or body_charset(fetched.body, fetched.content_type,
+                                                  xml=True)[0]
+        # Nothing reads it cleanly: the parser still gets what can be read (and the
+        # fetcher's note says so), as a browser would show it.
+        return fetched.body.decode(charset or "utf-8", errors="replace").lstrip("\ufeff")
     text = _text(fetched)
     if request.payload == "text":
         return text
@@ -229,13 +509,103 @@ def decode_payload(request: Request, fetched: Fetched) -> Any:
 def _text(fetched: Fetched) -> str:
     if not fetched.body.strip():
         raise PayloadError(f"{fetched.url}: empty response body")
-    try:
-        return fetched.body.decode("utf-8").lstrip("\ufeff")
-    except UnicodeDecodeError:
+    charset, note = fetched.charset, fetched.charset_note
+    if not charset:
+        charset, note = body_charset(fetched.body, fetched.content_type)
+    if not charset:
+        raise PayloadError(f"{fetched.url}: {note}")
+    return fetched.body.decode(charset).lstrip("\ufeff")
+
+
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"),
+         (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"))  # UTF-32 LE first: its BOM starts with UTF-16 LE's
+_CHARSET_PARAM = re.compile(r"""charset\s*=\s*["']?([^"';\s]+)""", re.I)
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([^"']+)["']""")
+
+
+# Bytes past 0x7f needed before the bytes' own evidence outweighs a label that
+# also reads them. Measured on the corpus (rss-days titles and summaries encoded
+# as GBK, ~30,000 random slices): 7 % of slices with under 4 such bytes were
+# valid UTF-8, 1.8 % with 4-7, 0.07 % with 8-11, none from 12 on.
+_EVIDENCE = 32
+_ASCII = bytes(range(128))
+_WESTERN = frozenset({"ascii", "iso8859-1", "cp1252"})  # (nearly) any byte is a character
+
+
+def body_charset(body: bytes, content_type: str = "", *, xml: bool = False) -> tuple[str, str]:
+    """(codec, note): the codec that reads ``body``, and how its label was wrong.
+
+    A byte-order mark decides. The labels are the ``Content-Type`` charset and,
+    for XML, the declaration's encoding, in that order; the first one that reads
+    the body is used, except that the bytes win over a label that would read
+    anything when they are unmistakable (at least ``_EVIDENCE`` bytes past 0x7f):
+    valid UTF-8 over any label (GBK text of that length is never valid UTF-8,
+    while UTF-8 often decodes as GBK, into nonsense), GB18030 over a Western
+    single-byte label. Unlabelled, or when no label reads it: UTF-8, then
+    GB18030 (a superset of GBK and GB2312, which Chinese portals send
+    unlabelled or mislabelled). The note is "" when the first label was right
+    or there was none; the codec is "" when nothing reads the body.
+    """
+    for bom, codec in _BOMS:
+        if body.startswith(bom) and _reads(body, codec):
+            return codec, ""
+    labels = _charset_labels(body, content_type, xml)
+    first = labels[0] if labels else None
+    if first and first[0].startswith(("utf-16", "utf-32")) and _reads(body, first[0]):
+        return first[0], ""  # no BOM, but said so: its ASCII would also pass as UTF-8
+    if body.isascii():
+        return "utf-8", ""
+    plain = len(body.translate(None, _ASCII)) >= _EVIDENCE
+    utf8 = _reads(body, "utf-8")
+    if utf8 and (plain or not labels):
+        return "utf-8", _mislabel(first, "UTF-8")
+    if plain and first and first[0] in _WESTERN and _reads(body, "gb18030"):
+        return "gb18030", _mislabel(first, "GB18030")
+    for label in labels:
+        if _reads(body, label[0]):
+            return label[0], "" if label is first else _mislabel(first, label[1])
+    if utf8:
+        return "utf-8", _mislabel(first, "UTF-8")
+    if _reads(body, "gb18030"):
+        return "gb18030", _mislabel(first, "GB18030")
+    named = f"{first[1]} (as declared), " if first and first[0] not in ("utf-8", "gb18030") \
+        else ""
+    return "", f"body is neither {named}UTF-8 nor GB18030"
+
+
+def _charset_labels(body: bytes, content_type: str, xml: bool) -> list[tuple[str, str, str]]:
+    """(codec, label as written, where) for each known charset the response names."""
+    found = []
+    header = _CHARSET_PARAM.search(content_type)
+    if header:
+        found.append((header.group(1), "the Content-Type"))
+    declaration = _XML_ENCODING.match(body[:200]) if xml else None
+    if declaration:
+        found.append((declaration.group(1).decode("ascii", "replace"), "the XML declaration"))
+    labels = []
+    for written, where in found:
         try:
-            return fetched.body.decode("gb18030")  # some Chinese portals still send GBK
-        except UnicodeDecodeError as exc:
-            raise PayloadError(f"{fetched.url}: body is neither UTF-8 nor GB18030") from exc
+            codec = codecs.lookup("gbk" if written.lower() == "x-gbk" else written).name
+        except (LookupError, ValueError):  # ValueError: a NUL in the name
+            continue  # an unknown name says nothing
+        codec = "gb18030" if codec in ("gb2312", "gbk") else codec  # the superset reads both
+        labels.append((codec, written, where))
+    return labels
+
+
+def _reads(body: bytes, codec: str) -> bool:
+    try:
+        body.decode(codec)
+    except (UnicodeDecodeError, LookupError):
+        return False
+    return True
+
+
+def _mislabel(label: tuple[str, str, str] | None, actual: str) -> str:
+    if label is None or label[0] == actual.lower():
+        return ""
+    return f"labelled charset {label[1]} ({label[2]}) but the body is {actual}; read as {actual}"
 
 
 def _json(fetched: Fetched, text: str) -> Any:
@@ -278,6 +648,7 @@ class SourceReport:
     item_errors: list[str] = field(default_factory=list)  # "uid: problem"
     error: str | None = None  # the source failed as a whole
     state: dict[str, dict[str, str]] = field(default_factory=dict)  # per list request
+    notes: list[str] = field(default_factory=list)  # worth knowing, failed nothing (a charset)
 
     @property
     def changed(self) -> bool:
@@ -292,12 +663,19 @@ class SourceReport:
             text += f", {self.merged} merged into earlier copies"
         if self.lists_unchanged:
             text += f" ({self.lists_unchanged} list(s) not modified)"
+        for note in self.notes:
+            text += f"; note: {note}"
         return text
 
 
-async def poll_source(source: Source, fetcher: Fetcher, archive: SqliteArchive,
+async def poll_source(source: Source, fetcher: Fetcher, archive: SqliteArchive | ArchiveWorker,
                       state: Mapping[str, Mapping[str, str]]) -> SourceReport:
-    """One round: lists, then full texts of new or changed items, then store."""
+    """One round: lists, then full texts of new or changed items, then store.
+
+    ``archive`` is a plain archive (used inline) or an ``ArchiveWorker`` (its
+    calls run on the archive's thread, off the event loop); a busy archive is
+    waited for either way.
+    """
     report = SourceReport(source.name, state={k: dict(v) for k, v in state.items()})
     try:
         entries = await _list_entries(source, fetcher, report)
@@ -306,7 +684,7 @@ async def poll_source(source: Source, fetcher: Fetcher, archive: SqliteArchive,
             # Keep the old validators so the same lists are read again next round
             # and the items that failed are retried (the stored ones are skipped).
             report.state = {k: dict(v) for k, v in state.items()}
-    except SourceError as exc:
+    except (SourceError, ArchiveError) as exc:  # ArchiveError: e.g. locked for 10 minutes
         report.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - a bug in one source must not stop the others
         report.error = f"internal error in the {source.kind} source: {type(exc).__name__}: {exc}"
@@ -325,23 +703,25 @@ def next_health(health: SourceHealth, report: SourceReport, every: float, now: f
                         now + max(every, delay), health.lists)
 
 
-async def fetch_round(sources: Sequence[Source], fetcher: Fetcher, archive: SqliteArchive, *,
-                      due_only: bool = True, max_backoff: float = 3600.0) -> list[SourceReport]:
+async def fetch_round(sources: Sequence[Source], fetcher: Fetcher,
+                      archive: SqliteArchive | ArchiveWorker, *, due_only: bool = True,
+                      max_backoff: float = 3600.0) -> list[SourceReport]:
     """Poll every due source (or all of them) concurrently; each records its health."""
     now = time.time()
-    chosen = [s for s in sources
-              if not due_only or archive.source_health(s.name).next_poll <= now]
+    chosen = [s for s in sources if not due_only
+              or (await on_archive(archive, SqliteArchive.source_health, s.name)).next_poll <= now]
     return list(await asyncio.gather(
         *(poll_and_record(source, fetcher, archive, max_backoff) for source in chosen)))
 
 
-async def poll_and_record(source: Source, fetcher: Fetcher, archive: SqliteArchive,
+async def poll_and_record(source: Source, fetcher: Fetcher,
+                          archive: SqliteArchive | ArchiveWorker,
                           max_backoff: float = 3600.0) -> SourceReport:
     """One round of one source, with its health record updated afterwards."""
-    health = archive.source_health(source.name)
+    health = await on_archive(archive, SqliteArchive.source_health, source.name)
     report = await poll_source(source, fetcher, archive, health.lists)
-    archive.save_source_health(
-        next_health(health, report, source.config.every, time.time(), max_backoff))
+    await on_archive(archive, SqliteArchive.save_source_health,
+                     next_health(health, report, source.config.every, time.time(), max_backoff))
     return report
 
 
@@ -353,6 +733,8 @@ async def _list_entries(source: Source, fetcher: Fetcher, report: SourceReport) 
         if fetched.not_modified or fetched.body_hash == known.get("body_hash"):
             report.lists_unchanged += 1
             continue
+        if fetched.charset_note:  # stored correctly all the same; the operator may tell them
+            report.notes.append(fetched.charset_note)
         items = source.parse_list(request, decode_payload(request, fetched))
         if not items:
             raise PayloadError(f"{fetched.url}: the list is empty")
@@ -364,9 +746,11 @@ async def _list_entries(source: Source, fetcher: Fetcher, report: SourceReport) 
     return list(entries.values())
 
 
-async def _store_entries(source: Source, fetcher: Fetcher, archive: SqliteArchive,
+async def _store_entries(source: Source, fetcher: Fetcher,
+                         archive: SqliteArchive | ArchiveWorker,
                          entries: list[Entry], report: SourceReport) -> None:
-    known = archive.list_hashes([source.uid(e.native_id) for e in entries])
+    known = await on_archive(archive, SqliteArchive.list_hashes,
+                             [source.uid(e.native_id) for e in entries])
     fresh = [e for e in entries if known.get(source.uid(e.native_id)) != e.list_hash]
     report.unchanged += len(entries) - len(fresh)
     fetched_at = datetime.now(timezone.utc)
@@ -378,9 +762,8 @@ async def _store_entries(source: Source, fetcher: Fetcher, archive: SqliteArchiv
             articles.append(result)
         else:
             report.item_errors.append(result)
-    with archive.transaction():  # the articles and "seen" marks land together
-        stored = archive.store_many(articles)
-        archive.set_list_hashes({a.uid: hashes[a.uid] for a in articles})
+    stored = await on_archive(archive, _store_batch, articles,
+                              {a.uid: hashes[a.uid] for a in articles})
     for outcome in stored:
         if outcome is StoreResult.NEW:
             report.new += 1
@@ -390,6 +773,16 @@ async def _store_entries(source: Source, fetcher: Fetcher, archive: SqliteArchiv
             report.merged += 1
         else:
             report.unchanged += 1
+
+
+def _store_batch(archive: SqliteArchive, articles: list[Article],
+                 hashes: dict[str, str]) -> list[StoreResult]:
+    # One transaction: the articles and their "seen" marks land together, and
+    # a retry after a busy archive repeats all of it or none.
+    with archive.transaction():
+        stored = archive.store_many(articles)
+        archive.set_list_hashes(hashes)
+    return stored
 
 
 async def _article(source: Source, fetcher: Fetcher, entry: Entry,

@@ -1,15 +1,28 @@
 """``caixun run``: poll every source on its schedule, store, rebuild, serve.
 
-One asyncio loop does it all: a task per source polls it on its own schedule
-(a failing source backs off on its own and never holds up another) and stores
-what arrived; a build task rebuilds the site incrementally whenever news
-arrived; the site is served from the same process unless told not to.
+One asyncio loop schedules it all: a task per source polls it on its own
+schedule (a failing source backs off on its own and never holds up another)
+and stores what arrived; a build task rebuilds the site incrementally whenever
+news arrived; the site is served from the same process unless told not to.
+
+Nothing on the loop waits for the disk. The sources' archive calls run on the
+archive's own thread (``ArchiveWorker``) and each build in a worker thread with
+a connection of its own, so a write that finds the archive locked by another
+process (``caixun import``, a backup) waits there, with backoff, logged once
+per wait, while the site is served and the other sources are polled.
+
+Every task is supervised: a task that fails anyway (a bug, a full disk) is
+logged at once, with the line it failed on, and restarted after 1 s, then
+2, 4 … at most 60 s while it keeps failing. If the web server stops, the daemon
+stops with an error (``caixun run`` exits 1): a daemon that polls but no
+longer serves would look alive and be useless.
 
 SIGINT and SIGTERM stop the loop between two writes: every write to the
-archive is one synchronous transaction, so cancelling the round at an
-``await`` never cuts one in half, and the site's files are written atomically.
-A ``kill -9`` loses at most the round in progress: what was committed stays
-(SQLite WAL), and the next start picks up from the recorded health.
+archive is one transaction on the archive's thread, which finishes the one in
+progress before the archive is closed, and the site's files are written
+atomically. A ``kill -9`` loses at most the round in progress: what was
+committed stays (SQLite WAL), and the next start picks up from the recorded
+health.
 """
 
 from __future__ import annotations
@@ -17,23 +30,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import time
+import traceback
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Awaitable, Callable, Iterator, Sequence
 
 import uvicorn
 
 from caixun.archive import SqliteArchive, open_archive
+from caixun.archive.worker import ArchiveWorker, BusyLog, retry_busy
+from caixun.errors import CaixunError, ConfigError
 from caixun.fetch import Fetcher, FetchSettings, poll_and_record
 from caixun.publish.site import BuildReport, SiteConfig, build_site
 from caixun.sources.base import Source, SourceConfig, load_source
 
-__all__ = ["RunOptions", "run_daemon"]
+__all__ = ["RESTART_FIRST", "RESTART_MAX", "RunOptions", "run_daemon"]
 
 Log = Callable[[str], None]
+
+RESTART_FIRST = 1.0  # seconds before a failed task runs again; doubles while it keeps failing
+RESTART_MAX = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +82,15 @@ def _stamp() -> str:
     return datetime.now().strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _failure(exc: BaseException) -> str:
+    """The traceback's last line and where it was raised: one log line, enough to find it."""
+    text = traceback.format_exception_only(exc)[-1].strip()
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        text += f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name})"
+    return text
+
+
 def _build(options: RunOptions) -> BuildReport:
     # The build runs in a worker thread with its own connection (sqlite3
     # connections belong to the thread that made them).
@@ -69,20 +98,51 @@ def _build(options: RunOptions) -> BuildReport:
         return build_site(archive, options.out, options.site)
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    # Bound here rather than by uvicorn, which would log a busy port and call sys.exit.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        server = socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    # As caixun.serve.listen: re-wrapped so asyncio sees IPPROTO_TCP and sets
+    # TCP_NODELAY (else each response waits 40 ms for a delayed ACK).
+    return socket.socket(fileno=server.detach())
+
+
+def _site_dir(out: Path) -> None:
+    # Served from the start; the first build fills it.
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the site directory {out}: "
+                          f"{exc.strerror or exc}") from exc
+
+
 async def _serve(options: RunOptions) -> tuple[_QuietServer, asyncio.Task[None]]:
     from caixun.search_api import search_routes
-    from caixun.serve import create_app
+    from caixun.serve import HTTP_PROTOCOL, create_app
 
+    _site_dir(options.out)
     routes = search_routes(options.archive_path, options.site.base_path)
     config = uvicorn.Config(create_app(options.out, routes), host=options.host, port=options.port,
-                            log_level="warning", lifespan="off")
+                            log_level="warning", lifespan="off", http=HTTP_PROTOCOL)
     server = _QuietServer(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(_run_server(server, _listen(options.host, options.port)))
     while not server.started and not task.done():
         await asyncio.sleep(0.05)
     if task.done():
-        task.result()  # raises what made it stop (e.g. the port is taken)
+        task.result()  # raises what made it stop
     return server, task
+
+
+async def _run_server(server: _QuietServer, sock: socket.socket) -> None:
+    try:
+        await server.serve(sockets=[sock])
+    except SystemExit as exc:  # uvicorn's way to fail; on the loop it would end the process
+        raise CaixunError(f"the web server could not start (uvicorn exit {exc.code})") from None
+    finally:
+        sock.close()
 
 
 def _watch_signals(stop: asyncio.Event) -> None:
@@ -98,12 +158,30 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=max(0.0, seconds))
 
 
-async def _source_loop(source: Source, fetcher: Fetcher, archive: SqliteArchive,
+async def _supervise(name: str, body: Callable[[], Awaitable[None]], stop: asyncio.Event,
+                     log: Log) -> None:
+    """Run ``body`` until a stop; when it fails, say so at once and run it again, backing off."""
+    delay = RESTART_FIRST
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            await body()
+            return
+        except Exception as exc:  # noqa: BLE001 - a task that fails is restarted, never lost
+            if time.monotonic() - started > RESTART_MAX:
+                delay = RESTART_FIRST  # it had been working: this is a fresh failure
+            log(f"{_stamp()} {name}: task failed: {_failure(exc)}; restarting in {delay:g} s")
+            await _pause(stop, delay)
+            delay = min(RESTART_MAX, delay * 2)
+
+
+async def _source_loop(source: Source, fetcher: Fetcher, archive: ArchiveWorker,
                        options: RunOptions, stop: asyncio.Event, dirty: asyncio.Event,
                        log: Log) -> None:
     """Poll one source on its own schedule: a slow or failing source holds up no other."""
     while not stop.is_set():
-        wait = archive.source_health(source.name).next_poll - time.time()
+        health = await archive.run(SqliteArchive.source_health, source.name)
+        wait = health.next_poll - time.time()
         if wait > 0:
             await _pause(stop, min(wait, options.tick))
             continue
@@ -116,50 +194,94 @@ async def _source_loop(source: Source, fetcher: Fetcher, archive: SqliteArchive,
 async def _build_loop(options: RunOptions, stop: asyncio.Event, dirty: asyncio.Event,
                       log: Log) -> None:
     """Rebuild the site after news arrived; changes that arrive meanwhile wait for the next."""
+    waits = BusyLog(lambda line: log(f"{_stamp()} {line}"), "build")
     while not stop.is_set():
-        waiter = asyncio.create_task(dirty.wait())
-        stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        stopper.cancel()
+        await _until_set(dirty, stop)
         if stop.is_set():
             return
         dirty.clear()
-        report = await asyncio.to_thread(_build, options)
+        try:
+            report = await retry_busy(lambda: asyncio.to_thread(_build, options), waits)
+        except BaseException:
+            dirty.set()  # not built yet: the restarted task builds it
+            raise
         log(f"{_stamp()} build: {report.summary()}")
+
+
+async def _until_set(*events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when cancelled: no waiter is left pending
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def _until_stopped(stop: asyncio.Event, server: asyncio.Task[None] | None) -> None:
+    """Wait for a stop request; if the web server stops first, raise ``CaixunError``."""
+    stopper = asyncio.create_task(stop.wait())
+    watched: set[asyncio.Task[Any]] = {stopper} | ({server} if server else set())
+    try:
+        await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        await asyncio.gather(stopper, return_exceptions=True)
+    if server is not None and server.done() and not stop.is_set():
+        problem = server.exception() if not server.cancelled() else None
+        why = _failure(problem) if problem else "it exited"
+        raise CaixunError(f"the web server stopped ({why}); caixun run stops too")
+
+
+def _start(name: str, body: Callable[[], Awaitable[None]], stop: asyncio.Event,
+           log: Log) -> asyncio.Task[None]:
+    return asyncio.create_task(_supervise(name, body, stop, log), name=name)
 
 
 async def run_daemon(options: RunOptions, configs: Sequence[SourceConfig], log: Log,
                      stop: asyncio.Event | None = None) -> None:
-    """Run until ``stop`` is set or SIGINT/SIGTERM arrives."""
+    """Run until ``stop`` is set or SIGINT/SIGTERM arrives.
+
+    Raises ``CaixunError`` when the site cannot be served or its server stops.
+    """
     sources = [load_source(config) for config in configs]
     stop = stop or asyncio.Event()
     _watch_signals(stop)
-    archive = open_archive(options.archive_path)
+    archive = await ArchiveWorker.open(
+        options.archive_path, BusyLog(lambda line: log(f"{_stamp()} {line}"), "sources"))
     fetcher = Fetcher(options.fetch)
-    server: tuple[_QuietServer, asyncio.Task[Any]] | None = None
+    server: tuple[_QuietServer, asyncio.Task[None]] | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
-        report = await asyncio.to_thread(_build, options)
-        log(f"{_stamp()} build: {report.summary()}")
+        dirty = asyncio.Event()
+        dirty.set()  # the first build: the site as the archive holds it
+        tasks.append(_start("build", lambda: _build_loop(options, stop, dirty, log), stop, log))
         if options.serve:
             server = await _serve(options)
             log(f"{_stamp()} serving {options.out} at http://{options.host}:{options.port}/")
         log(f"{_stamp()} polling {len(sources)} source(s); Ctrl-C stops")
-        dirty = asyncio.Event()
-        tasks = [asyncio.create_task(_source_loop(s, fetcher, archive, options, stop, dirty, log))
-                 for s in sources]
-        tasks.append(asyncio.create_task(_build_loop(options, stop, dirty, log)))
-        await stop.wait()
+        tasks += [_start(s.name, _poller(s, fetcher, archive, options, stop, dirty, log), stop, log)
+                  for s in sources]
+        await _until_stopped(stop, server[1] if server else None)
     finally:
-        for task in tasks[:-1]:  # polls stop at their next await: no write is cut in half
-            task.cancel()
-        for result in await asyncio.gather(*tasks, return_exceptions=True):
-            if isinstance(result, Exception):
-                log(f"{_stamp()} error: {type(result).__name__}: {result}")
-        if server is not None:
-            server[0].should_exit = True
-            await server[1]
+        await _shut_down(tasks, server)
         await fetcher.aclose()
-        archive.close()
+        await archive.aclose()
         log(f"{_stamp()} stopped")
+
+
+def _poller(source: Source, fetcher: Fetcher, archive: ArchiveWorker, options: RunOptions,
+            stop: asyncio.Event, dirty: asyncio.Event, log: Log) -> Callable[[], Awaitable[None]]:
+    return lambda: _source_loop(source, fetcher, archive, options, stop, dirty, log)
+
+
+async def _shut_down(tasks: list[asyncio.Task[None]],
+                     server: tuple[_QuietServer, asyncio.Task[None]] | None) -> None:
+    # A task stops at its next await: a write in progress finishes on its thread.
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if server is not None:
+        server[0].should_exit = True
+        with contextlib.suppress(Exception):  # its failure was reported already
+            await server[1]

@@ -10,6 +10,9 @@
   Beijing time (``2025-09-29 20:24:31``); feedparser's UTC struct is the fallback.
 * A ``content``/``summary`` of at least ``full_text_min_chars`` characters is the
   body; a shorter one is only a teaser and becomes the digest.
+* The fetcher hands over the feed as text, decoded by the charset the HTTP
+  ``Content-Type`` names (feeds that name it nowhere else are common), its
+  XML declaration, or what the bytes turn out to be when the label is wrong.
 """
 
 from __future__ import annotations
@@ -130,14 +133,22 @@ class Feed(Source):
         return entries
 
     def parse_feed(self, payload: Any) -> Any:
-        """feedparser's result; ``PayloadError`` if the document is no feed at all."""
+        """feedparser's result; ``PayloadError`` if the document is no feed at all.
+
+        A ``str`` is text the fetcher decoded by the response's charset (see
+        ``caixun.fetch.body_charset``): feedparser is told it is UTF-8, so neither
+        an XML declaration naming another encoding nor its own guess can garble
+        it. ``bytes`` are left to feedparser (BOM, declaration, else UTF-8).
+        """
+        headers: dict[str, str] = {}
         if isinstance(payload, str):
             payload = payload.encode("utf-8")
+            headers = {"content-type": "application/xml; charset=utf-8"}
         if not isinstance(payload, bytes):
             raise PayloadError(f"{self.name} (rss): payload is {type(payload).__name__}, "
                                "not bytes")
         # A stream, never a str: feedparser would fetch a str that looks like a URL.
-        parsed = feedparser.parse(io.BytesIO(payload))
+        parsed = feedparser.parse(io.BytesIO(payload), response_headers=headers)
         if parsed.entries:
             return parsed  # feedparser recovers entries from slightly broken feeds
         if not parsed.get("version") or (parsed.get("bozo") and not parsed.feed.get("title")):
