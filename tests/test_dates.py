@@ -236,3 +236,19 @@ def test_the_redated_time_is_recorded_in_json_export(tmp_path: Path) -> None:
     rows = {r["uid"]: r for r in map(json.loads, out.read_text("utf-8").splitlines())}
     assert rows[uid]["extra"]["published_at_invalid"].startswith("9999-12-31")
     assert not rows[uid]["published_at"].startswith("9999")
+
+
+def test_a_read_only_command_names_the_unmended_archive(tmp_path: Path) -> None:
+    """Read-only commands cannot mend; they say what to do instead of a traceback."""
+    db = tmp_path / "a.db"
+    with open_archive(db) as archive:
+        import_posts(sorted(POSTS.glob("2021-12-0*.md"))[:2], archive)
+        uid = next(archive.iter_articles()).uid
+    _corrupt(db, uid, datetime(1, 1, 1, tzinfo=BEIJING))
+    done = subprocess.run([sys.executable, "-m", "caixun.cli", "--archive", str(db),
+                           "search", "央行"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert uid in done.stderr and "caixun build" in done.stderr
+    with sqlite3.connect(db) as conn:  # nothing was written
+        assert conn.execute("SELECT published_at FROM articles WHERE uid = ?",
+                            (uid,)).fetchone()[0].startswith("0001")

@@ -13,22 +13,22 @@ from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence, 
 import click
 import html
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from rich.console import Console
 from rich.table import Table
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from caixun import __version__
-from caixun.archive import SqliteArchive, open_archive
+from caixun.archive import SourceHealth, SqliteArchive, open_archive
 from caixun.errors import CaixunError
 from caixun.importer import FileOutcome, import_posts
 from caixun.publish.jekyll import write_posts
-from caixun.publish.jsonl import write_jsonl
+from caixun.publish.jsonl import write_jsonl, write_jsonl_file
 from caixun.fetch import DEFAULT_USER_AGENT, Fetcher, FetchSettings, fetch_round
 from caixun.normalize import BEIJING
 from caixun.publish.site import SiteConfig, build_site
-from caixun.search_api import search_record, search_routes
+from caixun.search_api import day_bounds, search_record, search_routes
 from caixun.sources.base import SourceConfig, load_source
 from caixun.settings import Settings, load_settings
 from caixun.sources.jekyll import iter_post_paths
@@ -42,8 +42,13 @@ class AppContext:
     quiet: bool
     err: Console
 
-    def open_archive(self) -> SqliteArchive:
-        return open_archive(Path(self.settings["archive.path"]))
+    @property
+    def archive_path(self) -> Path:
+        return Path(self.settings["archive.path"])
+
+    def open_archive(self, read_only: bool = False) -> SqliteArchive:
+        """The archive; ``read_only`` for commands that only read (nothing is created)."""
+        return open_archive(self.archive_path, read_only=read_only)
 
     def fetch_settings(self) -> FetchSettings:
         values = self.settings
@@ -178,7 +183,7 @@ def export_group() -> None:
 def export_jekyll(app: AppContext, directory: Path) -> None:
     """Write one Jekyll post per article into DIRECTORY, in the old site's format."""
     base_url = str(app.settings["jekyll.base_url"])
-    with app.open_archive() as archive:
+    with app.open_archive(read_only=True) as archive:
         articles = _with_progress(app, "exporting", archive.count(), archive.iter_articles())
         seen: dict[str, str] = {}
         for article, path in write_posts(articles, directory, base_url):
@@ -194,12 +199,14 @@ def export_jekyll(app: AppContext, directory: Path) -> None:
 @click.pass_obj
 def export_jsonl(app: AppContext, file: str) -> None:
     """Write one JSON object per article to FILE ('-' for standard output)."""
-    with app.open_archive() as archive, click.open_file(file, "w", encoding="utf-8",
-                                                        atomic=file != "-") as out:
+    with app.open_archive(read_only=True) as archive:
         articles = _with_progress(app, "exporting", archive.count(), archive.iter_articles())
-        written = 0
-        for _ in write_jsonl(articles, out):
-            written += 1
+        if file == "-":
+            written = 0
+            for _ in write_jsonl(articles, sys.stdout):
+                written += 1
+        else:  # FILE appears whole at the end, or stays as it was (full disk…)
+            written = write_jsonl_file(articles, Path(file))
     app.info(f"wrote {written} articles to {'standard output' if file == '-' else file}")
 
 
@@ -234,7 +241,10 @@ def serve_command(app: AppContext, site_dir: Path | None, host: str, port: int) 
     from caixun.serve import serve
 
     directory = site_dir or Path(app.settings["site.out"])
-    routes = search_routes(Path(app.settings["archive.path"]), app.site_config().base_path)
+    routes = search_routes(app.archive_path, app.site_config().base_path)
+    if not app.archive_path.is_file():  # the API opens it read-only: nothing is created
+        app.warn(f"no archive at {app.archive_path}: /api/search answers 503 until "
+                 "`caixun import` or `caixun fetch` makes one")
     app.info(f"serving {directory} at http://{host}:{port}/ (search API: /api/search?q=…)")
     serve(directory, host, port, routes)
 
@@ -277,8 +287,13 @@ def fetch_command(app: AppContext, names: tuple[str, ...]) -> None:
 def sources_command(app: AppContext, as_json: bool) -> None:
     """Show the configured sources and their health."""
     configs = app.source_configs()
-    with app.open_archive() as archive:
-        rows = [(c, archive.source_health(c.name)) for c in configs]
+    for config in configs:  # an unknown kind or a bad option is an error, as in fetch
+        load_source(config)
+    if not app.archive_path.is_file():  # nothing polled yet; don't create an archive to say so
+        rows = [(c, SourceHealth(c.name)) for c in configs]
+    else:
+        with app.open_archive(read_only=True) as archive:
+            rows = [(c, archive.source_health(c.name)) for c in configs]
     if as_json:
         click.echo(json.dumps([{
             "name": c.name, "kind": c.kind, "every": c.every,
@@ -351,7 +366,7 @@ def search_command(app: AppContext, query: str, outlet: str | None, since: datet
 
     since_ts, until_ts = _day_bounds(since, until)
     try:
-        with app.open_archive() as archive:
+        with app.open_archive(read_only=True) as archive:
             hits = archive.search(query, outlet=outlet, since_ts=since_ts, until_ts=until_ts,
                                   limit=limit)
     except QueryError as exc:
@@ -367,10 +382,8 @@ def search_command(app: AppContext, query: str, outlet: str | None, since: datet
 
 
 def _day_bounds(since: datetime | None, until: datetime | None) -> tuple[int | None, int | None]:
-    """Beijing days → [start, end) Unix seconds; --until includes its whole day."""
-    start = int(since.replace(tzinfo=BEIJING).timestamp()) if since else None
-    end = int((until.replace(tzinfo=BEIJING) + timedelta(days=1)).timestamp()) if until else None
-    return start, end
+    """Beijing days → [start, end) Unix seconds; --until includes its whole day (as the API)."""
+    return day_bounds(since, until)
 
 
 @main.command("init")

@@ -192,28 +192,90 @@ def _article_from_row(row: Sequence[Any]) -> Article:
     )
 
 
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that can neither create, write nor upgrade the file at ``path``."""
+    if not path.is_file():
+        raise ArchiveError(f"no archive at {path}; run `caixun import` or `caixun fetch` first")
+    uri = path.resolve().as_uri() + "?mode=ro"
+    try:
+        return _open_uri(uri)
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode != sqlite3.SQLITE_CANTOPEN:
+            raise
+        # A WAL archive is read through its -shm file, which SQLite creates
+        # beside it; in a directory nobody may write to (a read-only mount)
+        # it cannot, and refuses to open. immutable=1 reads the main file
+        # without it (and without locks): right for read-only media, where
+        # nobody writes; a WAL left behind by a crashed writer is not read.
+        return _open_uri(uri + "&immutable=1")
+
+
+def _open_uri(uri: str) -> sqlite3.Connection:
+    db = sqlite3.connect(uri, uri=True, isolation_level=None)
+    try:
+        db.execute("PRAGMA busy_timeout=10000")
+        db.execute("PRAGMA query_only=ON")
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opening is lazy
+    except sqlite3.Error:
+        db.close()
+        raise
+    return db
+
+
 class SqliteArchive:
     """An archive in one SQLite file. Not shared between threads."""
 
-    def __init__(self, path: str | Path, migrations: Sequence[Migration] = MIGRATIONS) -> None:
+    def __init__(self, path: str | Path, migrations: Sequence[Migration] = MIGRATIONS, *,
+                 read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         self._depth = 0
         self._outlets: dict[str, str] = {}
+        self._stale_index = False
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=10000")
-            self._migrate(migrations)
+            if read_only:
+                self._db = _connect_read_only(self.path)
+                self._check_schema(migrations)
+            else:
+                self._db = sqlite3.connect(self.path, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute("PRAGMA foreign_keys=ON")
+                self._db.execute("PRAGMA busy_timeout=10000")
+                self._migrate(migrations)
             if self.schema_version >= 5:
                 self._ensure_search_index()
             self._has_stories = self.schema_version >= 8  # stories, aliases, relinks
-            if self._has_stories:
+            # Read-only, nothing is repaired: stories an older clusterer made
+            # are read as they are; dates no page can show are refused, as
+            # every reader would trip over them.
+            if self._has_stories and not read_only:
                 self._ensure_stories()
-            self.redated = self._repair_dates()
+            self.redated = self._refuse_bad_dates() if read_only else self._repair_dates()
         except sqlite3.Error as exc:
             raise ArchiveError(f"{self.path}: cannot open the archive: {exc}") from exc
+
+    def _check_schema(self, migrations: Sequence[Migration]) -> None:
+        """Read-only: the schema must be the one this caixun writes, as nothing is upgraded.
+
+        An older schema is refused rather than read as well as possible: every
+        query is written for the current tables, and one writing command
+        upgrades the file in a moment.
+        """
+        known = max((m.version for m in migrations), default=0)
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                            "AND name = 'schema_migrations'").fetchone() is None:
+            raise ArchiveError(f"{self.path} is not a caixun archive (it has no schema); "
+                               "run `caixun import` or `caixun fetch` first")
+        current = self.schema_version
+        if current > known:
+            raise ArchiveError(f"{self.path}: schema version {current} is newer than this "
+                               f"caixun knows ({known}); upgrade caixun")
+        if current < known:
+            raise ArchiveError(
+                f"{self.path}: the archive's schema is version {current}, this caixun reads "
+                f"version {known}; run a command that writes to it once (`caixun import`, "
+                "`caixun fetch` or `caixun build`) to upgrade it")
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -241,13 +303,30 @@ class SqliteArchive:
         try:
             yield
         except BaseException:
-            self._db.execute("ROLLBACK")
-            self._outlets.clear()
+            self._rollback()
             raise
         else:
-            self._db.execute("COMMIT")
+            self._commit()
         finally:
             self._depth = 0
+
+    def _commit(self) -> None:
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:  # a full disk shows at COMMIT, when the WAL grows
+            self._rollback()
+            raise ArchiveError(f"{self.path}: cannot commit: {exc}") from exc
+
+    def _rollback(self) -> None:
+        self._outlets.clear()
+        # SQLite has already rolled back after SQLITE_FULL, SQLITE_IOERR and the
+        # like; a ROLLBACK then fails ("no transaction is active") and would
+        # hide the error that matters.
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the error being raised says more
 
     # -- schema -------------------------------------------------------------
 
@@ -455,6 +534,21 @@ class SqliteArchive:
 
     # -- dates ------------------------------------------------------------------
 
+    def _bad_dates(self) -> list[Any]:
+        return self._db.execute(
+            "SELECT id, uid, outlet_slug, published_at, fetched_at, stored_at, extra "
+            "FROM articles WHERE published_ts < ? OR published_ts >= ?",
+            (EARLIEST_TS, LATEST_TS)).fetchall()
+
+    def _refuse_bad_dates(self) -> list[str]:
+        rows = self._bad_dates()
+        if rows:
+            raise ArchiveError(
+                f"{self.path}: {len(rows)} article(s) have times no page can show "
+                f"({rows[0][1]}: {rows[0][3]}); run a command that writes to the archive "
+                "once (e.g. `caixun build`) to mend them")
+        return []
+
     def _repair_dates(self) -> list[str]:
         """Re-date articles whose time no page can show; returns their uids.
 
@@ -464,10 +558,7 @@ class SqliteArchive:
         ``published_at_invalid``; the change log is mended so no build meets
         the old time again. An indexed range query: free when there are none.
         """
-        rows = self._db.execute(
-            "SELECT id, uid, outlet_slug, published_at, fetched_at, stored_at, extra "
-            "FROM articles WHERE published_ts < ? OR published_ts >= ?",
-            (EARLIEST_TS, LATEST_TS)).fetchall()
+        rows = self._bad_dates()
         if not rows:
             return []
         with self.transaction():
@@ -547,6 +638,9 @@ class SqliteArchive:
             "SELECT value FROM search_meta WHERE key = 'segment_version'").fetchone()
         if row is not None and row[0] == SEGMENT_VERSION:
             return
+        if self.read_only:
+            self._stale_index = True  # search() says so; everything else still reads
+            return
         self.reindex()
 
     def reindex(self) -> int:
@@ -574,8 +668,23 @@ class SqliteArchive:
         :data:`RANK_WINDOW` matches (by article id) are ranked; a query with
         that many is ranked by title hits and recency (see :meth:`_relevance`).
 
-        ``QueryError`` (a ``ValueError``) says what is wrong with a query.
+        ``QueryError`` (a ``ValueError``) says what is wrong with a query;
+        ``ArchiveError`` that the archive cannot be searched (a damaged file,
+        or opened read-only with an index that an older segmenter built).
         """
+        if self._stale_index:
+            raise ArchiveError(
+                f"{self.path}: the search index was built by an older caixun; run a command "
+                "that writes to the archive once (`caixun import`, `caixun fetch` or "
+                "`caixun build`) to rebuild it")
+        try:
+            return self._search(query, outlet, since_ts, until_ts, limit, offset, now)
+        except sqlite3.Error as exc:
+            raise ArchiveError(f"{self.path}: cannot search the archive: {exc}") from exc
+
+    def _search(self, query: str, outlet: str | None, since_ts: int | None,
+                until_ts: int | None, limit: int, offset: int,
+                now: float | None) -> list[SearchHit]:
         parsed = parse_query(query)
         where, params = ["search MATCH ?"], list[Any]([parsed.match])
         if outlet:
@@ -968,6 +1077,12 @@ class SqliteArchive:
                 "built_at = excluded.built_at",
                 (out_dir, state.last_seq, state.fingerprint, _now()))
 
+    # -- waiting for other writers ---------------------------------------------
+
+    def set_busy_timeout(self, seconds: float) -> None:
+        """How long one statement waits for another connection's lock (then: busy)."""
+        self._db.execute(f"PRAGMA busy_timeout={max(0, int(seconds * 1000))}")
+
 
 def _statements(sql: str) -> Iterator[str]:
     buffer = ""
@@ -978,3 +1093,30 @@ def _statements(sql: str) -> Iterator[str]:
             buffer = ""
     if buffer.strip():
         yield buffer.strip()
+
+
+_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc``, or what caused it, is SQLite saying another connection holds a lock.
+
+    Such an error is worth waiting out: the statement failed as a whole and
+    its transaction was rolled back (``caixun.archive.worker.retry_busy``).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlite3.OperationalError) and _busy_error(current):
+            return True
+        # e.g. "cannot rollback" raised while handling the lock error that caused it
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _busy_error(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _BUSY_CODES  # extended codes too: BUSY_SNAPSHOT …
+    return "is locked" in str(exc) or "is busy" in str(exc)
