@@ -303,3 +303,17 @@ def test_a_changed_item_fetches_its_text_again(server: ns.NewsServer,
     uid = f"em-rolling:{records['records'][0]['id']}"
     assert archive.get(uid).title.startswith("更正：")  # type: ignore[union-attr]
     assert len(archive.versions(uid)) == 1
+
+
+@pytest.mark.parametrize("failures", [0, 1, 10, 1023, 1024, 5000, 10**9])
+def test_backoff_is_bounded_however_long_a_source_has_failed(failures: int) -> None:
+    """A source failing every round for weeks must not overflow its backoff (2.0 ** 1024)."""
+    from caixun.archive import SourceHealth
+    from caixun.fetch import SourceReport, next_health
+
+    now = 1_800_000_000.0
+    health = SourceHealth("feed", consecutive_failures=failures)
+    after = next_health(health, SourceReport("feed", error="timed out"), 60.0, now, 3600.0)
+    assert after.consecutive_failures == failures + 1
+    expected = 3600.0 if failures > 20 else min(3600.0, 60.0 * 2 ** failures)
+    assert after.next_poll == pytest.approx(now + max(60.0, expected))

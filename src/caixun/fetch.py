@@ -698,7 +698,8 @@ def next_health(health: SourceHealth, report: SourceReport, every: float, now: f
     if report.error is None:
         return SourceHealth(health.name, stamp, stamp, 0, None, now + every, report.state)
     failures = health.consecutive_failures + 1
-    delay = min(max_backoff, every * 2.0 ** (failures - 1))
+    # The exponent is capped: 2.0 ** 1024 overflows after ~1,000 failures in a row.
+    delay = min(max_backoff, every * 2.0 ** min(failures - 1, 64))
     return SourceHealth(health.name, stamp, health.last_success, failures, report.error,
                         now + max(every, delay), health.lists)
 

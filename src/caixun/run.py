@@ -98,18 +98,6 @@ def _build(options: RunOptions) -> BuildReport:
         return build_site(archive, options.out, options.site)
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    # Bound here rather than by uvicorn, which would log a busy port and call sys.exit.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        server = socket.create_server((host, port), family=family)
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    # As caixun.serve.listen: re-wrapped so asyncio sees IPPROTO_TCP and sets
-    # TCP_NODELAY (else each response waits 40 ms for a delayed ACK).
-    return socket.socket(fileno=server.detach())
-
-
 def _site_dir(out: Path) -> None:
     # Served from the start; the first build fills it.
     try:
@@ -121,14 +109,14 @@ def _site_dir(out: Path) -> None:
 
 async def _serve(options: RunOptions) -> tuple[_QuietServer, asyncio.Task[None]]:
     from caixun.search_api import search_routes
-    from caixun.serve import HTTP_PROTOCOL, create_app
+    from caixun.serve import HTTP_PROTOCOL, create_app, listen
 
     _site_dir(options.out)
     routes = search_routes(options.archive_path, options.site.base_path)
     config = uvicorn.Config(create_app(options.out, routes), host=options.host, port=options.port,
                             log_level="warning", lifespan="off", http=HTTP_PROTOCOL)
     server = _QuietServer(config)
-    task = asyncio.create_task(_run_server(server, _listen(options.host, options.port)))
+    task = asyncio.create_task(_run_server(server, listen(options.host, options.port)))
     while not server.started and not task.done():
         await asyncio.sleep(0.05)
     if task.done():
