@@ -26,12 +26,12 @@ from hypothesis import strategies as st
 import newsserver as ns
 from conftest import POSTS
 from test_sources_rss import SAMPLE, rss_xml
-from caixun.archive import open_archive
+from caixun.archive import SqliteArchive, open_archive
 from caixun.fetch import Fetcher, FetchSettings, fetch_round
 from caixun.importer import import_posts
 from caixun.normalize import BEIJING
 from caixun.publish.site import SiteConfig, build_site
-from caixun.sources.base import ItemError, SourceConfig, build_article, load_source
+from caixun.sources.base import ItemError, Source, SourceConfig, build_article, load_source
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
 LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
@@ -68,6 +68,14 @@ def test_any_time_is_stored_or_reported_by_uid(when: datetime) -> None:
 
 # -- a real feed over HTTP: the bad items are reported, the good ones stored ----------------
 
+async def _one_round(source: Source, archive: SqliteArchive) -> list[Any]:
+    fetcher = Fetcher(FetchSettings(retries=0, min_gap=0.0))
+    try:
+        return await fetch_round([source], fetcher, archive, due_only=False)
+    finally:
+        await fetcher.aclose()
+
+
 def _feed_with_bad_dates() -> tuple[list[dict[str, Any]], set[str]]:
     items = [dict(item) for item in SAMPLE[:24]]
     bad_links = set()
@@ -83,15 +91,8 @@ def test_a_feed_with_impossible_dates_stores_its_other_items(tmp_path: Path) -> 
         server.route("/feed.xml", rss_xml(items, "none"), content_type=ns.RSS_TYPE)
         source = load_source(SourceConfig("feed", "rss", options={"url": server.url("/feed.xml")}))
 
-        async def one_round() -> list[Any]:
-            fetcher = Fetcher(FetchSettings(retries=0, min_gap=0.0))
-            try:
-                return await fetch_round([source], fetcher, archive, due_only=False)
-            finally:
-                await fetcher.aclose()
-
         for _ in range(2):  # the source is not failed: the next round is the same
-            [report] = asyncio.run(one_round())
+            [report] = asyncio.run(_one_round(source, archive))
             assert report.error is None
             assert len(report.item_errors) == len(BAD_FEED_DATES)
             assert all("out of range" in e for e in report.item_errors), report.item_errors
@@ -112,14 +113,7 @@ def test_json_flash_with_a_year_9999_time_is_one_item_error(tmp_path: Path) -> N
         source = load_source(SourceConfig("cls", "cls", options={
             "list_url": server.url("/v1/roll/get_roll_list")}))
 
-        async def one_round() -> list[Any]:
-            fetcher = Fetcher(FetchSettings(retries=0, min_gap=0.0))
-            try:
-                return await fetch_round([source], fetcher, archive, due_only=False)
-            finally:
-                await fetcher.aclose()
-
-        [report] = asyncio.run(one_round())
+        [report] = asyncio.run(_one_round(source, archive))
     assert report.error is None
     assert sorted(e.split(":")[1] for e in report.item_errors) == sorted(
         str(items[i]["id"]) for i in (1, 3))

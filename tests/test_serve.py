@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from caixun.errors import ConfigError
-from caixun.serve import create_app, serve
+from caixun.serve import create_app, listen, serve, server_config
 
 ARTICLE = "renminyoudianbao/2022/01/11/NW202201112243109259.html"
 SECRET = b"TOP-SECRET-outside-the-site"
@@ -64,11 +64,13 @@ def site(tmp_path: Path) -> Path:
 
 @contextmanager
 def running(app: Starlette) -> Iterator[str]:
-    """Run app on a real uvicorn server on a free port; yield its base URL."""
-    # Binding port 0 ourselves gives a free port without a race.
-    sock = socket.create_server(("127.0.0.1", 0))
+    """Run app on a real uvicorn server with ``caixun serve``'s settings, on a free port.
+
+    Yields its base URL. Binding port 0 ourselves gives a free port without a race.
+    """
+    sock = listen("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

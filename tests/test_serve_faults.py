@@ -37,8 +37,6 @@ import pytest
 import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from starlette.applications import Starlette
-from starlette.types import ASGIApp
 
 from caixun.archive import open_archive
 from caixun.archive.migrations import MIGRATIONS
@@ -48,6 +46,7 @@ from caixun.importer import import_posts
 from caixun.search_api import MAX_RUNNING, MAX_WAITING, search_routes
 from caixun.serve import create_app, listen, server_config
 from conftest import POSTS, REPO
+from test_serve import running
 
 CAIXUN = [sys.executable, "-m", "caixun.cli"]
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}
@@ -83,28 +82,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextmanager
-def serving(app: ASGIApp) -> Iterator[str]:
-    """``app`` on uvicorn with ``caixun serve``'s settings, on a free port; yields its URL."""
-    sock = listen("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(server_config(app, "127.0.0.1", port))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-@contextmanager
 def api_client(site: Path, db: Path) -> Iterator[httpx.Client]:
-    with serving(create_app(site, search_routes(db))) as url:
+    with running(create_app(site, search_routes(db))) as url:
         with httpx.Client(base_url=url, timeout=30) as client:
             yield client
 
@@ -490,7 +469,7 @@ def test_searches_past_the_bound_get_503_while_static_pages_stay_fast(
     results: list[tuple[float, httpx.Response]] = []
     static: list[tuple[float, int, bool]] = []
     stop = threading.Event()
-    with serving(create_app(site, search_routes(db))) as url:
+    with running(create_app(site, search_routes(db))) as url:
         searches = threading.Thread(
             target=lambda: results.extend(asyncio.run(_searches(url, 3 * room))))
         prober = threading.Thread(target=_static_times, args=(url, stop, static))
@@ -583,7 +562,7 @@ def test_the_first_searches_of_a_fresh_server_do_not_race_to_load_jieba() -> Non
 
 @pytest.fixture(scope="module")
 def static(site: Path) -> Iterator[httpx.Client]:
-    with serving(create_app(site)) as url:
+    with running(create_app(site)) as url:
         with httpx.Client(base_url=url, timeout=10) as client:
             yield client
 
