@@ -1347,3 +1347,86 @@ def streamed(parts: Callable[[], Iterable[bytes]], *, content_type: str = JSON_T
     Stops when the client goes away or the server stops."""
     return _Streaming(parts, (("Content-Type", content_type), *(headers or {}).items()),
                       content_length)
+
+
+# ======================================================================================
+# paged lists (the paging tests: a burst between two polls)
+# ======================================================================================
+#
+# Each route reads its item list at every request, so a test changes what the
+# "live" API lists between polls by changing the list in place (``live[:0] = new``).
+
+
+def sina_items(n: int, rss_dir: Path = RSS_DIR) -> list[dict[str, Any]]:
+    """``n`` Sina 7x24 items (as :func:`sina_feed` makes them, from any Chinese
+    rss-days outlet), newest first, with distinct ids."""
+    items, ids = [], set()
+    for item in sina_feed(rss_dir, n=3 * n, outlets=None)["result"]["data"]["feed"]["list"]:
+        if item["id"] not in ids:
+            ids.add(item["id"])
+            items.append(item)
+    if len(items) < n:
+        raise ValueError(f"the corpus gives only {len(items)} distinct Sina items")
+    return items[:n]
+
+
+def sina_route(items: list[dict[str, Any]]) -> Handler:
+    """A Sina ``api/zhibo/feed`` over ``items`` (newest first): pages by ``page``
+    (1-based) and ``page_size`` (else ``pagesize``, default 20), ``page_info``
+    giving the real page count."""
+
+    def handler(seen: Seen) -> Body:
+        size = int(seen.query.get("page_size") or seen.query.get("pagesize") or 20)
+        page = int(seen.query.get("page") or 1)
+        listed = list(items[(page - 1) * size:page * size])
+        ids = [i["id"] for i in listed]
+        return {"result": {
+            "status": {"code": 0, "msg": "OK"}, "timestamp": "Thu May 23 22:46:48 +0800 2024",
+            "data": {"feed": {
+                "list": listed,
+                "page_info": {"totalPage": max(1, -(-len(items) // size)), "pageSize": size,
+                              "page": page, "totalNum": len(items)},
+                "max_id": max(ids, default=0), "min_id": min(ids, default=0)}}}}
+    return handler
+
+
+def fast_news_items(n: int, rss_dir: Path = RSS_DIR) -> list[dict[str, Any]]:
+    """``n`` getFastNewsList items from any Chinese rss-days item, newest first."""
+    return list(fast_news(rss_dir, n=n, eastmoney_only=False)["data"]["fastNewsList"])
+
+
+def fast_news_live(items: list[dict[str, Any]]) -> Handler:
+    """:func:`fast_news_route` over ``items`` as they are at each request."""
+    return lambda seen: fast_news_route(items)(seen)
+
+
+def column_items(n: int, rss_dir: Path = RSS_DIR) -> list[dict[str, Any]]:
+    """``n`` getNewsByColumns items (``code``, ``showTime``, ``title``, ``mediaName``,
+    ``summary``…) from Chinese rss-days items, newest first. ``uniqueUrl`` is empty,
+    so the source's ``article_url`` option names the article page."""
+    return [{"code": item["code"], "showTime": item["showTime"], "title": item["title"],
+             "mediaName": "东方财富", "summary": item["summary"].split("】", 1)[-1][:120],
+             "image": "", "url": "", "uniqueUrl": "", "Np_dst": ""}
+            for item in fast_news_items(n, rss_dir)]
+
+
+def column_route(items: list[dict[str, Any]]) -> Handler:
+    """A getNewsByColumns over ``items`` (newest first): pages by ``page_index``
+    (1-based) and ``page_size`` (default 20)."""
+
+    def handler(seen: Seen) -> Body:
+        size = int(seen.query.get("page_size") or 20)
+        page = int(seen.query.get("page_index") or 1)
+        return {"code": "1", "message": "success",
+                "data": {"list": list(items[(page - 1) * size:page * size])}}
+    return handler
+
+
+def column_articles(items: Iterable[dict[str, Any]]) -> Handler:
+    """The article page of each column item, by its ``code`` query parameter: the
+    summary as the ``div#ContentBody`` of an HTML page."""
+    pages = {item["code"]: (f"<html><head><title>{html.escape(item['title'])}</title></head>"
+                            f"<body><div id=\"ContentBody\">{_paragraphs(item['summary'])}"
+                            "</div></body></html>") for item in items}
+    return by_query("code", {code: Reply(page, content_type="text/html; charset=utf-8")
+                             for code, page in pages.items()})

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import newsserver as ns
 from caixun.cli import main
-from caixun.config_template import BUILT_IN_SOURCES
+from caixun.config_template import BUILT_IN_SOURCES, LEGACY_SOURCES
 from caixun.settings import load_settings
 from caixun.sources.base import load_source
 
@@ -32,7 +32,14 @@ def test_init_writes_a_config_with_every_built_in_source(tmp_path: Path,
     assert [c.name for c in settings.sources] == [name for name, *_ in BUILT_IN_SOURCES]
     for config in settings.sources:
         load_source(config)  # every table is valid as written
+    kinds = {c.kind for c in settings.sources}
+    assert {"eastmoney-fast", "eastmoney-columns"} <= kinds  # today's East Money APIs: on
+    # The legacy bare-IP lists are there, commented out, with a note saying why.
+    assert not kinds & {"eastmoney-rolling", "eastmoney-media", "eastmoney-market"}
     text = (tmp_path / "caixun.toml").read_text(encoding="utf-8")
+    for name, kind, _, _ in LEGACY_SOURCES:
+        assert f'# [[sources]]\n# name = "{name}"\n# kind = "{kind}"\n' in text
+    assert "bare-IP hosts" in text and "no maintained client" in text
     assert '# list_url = "http://183.136.162.242/web/webapi"' in text
     assert '# kind = "rss"' in text
     again = CliRunner().invoke(main, ["init"])

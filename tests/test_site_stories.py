@@ -79,7 +79,8 @@ def test_an_exact_copy_names_the_original_as_canonical(archive: SqliteArchive,
     _import(archive, [ALONE], tmp_path)
     original = archive.get("jekyll:" + ALONE[11:-3])
     assert original is not None
-    archive.store(original.evolve(uid="em-rolling:1", file_id="copy1",
+    # Another item (an identity of its own) with the same link and text: an exact copy.
+    archive.store(original.evolve(uid="em-rolling:1", file_id="copy1", identity="copy:1",
                                   published_at=original.published_at + timedelta(minutes=3)))
     out = tmp_path / "site"
     build_site(archive, out, CONFIG, jobs=1)
@@ -116,7 +117,7 @@ def test_a_big_story_lists_the_nearest_reports(archive: SqliteArchive, tmp_path:
     assert original is not None
     for n in range(1, 5):  # copies 10, 20, 30, 40 minutes later, each in its own outlet
         archive.store(original.evolve(uid=f"x:{n}", file_id=f"copy{n}", outlet=f"报{n}",
-                                      outlet_slug=f"bao{n}",
+                                      outlet_slug=f"bao{n}", identity=f"x:{n}",
                                       published_at=original.published_at
                                       + timedelta(minutes=10 * n)))
     out = tmp_path / "site"

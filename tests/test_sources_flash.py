@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import time
 from datetime import datetime, timezone
 from importlib.metadata import entry_points
 from typing import Any
@@ -106,13 +107,18 @@ def test_cls_sign_uses_query_string_encoding() -> None:
 
 
 def test_cls_request_is_signed_with_the_base_params() -> None:
+    before = int(time.time())
     [request] = make(Telegraph, "cls", sv="7.7.5", rn=30, category="red").list_requests()
+    after = int(time.time())
     params = dict(request.params)
     assert request.url == "https://www.cls.cn/v1/roll/get_roll_list"
     assert request.params[-1][0] == "sign"
     unsigned = {k: v for k, v in params.items() if k != "sign"}
+    # last_time is now, in Unix seconds, as maintained clients send it (not "").
+    assert before <= int(unsigned.pop("last_time")) <= after
     assert unsigned == {"app": "CailianpressWeb", "os": "web", "sv": "7.7.5", "rn": "30",
-                        "category": "red", "refresh_type": "1", "last_time": ""}
+                        "category": "red", "refresh_type": "1"}
+    unsigned["last_time"] = params["last_time"]
     assert [k for k, _ in request.params[:-1]] == sorted(unsigned)
     assert params["sign"] == sign_params(unsigned)
     headers = dict(request.headers)
@@ -444,7 +450,8 @@ def test_sina_request_options() -> None:
     [request] = make(Zhibo, "sina", page_size=50).list_requests()
     assert request.url == "https://zhibo.sina.com.cn/api/zhibo/feed"
     assert dict(request.params) == {"zhibo_id": "152", "tag_id": "0", "page": "1",
-                                    "page_size": "50", "dire": "f", "dpc": "1"}
+                                    "page_size": "50", "pagesize": "50", "dire": "f",
+                                    "dpc": "1"}
     assert dict(request.headers)["Referer"] == "https://finance.sina.com.cn/7x24/"
 
 
@@ -455,13 +462,15 @@ def test_sina_item_becomes_an_article() -> None:
     assert article.body_text == "截至10:32，沪深两市成交额突破8000亿元，较上个交易日此时放量。"
     assert article.published_at == beijing(2024, 5, 23, 10, 32, 5)  # a Beijing string
     assert article.outlet == "新浪财经"
-    assert article.url == "https://finance.sina.cn/7x24/2024-05-23/detail-inavxyz1234567.d.html"
+    # ext.docurl, the desktop page, is preferred to docurl, the mobile one.
+    assert article.url == "https://finance.sina.com.cn/7x24/2024-05-23/doc-inavxyz1234567.shtml"
     assert article.extra == {"stocks": ["sh601318"], "tags": ["市场"]}
 
 
-def test_sina_url_falls_back_to_ext_docurl() -> None:
-    article = one(make(Zhibo, "sina"), sina_page(sina_item(docurl="")))
-    assert article.url == "https://finance.sina.com.cn/7x24/2024-05-23/doc-inavxyz1234567.shtml"
+def test_sina_url_falls_back_to_the_mobile_docurl() -> None:
+    ext = json.dumps({"stocks": [], "docurl": "", "docid": "inavxyz1234567"})
+    article = one(make(Zhibo, "sina"), sina_page(sina_item(ext=ext)))
+    assert article.url == "https://finance.sina.cn/7x24/2024-05-23/detail-inavxyz1234567.d.html"
 
 
 @pytest.mark.parametrize("ext", ['{"stocks": [', "", None, "[1, 2]", 42])

@@ -179,14 +179,21 @@ def export_group() -> None:
 
 @export_group.command("jekyll")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--sanitize", is_flag=True,
+              help="Write bodies sanitized, as the site shows them, not as they were read.")
 @click.pass_obj
-def export_jekyll(app: AppContext, directory: Path) -> None:
-    """Write one Jekyll post per article into DIRECTORY, in the old site's format."""
+def export_jekyll(app: AppContext, directory: Path, sanitize: bool) -> None:
+    """Write one Jekyll post per article into DIRECTORY, in the old site's format.
+
+    Imported posts and legacy East Money items get their bodies as they were
+    read (byte for byte) unless --sanitize.
+    """
     base_url = str(app.settings["jekyll.base_url"])
     with app.open_archive(read_only=True) as archive:
+        _refuse_post_clashes(archive)
         articles = _with_progress(app, "exporting", archive.count(), archive.iter_articles())
         seen: dict[str, str] = {}
-        for article, path in write_posts(articles, directory, base_url):
+        for article, path in write_posts(articles, directory, base_url, sanitize=sanitize):
             if path.name in seen:
                 app.warn(f"{path}: {article.uid} has the same file name as {seen[path.name]}; "
                          "the later one was kept")
@@ -198,9 +205,13 @@ def export_jekyll(app: AppContext, directory: Path) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.pass_obj
 def export_jsonl(app: AppContext, file: str) -> None:
-    """Write one JSON object per article to FILE ('-' for standard output)."""
+    """Write one JSON object per article to FILE ('-' for standard output).
+
+    Each carries its story, the original it copies and its other uids.
+    """
     with app.open_archive(read_only=True) as archive:
-        articles = _with_progress(app, "exporting", archive.count(), archive.iter_articles())
+        articles = _with_progress(app, "exporting", archive.count(),
+                                  archive.iter_articles_linked())
         if file == "-":
             written = 0
             for _ in write_jsonl(articles, sys.stdout):
@@ -285,7 +296,14 @@ def fetch_command(app: AppContext, names: tuple[str, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_obj
 def sources_command(app: AppContext, as_json: bool) -> None:
-    """Show the configured sources and their health."""
+    """Show the configured sources and their health.
+
+    A failing source says whether it ever worked: "never reached since <time>"
+    (no success yet) or "failing since <time>" (the first failure of the
+    current run; its last success is in its own column).
+    """
+    from caixun.fetch import failing_since, health_state
+
     configs = app.source_configs()
     for config in configs:  # an unknown kind or a bad option is an error, as in fetch
         load_source(config)
@@ -296,9 +314,11 @@ def sources_command(app: AppContext, as_json: bool) -> None:
             rows = [(c, archive.source_health(c.name)) for c in configs]
     if as_json:
         click.echo(json.dumps([{
-            "name": c.name, "kind": c.kind, "every": c.every,
+            "name": c.name, "kind": c.kind, "every": c.every, "state": health_state(h),
             "last_success": h.last_success, "last_attempt": h.last_attempt,
-            "consecutive_failures": h.consecutive_failures, "last_error": h.last_error,
+            "consecutive_failures": h.consecutive_failures,
+            "failing_since": failing_since(h),
+            "last_error": h.last_error,
             "next_poll": datetime.fromtimestamp(h.next_poll, timezone.utc).isoformat(
                 timespec="seconds") if h.next_poll else None,
         } for c, h in rows], ensure_ascii=False, indent=2))
@@ -306,13 +326,17 @@ def sources_command(app: AppContext, as_json: bool) -> None:
     table = Table()
     for column in ("source", "kind", "every", "last success", "failures", "next poll"):
         table.add_column(column, no_wrap=True)
-    table.add_column("last error", overflow="fold")
+    table.add_column("state", overflow="fold")
     for config, health in rows:
         next_poll = datetime.fromtimestamp(health.next_poll).strftime("%m-%d %H:%M:%S") \
             if health.next_poll else "now"
+        state = health_state(health)
+        if health.consecutive_failures:
+            state = (f"{state} since {failing_since(health)}: "
+                     f"{health.last_error or 'unknown error'}")
         table.add_row(config.name, config.kind, f"{config.every:g}s",
                       health.last_success or "never", str(health.consecutive_failures),
-                      next_poll, health.last_error or "")
+                      next_poll, state)
     # Piped output is not squeezed to 80 columns: the names and errors matter.
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
@@ -398,6 +422,18 @@ def init_command(app: AppContext, path: Path, force: bool) -> None:
         raise click.ClickException(f"{path} exists; use --force to overwrite it")
     path.write_text(config_template(), encoding="utf-8")
     app.info(f"wrote {path}: edit it, then run `caixun run`")
+
+
+def _refuse_post_clashes(archive: SqliteArchive) -> None:
+    """Before writing anything: no two articles may have one post file."""
+    clashes = [c for c in archive.output_clashes() if c[0].endswith(".md")]
+    if clashes:
+        name, first, second = clashes[0]
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise click.ClickException(
+            f"{name}: {first} and {second} would both be written to this post file{more}; "
+            "nothing was exported (a command that writes to the archive, e.g. "
+            "`caixun build`, gives fetched articles file ids of their own)")
 
 
 def _with_progress(app: AppContext, label: str, total: int, items: Iterable[T]) -> Iterator[T]:

@@ -12,19 +12,30 @@ from typing import Any
 from caixun.settings import SETTINGS
 from caixun.sources.base import available_kinds
 
-__all__ = ["BUILT_IN_SOURCES", "config_template", "toml_value"]
+__all__ = ["BUILT_IN_SOURCES", "LEGACY_SOURCES", "config_template", "toml_value"]
 
 # The sources a new caixun.toml starts with: (name, kind, seconds between polls, note).
 BUILT_IN_SOURCES: tuple[tuple[str, str, int, str], ...] = (
-    ("em-rolling", "eastmoney-rolling", 60, "东财滚动新闻 (the old site's main feed)"),
-    ("em-media", "eastmoney-media", 120, "East Money media columns: one outlet per paper"),
-    ("em-market", "eastmoney-market", 300, "East Money market news (marketType 37/38/39)"),
     ("em-fast", "eastmoney-fast", 60, "东方财富 7x24 fast news"),
     ("em-columns", "eastmoney-columns", 300, "East Money column lists, with article text"),
     ("cls", "cls", 60, "财联社 telegraph"),
     ("jin10", "jin10", 60, "金十数据 flash"),
     ("wallstreetcn", "wallstreetcn", 60, "华尔街见闻 live news"),
     ("sina", "sina", 60, "新浪财经 7x24"),
+)
+
+# The old site's East Money lists, written commented out after the others.
+LEGACY_SOURCES: tuple[tuple[str, str, int, str], ...] = (
+    ("em-rolling", "eastmoney-rolling", 60, "东财滚动新闻 (the old site's main feed)"),
+    ("em-media", "eastmoney-media", 120, "East Money media columns: one outlet per paper"),
+    ("em-market", "eastmoney-market", 300, "East Money market news (marketType 37/38/39)"),
+)
+LEGACY_NOTE = (
+    "# The old site's East Money lists (NEWS-APIS.md §1). They call bare-IP hosts",
+    "# that no maintained client uses any more, so they are off. To use one,",
+    "# uncomment its [[sources]], name, kind and every lines (the other lines are",
+    "# its defaults). Their items export (caixun export jekyll) in the old site's",
+    "# format.",
 )
 
 
@@ -63,6 +74,14 @@ def _source_part() -> list[str]:
             continue
         lines += ["", f"# {note}", "[[sources]]", f"name = {toml_value(name)}",
                   f"kind = {toml_value(kind)}", f"every = {every}"]
+        lines += [f"# {key} = {toml_value(value)}" for key, value in family.defaults.items()]
+    lines += ["", *LEGACY_NOTE]
+    for name, kind, every, note in LEGACY_SOURCES:
+        family = kinds.get(kind)
+        if family is None:
+            continue
+        lines += ["", f"# {note}", "# [[sources]]", f"# name = {toml_value(name)}",
+                  f"# kind = {toml_value(kind)}", f"# every = {every}"]
         lines += [f"# {key} = {toml_value(value)}" for key, value in family.defaults.items()]
     rss = kinds.get("rss")
     if rss is not None:

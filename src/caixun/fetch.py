@@ -25,6 +25,24 @@
 ``poll_source`` runs one round of one source: list → (full text for new or
 changed items only) → normalize → store, and returns what happened. A list
 whose bytes did not change since the last round is recognised and skipped.
+
+A source that pages (``Source.next_page``, ``max_pages``) has older pages of a
+list read after the first while the page just read was not empty, brought an
+item not seen earlier in the round and holds no item stored already, up to
+``max_pages`` pages: a burst larger than a page between two polls is caught up,
+and a first round, with nothing stored, reads ``max_pages`` pages. Only the
+first page is asked conditionally and keeps state; page n is named
+``<key>:page<n>``. A later page that fails (HTTP, payload) ends the paging: the
+items of the pages read are stored and the round's line carries a note, not an
+error. Items older than what the failed page held are read only if a later
+round pages that far (the next round stops at the first page with an item
+stored).
+
+``next_health`` keeps a source's record. ``SourceHealth.lists`` holds the
+conditional-GET state of each list request, by its key; keys starting with
+``_`` are reserved for the record itself: ``FAILING_SINCE`` holds the time of
+the first failure of the current run of failures (``failing_since``), so a
+source that never worked can be told from one that worked and fails now.
 """
 
 from __future__ import annotations
@@ -39,7 +57,7 @@ import re
 import socket
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Awaitable, Callable, Mapping, Sequence
@@ -55,6 +73,7 @@ from caixun.normalize import check_published
 from caixun.sources.base import Entry, ItemError, Request, Source
 
 __all__ = [
+    "FAILING_SINCE",
     "FetchSettings",
     "Fetched",
     "Fetcher",
@@ -63,7 +82,9 @@ __all__ = [
     "SourceReport",
     "body_charset",
     "decode_payload",
+    "failing_since",
     "fetch_round",
+    "health_state",
     "internal_kind",
     "next_health",
     "poll_and_record",
@@ -73,6 +94,9 @@ __all__ = [
 
 # A longer Retry-After ends the round for that source; its health record backs off.
 MAX_RETRY_AFTER = 120.0
+# The reserved key of SourceHealth.lists (else conditional-GET state by request key):
+# {"at": ISO time} of the first failure of the current run of failures.
+FAILING_SINCE = "_failing_since"
 DEFAULT_USER_AGENT = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
                       "(KHTML, like Gecko) Chrome/120.0 Safari/537.36 caixun")
 
@@ -645,6 +669,7 @@ class SourceReport:
     unchanged: int = 0
     merged: int = 0  # exact copies of stored articles under new ids
     lists_unchanged: int = 0  # list responses skipped: 304 or identical bytes
+    older_pages: int = 0  # pages read after the first of a list (a burst caught up)
     item_errors: list[str] = field(default_factory=list)  # "uid: problem"
     error: str | None = None  # the source failed as a whole
     state: dict[str, dict[str, str]] = field(default_factory=dict)  # per list request
@@ -663,6 +688,8 @@ class SourceReport:
             text += f", {self.merged} merged into earlier copies"
         if self.lists_unchanged:
             text += f" ({self.lists_unchanged} list(s) not modified)"
+        if self.older_pages:
+            text += f" ({self.older_pages} older page(s) read)"
         for note in self.notes:
             text += f"; note: {note}"
         return text
@@ -676,14 +703,14 @@ async def poll_source(source: Source, fetcher: Fetcher, archive: SqliteArchive |
     calls run on the archive's thread, off the event loop); a busy archive is
     waited for either way.
     """
-    report = SourceReport(source.name, state={k: dict(v) for k, v in state.items()})
+    report = SourceReport(source.name, state=_request_state(state))
     try:
-        entries = await _list_entries(source, fetcher, report)
+        entries = await _list_entries(source, fetcher, archive, report)
         await _store_entries(source, fetcher, archive, entries, report)
         if report.item_errors:
             # Keep the old validators so the same lists are read again next round
             # and the items that failed are retried (the stored ones are skipped).
-            report.state = {k: dict(v) for k, v in state.items()}
+            report.state = _request_state(state)
     except (SourceError, ArchiveError) as exc:  # ArchiveError: e.g. locked for 10 minutes
         report.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - a bug in one source must not stop the others
@@ -696,12 +723,41 @@ def next_health(health: SourceHealth, report: SourceReport, every: float, now: f
     """The source's record after a round: back off while it fails, normal after a success."""
     stamp = datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds")
     if report.error is None:
-        return SourceHealth(health.name, stamp, stamp, 0, None, now + every, report.state)
+        return SourceHealth(health.name, stamp, stamp, 0, None, now + every,
+                            _request_state(report.state))
     failures = health.consecutive_failures + 1
     # The exponent is capped: 2.0 ** 1024 overflows after ~1,000 failures in a row.
     delay = min(max_backoff, every * 2.0 ** min(failures - 1, 64))
+    lists = {**_request_state(health.lists), FAILING_SINCE: {"at": failing_since(health) or stamp}}
     return SourceHealth(health.name, stamp, health.last_success, failures, report.error,
-                        now + max(every, delay), health.lists)
+                        now + max(every, delay), lists)
+
+
+def failing_since(health: SourceHealth) -> str | None:
+    """When the source's current run of failures began (ISO time); None when it is not failing.
+
+    A run recorded before ``FAILING_SINCE`` existed has failed at least since its
+    last attempt.
+    """
+    if health.consecutive_failures <= 0:
+        return None
+    mark = health.lists.get(FAILING_SINCE)
+    at = mark.get("at") if isinstance(mark, Mapping) else None
+    return at if isinstance(at, str) and at else health.last_attempt
+
+
+def health_state(health: SourceHealth) -> str:
+    """The source's state: never polled, ok, never reached (failing and never
+    succeeded) or failing (it worked before)."""
+    if health.consecutive_failures > 0:
+        return "failing" if health.last_success else "never reached"
+    return "ok" if health.last_attempt else "never polled"
+
+
+def _request_state(lists: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
+    """The conditional-GET state of ``lists``, by request key, without the reserved keys."""
+    return {k: dict(v) for k, v in lists.items() if not k.startswith("_")
+            and isinstance(v, Mapping)}
 
 
 async def fetch_round(sources: Sequence[Source], fetcher: Fetcher,
@@ -726,25 +782,85 @@ async def poll_and_record(source: Source, fetcher: Fetcher,
     return report
 
 
-async def _list_entries(source: Source, fetcher: Fetcher, report: SourceReport) -> list[Entry]:
+async def _list_entries(source: Source, fetcher: Fetcher,
+                        archive: SqliteArchive | ArchiveWorker,
+                        report: SourceReport) -> list[Entry]:
+    """The entries of every list of the round: each list's first page, then its
+    older pages while they are needed (see the module docstring)."""
     entries: dict[str, Entry] = {}
     for request in source.list_requests():
-        known = report.state.get(request.key, {})
-        fetched = await fetcher.get(request, known)
-        if fetched.not_modified or fetched.body_hash == known.get("body_hash"):
-            report.lists_unchanged += 1
-            continue
-        if fetched.charset_note:  # stored correctly all the same; the operator may tell them
-            report.notes.append(fetched.charset_note)
-        items = source.parse_list(request, decode_payload(request, fetched))
-        if not items:
-            raise PayloadError(f"{fetched.url}: the list is empty")
-        for entry in items:
-            entries.setdefault(entry.native_id, entry)  # the same item in two lists: once
-        report.state[request.key] = {k: v for k, v in {
-            "etag": fetched.etag, "last_modified": fetched.last_modified,
-            "body_hash": fetched.body_hash}.items() if v}
+        first = await _first_page(source, fetcher, request, report)
+        if first is not None:
+            payload, items = first
+            _add(entries, items)
+            await _older_pages(source, fetcher, archive, request, payload, items, entries,
+                               report)
     return list(entries.values())
+
+
+async def _first_page(source: Source, fetcher: Fetcher, request: Request,
+                      report: SourceReport) -> tuple[Any, list[Entry]] | None:
+    """The payload and entries of a list's first page; None when it did not change."""
+    known = report.state.get(request.key, {})
+    fetched = await fetcher.get(request, known)
+    if fetched.not_modified or fetched.body_hash == known.get("body_hash"):
+        report.lists_unchanged += 1
+        return None
+    if fetched.charset_note:  # stored correctly all the same; the operator may tell them
+        report.notes.append(fetched.charset_note)
+    payload = decode_payload(request, fetched)
+    items = source.parse_list(request, payload)
+    if not items:
+        raise PayloadError(f"{fetched.url}: the list is empty")
+    report.state[request.key] = {k: v for k, v in {
+        "etag": fetched.etag, "last_modified": fetched.last_modified,
+        "body_hash": fetched.body_hash}.items() if v}
+    return payload, items
+
+
+async def _older_pages(source: Source, fetcher: Fetcher, archive: SqliteArchive | ArchiveWorker,
+                       first: Request, payload: Any, items: list[Entry],
+                       entries: dict[str, Entry], report: SourceReport) -> None:
+    """Follow ``source.next_page`` from a list's first page while it is needed.
+
+    ``entries`` already holds the first page's items; each page read adds its own.
+    """
+    request, page, fresh = first, 1, bool(items)
+    while page < source.max_pages and fresh and not await _any_stored(source, archive, items):
+        page += 1
+        try:
+            following = source.next_page(request, payload, items)
+            if following is None:
+                return
+            request = replace(following, key=f"{first.key}:page{page}")
+            # No validators: only the first page is asked conditionally.
+            fetched = await fetcher.get(request)
+            payload = decode_payload(request, fetched)
+            items = source.parse_list(request, payload)
+        except SourceError as exc:
+            kept = "page 1" if page == 2 else f"pages 1-{page - 1}"
+            report.notes.append(f"page {page} of list {first.key!r} not read, paging stopped "
+                                f"(the items of {kept} are kept): {exc}")
+            return
+        report.older_pages += 1
+        if fetched.charset_note:
+            report.notes.append(fetched.charset_note)
+        fresh = _add(entries, items)  # a server ignoring the cursor repeats a page: stop
+
+
+def _add(entries: dict[str, Entry], items: list[Entry]) -> bool:
+    """Add the items not in ``entries`` yet (the same item twice: once); whether any was."""
+    before = len(entries)
+    for entry in items:
+        entries.setdefault(entry.native_id, entry)
+    return len(entries) > before
+
+
+async def _any_stored(source: Source, archive: SqliteArchive | ArchiveWorker,
+                      items: list[Entry]) -> bool:
+    """Whether the source already stored one of ``items``: paging has caught up."""
+    uids = [source.uid(entry.native_id) for entry in items]
+    return bool(await on_archive(archive, SqliteArchive.list_hashes, uids))
 
 
 async def _store_entries(source: Source, fetcher: Fetcher,

@@ -71,8 +71,9 @@ class Article:
     """One news item, as the archive stores it.
 
     ``body_html`` is always sanitized; ``body_raw`` is the body exactly as the
-    source gave it, kept for provenance only when sanitizing changed it, and
-    never rendered. ``file_id`` is the id in the Jekyll file name and in the
+    source or the post file gave it, kept only when the clean fields would not
+    give the same bytes back. It is never rendered: a post of the old site's
+    format is exported with it (``publish.jekyll``), the site shows ``body_html``. ``file_id`` is the id in the Jekyll file name and in the
     page URL (``/<outlet_slug>/<YYYY>/<MM>/<DD>/<file_id>.html``).
     """
 
@@ -91,10 +92,18 @@ class Article:
     body_raw: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     post_style: PostStyle | None = None
+    # The portal's own id (``eastmoney:NW…``, ``cls:…``; see caixun.identity): one
+    # article per identity, whichever list or file brings it. "" = read off the article.
+    identity: str = ""
 
     def __post_init__(self) -> None:
         if self.published_at.tzinfo is None:
             raise ValueError(f"{self.uid}: published_at must be timezone-aware")
+
+    @property
+    def imported(self) -> bool:
+        """Read from a post file (a post's style, never fetched), not fetched from a source."""
+        return self.post_style is not None and self.fetched_at is None
 
     @property
     def url_key(self) -> str:

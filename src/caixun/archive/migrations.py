@@ -166,3 +166,13 @@ MIGRATIONS += (
         ALTER TABLE changes ADD COLUMN relink INTEGER NOT NULL DEFAULT 0;
     """),
 )
+
+MIGRATIONS += (
+    Migration(9, "identity: the portal's own id; aliases keep the page they had", """
+        ALTER TABLE articles ADD COLUMN identity TEXT NOT NULL DEFAULT '';
+        ALTER TABLE article_aliases ADD COLUMN outlet_slug TEXT;
+        ALTER TABLE article_aliases ADD COLUMN published_ts INTEGER;
+        ALTER TABLE article_aliases ADD COLUMN file_id TEXT;
+        CREATE INDEX articles_file_id ON articles(file_id);
+    """),
+)

@@ -22,6 +22,9 @@ from caixun.archive import stories
 from caixun.archive.migrations import MIGRATIONS, Migration
 from caixun.dedup import Candidate
 from caixun.errors import ArchiveError
+from caixun.identity import stored_identity
+from caixun.publish.paths import article_path, beijing_date
+from caixun.slugs import safe_slug
 from caixun.model import Article, PostStyle
 from caixun.normalize import BEIJING, EARLIEST_TS, LATEST_TS, check_published
 from caixun.segment import VERSION as SEGMENT_VERSION
@@ -33,12 +36,18 @@ __all__ = ["ArticleRef", "ArticleVersion", "BuildState", "Change", "SearchHit",
 _CONTENT_COLUMNS = (
     "file_id", "outlet", "outlet_slug", "title", "published_at", "published_ts",
     "digest", "body_html", "body_text", "body_raw", "url", "url_key", "share_url",
-    "content_hash", "extra", "post_style",
+    "content_hash", "extra", "post_style", "identity",
 )
 _ARTICLE_COLUMNS = "uid, fetched_at, " + ", ".join(_CONTENT_COLUMNS)
-_SELECT_ARTICLE = f"SELECT {_ARTICLE_COLUMNS} FROM articles"
+# Before migration 9 (an archive opened with fewer migrations, as tests and
+# benchmarks do) there is no identity column.
+_OLD_CONTENT_COLUMNS = _CONTENT_COLUMNS[:-1]
+_OLD_ARTICLE_COLUMNS = "uid, fetched_at, " + ", ".join(_OLD_CONTENT_COLUMNS)
 _SELECT_REF = ("SELECT id, uid, title, outlet, outlet_slug, published_ts, file_id "
                "FROM articles")
+
+
+IDENTITY_VERSION = "1"  # bump when caixun.identity reads identities differently
 
 
 class StoreResult(Enum):
@@ -148,6 +157,10 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _fetched(article: Article) -> str | None:
+    return article.fetched_at.isoformat() if article.fetched_at else None
+
+
 def _sane_time(stamp: str | None) -> datetime | None:
     """An ISO time from the archive, if it is one a page can show."""
     try:
@@ -166,12 +179,33 @@ def _content_row(article: Article) -> tuple[Any, ...]:
         article.url_key, article.share_url, article.content_hash,
         json.dumps(dict(article.extra), ensure_ascii=False, sort_keys=True),
         json.dumps(style.to_json(), ensure_ascii=False) if style else None,
+        identity_of(article),
     )
+
+
+def output_paths(slug: str, published_ts: int, file_id: str,
+                 style: PostStyle | None) -> set[str]:
+    """The files an article is written to: its page, and its post (``publish.jekyll``)."""
+    day = style.file_date if style is not None and style.file_date else \
+        beijing_date(published_ts).isoformat()
+    return {article_path(slug, published_ts, file_id), f"{day}-{file_id}.md"}
+
+
+def _style(raw: str | None) -> PostStyle | None:
+    return PostStyle.from_json(json.loads(raw)) if raw else None
+
+
+def identity_of(article: Article) -> str:
+    """The article's identity: as its source gave it, else read off the article."""
+    return article.identity or stored_identity(
+        file_id=article.file_id, url=article.url, share_url=article.share_url,
+        extra=article.extra, post_style=article.post_style is not None)
 
 
 def _article_from_row(row: Sequence[Any]) -> Article:
     uid, fetched_at, *content = row
     values = dict(zip(_CONTENT_COLUMNS, content))
+    values.setdefault("identity", "")
     style = values["post_style"]
     return Article(
         uid=uid,
@@ -189,6 +223,7 @@ def _article_from_row(row: Sequence[Any]) -> Article:
         body_raw=values["body_raw"],
         extra=json.loads(values["extra"]),
         post_style=PostStyle.from_json(json.loads(style)) if style else None,
+        identity=values["identity"],
     )
 
 
@@ -246,11 +281,18 @@ class SqliteArchive:
             if self.schema_version >= 5:
                 self._ensure_search_index()
             self._has_stories = self.schema_version >= 8  # stories, aliases, relinks
+            self._has_identity = self.schema_version >= 9
+            self._columns = _CONTENT_COLUMNS if self._has_identity else _OLD_CONTENT_COLUMNS
+            self._article_columns = (_ARTICLE_COLUMNS if self._has_identity
+                                     else _OLD_ARTICLE_COLUMNS)
+            self._select_article = f"SELECT {self._article_columns} FROM articles"
             # Read-only, nothing is repaired: stories an older clusterer made
             # are read as they are; dates no page can show are refused, as
             # every reader would trip over them.
             if self._has_stories and not read_only:
                 self._ensure_stories()
+            if self._has_identity and not read_only:
+                self._ensure_identities()
             self.redated = self._refuse_bad_dates() if read_only else self._repair_dates()
         except sqlite3.Error as exc:
             raise ArchiveError(f"{self.path}: cannot open the archive: {exc}") from exc
@@ -399,34 +441,53 @@ class SqliteArchive:
             raise ArchiveError(f"{self.path}: cannot store {article.uid}: "
                                f"publication time {exc}") from exc
         self._ensure_outlet(article.outlet_slug, article.outlet)
-        content = _content_row(article)
+        content = _content_row(article)[:len(self._columns)]
         existing = self._db.execute(
             "SELECT id, version, title, body_html, body_text, "
-            + ", ".join(_CONTENT_COLUMNS) + " FROM articles WHERE uid = ?",
+            + ", ".join(self._columns) + " FROM articles WHERE uid = ?",
             (article.uid,),
         ).fetchone()
-        now = _now()
-        fetched = article.fetched_at.isoformat() if article.fetched_at else None
         if existing is None:
-            lookup = None
-            if self._has_stories:
-                lookup = stories.look_up(self._db, candidate or Candidate.of(article))
-                if self._merge(article, lookup):
-                    return StoreResult.MERGED
-            cursor = self._db.execute(
-                "INSERT INTO articles (uid, fetched_at, stored_at, updated_at, "
-                + ", ".join(_CONTENT_COLUMNS) + ") VALUES (?, ?, ?, ?, "
-                + ", ".join("?" * len(_CONTENT_COLUMNS)) + ")",
-                (article.uid, fetched, now, now, *content),
-            )
-            article_id = cursor.lastrowid or 0
-            self._index(article_id, article.title, article.digest, article.body_text, indexed)
-            self._log_change(article_id, article.uid, "new", content[2], content[5])
-            if lookup is not None:
-                placed = stories.place(self._db, article_id, lookup)
-                self._log_story_change(placed.others)
-            return StoreResult.NEW
+            return self._store_new(article, content, indexed, candidate)
+        return self._store_known(article, content, existing, indexed, candidate)
+
+    def _store_new(self, article: Article, content: tuple[Any, ...],
+                   indexed: IndexedText | None, candidate: Candidate | None) -> StoreResult:
+        """An unknown uid: an alias of an article it is (by identity or as a copy), or new."""
+        if self._has_identity:
+            owner = self._owner(article.uid, content[-1])
+            if owner is not None:
+                self._add_alias(article, owner)
+                return StoreResult.MERGED
+        lookup = None
+        if self._has_stories:
+            lookup = stories.look_up(self._db, candidate or Candidate.of(article))
+            if self._merge(article, lookup):
+                return StoreResult.MERGED
+        if self._has_identity and not article.imported:
+            article, content = self._unclashed(article, content)
+        now = _now()
+        cursor = self._db.execute(
+            "INSERT INTO articles (uid, fetched_at, stored_at, updated_at, "
+            + ", ".join(self._columns) + ") VALUES (?, ?, ?, ?, "
+            + ", ".join("?" * len(self._columns)) + ")",
+            (article.uid, _fetched(article), now, now, *content),
+        )
+        article_id = cursor.lastrowid or 0
+        self._index(article_id, article.title, article.digest, article.body_text, indexed)
+        self._log_change(article_id, article.uid, "new", content[2], content[5])
+        if lookup is not None:
+            placed = stories.place(self._db, article_id, lookup)
+            self._log_story_change(placed.others)
+        return StoreResult.NEW
+
+    def _store_known(self, article: Article, content: tuple[Any, ...], existing: Sequence[Any],
+                     indexed: IndexedText | None, candidate: Candidate | None) -> StoreResult:
+        """A known uid: unchanged, or updated in place (the old title and body kept)."""
+        now, fetched = _now(), _fetched(article)
         article_id, version, old_title, old_html, old_text = existing[:5]
+        # The file id an article was given stays (see _unclashed): its URL.
+        content = (existing[5], *content[1:])
         if tuple(existing[5:]) == content:
             return StoreResult.UNCHANGED
         if (old_title, old_html) != (article.title, article.body_html):
@@ -442,7 +503,7 @@ class SqliteArchive:
         if self._has_stories and (old_title, old_digest, old_text, existing[5 + 11]) != (
                 article.title, article.digest, article.body_text, article.url_key):
             stories.replace_print(self._db, article_id, candidate or Candidate.of(article))
-        assignments = ", ".join(f"{column} = ?" for column in _CONTENT_COLUMNS)
+        assignments = ", ".join(f"{column} = ?" for column in self._columns)
         self._db.execute(
             f"UPDATE articles SET {assignments}, updated_at = ?, version = ?, "
             "fetched_at = coalesce(?, fetched_at) WHERE id = ?",
@@ -461,14 +522,18 @@ class SqliteArchive:
 
         A source that lists one article again under a new id (a feed with a
         new guid for the same link) would otherwise list it twice on the
-        outlet's pages. Imported posts are never merged: each keeps its URL.
+        outlet's pages. Articles written as posts (imported, or fetched by a
+        legacy family) are never merged this way: two ids were two posts of the
+        old site, each with its URL (one id's copies are one by identity, see
+        ``_owner``).
         """
         if article.post_style is not None:
             return False
-        known = self._db.execute("SELECT article_id FROM article_aliases WHERE uid = ?",
-                                 (article.uid,)).fetchone()
-        if known is not None:
-            return True
+        if not self._has_identity:
+            known = self._db.execute("SELECT article_id FROM article_aliases WHERE uid = ?",
+                                     (article.uid,)).fetchone()
+            if known is not None:
+                return True
         original = lookup.original()
         if original is None:
             return False
@@ -480,8 +545,239 @@ class SqliteArchive:
                          (article.uid, row[0]))
         return True
 
+    # -- identity -------------------------------------------------------------------
+
+    def _owner(self, uid: str, identity: str) -> int | None:
+        """The article an unknown uid belongs to: as an alias, or by identity."""
+        row = self._db.execute("SELECT article_id FROM article_aliases WHERE uid = ?",
+                               (uid,)).fetchone()
+        if row is None and identity:
+            # The term repeats the partial index's WHERE: without it SQLite cannot
+            # tell that the index covers a bound parameter, and scans the table.
+            row = self._db.execute("SELECT id FROM articles WHERE identity = ? "
+                                   "AND identity <> ''", (identity,)).fetchone()
+        return int(row[0]) if row is not None else None
+
+    def _add_alias(self, article: Article, owner: int) -> None:
+        """Record ``article``'s uid as another name of article ``owner``.
+
+        An imported post had a page on the old site: its place is kept, and
+        a build writes a page there that leads to the article (``redirects``).
+        A fetched item's place never had a page.
+        """
+        place: tuple[str | None, int | None, str | None] = (None, None, None)
+        if article.imported:
+            place = (article.outlet_slug, int(article.published_at.timestamp()),
+                     article.file_id)
+        cursor = self._db.execute(
+            "INSERT INTO article_aliases (uid, article_id, outlet_slug, published_ts, file_id) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (uid) DO NOTHING", (article.uid, owner, *place))
+        if cursor.rowcount and place[0] is not None:
+            # The build learns of the new page from the change log.
+            self._db.execute(
+                "INSERT INTO changes (uid, kind, outlet_slug, published_ts, at, article_id, "
+                "relink) VALUES (?, 'update', ?, ?, ?, ?, 1)",
+                (article.uid, place[0], place[1], _now(), owner))
+
+    def _unclashed(self, article: Article,
+                   content: tuple[Any, ...]) -> tuple[Article, tuple[Any, ...]]:
+        """The fetched article with a file id no other article's page or post has.
+
+        Two sources may use the same native id (``cls:3152710`` and
+        ``wallstreetcn:3152710``) on one day: the second gets the source's name
+        after its id, so no two articles map to one page or post file.
+        """
+        file_id = self._free_file_id(article)
+        if file_id == article.file_id:
+            return article, content
+        return article.evolve(file_id=file_id), (file_id, *content[1:])
+
+    def _free_file_id(self, article: Article) -> str:
+        if not self._clashes_with(article, article.file_id):
+            return article.file_id
+        prefix = safe_slug(article.uid.split(":", 1)[0]) or "item"
+        number = 1
+        file_id = f"{article.file_id}-{prefix}"
+        while self._clashes_with(article, file_id):
+            number += 1
+            file_id = f"{article.file_id}-{prefix}{number}"
+        return file_id
+
+    def _clashes_with(self, article: Article, file_id: str) -> bool:
+        mine = output_paths(article.outlet_slug, int(article.published_at.timestamp()),
+                            file_id, article.post_style)
+        return any(not mine.isdisjoint(output_paths(slug, ts, file_id, _style(raw)))
+                   for slug, ts, raw in self._db.execute(
+                       "SELECT outlet_slug, published_ts, post_style FROM articles "
+                       "WHERE file_id = ? AND uid <> ?", (file_id, article.uid)))
+
+    def _separate_clashes(self) -> None:
+        """Give each fetched article that shares a page or post file a file id of its own.
+
+        Older versions let two sources' items of one native id and day share
+        a file (one overwrote the other). The later stored one moves; an
+        imported post never does (its file name is the user's).
+        """
+        for _, first, uid in self.output_clashes():
+            article = self.get(uid)
+            if article is None or article.imported:
+                continue
+            file_id = self._free_file_id(article)
+            if file_id != article.file_id:
+                row = self._db.execute("UPDATE articles SET file_id = ? WHERE uid = ? "
+                                       "RETURNING id, outlet_slug, published_ts",
+                                       (file_id, uid)).fetchone()
+                self._log_change(row[0], uid, "update", row[1], row[2])
+                # The page both were written to is the first one's now: rewrite it,
+                # so no build removes it as the moved one's old page.
+                kept = self._db.execute("SELECT id, uid, 'update', outlet_slug, published_ts "
+                                        "FROM articles WHERE uid = ?", (first,)).fetchone()
+                self._log_change(*kept)
+
+    def output_clashes(self, uids: Iterable[str] | None = None) -> list[tuple[str, str, str]]:
+        """Files two articles would both be written to: (file, one uid, the other).
+
+        A page (``<outlet>/<YYYY>/<MM>/<DD>/<file id>.html``) or a post
+        (``<date>-<file id>.md``); only articles sharing a file id can clash.
+        ``uids``: only clashes of these articles (an incremental build's).
+        """
+        if uids is None:
+            shared = [r[0] for r in self._db.execute(
+                "SELECT file_id FROM articles GROUP BY file_id HAVING count(*) > 1")]
+        else:
+            shared = sorted({ref.file_id for ref in self.refs_by_uid(uids)})
+        found: list[tuple[str, str, str]] = []
+        for start in range(0, len(shared), 500):
+            part = shared[start:start + 500]
+            owners: dict[str, str] = {}
+            for uid, slug, ts, file_id, raw in self._db.execute(
+                    "SELECT uid, outlet_slug, published_ts, file_id, post_style FROM articles "
+                    f"WHERE file_id IN ({','.join('?' * len(part))}) ORDER BY id", part):
+                for path in sorted(output_paths(slug, ts, file_id, _style(raw))):
+                    if path in owners and owners[path] != uid:
+                        found.append((path, owners[path], uid))
+                    owners.setdefault(path, uid)
+        return found
+
+    def redirects(self, uids: Iterable[str] | None = None) -> list[tuple[str, ArticleRef]]:
+        """(page path, the article it leads to) for the aliases that had a page elsewhere.
+
+        Only places no article's page takes; ``uids``: only these aliases.
+        """
+        if not self._has_identity:
+            return []
+        where, params = "l.outlet_slug IS NOT NULL", list[Any]()
+        if uids is not None:
+            wanted = sorted(set(uids))
+            if not wanted:
+                return []
+            where += f" AND l.uid IN ({','.join('?' * len(wanted))})"
+            params = list(wanted)
+        out = []
+        for slug, ts, file_id, *ref in self._db.execute(
+                "SELECT l.outlet_slug, l.published_ts, l.file_id, a.id, a.uid, a.title, a.outlet, "
+                "a.outlet_slug, a.published_ts, a.file_id FROM article_aliases l "
+                f"JOIN articles a ON a.id = l.article_id WHERE {where} ORDER BY l.uid", params):
+            path = article_path(slug, ts, file_id)
+            if not any(article_path(slug, taken, file_id) == path for (taken,) in self._db.execute(
+                    "SELECT published_ts FROM articles WHERE file_id = ? AND outlet_slug = ?",
+                    (file_id, slug))):
+                out.append((path, ArticleRef(*ref)))
+        return out
+
+    def _ensure_identities(self) -> None:
+        """Once per identity rule: give older articles their identity, merge twins.
+
+        Before identities, one East Money article fetched from two lists (or
+        imported as a post and fetched) was stored twice. Each group of such
+        twins becomes one article: an imported post if there is one (its file
+        name is the user's), else the first stored. The others become its
+        aliases, keeping their pages as redirects, their contents as versions.
+        """
+        row = self._db.execute(
+            "SELECT value FROM search_meta WHERE key = 'identity_version'").fetchone()
+        if row is not None and row[0] == IDENTITY_VERSION:
+            return
+        with self.transaction():
+            self._backfill_identities()
+            twins = self._db.execute(
+                "SELECT identity FROM articles WHERE identity <> '' GROUP BY identity "
+                "HAVING count(*) > 1").fetchall()
+            for (identity,) in twins:
+                self._merge_twins(identity)
+            self._separate_clashes()
+            self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS articles_identity "
+                             "ON articles(identity) WHERE identity <> ''")
+            self._db.execute(
+                "INSERT INTO search_meta (key, value) VALUES ('identity_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (IDENTITY_VERSION,))
+
+    def _backfill_identities(self) -> None:
+        last = 0
+        while rows := self._db.execute(  # by id ranges: memory stays flat in N
+                "SELECT id, file_id, url, share_url, extra, post_style FROM articles "
+                "WHERE id > ? AND identity = '' ORDER BY id LIMIT 5000", (last,)).fetchall():
+            found = [(stored_identity(file_id=file_id, url=url, share_url=share_url,
+                                      extra=json.loads(extra or "{}"),
+                                      post_style=style is not None), article_id)
+                     for article_id, file_id, url, share_url, extra, style in rows]
+            self._db.executemany("UPDATE articles SET identity = ? WHERE id = ?",
+                                 [pair for pair in found if pair[0]])
+            last = rows[-1][0]
+
+    def _merge_twins(self, identity: str) -> None:
+        rows = self._db.execute(
+            "SELECT id, uid, post_style IS NOT NULL AND fetched_at IS NULL FROM articles "
+            "WHERE identity = ? ORDER BY id", (identity,)).fetchall()
+        keeper = next((r for r in rows if r[2]), rows[0])
+        for twin_id, twin_uid, _ in rows:
+            if twin_id != keeper[0]:
+                self._fold(twin_id, twin_uid, keeper[0])
+
+    def _fold(self, twin_id: int, twin_uid: str, keeper: int) -> None:
+        """Make article ``twin_id`` an alias of ``keeper``, its contents versions of it."""
+        twin = self._db.execute(
+            "SELECT title, digest, body_html, body_text, outlet_slug, published_ts, file_id, "
+            "updated_at FROM articles WHERE id = ?", (twin_id,)).fetchone()
+        title, digest, body_html, body_text, slug, ts, file_id, updated = twin
+        self._keep_versions(twin_id, (title, body_html, body_text, updated), keeper)
+        self._db.execute("UPDATE article_aliases SET article_id = ? WHERE article_id = ?",
+                         (keeper, twin_id))
+        self._db.execute(
+            "INSERT INTO article_aliases (uid, article_id, outlet_slug, published_ts, file_id) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (uid) DO UPDATE SET "
+            "article_id = excluded.article_id", (twin_uid, keeper, slug, ts, file_id))
+        self._unindex(twin_id, title, digest, body_text)
+        others = stories.forget(self._db, twin_id)
+        self._db.execute("DELETE FROM articles WHERE id = ?", (twin_id,))
+        # A delete for the build: the twin's page gives way to a redirect.
+        self._log_change(twin_id, twin_uid, "delete", slug, ts)
+        self._log_story_change([i for i in others if i != keeper])
+        self._log_change(keeper, *self._db.execute(
+            "SELECT uid, 'update', outlet_slug, published_ts FROM articles WHERE id = ?",
+            (keeper,)).fetchone())
+
+    def _keep_versions(self, twin_id: int, current: tuple[str, str, str, str],
+                       keeper: int) -> None:
+        """The twin's past and present contents become versions of the keeper."""
+        number, title, html = self._db.execute(
+            "SELECT version, title, body_html FROM articles WHERE id = ?", (keeper,)).fetchone()
+        seen = {(title, html)} | set(self._db.execute(
+            "SELECT title, body_html FROM article_versions WHERE article_id = ?", (keeper,)))
+        history = self._db.execute(
+            "SELECT title, body_html, body_text, replaced_at FROM article_versions "
+            "WHERE article_id = ? ORDER BY version", (twin_id,)).fetchall()
+        for old_title, old_html, old_text, replaced in [*history, current]:
+            if (old_title, old_html) in seen:
+                continue
+            seen.add((old_title, old_html))
+            self._db.execute("INSERT INTO article_versions VALUES (?, ?, ?, ?, ?, ?)",
+                             (keeper, number, old_title, old_html, old_text, replaced))
+            number += 1
+        self._db.execute("UPDATE articles SET version = ? WHERE id = ?", (number, keeper))
+
     def aliases(self, uid: str) -> list[str]:
-        """The uids of the fetched copies merged into an article."""
+        """The other uids of an article: fetched copies, other lists, imported posts."""
         return [r[0] for r in self._db.execute(
             "SELECT l.uid FROM article_aliases l JOIN articles a ON a.id = l.article_id "
             "WHERE a.uid = ? ORDER BY l.uid", (uid,))]
@@ -604,7 +900,7 @@ class SqliteArchive:
             for start in range(0, len(ids), 500):
                 part = ids[start:start + 500]
                 rows = self._db.execute(
-                    f"SELECT id, {_ARTICLE_COLUMNS} FROM articles WHERE id IN ("
+                    f"SELECT id, {self._article_columns} FROM articles WHERE id IN ("
                     + ",".join("?" * len(part)) + ")", part).fetchall()
                 by_id = {row[0]: _article_from_row(row[1:]) for row in rows}
                 for article_id in part:
@@ -761,12 +1057,12 @@ class SqliteArchive:
     # -- reading ------------------------------------------------------------
 
     def get(self, uid: str) -> Article | None:
-        row = self._db.execute(_SELECT_ARTICLE + " WHERE uid = ?", (uid,)).fetchone()
+        row = self._db.execute(self._select_article + " WHERE uid = ?", (uid,)).fetchone()
         return _article_from_row(row) if row else None
 
     def iter_articles(self) -> Iterator[Article]:
         """Every article, oldest first; streams, so memory stays flat."""
-        cursor = self._db.execute(_SELECT_ARTICLE + " ORDER BY published_ts, id")
+        cursor = self._db.execute(self._select_article + " ORDER BY published_ts, id")
         while rows := cursor.fetchmany(500):
             for row in rows:
                 yield _article_from_row(row)
@@ -969,7 +1265,7 @@ class SqliteArchive:
             wanted = sorted(slugs)
             where, params = f"outlet_slug IN ({','.join('?' * len(wanted))})", tuple(wanted)
         cursor = self._db.execute(
-            f"SELECT id, {_ARTICLE_COLUMNS} FROM articles WHERE {where} "
+            f"SELECT id, {self._article_columns} FROM articles WHERE {where} "
             "ORDER BY outlet_slug, published_ts, id", params)
         while rows := cursor.fetchmany(500):
             for row in rows:
@@ -982,6 +1278,37 @@ class SqliteArchive:
             if article is not None:
                 out[uid] = article
         return out
+
+    def iter_articles_linked(
+        self, batch: int = 500,
+    ) -> Iterator[tuple[Article, str, str | None, list[str]]]:
+        """Every article, oldest first, with what ties it to others:
+        (article, story uid, uid of the original it copies or None, its alias uids).
+
+        The story uid is the uid of the story's first article, the article's
+        own for a story of one; aliases are sorted. One query streams the
+        articles; one more per ``batch`` of them reads their aliases.
+        """
+        columns = ", ".join("a." + c.strip() for c in self._article_columns.split(","))
+        story, original = ("s.uid", "d.uid") if self._has_stories else ("NULL", "NULL")
+        joins = ("LEFT JOIN articles s ON s.id = coalesce(a.story_id, a.id) "
+                 "LEFT JOIN articles d ON d.id = a.duplicate_of ") if self._has_stories else ""
+        # While this cursor is open, every query of the connection reads the
+        # same state of the archive (one read transaction).
+        cursor = self._db.execute(
+            f"SELECT a.id, {story}, {original}, {columns} FROM articles a {joins}"
+            "ORDER BY a.published_ts, a.id")
+        while rows := cursor.fetchmany(batch):
+            aliases: dict[int, list[str]] = {}
+            if self._has_stories:
+                ids = [row[0] for row in rows]
+                for article_id, uid in self._db.execute(
+                        "SELECT article_id, uid FROM article_aliases WHERE article_id IN ("
+                        + ",".join("?" * len(ids)) + ") ORDER BY uid", ids):
+                    aliases.setdefault(article_id, []).append(uid)
+            for row in rows:
+                article = _article_from_row(row[3:])
+                yield article, row[1] or article.uid, row[2], aliases.get(row[0], [])
 
     def day_counts(self, utc_offset_seconds: int) -> list[tuple[str, int]]:
         """(YYYY-MM-DD, count) per local day, newest day first."""

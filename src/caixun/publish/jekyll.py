@@ -4,6 +4,12 @@ An imported article carries the ``PostStyle`` it was read with, so a post that
 was valid on import is written back byte for byte. An article from a news
 source gets the default style: the newest format of those sites (date with
 ``+0800``, a one-line footer linking to the outlet page and the home page).
+
+A post file is its owner's data: an article written in a post style (an
+imported post, an item of a legacy East Money family) gets its body as it was
+read or fetched (``Article.body_raw``, kept whenever the clean body would not
+give the same bytes), unless ``sanitize`` asks for the allow-listed body.
+The site and the feeds always show the sanitized body.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ __all__ = [
     "default_footer",
     "default_style",
     "escape_text_body",
+    "keeps_body_as_read",
     "post_filename",
     "render_post",
     "write_posts",
@@ -87,10 +94,13 @@ def post_filename(article: Article) -> str:
     return f"{day}-{article.file_id}.md"
 
 
-def render_post(article: Article, base_url: str = "") -> str:
-    """The bytes (as text) of the article's post file."""
+def render_post(article: Article, base_url: str = "", *, sanitize: bool = False) -> str:
+    """The bytes (as text) of the article's post file.
+
+    ``sanitize``: the sanitized body even where the body as read is kept.
+    """
     style = article.post_style or default_style(article)
-    return _front_matter(article, style) + _body(article, style, base_url)
+    return _front_matter(article, style) + _body(article, style, base_url, sanitize)
 
 
 def _front_matter(article: Article, style: PostStyle) -> str:
@@ -121,12 +131,14 @@ def _date_value(article: Article, style: PostStyle) -> str:
     return local.strftime("%Y-%m-%d %H:%M:%S") + " " + style.date_offset
 
 
-def _body(article: Article, style: PostStyle, base_url: str) -> str:
+def _body(article: Article, style: PostStyle, base_url: str, sanitize: bool = False) -> str:
     out = "\n" * style.leading_newlines
     if style.digest_quote:
         quoted = "\n".join("> " + line for line in article.digest.split("\n"))
         out += quoted + "\n" * style.quote_gap
-    if style.body_format == "text":
+    if keeps_body_as_read(article) and not sanitize:
+        out += article.body_raw or ""
+    elif style.body_format == "text":
         out += escape_text_body(article.body_text)
     else:
         out += article.body_html
@@ -138,11 +150,22 @@ def _body(article: Article, style: PostStyle, base_url: str) -> str:
     return out + "\n" * style.trailing_newlines
 
 
+def keeps_body_as_read(article: Article) -> bool:
+    """Whether the article's post gets its body as read (``body_raw``), not sanitized.
+
+    Articles in a post style (imported posts, legacy East Money items) whose
+    clean body differs from what was read; others have no post to keep.
+    """
+    return article.post_style is not None and article.body_raw is not None
+
+
 def write_posts(
-    articles: Iterable[Article], directory: Path, base_url: str = ""
+    articles: Iterable[Article], directory: Path, base_url: str = "", *,
+    sanitize: bool = False,
 ) -> Iterator[tuple[Article, Path]]:
     """Write each article's post into ``directory``; yields what was written.
 
+    ``sanitize``: every body as the site shows it (allow-listed), not as read.
     Each post is written atomically; a full disk stops the export with a
     :class:`PublishError`, leaving only whole posts.
     """
@@ -152,5 +175,5 @@ def write_posts(
         raise PublishError.cannot("create the directory", directory, exc) from exc
     for article in articles:
         path = directory / post_filename(article)
-        write_atomic(path, render_post(article, base_url).encode("utf-8"))
+        write_atomic(path, render_post(article, base_url, sanitize=sanitize).encode("utf-8"))
         yield article, path

@@ -1,19 +1,33 @@
-"""Write articles as JSON Lines: one object per article, for other tools."""
+"""Write articles as JSON Lines: one object per article, for other tools.
+
+Each object also says how the article is tied to others, so a reader can
+de-duplicate as caixun does: ``story`` (one uid shared by every article of a
+story, the article's own for a story of one), ``duplicate_of`` (the uid of
+the article it copies exactly, or null) and ``aliases`` (its other uids).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator, Sequence
 
 from caixun.model import Article
 from caixun.publish.atomic import atomic_file
 
-__all__ = ["article_record", "write_jsonl", "write_jsonl_file"]
+__all__ = ["Linked", "article_record", "write_jsonl", "write_jsonl_file"]
+
+# (article, story uid, uid of the original or None, alias uids): as
+# ``SqliteArchive.iter_articles_linked`` gives them.
+Linked = tuple[Article, str, str | None, Sequence[str]]
 
 
-def article_record(article: Article) -> dict[str, Any]:
-    """The public fields of an article (the raw provenance copy is left out)."""
+def article_record(article: Article, story: str | None = None, duplicate_of: str | None = None,
+                   aliases: Sequence[str] = ()) -> dict[str, Any]:
+    """The public fields of an article (the raw provenance copy is left out).
+
+    ``story`` defaults to the article's own uid: a story of one.
+    """
     return {
         "uid": article.uid,
         "title": article.title,
@@ -29,17 +43,28 @@ def article_record(article: Article) -> dict[str, Any]:
         "content_hash": article.content_hash,
         "fetched_at": article.fetched_at.isoformat() if article.fetched_at else None,
         "extra": dict(article.extra),
+        "story": story or article.uid,
+        "duplicate_of": duplicate_of,
+        "aliases": sorted(aliases),
     }
 
 
-def write_jsonl(articles: Iterable[Article], out: IO[str]) -> Iterator[Article]:
-    """Write one line per article to ``out``; yields each article written."""
-    for article in articles:
-        out.write(json.dumps(article_record(article), ensure_ascii=False) + "\n")
+def write_jsonl(articles: Iterable[Article | Linked], out: IO[str]) -> Iterator[Article]:
+    """Write one line per article to ``out``; yields each article written.
+
+    An item is an article, or an article with its links (:data:`Linked`); a
+    bare article is a story of one, with no original and no aliases.
+    """
+    for item in articles:
+        if isinstance(item, Article):
+            article, record = item, article_record(item)
+        else:
+            article, record = item[0], article_record(*item)
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
         yield article
 
 
-def write_jsonl_file(articles: Iterable[Article], path: Path) -> int:
+def write_jsonl_file(articles: Iterable[Article | Linked], path: Path) -> int:
     """Write the articles to ``path``, which appears whole at the end; returns how many.
 
     On an error (a full disk: :class:`~caixun.errors.PublishError`) ``path``

@@ -472,6 +472,10 @@ class Renderer:
     def not_found(self) -> bytes:
         return self.render("404.html")
 
+    def redirect(self, ref: ArticleRef) -> bytes:
+        """The page left where an alias of the article had its own: it leads there."""
+        return self.render("redirect.html", ref=ref, target=_article_path(ref))
+
     def feed(self, title: str, self_path: str, page_path: str,
              items: list[tuple[ArticleRef, str]]) -> bytes:
         base = self.config.base_url
@@ -664,6 +668,7 @@ def _full_build(archive: SqliteArchive, out: Path, config: SiteConfig, jobs: int
         writer.report.merge(report)
         writer.produced |= produced
         uid_paths.update(found)
+    _redirects(renderer, writer, archive.redirects())
     _site_wide(archive, renderer, writer, jobs=jobs)
     for stale in _files_not_in(out, writer.produced):
         writer.remove(stale)
@@ -848,6 +853,7 @@ def _incremental(archive: SqliteArchive, out: Path, config: SiteConfig, since: i
         _outlet_pages(archive, renderer, writer, slug, number)
     for day in days:
         _write_day(archive, renderer, writer, day)
+    _redirects(renderer, writer, archive.redirects(uids))
     # A relinked story changes pages, not the text the search index holds.
     content_changes = {c.article_id for c in changes if c.article_id and not c.relink}
     _site_wide(archive, renderer, writer, content_changes)
@@ -856,6 +862,14 @@ def _incremental(archive: SqliteArchive, out: Path, config: SiteConfig, since: i
             writer.remove(old_path)
     writer.finish()
     return writer.report, uid_paths
+
+
+def _redirects(renderer: Renderer, writer: SiteWriter,
+               redirects: list[tuple[str, ArticleRef]]) -> None:
+    """Pages where an alias of an article had its own (an old site's post, a merged twin)."""
+    for path, ref in redirects:
+        if writer.wants(path):
+            writer.put(path, renderer.redirect(ref))
 
 
 def _affected_refs(archive: SqliteArchive, uids: set[str],
@@ -962,19 +976,34 @@ def build_site(archive: SqliteArchive, out: Path, config: SiteConfig, *, full: b
     return report
 
 
+def _refuse_clashes(archive: SqliteArchive, uids: set[str] | None) -> None:
+    """Fail before writing anything when two articles would have one page."""
+    clashes = [c for c in archive.output_clashes(uids) if c[0].endswith(".html")]
+    if clashes:
+        path, first, second = clashes[0]
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise PublishError(path, f"{first} and {second} would both be written here{more}; "
+                           "nothing was built")
+
+
 def _build(archive: SqliteArchive, out: Path, config: SiteConfig, full: bool,
            jobs: int | None, record_paths: bool) -> BuildReport:
     key = str(out.resolve())
     print_ = fingerprint(config)
     state = archive.build_state(key)
     until = archive.last_change_seq()
+    rebuild = full or state is None or state.fingerprint != print_
+    if rebuild:
+        _refuse_clashes(archive, None)
+    elif state is not None and until != state.last_seq:
+        _refuse_clashes(archive, {c.uid for c in archive.changes_since(state.last_seq, until)})
     shutil.rmtree(out / paths.TMP_DIR, ignore_errors=True)  # leftovers of a killed build
-    if full or state is None or state.fingerprint != print_:
+    if rebuild:
         report, found, _ = _full_build(archive, out, config, jobs or os.cpu_count() or 1,
                                        record_paths)
         report.mode = "full"
         archive.save_build_state(key, BuildState(until, print_), dict(found), replace_all=True)
-    elif until == state.last_seq:
+    elif state is None or until == state.last_seq:
         report = BuildReport(mode="unchanged")
     else:
         with archive.snapshot():

@@ -10,8 +10,22 @@ The fetcher drives a source through one round:
 1. ``list_requests()``: the requests that list the newest items;
 2. ``parse_list(request, payload)``: the items of one list payload, each an
    ``Entry`` that may ask for its full text with ``Entry.text_request``;
-3. ``parse_text(entry, payload)``: the fields a full-text payload adds;
-4. ``to_article(entry, text, fetched_at)``: one clean ``Article``.
+3. ``next_page(request, payload, entries)``: the request for the page of older
+   items after that one, or None (the default: the family does not page);
+4. ``parse_text(entry, payload)``: the fields a full-text payload adds;
+5. ``to_article(entry, text, fetched_at)``: one clean ``Article``.
+
+Paging (step 3) lets a round catch up with a burst larger than one page. After
+each page the fetcher asks for the next one only while all of these hold: the
+page was not empty, it brought an item not seen earlier in the round, none of
+its items is stored already (the archive's ``list_hashes``), and fewer than
+``max_pages`` pages of that list were read. A family that pages declares the
+``max_pages`` option (``PAGING_DEFAULTS``, ``PAGING_RULES``); the others read
+one page. Only the first page uses conditional GET (its state is kept under
+``request.key``); the fetcher names page n ``<key>:page<n>`` and keeps no state
+for it. The first round of a source, with nothing stored, reads ``max_pages``
+pages. A later page that fails ends the paging with a note; the items of the
+pages read are stored all the same.
 
 Sources never do I/O; they turn configuration into requests and payloads
 into values. A payload whose shape is wrong raises ``PayloadError`` (the whole
@@ -24,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Literal, Mapping
@@ -41,12 +55,14 @@ from caixun.normalize import (
     strip_indent,
     text_to_html,
 )
-from caixun.rules import Rule, http_url, like
+from caixun.rules import Rule, http_url, like, whole
 from caixun.slugs import outlet_slug
 
 __all__ = [
     "Entry",
     "ItemError",
+    "PAGING_DEFAULTS",
+    "PAGING_RULES",
     "Request",
     "Source",
     "SourceConfig",
@@ -58,6 +74,10 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "caixun.sources"
 PayloadKind = Literal["json", "jsonp", "text", "feed"]
+# What a family that pages adds to its ``defaults`` and ``option_rules``: how
+# many pages of one list a round may read (the first page included).
+PAGING_DEFAULTS: Mapping[str, Any] = {"max_pages": 5}
+PAGING_RULES: Mapping[str, Rule] = {"max_pages": whole(1, 50)}
 
 
 class ItemError(SourceError):
@@ -87,6 +107,13 @@ class Request:
     headers: tuple[tuple[str, str], ...] = ()
     payload: PayloadKind = "json"  # how the body is decoded: json, jsonp, text or feed bytes
     key: str = "list"  # names the request within its source (conditional GET state)
+
+    def with_params(self, changes: Mapping[str, str]) -> Request:
+        """This request with some parameters set: in place when present, else appended."""
+        kept = tuple((k, changes.get(k, v)) for k, v in self.params)
+        present = {k for k, _ in self.params}
+        added = tuple((k, v) for k, v in changes.items() if k not in present)
+        return replace(self, params=kept + added)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +151,9 @@ class Source(ABC):
     defaults: ClassVar[Mapping[str, Any]] = {}
     # Options that need more than their default's type: ranges, URL templates, forms.
     option_rules: ClassVar[Mapping[str, Rule]] = {}
+    # Whose ids the native ids are ("cls", "eastmoney" …): two sources of one
+    # portal (two categories of one API) then store a shared item once.
+    portal: ClassVar[str] = ""
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
@@ -164,6 +194,11 @@ class Source(ABC):
     def uid(self, native_id: str) -> str:
         return f"{self.name}:{native_id}"
 
+    def identity(self, native_id: str) -> str:
+        """The item's identity across sources and lists (``caixun.identity``): by
+        default ``<portal>:<native id>`` when the family names its ``portal``."""
+        return f"{self.portal}:{native_id}" if self.portal else ""
+
     @abstractmethod
     def list_requests(self) -> list[Request]:
         """The requests that list the newest items."""
@@ -171,6 +206,20 @@ class Source(ABC):
     @abstractmethod
     def parse_list(self, request: Request, payload: Any) -> list[Entry]:
         """The items of one list payload; ``PayloadError`` if its shape is wrong."""
+
+    def next_page(self, request: Request, payload: Any, entries: list[Entry]) -> Request | None:
+        """The request for the older items after this page, or None: no (further) page.
+
+        ``payload`` and ``entries`` are the page's, as ``parse_list`` read them. The
+        fetcher decides whether to follow it (see the module docstring) and names
+        it; by default a family does not page.
+        """
+        return None
+
+    @property
+    def max_pages(self) -> int:
+        """How many pages of one list a round may read: the ``max_pages`` option, else 1."""
+        return int(self.option("max_pages")) if "max_pages" in self.defaults else 1
 
     def parse_text(self, entry: Entry, payload: Any) -> Mapping[str, Any]:
         """Fields a full-text payload adds to ``entry`` (by default: none)."""
@@ -217,6 +266,7 @@ def build_article(
     extra: Mapping[str, Any] | None = None,
     post_style: PostStyle | None = None,
     file_id: str | None = None,
+    identity: str | None = None,
 ) -> Article:
     """A clean article from raw source fields; ``ItemError`` names what is missing.
 
@@ -253,4 +303,5 @@ def build_article(
         published_at=when, file_id=file_id or native_id, body_html=html, body_text=text,
         digest=clean_text(digest).strip(), url=url.strip(), share_url=share_url.strip(),
         fetched_at=fetched_at, body_raw=raw_html, extra=dict(extra or {}),
-        post_style=post_style)
+        post_style=post_style,
+        identity=source.identity(native_id) if identity is None else identity)

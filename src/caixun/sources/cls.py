@@ -4,11 +4,16 @@ Every request carries ``sign``: the base parameters ``app``, ``os`` and ``sv``
 are merged with the request's own, sorted by key, query-string encoded, hashed
 with SHA-1 and the hex digest hashed again with MD5 (``sign_params``).
 
+The newest page is asked for with ``last_time`` = the current Unix time in
+seconds, as akshare and newsnow send it (NEWS-APIS.md §9.2); ``sv`` defaults
+to akshare's ``8.4.6``.
+
 What the list keeps and how an item becomes an article:
 
-* VIP items (``type == 20015``) and the paid teasers 【盘中宝】 and 【电报解读】
-  are dropped in ``parse_list``; items without an ``id`` too (they have no uid
-  to report), but a page whose items all lack one is a changed shape.
+* VIP items (``type == 20015``), the paid teasers 【盘中宝】 and 【电报解读】 and
+  ads (a truthy ``is_ad``: ``1``, ``true``, ``"1"``; not ``0``, ``"0"`` or
+  ``""``) are dropped in ``parse_list``; items without an ``id`` too (they have
+  no uid to report), but a page whose items all lack one is a changed shape.
 * ``content`` is sometimes cut short while ``brief`` is whole, so the longer
   of the two is the body. Either may carry HTML: it is sanitized before its text
   is taken, so markup never reaches the article.
@@ -21,6 +26,7 @@ What the list keeps and how an item becomes an article:
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import datetime
 from typing import Any, Mapping
 from urllib.parse import urlencode
@@ -30,7 +36,7 @@ from caixun.normalize import split_headline
 from caixun.rules import url_template, whole
 from caixun.sources.base import Entry, Request, Source, build_article
 from caixun.sources.fields import (DESKTOP_UA, envelope_items, identified, names, plain_text,
-                                   string_field, title_and_body)
+                                   string_field, title_and_body, truthy)
 
 __all__ = ["Telegraph", "sign_params"]
 
@@ -49,13 +55,14 @@ class Telegraph(Source):
     """财联社电报: the CLS 7x24 telegraph."""
 
     kind = "cls"
+    portal = "cls"
     description = "财联社电报 (www.cls.cn/telegraph), signed get_roll_list"
     defaults = {
         "list_url": "https://www.cls.cn/v1/roll/get_roll_list",
         "detail_url": "https://www.cls.cn/detail/{id}",
         "app": "CailianpressWeb",
         "os": "web",
-        "sv": "8.7.9",
+        "sv": "8.4.6",  # what akshare sends; 7.7.5 and 8.7.9 are also in use
         "category": "",  # "" = all; red, watch, announcement, remind, fund, hk_us
         "rn": 50,
         "user_agent": DESKTOP_UA,
@@ -68,7 +75,7 @@ class Telegraph(Source):
             "app": str(self.option("app")), "os": str(self.option("os")),
             "sv": str(self.option("sv")), "category": str(self.option("category")),
             "rn": str(self.option("rn")), "refresh_type": "1",
-            "last_time": "",  # empty = the newest page
+            "last_time": str(int(time.time())),  # now = the newest page
         }
         signed = (*sorted(params.items()), ("sign", sign_params(params)))
         headers = (("User-Agent", str(self.option("user_agent"))),
@@ -104,7 +111,7 @@ def _roll_data(payload: Any) -> list[Any]:
 
 
 def _is_dropped(item: Mapping[str, Any]) -> bool:
-    if str(item.get("type")) == str(VIP_TYPE):
+    if str(item.get("type")) == str(VIP_TYPE) or truthy(item.get("is_ad")):
         return True
     heads = [string_field(item, "title")]
     heads += [split_headline(string_field(item, key))[0] or "" for key in ("content", "brief")]

@@ -9,8 +9,16 @@ Five families (NEWS-APIS.md §1, §2.1, §2.2):
 * ``MarketNews`` (``eastmoney-market``): one request per ``marketType``, key
   ``record``; full text from ``GetNewsText.do``.
 * ``FastNews`` (``eastmoney-fast``): 7x24 ``getFastNewsList``; the summary is the body.
+  Pages back by ``sortEnd`` = ``data.sortEnd``, else the page's last ``realSort``.
 * ``ColumnNews`` (``eastmoney-columns``): ``getNewsByColumns``; the full text is
-  ``div#ContentBody`` (or a fallback selector) of the article page.
+  ``div#ContentBody`` (or a fallback selector) of the article page. Pages back by
+  ``page_index``.
+
+The two current lists page back (``next_page``) up to their ``max_pages``
+option a round (5 for 7x24, 3 for columns, whose every item costs a page
+fetch); the fetcher stops at the first page holding an item already stored, so
+a burst larger than a page between two polls is not lost. The legacy lists
+have a fixed ``count`` and no paging.
 
 The three legacy families write Jekyll posts in exactly the format of the old
 site (``PostStyle`` below), so a site fed by caixun keeps its old file names,
@@ -33,11 +41,13 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 from selectolax.lexbor import LexborHTMLParser, SelectolaxError
 
 from caixun.errors import PayloadError
+from caixun.identity import EASTMONEY, eastmoney_identity
 from caixun.model import Article, PostStyle
 from caixun.normalize import clean_title, split_headline, strip_indent
 from caixun.rules import Rule, either, http_url, list_of, text, url_template, whole
 from caixun.slugs import is_safe_slug
-from caixun.sources.base import Entry, ItemError, Request, Source, build_article
+from caixun.sources.base import (PAGING_DEFAULTS, PAGING_RULES, Entry, ItemError, Request,
+                                 Source, build_article)
 from caixun.sources.fields import DESKTOP_UA, text_field, web_url
 
 __all__ = ["ColumnNews", "FastNews", "MarketNews", "MediaColumns", "RollingNews"]
@@ -85,6 +95,12 @@ def request_trace() -> str:
 
 class _EastMoney(Source):
     """What every East Money family shares: headers, payload checks, id checks."""
+
+    portal = EASTMONEY
+
+    def identity(self, native_id: str) -> str:
+        """``eastmoney:<infoCode>``: one article whichever East Money list brings it."""
+        return eastmoney_identity(native_id)
 
     def headers(self) -> tuple[tuple[str, str], ...]:
         pairs = (("User-Agent", str(self.option("user_agent"))),
@@ -208,6 +224,8 @@ class RollingNews(_Legacy):
             fetched_at=fetched_at, body_html=body_html,
             body_text=None if body_html else digest, digest=digest,
             url=web_url(text_field(item, "url_w")), extra=_info_code(item, "infoCode"),
+            identity=eastmoney_identity(text_field(item, "infoCode"))
+            or self.identity(entry.native_id),
             post_style=PostStyle(tags=ROLLING_OUTLET, leading_newlines=0, digest_quote=True,
                                  body_format="html", footer_template=ROLLING_FOOTER,
                                  trailing_newlines=0))
@@ -306,7 +324,8 @@ class _NpList(_EastMoney):
 
     list_key: ClassVar[str]
     option_rules: ClassVar[Mapping[str, Rule]] = {
-        "page_size": whole(1, 200), "article_url": url_template("code")}  # API: up to 200
+        "page_size": whole(1, 200), "article_url": url_template("code"),  # API: up to 200
+        **PAGING_RULES}
 
     def parse_list(self, request: Request, payload: Any) -> list[Entry]:
         entries = []
@@ -347,6 +366,7 @@ class FastNews(_NpList):
         "article_url": ARTICLE_URL,
         "fast_column": "102",  # 102 = 7x24 全球直播; comma lists allowed (NEWS-APIS §2.1)
         "page_size": 50,  # up to 200; 50 items cover about 1-2 hours
+        **PAGING_DEFAULTS,  # max_pages: 5 pages of 50, about a working day
         "outlet": "东方财富7x24",
         "user_agent": DESKTOP_UA,
         "referer": "https://kuaixun.eastmoney.com/",
@@ -359,6 +379,17 @@ class FastNews(_NpList):
                   ("fastColumn", str(self.option("fast_column"))), ("sortEnd", ""),
                   ("pageSize", str(self.option("page_size"))), ("req_trace", request_trace()))
         return [merged_request(str(self.option("list_url")), params, headers=self.headers())]
+
+    def next_page(self, request: Request, payload: Any, entries: list[Entry]) -> Request | None:
+        """Older items: ``sortEnd`` = ``data.sortEnd``, else the page's last ``realSort``."""
+        data = self.data(payload)
+        cursor = text_field(data, "sortEnd").strip()
+        listed = data.get(self.list_key)
+        if not cursor and isinstance(listed, list) and listed and isinstance(listed[-1], Mapping):
+            cursor = text_field(listed[-1], "realSort").strip()
+        if not cursor or cursor == dict(request.params).get("sortEnd"):
+            return None  # no cursor, or one that would read this page again
+        return request.with_params({"sortEnd": cursor, "req_trace": request_trace()})
 
     def to_article(self, entry: Entry, text: Mapping[str, Any] | None,
                    fetched_at: datetime) -> Article:
@@ -386,6 +417,7 @@ class ColumnNews(_NpList):
         "article_url": ARTICLE_URL,
         "column": "350",  # 350 要闻; 1207 财经早餐; 345 财经要闻 (NEWS-APIS §2.2)
         "page_size": 50,
+        "max_pages": 3,  # each item costs an article page: 150 on a first poll
         "fields": COLUMN_FIELDS,  # "" = let the API choose
         "content_selectors": list(CONTENT_SELECTORS),  # tried in order on the article page
         "outlet": "东方财富",  # when an item has no mediaName
@@ -405,6 +437,14 @@ class ColumnNews(_NpList):
         if self.option("fields"):
             params += [("fields", str(self.option("fields"))), ("types", "1,20")]
         return [merged_request(str(self.option("list_url")), params, headers=self.headers())]
+
+    def next_page(self, request: Request, payload: Any, entries: list[Entry]) -> Request | None:
+        """The next ``page_index``."""
+        page = dict(request.params).get("page_index", "1")
+        if not page.isdigit() or int(page) < 1:
+            return None  # a list_url with its own odd page_index: read that page only
+        return request.with_params({"page_index": str(int(page) + 1),
+                                    "req_trace": request_trace()})
 
     def text_request(self, item: Mapping[str, Any]) -> Request | None:
         code = text_field(item, "code").strip()

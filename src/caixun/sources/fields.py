@@ -17,8 +17,8 @@ from caixun.normalize import clean_title, html_to_text, sanitize_html, split_hea
 
 __all__ = [
     "DESKTOP_UA", "SENTENCE_END", "TITLE_CHARS", "dig", "envelope_items", "first_sentence",
-    "identified", "names", "plain_text", "string_field", "text_field", "title_and_body",
-    "web_url",
+    "identified", "level", "names", "plain_text", "string_field", "text_field",
+    "title_and_body", "truthy", "web_url",
 ]
 
 DESKTOP_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
@@ -44,6 +44,34 @@ def text_field(item: Mapping[str, Any], key: str) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     return ""
+
+
+_FALSE_WORDS = frozenset({"", "0", "false", "no", "null", "none"})
+
+
+def truthy(value: Any) -> bool:
+    """A flag as the APIs send it: ``true``, a non-zero number or a string such as
+    ``"1"`` or ``"true"``; not ``false``, 0, null, ``""``, ``"0"`` or ``"false"``."""
+    if isinstance(value, str):
+        return value.strip().lower() not in _FALSE_WORDS
+    if isinstance(value, (bool, int, float)):
+        return bool(value)
+    return False  # null, a list, an object: no flag
+
+
+def level(value: Any) -> float:
+    """A numeric level (``vip_level``) given as a number or its text; 0 when it is neither."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value) if value == value else 0.0  # NaN: no level
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return 0.0
+        return number if number == number else 0.0
+    return 0.0
 
 
 def names(values: Any, key: str) -> list[str]:

@@ -35,6 +35,7 @@ from typing import Iterable, Iterator
 import yaml
 
 from caixun.errors import PostFormatError
+from caixun.identity import stored_identity
 from caixun.model import Article, BodyFormat, PostStyle
 from caixun.normalize import (
     BEIJING,
@@ -44,6 +45,7 @@ from caixun.normalize import (
     sanitize_html,
     text_to_html,
 )
+from caixun.publish.jekyll import escape_text_body
 from caixun.slugs import is_safe_slug, legacy_slug, safe_slug
 
 __all__ = [
@@ -121,9 +123,7 @@ def parse_post(text: str, name: str, where: str | None = None) -> ParsedPost:
     if text.startswith("\ufeff"):
         text = text[1:]
         repairs.append("byte-order mark removed")
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-        repairs.append("CRLF line endings converted to LF")
+    text = _line_endings(text, repairs)
     if not text.strip():
         raise PostFormatError(where, "empty file")
     front, body = _split_front_matter(text, where)
@@ -155,7 +155,7 @@ def parse_post(text: str, name: str, where: str | None = None) -> ParsedPost:
         key_order=tuple(order),
         extra_fields=tuple(extra),
     )
-    main_text = unescape_text_body(parts.main) if parts.body_format == "text" else ""
+    main_text = _text_body(parts.main) if parts.body_format == "text" else ""
     digest = parts.quote if parts.quote is not None else main_text
     article = Article(
         uid=uid_for(file_id),
@@ -170,9 +170,32 @@ def parse_post(text: str, name: str, where: str | None = None) -> ParsedPost:
         url=parts.link or "",
         body_raw=body_raw,
         post_style=style,
+        # The old site named a post after its East Money id, and linked the article.
+        identity=stored_identity(file_id=file_id, url=parts.link or "", share_url="",
+                                 extra={}, post_style=True),
     )
     alias = category if category and category != slug else None
     return ParsedPost(article, tuple(repairs), alias)
+
+
+def _line_endings(text: str, repairs: list[str]) -> str:
+    """The text with LF line endings; a file's line endings are its front matter's.
+
+    A front matter (from the opening ``---`` line to the closing one) without
+    a CR makes an LF file: every CR after it belongs to the body (East Money
+    separated some articles' paragraphs with CRLF) and is kept, so the post
+    is written back byte for byte. A CR in the front matter means the whole
+    file was written with CRLF (or CR) line endings, e.g. by a Windows editor:
+    every CRLF and lone CR becomes LF, a repair.
+    """
+    if "\r" not in text:
+        return text
+    if text.startswith("---\n"):
+        end = text.find("\n---\n", 3)
+        if end != -1 and "\r" not in text[:end]:
+            return text
+    repairs.append("CRLF line endings converted to LF")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 # -- front matter -------------------------------------------------------------
@@ -383,9 +406,17 @@ def _read_content(lines: list[str], parts: _BodyParts) -> None:
     parts.body_format = "html" if _TAG.search(parts.main) else "text"
 
 
+def _text_body(main: str) -> str:
+    """A plain-text body's text: unescaped, its CRLF (and lone CR) line breaks as LF."""
+    return unescape_text_body(main).replace("\r\n", "\n").replace("\r", "\n")
+
+
 def _body_html(parts: _BodyParts, repairs: list[str]) -> tuple[str, str | None]:
+    """The sanitized body HTML, and the body as read when it cannot be written back
+    from the clean fields (``publish.jekyll`` writes it instead, byte for byte)."""
     if parts.body_format == "text":
-        return text_to_html(unescape_text_body(parts.main)), None
+        text = _text_body(parts.main)
+        return text_to_html(text), None if escape_text_body(text) == parts.main else parts.main
     cleaned = sanitize_html(parts.main)
     if cleaned == parts.main:
         return cleaned, None

@@ -8,6 +8,8 @@ What the list keeps and how an item becomes an article:
 * The envelope ``{status: 200, data: [...]}`` and a bare array are both read.
 * Dropped in ``parse_list``: type 2 (articles and VIP promos), ``data.tag ==
   "VIP"``, anything linking to ``xnews.jin10.com`` or ``jin10.com/vip_payment``,
+  locked and VIP flashes (a truthy ``lock``, ``vip_level > 0``; either may come
+  as text, or null), the ad channel (``channel`` lists 5, as a number or text),
   items without an ``id``, and English duplicates: a flash whose text is mostly
   ASCII letters is dropped when a Chinese flash of the same page lies within
   ``TWIN_SECONDS`` of it (an English flash with no Chinese twin is kept).
@@ -31,14 +33,15 @@ from caixun.errors import PayloadError
 from caixun.model import Article
 from caixun.rules import url_template
 from caixun.sources.base import Entry, Request, Source, build_article
-from caixun.sources.fields import (DESKTOP_UA, envelope_items, identified, plain_text,
-                                   string_field, title_and_body)
+from caixun.sources.fields import (DESKTOP_UA, envelope_items, identified, level, plain_text,
+                                   string_field, title_and_body, truthy)
 
 __all__ = ["Flash"]
 
 PROMO_LINKS = ("xnews.jin10.com", "jin10.com/vip_payment")
 TWIN_SECONDS = 60  # how far apart a Chinese flash and its English copy may be
 CALENDAR_TYPE, PROMO_TYPE = "1", "2"  # compared as text: the type may come quoted
+AD_CHANNEL = 5  # the ads channel; it may come as text ("5") too
 _ASCII_LETTER = re.compile(r"[A-Za-z]")
 
 
@@ -46,6 +49,7 @@ class Flash(Source):
     """金十数据快讯: the Jin10 7x24 flash."""
 
     kind = "jin10"
+    portal = "jin10"
     description = "金十数据快讯 (www.jin10.com), get_flash_list"
     defaults = {
         "list_url": "https://flash-api.jin10.com/get_flash_list",
@@ -102,6 +106,12 @@ def _flashes(payload: Any) -> list[Any]:
 def _is_promo(item: Mapping[str, Any]) -> bool:
     data = _data(item)
     if str(item.get("type")) == PROMO_TYPE or data.get("tag") == "VIP":
+        return True
+    if truthy(item.get("lock")) or level(item.get("vip_level")) > 0:
+        return True  # a locked or VIP flash: its text is behind the paywall
+    channels = item.get("channel")
+    if isinstance(channels, list) and any(
+            level(c) == AD_CHANNEL for c in channels if not isinstance(c, bool)):
         return True
     links = " ".join(string_field(data, key) for key in ("content", "link", "source_link"))
     return any(marker in links for marker in PROMO_LINKS)

@@ -1,5 +1,11 @@
 """新浪财经 7x24 (Sina zhibo): ``api/zhibo/feed`` (NEWS-APIS.md §6).
 
+The page size goes out as both ``page_size`` and ``pagesize`` (akshare sends
+both; RSSHub only the second, NEWS-APIS.md §9.2). The list pages back by
+``page`` (``next_page``), up to ``max_pages`` pages a round and never past
+``page_info.totalPage``, so a burst larger than a page between two polls is
+not lost; the fetcher stops at the first page holding an item already stored.
+
 How an item becomes an article:
 
 * Items are in ``result.data.feed.list``; ``result.status.code != 0`` is a
@@ -10,8 +16,8 @@ How an item becomes an article:
 * ``ext`` is a JSON-encoded string; it is decoded defensively, and an ``ext``
   that is not valid JSON only loses what it would have added (stocks, the
   fallback url), never the item.
-* The url is ``docurl``, else ``ext.docurl``; the time is ``create_time``
-  (Beijing time).
+* The url is ``ext.docurl`` (the desktop page, as RSSHub prefers it), else
+  ``docurl`` (the mobile page); the time is ``create_time`` (Beijing time).
 * Items without an ``id`` and items marked ``is_delete`` are skipped in
   ``parse_list``; an item with no text, or no ``create_time``, raises
   ``ItemError`` from ``to_article``.
@@ -26,8 +32,9 @@ from typing import Any, Mapping
 from caixun.errors import PayloadError
 from caixun.model import Article
 from caixun.rules import whole
-from caixun.sources.base import Entry, Request, Source, build_article
-from caixun.sources.fields import (DESKTOP_UA, dig, identified, names, plain_text,
+from caixun.sources.base import (PAGING_DEFAULTS, PAGING_RULES, Entry, Request, Source,
+                                 build_article)
+from caixun.sources.fields import (DESKTOP_UA, dig, identified, level, names, plain_text,
                                    string_field, title_and_body)
 
 __all__ = ["Zhibo"]
@@ -37,21 +44,24 @@ class Zhibo(Source):
     """新浪财经 7x24: one Sina zhibo feed."""
 
     kind = "sina"
+    portal = "sina"
     description = "新浪财经7x24 (finance.sina.com.cn/7x24), api/zhibo/feed"
     defaults = {
         "list_url": "https://zhibo.sina.com.cn/api/zhibo/feed",
         "zhibo_id": "152",  # 财经 7x24
         "tag_id": "0",  # 0 = all; the other ids differ between reports
         "page_size": 20,  # 20–100 in practice; ≤50 recommended
+        **PAGING_DEFAULTS,  # max_pages
         "user_agent": DESKTOP_UA,
         "referer": "https://finance.sina.com.cn/7x24/",
     }
-    option_rules = {"page_size": whole(1, 100)}
+    option_rules = {"page_size": whole(1, 100), **PAGING_RULES}
 
     def list_requests(self) -> list[Request]:
+        size = str(self.option("page_size"))
         params = (("zhibo_id", str(self.option("zhibo_id"))),
                   ("tag_id", str(self.option("tag_id"))), ("page", "1"),
-                  ("page_size", str(self.option("page_size"))), ("dire", "f"), ("dpc", "1"))
+                  ("page_size", size), ("pagesize", size), ("dire", "f"), ("dpc", "1"))
         headers = (("User-Agent", str(self.option("user_agent"))),
                    ("Referer", str(self.option("referer"))))
         return [Request(str(self.option("list_url")), params=params, headers=headers)]
@@ -60,6 +70,14 @@ class Zhibo(Source):
         items = identified(_feed(payload), source="sina", where="result.data.feed.list")
         items = [item for item in items if not item.get("is_delete")]
         return [Entry(str(item["id"]), item) for item in items]
+
+    def next_page(self, request: Request, payload: Any, entries: list[Entry]) -> Request | None:
+        """The next ``page``, unless ``page_info.totalPage`` says this was the last."""
+        page = dict(request.params).get("page", "1")
+        total = level(dig(payload, "result", "data", "feed", "page_info", "totalPage"))
+        if not page.isdigit() or int(page) < 1 or 0 < total <= int(page):
+            return None
+        return request.with_params({"page": str(int(page) + 1)})
 
     def to_article(self, entry: Entry, text: Mapping[str, Any] | None,
                    fetched_at: datetime) -> Article:
@@ -71,7 +89,7 @@ class Zhibo(Source):
         return build_article(
             self, entry.native_id, outlet="新浪财经", title=title,
             published=item.get("create_time") or None, fetched_at=fetched_at, body_text=body,
-            url=string_field(item, "docurl") or string_field(ext, "docurl"),
+            url=string_field(ext, "docurl") or string_field(item, "docurl"),
             extra={k: v for k, v in extra.items() if v})
 
 

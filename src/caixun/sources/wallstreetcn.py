@@ -32,6 +32,7 @@ class LiveNews(Source):
     """华尔街见闻快讯: one Wallstreetcn live channel."""
 
     kind = "wallstreetcn"
+    portal = "wallstreetcn"
     description = "华尔街见闻快讯 (wallstreetcn.com/live), one channel of content/lives"
     defaults = {
         "list_url": "https://api-one.wallstcn.com/apiv1/content/lives",
