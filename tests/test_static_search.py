@@ -167,8 +167,10 @@ def test_the_search_page_is_built(corpus_site: tuple[Path, dict[int, str]]) -> N
 
 @pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Blocks of 8 ids, level-1 blocks of 32: a few dozen articles exercise every case."""
+    """Blocks of 8 ids, level-1 blocks of 32, tails of 4: a few dozen articles exercise
+    every case."""
     monkeypatch.setattr(static_search, "LEVEL_SIZES", (8, 32))
+    monkeypatch.setattr(static_search, "TAIL_SIZE", 4)
     monkeypatch.setattr(static_search, "SHARD_TARGET", 256)
     monkeypatch.setattr(static_search, "BIG_POSTING", 2)
 
@@ -192,16 +194,41 @@ def _full_copy(archive: SqliteArchive, tmp_path: Path, name: str) -> dict[str, b
 @pytest.mark.usefixtures("small_blocks")
 def test_new_articles_rewrite_only_the_last_block(archive: SqliteArchive, tmp_path: Path) -> None:
     site = tmp_path / "site"
-    _add(archive, range(1, 21))  # ids 1…20: blocks 0-0, 0-1, 0-2
+    _add(archive, range(1, 21))  # ids 1…20: blocks 0-0, 0-1, 0-2; 20 is a cut: no tail
     build_site(archive, site, CONFIG, jobs=1)
     assert {p.split("/")[1] for p in _search_tree(site) if p.count("/") == 2} == \
         {"0-0", "0-1", "0-2"}
-    _add(archive, range(21, 23))
+    _add(archive, range(21, 23))  # 21, 22: the tail
     report = build_site(archive, site, CONFIG, jobs=1, record_paths=True)
     written = {p for p in report.written_paths if p.startswith("search/")}
     assert written - {"search/manifest.json"}
-    assert all(p.startswith("search/0-2/") for p in written - {"search/manifest.json"})
+    assert all(p.startswith("search/t-21/") for p in written - {"search/manifest.json"})
     assert search_static(site, "测试新闻22").ids == [22]
+    assert _search_tree(site) == _full_copy(archive, tmp_path, "full")
+    _add(archive, range(23, 26))  # 25 passes the cut at 24: 21…23 join 0-2, 24 starts 0-3
+    report = build_site(archive, site, CONFIG, jobs=1, record_paths=True)
+    assert {p.split("/")[1] for p in report.written_paths if p.count("/") == 2
+            and p.startswith("search/")} == {"0-2", "0-3", "t-25"}
+    assert not (site / "search/t-21").exists()
+    assert search_static(site, "测试新闻22").ids == [22]
+    assert _search_tree(site) == _full_copy(archive, tmp_path, "full")
+
+
+@pytest.mark.usefixtures("small_blocks")
+def test_one_new_article_rewrites_a_few_files(archive: SqliteArchive, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the real sizes: an article added to a site of 151 writes the tail, not the block."""
+    monkeypatch.setattr(static_search, "LEVEL_SIZES", (1024, 16384, 262144))
+    monkeypatch.setattr(static_search, "SHARD_TARGET", 1024)
+    monkeypatch.setattr(static_search, "TAIL_SIZE", 16)
+    import_posts([POSTS], archive)
+    _add(archive, range(1, 35))  # 151 articles
+    site = tmp_path / "site"
+    build_site(archive, site, CONFIG, jobs=1)
+    _add(archive, range(35, 36))
+    report = build_site(archive, site, CONFIG, jobs=1, record_paths=True)
+    search_files = [p for p in report.written_paths if p.startswith("search/")]
+    assert len(report.written_paths) <= 30 and len(search_files) <= 8, report.written_paths
     assert _search_tree(site) == _full_copy(archive, tmp_path, "full")
 
 
@@ -232,14 +259,15 @@ def test_updated_and_deleted_articles(archive: SqliteArchive, tmp_path: Path) ->
 def test_a_completed_level_one_range_replaces_its_small_blocks(
         archive: SqliteArchive, tmp_path: Path) -> None:
     site = tmp_path / "site"
-    _add(archive, range(1, 31))  # ids 1…30: level-0 blocks 0-0 … 0-3
+    _add(archive, range(1, 31))  # ids 1…30: level-0 blocks 0-0 … 0-3, the tail 29, 30
     build_site(archive, site, CONFIG, jobs=1)
     assert sorted(p.name for p in (site / "search").iterdir() if p.is_dir()) == \
-        ["0-0", "0-1", "0-2", "0-3"]
+        ["0-0", "0-1", "0-2", "0-3", "t-29"]
     before = search_static(site, "第1类", limit=ALL).ids
     _add(archive, range(31, 36))  # id 32 exists: ids 0…31 become block 1-0
     build_site(archive, site, CONFIG, jobs=1)
-    assert sorted(p.name for p in (site / "search").iterdir() if p.is_dir()) == ["0-4", "1-0"]
+    assert sorted(p.name for p in (site / "search").iterdir() if p.is_dir()) == \
+        ["0-4", "1-0", "t-33"]
     after = search_static(site, "第1类", limit=ALL).ids
     assert after == sorted(set(before) | {31, 34}, reverse=True)
     assert _search_tree(site) == _full_copy(archive, tmp_path, "full")
@@ -273,7 +301,7 @@ def test_three_levels_grow_incrementally_as_a_full_build(archive: SqliteArchive,
     for first in range(1, 80, 9):
         _add(archive, range(first, first + 9))
         build_site(archive, site, CONFIG, jobs=1)
-    levels = {p.name.split("-")[0] for p in (site / "search").iterdir() if p.is_dir()}
+    levels = {p.name.split("-")[0] for p in (site / "search").iterdir() if p.is_dir()} - {"t"}
     assert levels == {"0", "2"} or levels == {"0", "1", "2"}
     assert search_static(site, "测试新闻5", limit=ALL).ids == [5]
     assert _search_tree(site) == _full_copy(archive, tmp_path, "full")

@@ -27,9 +27,11 @@ capped at ``MAX_QUERY_TERMS`` (the first ones), which only widens the results.
 
 Layout (all integers little-endian; "varint" is LEB128, 7 bits a byte)::
 
-    search/manifest.json      {"format", "terms", "levels", "docs_per_chunk",
+    search/manifest.json      {"format", "terms", "levels", "tail", "cut",
+                               "docs_per_chunk",
                                "blocks": [{"level", "k", "lo", "hi", "n",
                                            "shards", "v"}, …]}   newest first
+    search/t-<lo>/…               the tail (level "t", k = lo), files as a block's
     search/<level>-<k>/s<i>.bin   shard i of the block's terms
     search/<level>-<k>/t<j>.bin   one large posting list
     search/<level>-<k>/d<c>.json  {"<id>": [title, path, outlet, "YYYY-MM-DD"]}
@@ -40,9 +42,18 @@ A block holds the article ids ``[lo, hi]``: a block of level *L* covers
 article id past its end exists (and no larger block covers it); the ids above
 the last such range are in level-0 blocks. New articles land in the small
 level-0 block at the end, so an incremental build re-segments at most 1,024
-articles; a range of 16,384 or 262,144 is built once, when it is complete. A block is a pure function of its articles, so a build rewrites only
-the blocks holding changed articles, and ``v`` (a hash of the block's files)
-lets the browser cache the rest forever (``?v=``).
+articles; a range of 16,384 or 262,144 is built once, when it is complete.
+
+The newest ids, above ``cut`` (the highest multiple of ``TAIL_SIZE`` = 16
+not above the highest id), are left out of their level-0 block and form the
+*tail*, a block whose shards are made about ``TAIL_SHARD_TARGET`` bytes
+(8 KB, not 1 KB): a new article rewrites the tail's few files, not the
+hundred-odd shards of its level-0 block, which is rewritten once per 16 ids,
+when the cut passes them. A block is a pure function of its articles and of
+the cut, the cut of the highest id, so a build rewrites only the blocks
+holding changed articles (and the one the cut moved through) and an
+incremental build writes what a full build would; ``v`` (a hash of the
+block's files) lets the browser cache the rest forever (``?v=``).
 
 A term goes to shard ``fnv1a32(utf8(term)) % shards``; ``shards`` is the power
 of two that makes the average shard about ``SHARD_TARGET`` bytes. A shard is a
@@ -83,6 +94,8 @@ FORMAT = 1
 TERMS_VERSION = 1
 LEVEL_SIZES: tuple[int, ...] = (1024, 16384, 262144)  # ids per block of each level
 SHARD_TARGET = 1024  # average bytes per shard: a rare word costs a shard per block
+TAIL_SIZE = 16  # the newest ids, above the last multiple of this, are the tail
+TAIL_SHARD_TARGET = 8192  # a tail of few, larger shards: a new article rewrites few files
 BIG_POSTING = 1024  # posting lists past this go to their own file
 DOCS_PER_CHUNK = 32
 MAX_QUERY_TERMS = 12
@@ -237,6 +250,44 @@ class Block:
         return f"{paths.SEARCH_DIR}/{self.level}-{self.k}"
 
 
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """The newest ids, ``lo``… ``lo + tail_size() - 1``, in a block of a few shards.
+
+    The ids above ``cut(max_id)`` (a multiple of the tail size) are left out
+    of their level-0 block and form the tail: a new article rewrites the
+    tail's few files, and the level-0 block only once per ``TAIL_SIZE`` ids,
+    when the cut moves past them. Both are functions of the articles and of
+    the highest id, so an incremental build gives the files a full build does.
+    """
+
+    lo: int
+
+    level = "t"
+
+    @property
+    def k(self) -> int:
+        return self.lo
+
+    @property
+    def hi(self) -> int:
+        return self.lo + tail_size() - 1
+
+    @property
+    def dir(self) -> str:
+        return f"{paths.SEARCH_DIR}/t-{self.lo}"
+
+
+def tail_size() -> int:
+    """Ids per tail: a power of two that divides the level-0 block size."""
+    return min(TAIL_SIZE, LEVEL_SIZES[0])
+
+
+def cut(max_id: int) -> int:
+    """The highest id in the blocks; ids above it are in the tail."""
+    return max_id - max_id % tail_size()
+
+
 def layout(max_id: int) -> list[Block]:
     """Every block that may hold ids 1…max_id, oldest first."""
     if not max_id:
@@ -267,8 +318,8 @@ class Doc:
     meta: list[str]  # title, path, outlet, date
 
 
-def build_block(block: Block, docs: list[Doc]) -> dict[str, bytes]:
-    """The files of one block: name → bytes."""
+def build_block(block: Block | Tail, docs: list[Doc]) -> dict[str, bytes]:
+    """The files of one block (or the tail): name → bytes."""
     postings: dict[str, list[int]] = defaultdict(list)
     lo = block.lo
     for doc in sorted(docs, key=lambda d: d.id):
@@ -286,8 +337,9 @@ def build_block(block: Block, docs: list[Doc]) -> dict[str, bytes]:
         else:
             entries.append((term.encode("utf-8"), (len(data) << 2) | kind, data))
     total = sum(len(t) + len(d) + 4 for t, _, d in entries)
+    target = TAIL_SHARD_TARGET if isinstance(block, Tail) else SHARD_TARGET
     shards = 1
-    while total / shards > SHARD_TARGET:
+    while total / shards > target:
         shards *= 2
     parts = [bytearray() for _ in range(shards)]
     for term_bytes, tag, data in entries:
@@ -328,11 +380,14 @@ def _texts(archive_path: Path, first: int, last: int) -> dict[int, str]:
     return out
 
 
-def block_docs(archive: SqliteArchive, block: Block, tz: tzinfo) -> list[Doc]:
-    refs = archive.refs_in_id_range(block.lo, block.hi)
+def block_docs(archive: SqliteArchive, block: Block | Tail, tz: tzinfo,
+               upto: int | None = None) -> list[Doc]:
+    """The articles of a block with ids up to ``upto`` (the cut; None: all)."""
+    last = block.hi if upto is None else min(block.hi, upto)
+    refs = archive.refs_in_id_range(block.lo, last)
     if not refs:
         return []
-    texts = _texts(archive.path, block.lo, block.hi)
+    texts = _texts(archive.path, block.lo, last)
     return [Doc(ref.id, texts.get(ref.id, ref.title), _meta(ref, tz)) for ref in refs]
 
 
@@ -352,28 +407,32 @@ class Writer(Protocol):
     def remove(self, path: str) -> None: ...
 
 
-def _manifest(blocks: Iterable[dict[str, object]]) -> dict[str, object]:
+def _manifest(blocks: Iterable[dict[str, object]], cut_id: int = 0) -> dict[str, object]:
     return {"format": FORMAT, "terms": TERMS_VERSION, "levels": list(LEVEL_SIZES),
-            "docs_per_chunk": DOCS_PER_CHUNK,
+            "tail": tail_size(), "cut": cut_id, "docs_per_chunk": DOCS_PER_CHUNK,
             "blocks": sorted(blocks, key=lambda b: -int(str(b["lo"])))}
 
 
-def _old_entries(root: Path) -> dict[Block, dict[str, object]] | None:
-    """The blocks the manifest on disk lists; None when it is missing or corrupt.
+def _old_entries(root: Path) -> tuple[dict[Block, dict[str, object]], int] | None:
+    """The blocks the manifest on disk lists, and its cut; None when it is missing or corrupt.
 
-    A block whose directory is gone is left out, so it is built again.
+    A block whose directory is gone is left out, so it is built again; the
+    tail is always built again.
     """
     try:
         manifest = json.loads((root / paths.SEARCH_MANIFEST).read_bytes())
         fresh = _manifest(())
         if not isinstance(manifest, dict) or any(
                 manifest.get(key) != fresh[key] for key in ("format", "terms", "levels",
-                                                            "docs_per_chunk")):
+                                                            "tail", "docs_per_chunk")):
             return None
-        entries = {Block(int(b["level"]), int(b["k"])): b for b in manifest["blocks"]}
+        entries = {Block(int(b["level"]), int(b["k"])): b for b in manifest["blocks"]
+                   if b["level"] != Tail.level}
+        old_cut = int(manifest["cut"])
     except (OSError, ValueError, KeyError, TypeError, IndexError):  # corrupt: rebuild all
         return None
-    return {block: entry for block, entry in entries.items() if (root / block.dir).is_dir()}
+    return ({block: entry for block, entry in entries.items() if (root / block.dir).is_dir()},
+            old_cut)
 
 
 def write_index(archive: SqliteArchive, writer: Writer, tz: tzinfo,
@@ -385,23 +444,30 @@ def write_index(archive: SqliteArchive, writer: Writer, tz: tzinfo,
     removed last. ``jobs`` > 1 builds blocks in that many worker processes.
     """
     max_id = archive.max_article_id()
-    wanted = layout(max_id)
-    old = _old_entries(writer.root) if changed_ids is not None else None
-    if old is None:
+    wanted, top = layout(max_id), cut(max_id)
+    found = _old_entries(writer.root) if changed_ids is not None else None
+    old: dict[Block, dict[str, object]] = {}
+    if found is None:
         dirty = set(wanted)
-        old = {}
     else:
-        dirty = {block_of(i, max_id) for i in changed_ids or ()} | (set(wanted) - set(old))
-    entries = {block: old[block] for block in wanted if block not in dirty and block in old}
+        old, old_top = found
+        low, high = sorted((old_top, top))
+        dirty = ({block_of(i, max_id) for i in changed_ids or () if i <= top}
+                 | (set(wanted) - set(old))
+                 | {b for b in wanted if b.lo <= high and b.hi > low})  # the cut moved past
+    entries: dict[Block | Tail, dict[str, object]] = {
+        block: old[block] for block in wanted if block not in dirty and block in old}
     stale: dict[str, None] = {}
-    todo = [block for block in wanted if block in dirty]
-    for block, files, count in _build_blocks(archive, todo, tz, jobs):
+    todo: list[Block | Tail] = [block for block in wanted if block in dirty]
+    if max_id > top:
+        todo.append(Tail(top + 1))
+    for block, files, count in _build_blocks(archive, todo, tz, jobs, top):
         for name, data in files.items():
             writer.put(f"{block.dir}/{name}", data)
         if count:
             entries[block] = build_block_entry(block, files, count)
         stale.update(dict.fromkeys(_files_in(writer.root, block.dir, exclude=set(files))))
-    writer.put(paths.SEARCH_MANIFEST, _json(_manifest(entries.values())))
+    writer.put(paths.SEARCH_MANIFEST, _json(_manifest(entries.values(), top)))
     keep = {block.dir for block in entries}
     for directory in sorted((writer.root / paths.SEARCH_DIR).glob("*-*")):
         name = f"{paths.SEARCH_DIR}/{directory.name}"
@@ -411,29 +477,31 @@ def write_index(archive: SqliteArchive, writer: Writer, tz: tzinfo,
         writer.remove(path)  # at the end of the build, with the directories it empties
 
 
-_Built = tuple[Block, dict[str, bytes], int]
+_Built = tuple[Block | Tail, dict[str, bytes], int]
 
 
-def _build_blocks(archive: SqliteArchive, blocks: list[Block], tz: tzinfo,
-                  jobs: int) -> Iterator[_Built]:
+def _build_blocks(archive: SqliteArchive, blocks: list[Block | Tail], tz: tzinfo,
+                  jobs: int, top: int) -> Iterator[_Built]:
+    """Each block's files, from its articles up to the cut ``top`` (the tail's: all)."""
     if jobs <= 1 or len(blocks) <= 1:
         for block in blocks:
-            docs = block_docs(archive, block, tz)
+            docs = block_docs(archive, block, tz, None if isinstance(block, Tail) else top)
             yield block, build_block(block, docs) if docs else {}, len(docs)
         return
-    work = [(str(archive.path), block, tz, LEVEL_SIZES) for block in blocks]
+    work = [(str(archive.path), block, tz, top) for block in blocks]
     with multiprocessing.get_context("fork").Pool(min(jobs, len(blocks))) as pool:
         yield from pool.imap(_build_in_worker, work)
 
 
-def _build_in_worker(job: tuple[str, Block, tzinfo, tuple[int, ...]]) -> _Built:
-    path, block, tz, _ = job
+def _build_in_worker(job: tuple[str, Block | Tail, tzinfo, int]) -> _Built:
+    path, block, tz, top = job
     with open_archive(path) as archive:
-        docs = block_docs(archive, block, tz)
+        docs = block_docs(archive, block, tz, None if isinstance(block, Tail) else top)
     return block, build_block(block, docs) if docs else {}, len(docs)
 
 
-def build_block_entry(block: Block, files: dict[str, bytes], count: int) -> dict[str, object]:
+def build_block_entry(block: Block | Tail, files: dict[str, bytes],
+                      count: int) -> dict[str, object]:
     digest = hashlib.sha256()
     for name in sorted(files):
         digest.update(name.encode() + b"\0" + files[name])
