@@ -120,7 +120,10 @@ def test_politeness_gap_and_concurrency_per_host(server: ns.NewsServer) -> None:
     _run(many())
     starts = sorted(seen.at for seen in server.seen("/slow"))
     gaps = [b - a for a, b in zip(starts, starts[1:])]
-    assert min(gaps) >= 0.09, gaps  # never faster than the host's limit
+    # Never faster than the host's limit (0.1 s); ungated they would start together.
+    # The server stamps arrivals on its own threads: on a loaded machine a stamp
+    # can come late, which makes the next gap look shorter by as much.
+    assert min(gaps) >= 0.07, gaps
     # At most 2 in flight: the third start waits for the first to finish (0.15 s).
     assert starts[2] - starts[0] >= 0.15 - 0.01
 
