@@ -20,13 +20,22 @@ For each N it
    media-column post ``2022-01-11-NW202201112243109259.md``; the rest a plain
    digest. Post ``i`` does not depend on N, so a smaller set is a prefix of a
    larger one.
+   A hundred more posts of the stream (``N`` … ``N+99``) wait in a directory
+   beside them.
 2. runs a fresh child process (so peak RSS is per N) that times
-   ``open_archive`` + ``import_posts`` and then ``write_posts(iter_articles())``,
-   checks that N articles are new and N files were written, and compares
-   ``--check`` randomly chosen exported files with the generated ones byte for
-   byte.
-3. prints one row per N: seconds and articles/s for import and export, the
-   child's peak RSS (``ru_maxrss``) and the archive size (MB = 2**20 bytes).
+   ``open_archive`` + ``import_posts`` (with ``--jobs``, default the
+   importer's: one process per idle core) and then
+   ``write_posts(iter_articles())``, checks that N articles are new and N
+   files were written, and compares ``--check`` randomly chosen exported
+   files with the generated ones byte for byte. Then it times two more
+   imports of the directory, each with a fresh ``open_archive``: unchanged
+   (every file must be left unread), and after the hundred more posts were
+   moved in (100 new, N unread).
+3. prints one row per N: seconds and articles/s for the first import, seconds
+   for the two re-imports, seconds and articles/s for the export, the child's
+   peak RSS (``ru_maxrss``; the import's worker processes, if any, are
+   separate processes: their peak is in the notes) and the archive size
+   (MB = 2**20 bytes).
 
 Only the standard library and caixun are used. Files are freshly written, so
 the import reads from a warm page cache.
@@ -56,7 +65,7 @@ from typing import Any, Iterator
 
 import caixun
 from caixun.archive import SqliteArchive, open_archive
-from caixun.importer import import_posts
+from caixun.importer import default_jobs, import_posts
 from caixun.publish.jekyll import write_posts
 from caixun.slugs import is_safe_slug, legacy_slug
 
@@ -198,11 +207,11 @@ class PostMaker:
         return "\n ".join(paragraphs)
 
 
-def generate_posts(maker: PostMaker, directory: Path, count: int) -> int:
-    """Write ``count`` posts into ``directory``; returns the bytes written."""
+def generate_posts(maker: PostMaker, directory: Path, count: int, first: int = 0) -> int:
+    """Write posts ``first`` … ``first + count - 1`` into ``directory``; returns the bytes written."""
     directory.mkdir(parents=True)
     total = 0
-    for index in range(count):
+    for index in range(first, first + count):
         name, text = maker.post(index)
         data = text.encode("utf-8")
         (directory / name).write_bytes(data)
@@ -222,17 +231,31 @@ def archive_mb(db_path: Path) -> float:
     return sum(f.stat().st_size for f in files if f.exists()) / MB
 
 
-IMPORT_JOBS = int(os.environ.get("CAIXUN_IMPORT_JOBS", "0"))  # 0: every core
+EXTRA = 100  # posts added before the last re-import
 
 
-def measure_import(posts: Path, db_path: Path, n: int) -> tuple[SqliteArchive, float]:
+def measure_import(posts: Path, db_path: Path, n: int,
+                   jobs: int | None) -> tuple[SqliteArchive, float]:
     started = time.perf_counter()
     archive = open_archive(db_path)
-    report = import_posts([posts], archive, jobs=IMPORT_JOBS or None)
+    report = import_posts([posts], archive, jobs=jobs)
     seconds = time.perf_counter() - started
     if report.counts["new"] != n:
         raise SystemExit(f"import: expected {n} new articles, got {report.summary()}")
     return archive, seconds
+
+
+def measure_reimport(posts: Path, db_path: Path, new: int, unread: int,
+                     jobs: int | None) -> float:
+    """Seconds to open the archive and import ``posts`` again."""
+    started = time.perf_counter()
+    with open_archive(db_path) as archive:
+        report = import_posts([posts], archive, jobs=jobs)
+    seconds = time.perf_counter() - started
+    if (report.counts["new"], report.counts["unread"]) != (new, unread):
+        raise SystemExit(f"re-import: expected {new} new and {unread} files not read, "
+                         f"got {report.summary()}")
+    return seconds
 
 
 def measure_export(archive: SqliteArchive, out_dir: Path, n: int) -> float:
@@ -254,18 +277,25 @@ def spot_check(posts: Path, out_dir: Path, count: int, seed: int) -> int:
     return len(sample)
 
 
-def run_child(work: Path, n: int, check: int, seed: int) -> dict[str, Any]:
+def run_child(work: Path, n: int, check: int, seed: int, jobs: int | None) -> dict[str, Any]:
     posts, db_path, out_dir = work / "_posts", work / "archive.db", work / "export"
     rss_start = peak_rss_mb()
-    archive, import_s = measure_import(posts, db_path, n)
+    archive, import_s = measure_import(posts, db_path, n, jobs)
     rss_import = peak_rss_mb()
     export_s = measure_export(archive, out_dir, n)
     rss_export = peak_rss_mb()
     archive.close()
     checked = spot_check(posts, out_dir, check, seed)
-    return {"n": n, "import_s": import_s, "export_s": export_s, "rss_start": rss_start,
-            "rss_import": rss_import, "rss_peak": rss_export, "db_mb": archive_mb(db_path),
-            "checked": checked}
+    reimport_s = measure_reimport(posts, db_path, 0, n, jobs)
+    for extra in sorted((work / "extra").iterdir()):
+        extra.rename(posts / extra.name)
+    more_s = measure_reimport(posts, db_path, EXTRA, n, jobs)
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"n": n, "import_s": import_s, "export_s": export_s, "reimport_s": reimport_s,
+            "more_s": more_s, "rss_start": rss_start, "rss_import": rss_import,
+            "rss_peak": peak_rss_mb(), "rss_export": rss_export,
+            "rss_workers": workers / (MB if sys.platform == "darwin" else 1024),
+            "db_mb": archive_mb(db_path), "checked": checked}
 
 
 # -- the driver (parent process) ----------------------------------------------------
@@ -278,8 +308,13 @@ def run_size(maker: PostMaker, args: argparse.Namespace, root: Path, n: int) -> 
     started = time.perf_counter()
     size = generate_posts(maker, work / "_posts", n)
     gen_s = time.perf_counter() - started
+    generate_posts(maker, work / "extra", EXTRA, first=n)
+    # The importer does not trust the time of a file modified in the last 2
+    # seconds (caixun.importer.RECENT_NS): the re-import would digest it.
+    time.sleep(2.5)
     command = [sys.executable, str(Path(__file__).resolve()), "--child", str(work),
-               "--sizes", str(n), "--check", str(args.check), "--seed", str(args.seed)]
+               "--sizes", str(n), "--check", str(args.check), "--seed", str(args.seed),
+               "--jobs", str(args.jobs)]
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"N={n}: the measuring child failed (exit {done.returncode})")
@@ -293,15 +328,19 @@ def print_header(material: Material, outlets: list[Outlet], args: argparse.Names
     print(f"material: {corpus_dir()} ({len(material.titles)} titles, "
           f"{len(material.sentences)} sentences, {len(material.chars)} characters); "
           f"{len(outlets)} outlets, zipf {args.zipf}, html share {args.html_share}, "
-          f"seed {args.seed}", flush=True)
+          f"seed {args.seed}")
+    jobs = args.jobs or f"the importer's default, one per idle core ({default_jobs()} now)"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"import processes: {jobs}; load average before: {load}", flush=True)
 
 
-ROW = "{:>8} {:>9} {:>12} {:>9} {:>12} {:>12} {:>8}"
+ROW = "{:>8} {:>9} {:>12} {:>11} {:>11} {:>9} {:>12} {:>12} {:>8}"
 
 
 def print_row(r: dict[str, Any]) -> None:
     n = r["n"]
     print(ROW.format(n, f"{r['import_s']:.2f}", f"{n / r['import_s']:,.0f}",
+                     f"{r['reimport_s']:.2f}", f"{r['more_s']:.2f}",
                      f"{r['export_s']:.2f}", f"{n / r['export_s']:,.0f}",
                      f"{r['rss_peak']:.1f}", f"{r['db_mb']:.1f}"), flush=True)
 
@@ -311,8 +350,9 @@ def print_notes(notes: list[Outcome]) -> None:
     for r, gen_s, size in notes:
         print(f"  N={r['n']}: generated {size / MB:.1f} MB of posts in {gen_s:.2f} s; "
               f"RSS MB at start {r['rss_start']:.1f}, after import {r['rss_import']:.1f}, "
-              f"after export {r['rss_peak']:.1f}; {r['checked']} exported files "
-              f"byte-identical to the generated ones")
+              f"after export {r['rss_export']:.1f}, after the re-imports {r['rss_peak']:.1f}; "
+              f"import worker processes {r['rss_workers']:.1f} at most; {r['checked']} "
+              "exported files byte-identical to the generated ones")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -325,6 +365,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--check", type=int, default=100,
                         help="exported files compared byte for byte (random sample)")
     parser.add_argument("--keep", action="store_true", help="keep the files under /tmp")
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="import processes (default 0: the importer's default, one per core)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -332,7 +374,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.child is not None:
-        print(json.dumps(run_child(args.child, args.sizes[0], args.check, args.seed)))
+        print(json.dumps(run_child(args.child, args.sizes[0], args.check, args.seed,
+                                   args.jobs or None)))
         return
     material = read_material(corpus_dir())
     outlets = make_outlets(material, args.outlets, args.seed)
@@ -340,8 +383,8 @@ def main(argv: list[str] | None = None) -> None:
     root = Path(tempfile.mkdtemp(prefix="caixun-bench-", dir="/tmp"))
     notes: list[Outcome] = []
     try:
-        print(ROW.format("N", "import s", "import art/s", "export s", "export art/s",
-                         "peak RSS MB", "db MB"), flush=True)
+        print(ROW.format("N", "import s", "import art/s", "re-import s", f"+{EXTRA} new s",
+                         "export s", "export art/s", "peak RSS MB", "db MB"), flush=True)
         for n in args.sizes:
             notes.append(run_size(PostMaker(material, outlets, args), args, root, n))
             print_row(notes[-1][0])

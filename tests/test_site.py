@@ -281,3 +281,15 @@ def paths_ok(path: Path) -> bool:
         return True  # temporary files are never published and are swept next build
     data = path.read_bytes()
     return data.endswith(b"</html>\n") or path.suffix != ".html"
+
+
+def test_a_deleted_site_directory_is_built_again(archive: SqliteArchive, tmp_path: Path) -> None:
+    """The archive remembers the last build of a directory; a directory removed since
+    (or emptied) is not 'unchanged' but built again whole."""
+    import_posts([POSTS], archive)
+    out = tmp_path / "site"
+    build_site(archive, out, CONFIG)
+    expected = tree(out)
+    shutil.rmtree(out)
+    report = build_site(archive, out, CONFIG)
+    assert report.mode == "full" and tree(out) == expected

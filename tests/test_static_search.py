@@ -305,3 +305,30 @@ def test_three_levels_grow_incrementally_as_a_full_build(archive: SqliteArchive,
     assert levels == {"0", "2"} or levels == {"0", "1", "2"}
     assert search_static(site, "测试新闻5", limit=ALL).ids == [5]
     assert _search_tree(site) == _full_copy(archive, tmp_path, "full")
+
+
+def test_terms_kept_at_write_time_build_the_index_a_recomputation_would(
+        archive: SqliteArchive, tmp_path: Path) -> None:
+    """The build reads the terms the archive kept; without them (an older archive, other
+    term rules) it segments the articles itself: the same files either way."""
+    import sqlite3
+
+    import_posts([POSTS], archive)
+    _add(archive, range(1, 30))
+    kept = _full_copy(archive, tmp_path, "kept")
+    stored = sqlite3.connect(archive.path).execute(
+        "SELECT count(*) FROM static_terms").fetchone()[0]
+    assert stored == archive.count()
+    db = sqlite3.connect(archive.path)
+    db.execute("UPDATE static_terms SET version = version + 1 WHERE article_id % 3 = 0")
+    db.execute("DELETE FROM static_terms WHERE article_id % 3 = 1")
+    db.commit()
+    db.close()
+    assert _full_copy(archive, tmp_path, "recomputed") == kept
+    # An edited article's kept terms follow its text.
+    article = archive.get("test:5")
+    assert article is not None
+    archive.store(article.evolve(title="猕猴桃价格上涨"))
+    site = tmp_path / "kept"
+    build_site(archive, site, CONFIG, jobs=1)
+    assert search_static(site, "猕猴桃").ids != []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from caixun.errors import (
     ArchiveError,
     CaixunError,
@@ -11,7 +13,9 @@ from caixun.errors import (
     PostFormatError,
     SourceError,
 )
-from caixun.model import Article, PostStyle
+
+if TYPE_CHECKING:
+    from caixun.model import Article, PostStyle
 
 __version__ = "0.1.0"
 
@@ -27,3 +31,12 @@ __all__ = [
     "SourceError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The model is imported on first use: `caixun --version` needs only the version.
+    if name in ("Article", "PostStyle"):
+        from caixun import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module 'caixun' has no attribute {name!r}")

@@ -1,46 +1,57 @@
-"""The ``caixun`` command line. The only module that prints or exits."""
+"""The ``caixun`` command line. The only module that prints or exits.
+
+A command imports only what it uses: ``caixun --version`` and ``--help`` load
+click and little else, ``search`` the archive but not the fetcher, the site
+builder, the web server or rich. Heavy modules are imported inside the
+commands (and under ``TYPE_CHECKING`` for the annotations);
+``tests/test_startup.py`` keeps it so.
+"""
 
 from __future__ import annotations
 
 import sys
-from contextlib import nullcontext
+import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-import asyncio
-import json
-from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence, TypeVar
+from typing import (TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Iterator, Sequence,
+                    TypeVar)
 
 import click
-import html
-import re
-from datetime import datetime, timezone
-
-from rich.console import Console
-from rich.table import Table
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from caixun import __version__
-from caixun.archive import SourceHealth, SqliteArchive, open_archive
 from caixun.errors import CaixunError
-from caixun.importer import FileOutcome, import_posts
-from caixun.publish.jekyll import write_posts
-from caixun.publish.jsonl import write_jsonl, write_jsonl_file
-from caixun.fetch import DEFAULT_USER_AGENT, Fetcher, FetchSettings, fetch_round
-from caixun.normalize import BEIJING
-from caixun.publish.site import SiteConfig, build_site
-from caixun.search_api import day_bounds, search_record, search_routes
-from caixun.sources.base import SourceConfig, load_source
-from caixun.settings import Settings, load_settings
-from caixun.sources.jekyll import iter_post_paths
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+    from caixun.archive import SqliteArchive
+    from caixun.fetch import FetchSettings
+    from caixun.importer import FileOutcome
+    from caixun.publish.site import SiteConfig
+    from caixun.settings import Settings
+    from caixun.sources.base import SourceConfig
 
 T = TypeVar("T")
+
+BAR_DELAY = 1.0  # seconds: a build done sooner shows no progress bar
 
 
 @dataclass
 class AppContext:
     settings: Settings
     quiet: bool
-    err: Console
+
+    @cached_property
+    def err(self) -> Console:
+        """Standard error for rich's progress bars (made, and rich imported, on first use)."""
+        from rich.console import Console
+
+        return Console(stderr=True)
 
     @property
     def archive_path(self) -> Path:
@@ -48,9 +59,13 @@ class AppContext:
 
     def open_archive(self, read_only: bool = False) -> SqliteArchive:
         """The archive; ``read_only`` for commands that only read (nothing is created)."""
+        from caixun.archive import open_archive
+
         return open_archive(self.archive_path, read_only=read_only)
 
     def fetch_settings(self) -> FetchSettings:
+        from caixun.fetch import DEFAULT_USER_AGENT, FetchSettings
+
         values = self.settings
         return FetchSettings(
             connect_timeout=values["fetch.connect_timeout"],
@@ -74,6 +89,8 @@ class AppContext:
         return [c for c in configs if not names or c.name in names]
 
     def site_config(self) -> SiteConfig:
+        from caixun.publish.site import SiteConfig
+
         values = self.settings
         return SiteConfig(title=values["site.title"], url=values["site.url"],
                           language=values["site.language"], timezone=values["site.timezone"],
@@ -84,11 +101,20 @@ class AppContext:
     def shows_progress(self) -> bool:
         return not self.quiet and self.err.is_terminal
 
-    def progress(self, label: str, total: int | None) -> Progress | ContextManager[None]:
+    def progress(self, label: str, total: int | None) -> ContextManager[Progress | None]:
+        """A live progress bar, or None (``-q``, or stderr is not a terminal)."""
         if not self.shows_progress:
             return nullcontext()
+        return self.progress_bar(label)
+
+    def progress_bar(self, label: str, auto_refresh: bool = True) -> Progress:
+        """A progress bar on stderr, not yet started; ``label`` may name ``{task.description}``."""
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeRemainingColumn)
+
         return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), console=self.err, transient=True)
+                        TimeRemainingColumn(), console=self.err, transient=True,
+                        auto_refresh=auto_refresh)
 
     # Messages go through click (one unwrapped line each); while a progress
     # bar is live, rich redirects stderr so the bar and the lines don't mix.
@@ -131,8 +157,10 @@ def archive_option(func: Callable[..., Any]) -> Callable[..., Any]:
 def main(ctx: click.Context, archive_path: str | None, config_path: Path | None,
          quiet: bool) -> None:
     """caixun (财讯): aggregate, archive and publish Chinese financial news."""
+    from caixun.settings import load_settings
+
     settings = load_settings(config_path, {"archive.path": archive_path})
-    ctx.obj = AppContext(settings, quiet, Console(stderr=True))
+    ctx.obj = AppContext(settings, quiet)
 
 
 @main.command("import")
@@ -140,24 +168,30 @@ def main(ctx: click.Context, archive_path: str | None, config_path: Path | None,
                 type=click.Path(exists=True, path_type=Path))
 @click.option("--strict", is_flag=True,
               help="Exit with status 1 if any file was skipped or repaired.")
-@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Processes that parse and segment posts (used past 1,000 files).")
+@click.option("--jobs", type=click.IntRange(1, 64),
+              help="Processes to import with when 1,000 files or more are to be read: this "
+                   "one stores, the others read and parse (default: one per idle core).")
 @click.pass_obj
-def import_command(app: AppContext, paths: tuple[Path, ...], strict: bool, jobs: int) -> None:
+def import_command(app: AppContext, paths: tuple[Path, ...], strict: bool,
+                   jobs: int | None) -> None:
     """Import Jekyll post files (files or directories, recursively).
 
     Broken but readable posts are repaired, with a warning naming the file;
     unreadable ones are reported and skipped. Importing the same files again
-    changes nothing.
+    changes nothing, and a file unchanged since it was imported (same size
+    and modification time) is not even read.
     """
+    from caixun.importer import import_posts
+    from caixun.sources.jekyll import iter_post_paths
+
     total = sum(1 for _ in iter_post_paths(paths)) if app.shows_progress else None
     with app.open_archive() as archive, app.progress("importing", total) as bar:
-        task = bar.add_task("import", total=total) if isinstance(bar, Progress) else None
+        task = bar.add_task("import", total=total) if bar is not None else None
 
         def on_outcome(outcome: FileOutcome) -> None:
             _report_outcome(app, outcome)
-            if task is not None:
-                bar.advance(task)  # type: ignore[union-attr]
+            if bar is not None and task is not None:
+                bar.advance(task)
 
         report = import_posts(paths, archive, on_outcome, jobs=jobs)
     app.info(f"imported {report.summary()}")
@@ -188,6 +222,8 @@ def export_jekyll(app: AppContext, directory: Path, sanitize: bool) -> None:
     Imported posts and legacy East Money items get their bodies as they were
     read (byte for byte) unless --sanitize.
     """
+    from caixun.publish.jekyll import write_posts
+
     base_url = str(app.settings["jekyll.base_url"])
     with app.open_archive(read_only=True) as archive:
         _refuse_post_clashes(archive)
@@ -209,6 +245,8 @@ def export_jsonl(app: AppContext, file: str) -> None:
 
     Each carries its story, the original it copies and its other uids.
     """
+    from caixun.publish.jsonl import write_jsonl, write_jsonl_file
+
     with app.open_archive(read_only=True) as archive:
         articles = _with_progress(app, "exporting", archive.count(),
                                   archive.iter_articles_linked())
@@ -233,11 +271,68 @@ def build_command(app: AppContext, out_dir: Path | None, full: bool) -> None:
     --full render every page; otherwise only the pages that the archive's
     changes since the last build affect. Files whose bytes are unchanged are
     not rewritten.
+
+    A build that runs for more than a second shows a progress bar on a
+    terminal (not with -q).
     """
+    from caixun.publish.site import build_site
+
     out = out_dir or Path(app.settings["site.out"])
-    with app.open_archive() as archive:
-        report = build_site(archive, out, app.site_config(), full=full)
+    with app.open_archive() as archive, _build_progress(app) as progress:
+        report = build_site(archive, out, app.site_config(), full=full, progress=progress)
     app.info(f"{report.summary()} → {out}")
+
+
+class _LateBar:
+    """The build's progress callback: a bar on stderr once the build has run ``delay`` seconds.
+
+    A short build shows nothing (and imports no rich). The bar is drawn when
+    the build reports (a new phase at once, progress at most ten times a
+    second), with no refresh thread of its own: the build forks worker
+    processes, which must not inherit a thread that holds stderr's lock.
+    """
+
+    def __init__(self, app: AppContext, delay: float) -> None:
+        self._app = app
+        self._due = time.monotonic() + delay
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        self._off = False
+        self._drawn = (0.0, "")  # when, and the phase then
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self._bar is None:
+            if self._off or now < self._due:
+                return
+            self._off = not self._app.shows_progress
+            if self._off:
+                return
+            self._bar = self._app.progress_bar("building {task.description}", auto_refresh=False)
+            self._task = self._bar.add_task(phase, total=total)
+            self._bar.start()
+        assert self._task is not None
+        self._bar.update(self._task, description=phase, completed=done, total=total)
+        if now - self._drawn[0] >= 0.1 or phase != self._drawn[1] or done >= total:
+            self._bar.refresh()
+            self._drawn = (now, phase)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+@contextmanager
+def _build_progress(app: AppContext) -> Iterator[Callable[[str, int, int], None] | None]:
+    if app.quiet:
+        yield None
+        return
+    bar = _LateBar(app, BAR_DELAY)
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 @main.command("serve")
@@ -249,6 +344,7 @@ def build_command(app: AppContext, out_dir: Path | None, full: bool) -> None:
 @click.pass_obj
 def serve_command(app: AppContext, site_dir: Path | None, host: str, port: int) -> None:
     """Serve the built site over HTTP so you can look at it (Ctrl-C stops)."""
+    from caixun.search_api import search_routes
     from caixun.serve import serve
 
     directory = site_dir or Path(app.settings["site.out"])
@@ -270,6 +366,11 @@ def fetch_command(app: AppContext, names: tuple[str, ...]) -> None:
     Prints a line per source: new, updated, unchanged, merged, errors. Exits 1 if a
     source failed (the others are still stored).
     """
+    import asyncio
+
+    from caixun.fetch import Fetcher, fetch_round
+    from caixun.sources.base import load_source
+
     sources = [load_source(c) for c in app.source_configs(names)]
 
     async def one_round() -> list[Any]:
@@ -302,7 +403,15 @@ def sources_command(app: AppContext, as_json: bool) -> None:
     (no success yet) or "failing since <time>" (the first failure of the
     current run; its last success is in its own column).
     """
+    import json
+    from datetime import datetime, timezone
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from caixun.archive import SourceHealth
     from caixun.fetch import failing_since, health_state
+    from caixun.sources.base import load_source
 
     configs = app.source_configs()
     for config in configs:  # an unknown kind or a bad option is an error, as in fetch
@@ -357,6 +466,8 @@ def run_command(app: AppContext, no_serve: bool, out_dir: Path | None, host: str
     unreachable sources are reported and retried with backoff while the site
     stays up.
     """
+    import asyncio
+
     from caixun.run import RunOptions, run_daemon
 
     options = RunOptions(
@@ -386,6 +497,13 @@ def search_command(app: AppContext, query: str, outlet: str | None, since: datet
     article containing it); codes (600519, 00700.HK) and English as words.
     Results: relevance (title hits first) blended with recency.
     """
+    import html
+    import json
+    import re
+    from datetime import datetime
+
+    from caixun.normalize import BEIJING
+    from caixun.search_api import search_record
     from caixun.segment import QueryError
 
     since_ts, until_ts = _day_bounds(since, until)
@@ -407,6 +525,8 @@ def search_command(app: AppContext, query: str, outlet: str | None, since: datet
 
 def _day_bounds(since: datetime | None, until: datetime | None) -> tuple[int | None, int | None]:
     """Beijing days → [start, end) Unix seconds; --until includes its whole day (as the API)."""
+    from caixun.search_api import day_bounds
+
     return day_bounds(since, until)
 
 
@@ -438,7 +558,7 @@ def _refuse_post_clashes(archive: SqliteArchive) -> None:
 
 def _with_progress(app: AppContext, label: str, total: int, items: Iterable[T]) -> Iterator[T]:
     with app.progress(label, total) as bar:
-        if not isinstance(bar, Progress):
+        if bar is None:
             yield from items
             return
         task = bar.add_task(label, total=total)

@@ -1,44 +1,73 @@
-"""Import Jekyll post files into the archive: read → parse → store, in batches.
+"""Import Jekyll post files into the archive: walk → check → read → parse → store, in batches.
 
-One bad file never stops an import: it is reported and skipped, and every
-other file is stored. Batches are stored in one transaction each, so an
-interrupted import leaves whole articles only.
+A file is read only when it may have changed since it was imported. Every
+stored file is recorded (its resolved path, size, modification time, the
+blake2b digest of its bytes and the uid it became) in the transaction that
+stores its article. On the next import a file with the recorded path, size
+and modification time is not opened (as rsync and git decide); one whose
+size or time differs is digested, and parsed only when its bytes differ (a
+touched file just has its record refreshed).
+
+One bad file never stops an import: it is reported and skipped (and read
+again next time), and every other file is stored. Batches are stored in one
+transaction each, so an interrupted import leaves whole articles only, and
+no file recorded whose article is missing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import multiprocessing
+import os
 import sqlite3
+import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from multiprocessing.pool import IMapIterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 from caixun.archive import SqliteArchive, StoreResult
-from caixun.errors import ArchiveError, PostFormatError
-from caixun.model import Article
 from caixun.dedup import Candidate
+from caixun.errors import ArchiveError, PostFormatError
 from caixun.segment import IndexedText, index_text
-from caixun.sources.jekyll import ParsedPost, iter_post_paths, read_post
+from caixun.sources.jekyll import ParsedPost, iter_post_paths, parse_post
 
-__all__ = ["FileOutcome", "ImportReport", "import_posts"]
+__all__ = ["FileOutcome", "ImportReport", "default_jobs", "import_posts"]
 
 BATCH_SIZE = 1000
+# Files whose records are looked up in one query; what waits in memory stays bounded.
+CHECK_BATCH = 500
+# Bump when caixun.sources.jekyll reads a post differently: every file is read again.
+READER_VERSION = "1"
+# A file modified this recently may be written again within the same tick of
+# the file system's clock, showing no new time: its time is not recorded, so
+# the next import digests it (git's "racily clean" files).
+RECENT_NS = 2 * 10**9
 
 
 @dataclass(frozen=True, slots=True)
 class FileOutcome:
-    """What happened to one file: stored (with its result) or skipped."""
+    """What happened to one file: stored (with its result) or skipped.
+
+    ``read`` is False for a file unchanged on disk since its import: not
+    opened; its result is ``UNCHANGED`` and its repairs those found then.
+    """
 
     path: Path
     result: StoreResult | None = None
     repairs: tuple[str, ...] = ()
     problem: str | None = None  # why it was skipped
+    read: bool = True
 
 
 @dataclass(slots=True)
 class ImportReport:
+    """Counts: files, skipped, repaired, each ``StoreResult`` value, and
+    ``unread`` (the unchanged files not opened, see ``FileOutcome.read``)."""
+
     counts: Counter[str] = field(default_factory=Counter)
 
     def add(self, outcome: FileOutcome) -> None:
@@ -48,88 +77,250 @@ class ImportReport:
             return
         assert outcome.result is not None
         self.counts[outcome.result.value] += 1
+        if not outcome.read:
+            self.counts["unread"] += 1
         if outcome.repairs:
             self.counts["repaired"] += 1
 
     def summary(self) -> str:
         c = self.counts
+        unread = f" ({c['unread']} not read)" if c["unread"] else ""
         return (f"{c['files']} files: {c['new']} new, {c['updated']} updated, "
-                f"{c['unchanged']} unchanged, {c['repaired']} repaired, "
+                f"{c['unchanged']} unchanged{unread}, {c['repaired']} repaired, "
                 f"{c['skipped']} skipped")
 
 
 OutcomeCallback = Callable[[FileOutcome], None]
 
 
-# Below this many files a worker pool costs more than it saves.
+def default_jobs() -> int:
+    """Processes to import with: one per core, less the cores other work keeps busy.
+
+    The cores are those this process may run on; the busy ones the 1-minute
+    load average (as ``make -l`` judges). On a machine with no idle core a
+    worker process only takes time from the process that stores, the part
+    that cannot be shared: one process is faster there.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average here
+        busy = 0.0
+    return max(1, min(cores, round(cores - busy)))
+
+
+# Below this many files to read, worker processes cost more than they save.
+# Measured on 2 cores (benchmarks/import_export.py): with a worker, the process
+# that stores spends a quarter less CPU time from 1,000 files on, so with an
+# idle core it pays from there; with none it never does (see default_jobs).
 PARALLEL_FROM = 1000
+# Files handed to the workers at a time; two such windows are in flight.
+WINDOW = 1000
+PARCEL = 32  # files a worker reads per task
+
+
+# -- check: which files to read ------------------------------------------------
+
+class _Record(NamedTuple):
+    """What was recorded of a file when it was imported."""
+
+    size: int
+    mtime_ns: int
+    digest: bytes
+    uid: str
+    repairs: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class _Read:
+class _Job:
+    """A file to read: its stat (taken before reading) and, when its size is the
+    recorded one, the record to compare its digest with."""
+
     path: Path
+    key: str  # the resolved path: the record's key
+    size: int = -1
+    mtime_ns: int = -1  # -1 when too recent to be trusted (RECENT_NS)
+    known: _Record | None = None
+
+
+def _walk(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
+    """Every post file under ``paths`` (as ``iter_post_paths``), with its resolved path.
+
+    A directory is resolved once; a file under it is keyed by the resolved
+    directory and its path inside (a symbolic link to a post by the link's path).
+    """
+    for top in paths:
+        if not top.is_dir():
+            yield top, str(top.parent.resolve() / top.name)
+            continue
+        base, prefix = top.resolve(), str(top) + os.sep
+        for path in iter_post_paths([top]):
+            name = str(path)
+            yield path, (f"{base}{os.sep}{name[len(prefix):]}" if name.startswith(prefix)
+                         else str(base / path.relative_to(top)))
+
+
+def _check(files: Iterator[tuple[Path, str]], archive: SqliteArchive,
+           unchanged: OutcomeCallback) -> Iterator[_Job]:
+    """The files to read; ``unchanged`` hears of each file with its recorded stat."""
+    while chunk := list(itertools.islice(files, CHECK_BATCH)):
+        records = archive.import_records([key for _, key in chunk], READER_VERSION)
+        recent = time.time_ns() - RECENT_NS
+        for path, key in chunk:
+            try:
+                stat = os.stat(path)
+            except OSError:
+                yield _Job(path, key)  # reading it says what is wrong
+                continue
+            raw = records.get(key)
+            record = _Record(*raw[:4], _repairs(raw[4])) if raw else None
+            mtime = stat.st_mtime_ns if stat.st_mtime_ns < recent else -1
+            if record is None or record.size != stat.st_size:
+                yield _Job(path, key, stat.st_size, mtime)
+            elif record.mtime_ns != stat.st_mtime_ns:
+                yield _Job(path, key, stat.st_size, mtime, record)
+            else:
+                unchanged(FileOutcome(path, StoreResult.UNCHANGED, record.repairs, read=False))
+
+
+def _repairs(recorded: str) -> tuple[str, ...]:
+    return tuple(json.loads(recorded)) if recorded != "[]" else ()
+
+
+# -- read: the CPU-bound part, in workers for many files ----------------------------
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A file read: parsed, skipped (``problem``), or neither (the bytes recorded)."""
+
+    job: _Job
+    digest: bytes = b""
     parsed: ParsedPost | None = None
     indexed: IndexedText | None = None
     problem: str | None = None
     print_: Candidate | None = None  # the fingerprint, when made in a worker
 
 
-def _read_in_worker(path: Path) -> _Read:
-    """:func:`_read`, and the fingerprint too: what a worker can do for the archive."""
-    read = _read(path)
-    if read.parsed is None:
-        return read
-    return replace(read, print_=Candidate.of(read.parsed.article))
-
-
-def _read(path: Path) -> _Read:
-    """Read, parse and segment one post: the CPU-bound part, run in workers."""
+def _read(job: _Job, fingerprint: bool = False) -> _Read:
+    """Read, digest, parse and segment one post (and fingerprint it, in a worker)."""
     try:
-        parsed = read_post(path)
+        data = job.path.read_bytes()
+    except OSError as exc:
+        return _Read(job, problem=f"cannot read: {exc.strerror or exc}")
+    digest = hashlib.blake2b(data, digest_size=32).digest()
+    if job.known is not None and job.known.digest == digest:
+        return _Read(job, digest)
+    try:
+        parsed = _parse(data, job.path)
     except PostFormatError as exc:
-        return _Read(path, problem=exc.problem)
+        return _Read(job, digest, problem=exc.problem)
     article = parsed.article
-    return _Read(path, parsed, index_text(article.title, article.digest, article.body_text))
+    indexed = index_text(article.title, article.digest, article.body_text)
+    return _Read(job, digest, parsed, indexed,
+                 print_=Candidate.of(article) if fingerprint else None)
 
 
-def _read_all(paths: Iterable[Path], jobs: int) -> Iterator[_Read]:
-    """Every post under ``paths``, in order; parsed on ``jobs`` cores when there are many."""
-    walk = iter_post_paths(paths)
-    head = list(itertools.islice(walk, PARALLEL_FROM))
+def _parse(data: bytes, path: Path) -> ParsedPost:
+    """``jekyll.read_post`` of bytes already read."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PostFormatError(
+            str(path), f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from exc
+    return parse_post(text, path.name, str(path))
+
+
+def _read_in_worker(parcel: list[_Job]) -> list[_Read]:
+    """:func:`_read` of a few files, and fingerprints too: what a worker can do for the archive."""
+    return [_read(job, fingerprint=True) for job in parcel]
+
+
+def _parcels(files: Iterator[_Job]) -> list[list[_Job]]:
+    """The next window of files, in parcels of ``PARCEL``: a worker's task."""
+    window = list(itertools.islice(files, WINDOW))
+    return [window[start:start + PARCEL] for start in range(0, len(window), PARCEL)]
+
+
+def _read_all(todo: Iterator[_Job], jobs: int) -> Iterator[_Read | None]:
+    """Every file of ``todo`` read, in order; on ``jobs`` cores when there are many.
+
+    With workers, ``None`` says that the next file is not read yet: time to
+    store what was read (rather than wait for a full batch).
+    """
+    head = list(itertools.islice(todo, PARALLEL_FROM))
     if jobs <= 1 or len(head) < PARALLEL_FROM:
-        yield from map(_read, itertools.chain(head, walk))
+        yield from map(_read, itertools.chain(head, todo))
         return
     # Two windows of files in flight: the workers read the next window while
     # this process stores the last one, and what waits in memory stays bounded
     # (a pool left to itself reads ahead of the writes until memory runs out).
-    window = PARALLEL_FROM * 2
-    files = itertools.chain(head, walk)
-    with multiprocessing.get_context("fork").Pool(jobs) as pool:
-        pending = pool.imap(_read_in_worker, list(itertools.islice(files, window)),
-                            chunksize=64)
+    # This process is one of the ``jobs``: it stores, the part that cannot be
+    # shared, and the workers keep it fed.
+    files = itertools.chain(head, todo)
+    index_text("预热", "", "A股")  # the segmenter loaded once, before the workers fork
+    with multiprocessing.get_context("fork").Pool(jobs - 1) as pool:
+        pending = pool.imap(_read_in_worker, _parcels(files))
         while True:
-            chunk = list(itertools.islice(files, window))
-            following = pool.imap(_read_in_worker, chunk, chunksize=64) if chunk else None
-            yield from pending
+            parcels = _parcels(files)
+            following = pool.imap(_read_in_worker, parcels) if parcels else None
+            yield from _as_read(pending)
             if following is None:
                 return
             pending = following
 
 
+def _as_read(results: IMapIterator[list[_Read]]) -> Iterator[_Read | None]:
+    """The reads in order, and ``None`` each time the next ones are not ready."""
+    while True:
+        try:
+            parcel = results.next(timeout=0)
+        except multiprocessing.TimeoutError:
+            yield None
+            try:
+                parcel = results.next()
+            except StopIteration:
+                return
+        except StopIteration:
+            return
+        yield from parcel
+
+
+# -- store ----------------------------------------------------------------------------
+
+_Row = tuple[str, int, int, bytes, str, str]  # what SqliteArchive.record_imports takes
+
+
+def _record(read: _Read, uid: str, repairs: tuple[str, ...]) -> _Row:
+    job = read.job
+    return (job.key, job.size, job.mtime_ns, read.digest, uid,
+            json.dumps(list(repairs), ensure_ascii=False))
+
+
 def _store_batch(archive: SqliteArchive, batch: list[_Read]) -> list[StoreResult]:
-    """Store a batch in one transaction: all of it, or (full disk…) none of it."""
+    """Store a batch and record its files in one transaction: all of it, or (full disk…) none.
+
+    Returns the results of the parsed reads; the others (same bytes as
+    recorded) only have their record's stat refreshed.
+    """
+    parsed = [(r, r.parsed) for r in batch if r.parsed is not None]
+    prints = [r.print_ for r, _ in parsed if r.print_ is not None]
+    records = [_record(r, p.article.uid, p.repairs) for r, p in parsed]
+    records += [_record(r, r.job.known.uid, r.job.known.repairs)
+                for r in batch if r.parsed is None and r.job.known is not None]
     try:
         with archive.transaction():
-            prints = [r.print_ for r in batch if r.print_]
-            results = archive.store_many([r.parsed.article for r in batch if r.parsed],
-                                         [r.indexed for r in batch if r.indexed],
-                                         prints if len(prints) == len(batch) else None)
-            for read in batch:
-                assert read.parsed is not None
-                if read.parsed.slug_alias:
-                    archive.add_outlet_alias(read.parsed.slug_alias,
-                                             read.parsed.article.outlet_slug)
-    except sqlite3.Error as exc:  # store_many maps its own errors; the aliases do not
+            results = archive.store_many([p.article for _, p in parsed],
+                                         [r.indexed for r, _ in parsed if r.indexed],
+                                         prints if len(prints) == len(parsed) else None)
+            for _, post in parsed:
+                if post.slug_alias:
+                    archive.add_outlet_alias(post.slug_alias, post.article.outlet_slug)
+            archive.record_imports(records, READER_VERSION)
+    except sqlite3.Error as exc:  # store_many maps its own errors; the rest does not
         raise ArchiveError(f"{archive.path}: cannot store posts: {exc}") from exc
     return results
 
@@ -143,9 +334,11 @@ def import_posts(
 ) -> ImportReport:
     """Import every post under ``paths``; ``on_outcome`` hears about each file.
 
-    ``jobs`` > 1 parses and segments large imports in that many worker
-    processes; whether that is faster depends on the machine (the archive
-    writes stay in this process), so one process is the default.
+    When at least ``PARALLEL_FROM`` files are to be read, ``jobs`` - 1
+    worker processes read, parse, segment and fingerprint them while this
+    one stores them (``jobs`` defaults to one per core); then a batch is
+    stored whenever the workers are behind, not only when it is full.
+    ``jobs=1``: everything in this process.
     """
     report = ImportReport()
     batch: list[_Read] = []
@@ -156,15 +349,23 @@ def import_posts(
             on_outcome(outcome)
 
     def flush() -> None:
-        results = _store_batch(archive, batch)
-        for read, result in zip(batch, results):
-            assert read.parsed is not None
-            emit(FileOutcome(read.path, result, read.parsed.repairs))
+        results = iter(_store_batch(archive, batch))
+        for read in batch:
+            if read.parsed is not None:
+                emit(FileOutcome(read.job.path, next(results), read.parsed.repairs))
+            else:
+                assert read.job.known is not None
+                emit(FileOutcome(read.job.path, StoreResult.UNCHANGED, read.job.known.repairs))
         batch.clear()
 
-    for read in _read_all(paths, jobs or 1):
+    todo = _check(_walk(paths), archive, emit)
+    for read in _read_all(todo, jobs or default_jobs()):
+        if read is None:  # the workers are behind: store what they have read
+            if batch:
+                flush()
+            continue
         if read.problem is not None:
-            emit(FileOutcome(read.path, problem=read.problem))
+            emit(FileOutcome(read.job.path, problem=read.problem))
             continue
         batch.append(read)
         if len(batch) >= batch_size:

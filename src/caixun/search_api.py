@@ -22,25 +22,30 @@ articles made the median answer take 5 s and the static pages seconds too.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-
-from caixun.archive import SearchHit, open_archive
+from caixun.archive import open_archive
 from caixun.errors import ArchiveError
 from caixun.normalize import BEIJING
 from caixun.publish.paths import article_path, url_of
 from caixun.segment import MAX_QUERY_CHARS, QueryError
+
+# The web parts (starlette, asyncio, threads) are imported where the routes
+# are made: `caixun search` uses search_record and day_bounds only.
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from caixun.archive import SearchHit
 
 __all__ = ["MAX_RUNNING", "MAX_WAITING", "PAGE_SIZE", "Busy", "SearchPool", "day_bounds",
            "parse_day", "search_record", "search_routes"]
@@ -79,6 +84,8 @@ class SearchPool:
     """
 
     def __init__(self, running: int = MAX_RUNNING, waiting: int = MAX_WAITING) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self._executor = ThreadPoolExecutor(max_workers=running,
                                             thread_name_prefix="caixun-search")
         self._room = running + waiting
@@ -86,6 +93,8 @@ class SearchPool:
         self._lock = threading.Lock()  # the count drops on a worker thread
 
     async def run(self, func: Callable[[], T]) -> T:
+        import asyncio
+
         with self._lock:
             if self._in_flight >= self._room:
                 raise Busy()
@@ -165,6 +174,8 @@ def _query(request: Request) -> str:
 
 
 def _error(message: str, status: int, retry_after: int | None = None) -> JSONResponse:
+    from starlette.responses import JSONResponse
+
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
@@ -175,6 +186,9 @@ def search_routes(archive_path: Path, base_path: str = "", *, running: int = MAX
 
     ``running`` and ``waiting`` bound the searches in flight (see :class:`SearchPool`).
     """
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
     pool = SearchPool(running, waiting)
 
     def run(query: str, outlet: str | None, bounds: tuple[int | None, int | None],

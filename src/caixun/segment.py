@@ -27,12 +27,13 @@ import html
 import operator
 import re
 import threading
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib.resources import files
 from typing import Any
 
-__all__ = ["VERSION", "IndexedText", "Query", "QueryError", "index_text", "parse_query",
+__all__ = ["STATIC_VERSION", "VERSION", "IndexedText", "Query", "QueryError", "index_text",
+           "pack_terms", "parse_query", "static_terms", "unpack_terms",
            "snippet"]
 
 VERSION = "3"  # bump when tokens change: the archive then rebuilds the index
@@ -63,6 +64,10 @@ def _jieba() -> Any:
 
 @lru_cache(maxsize=1)
 def _load_jieba() -> Any:
+    # Imported here: rjieba loads jieba's dictionary when imported (~0.1 s),
+    # and only indexing and some queries need it (see _term_words).
+    from importlib.resources import files
+
     import rjieba
 
     words = files("caixun").joinpath("data/finance_words.txt").read_text(encoding="utf-8")
@@ -108,12 +113,18 @@ def grams(text: str) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class IndexedText:
-    """The four FTS5 column values of one article."""
+    """The four FTS5 column values of one article, and its static-search terms.
+
+    ``static`` is :func:`static_terms` of the article packed by :func:`pack_terms`:
+    the archive keeps it, so the site's search index is built without
+    segmenting the articles again.
+    """
 
     title_words: str
     title_grams: str
     text_words: str
     text_grams: str
+    static: bytes = b""
 
     def values(self) -> tuple[str, str, str, str]:
         return (self.title_words, self.title_grams, self.text_words, self.text_grams)
@@ -121,8 +132,9 @@ class IndexedText:
 
 def index_text(title: str, digest: str, body_text: str) -> IndexedText:
     text = f"{digest}\n{body_text}" if digest and digest not in body_text else body_text
+    static = pack_terms(static_terms(f"{title}\n{text}"))
     return IndexedText(_words_column(title), " ".join(grams(title)),
-                       _words_column(text), " ".join(grams(text)))
+                       _words_column(text), " ".join(grams(text)), static)
 
 
 _WITH_ASCII = re.compile(r"\S*[A-Za-z0-9]\S*")
@@ -198,6 +210,16 @@ def _term(raw: str) -> str | None:
 
 
 def _term_words(raw: str) -> list[str]:
+    # However jieba cuts one to three Chinese characters, the run is looked
+    # for as written (one word, or a single character joins its neighbours):
+    # such a term (央行, 降准, 美联储) needs no dictionary, and a search for it
+    # starts without loading one.
+    if len(raw) <= 3 and _CJK_RUN.fullmatch(raw):
+        return [raw]
+    return _cut_term_words(raw)
+
+
+def _cut_term_words(raw: str) -> list[str]:
     found: list[str] = []
     run: list[str] = []  # consecutive all-Chinese words
 
@@ -289,3 +311,56 @@ def _mark(excerpt: str, folded: str, pattern: str) -> str:
         last = hit.end()
     out.append(html.escape(excerpt[last:]))
     return "".join(out)
+
+
+# -- the static site's search terms ------------------------------------------------
+
+# Bump when static_terms change: terms stored by an older caixun are then
+# recomputed by the build (caixun.publish.static_search).
+STATIC_VERSION = 1
+_STATIC_RUN = re.compile(f"[{_CJK}]+|[a-z0-9]+")
+_FULL_WIDTH_ALNUM = re.compile("[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]")
+
+
+def static_terms(text: str) -> list[str]:
+    """The distinct static-search terms of ``text``, in order of first appearance.
+
+    The rules (and the identical ``staticTerms`` of ``search.js``) are in
+    ``caixun.publish.static_search``.
+    """
+    found: dict[str, None] = {}
+    previous: re.Match[str] | None = None
+    for match in _STATIC_RUN.finditer(_fold(text)):
+        run = match.group()
+        adjacent = previous is not None and previous.end() == match.start()
+        if run[0] < "\u0080":
+            if adjacent and previous is not None:
+                found[previous.group()[-1] + run] = None
+            found[run] = None
+        else:
+            if adjacent and previous is not None:
+                found[previous.group() + run[0]] = None
+            found.update(dict.fromkeys(map(operator.add, run, run[1:])))
+        previous = match
+    return list(found)
+
+
+def _fold(text: str) -> str:
+    """``normalize(text).lower()`` as far as terms go, faster on Chinese text.
+
+    Full-width punctuation turns into ASCII punctuation under ``normalize``:
+    both separate runs alike, so only full-width letters and digits are folded.
+    """
+    if _FULL_WIDTH_ALNUM.search(text):
+        text = _FULL_WIDTH_ALNUM.sub(lambda m: chr(ord(m.group()) - 0xFEE0), text)
+    return text.upper().lower()
+
+
+def pack_terms(terms: list[str]) -> bytes:
+    """Terms as the archive keeps them: one per line, deflated (about half the bytes)."""
+    return zlib.compress("\n".join(terms).encode("utf-8"), 1)
+
+
+def unpack_terms(data: bytes) -> list[str]:
+    text = zlib.decompress(data).decode("utf-8")
+    return text.split("\n") if text else []

@@ -10,7 +10,7 @@ import re
 import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from caixun.errors import ConfigError
 from caixun.rules import (
@@ -26,7 +26,9 @@ from caixun.rules import (
     time_zone,
     whole,
 )
-from caixun.sources.base import SourceConfig
+
+if TYPE_CHECKING:
+    from caixun.sources.base import SourceConfig
 
 __all__ = ["CONFIG_FILE", "EVERY", "SETTINGS", "Setting", "Settings", "load_settings"]
 
@@ -201,6 +203,8 @@ def _read_sources(path: Path, tables: Any) -> tuple[SourceConfig, ...]:
 
 def _read_source(path: Path, where: str, table: Any) -> SourceConfig:
     """One [[sources]] table; its options are checked when the source is loaded."""
+    from caixun.sources.base import SourceConfig  # with the sources, only when there are some
+
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table of name, kind and options")
     options = dict(table)

@@ -176,3 +176,27 @@ MIGRATIONS += (
         CREATE INDEX articles_file_id ON articles(file_id);
     """),
 )
+
+MIGRATIONS += (
+    Migration(10, "imported files: a file unchanged since its import is not read again", """
+        CREATE TABLE import_files (
+            path TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            digest BLOB NOT NULL,
+            uid TEXT NOT NULL,
+            repairs TEXT NOT NULL DEFAULT '[]',
+            reader TEXT NOT NULL
+        ) WITHOUT ROWID;
+    """),
+)
+
+MIGRATIONS += (
+    Migration(11, "static-search terms kept at write time (see caixun.segment.static_terms)", """
+        CREATE TABLE static_terms (
+            article_id INTEGER PRIMARY KEY REFERENCES articles(id) ON DELETE CASCADE,
+            version INTEGER NOT NULL,
+            terms BLOB NOT NULL
+        );
+    """),
+)

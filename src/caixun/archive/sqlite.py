@@ -27,6 +27,7 @@ from caixun.publish.paths import article_path, beijing_date
 from caixun.slugs import safe_slug
 from caixun.model import Article, PostStyle
 from caixun.normalize import BEIJING, EARLIEST_TS, LATEST_TS, check_published
+from caixun.segment import STATIC_VERSION
 from caixun.segment import VERSION as SEGMENT_VERSION
 from caixun.segment import IndexedText, Query, index_text, parse_query, snippet
 
@@ -278,14 +279,15 @@ class SqliteArchive:
                 self._db.execute("PRAGMA foreign_keys=ON")
                 self._db.execute("PRAGMA busy_timeout=10000")
                 self._migrate(migrations)
-            if self.schema_version >= 5:
-                self._ensure_search_index()
             self._has_stories = self.schema_version >= 8  # stories, aliases, relinks
             self._has_identity = self.schema_version >= 9
+            self._has_static_terms = self.schema_version >= 11
             self._columns = _CONTENT_COLUMNS if self._has_identity else _OLD_CONTENT_COLUMNS
             self._article_columns = (_ARTICLE_COLUMNS if self._has_identity
                                      else _OLD_ARTICLE_COLUMNS)
             self._select_article = f"SELECT {self._article_columns} FROM articles"
+            if self.schema_version >= 5:
+                self._ensure_search_index()
             # Read-only, nothing is repaired: stories an older clusterer made
             # are read as they are; dates no page can show are refused, as
             # every reader would trip over them.
@@ -915,9 +917,14 @@ class SqliteArchive:
 
     def _index(self, article_id: int, title: str, digest: str, body_text: str,
                indexed: IndexedText | None = None) -> None:
-        values = (indexed or index_text(title, digest, body_text)).values()
+        indexed = indexed or index_text(title, digest, body_text)
         self._db.execute("INSERT INTO search (rowid, title_words, title_grams, text_words, "
-                         "text_grams) VALUES (?, ?, ?, ?, ?)", (article_id, *values))
+                         "text_grams) VALUES (?, ?, ?, ?, ?)", (article_id, *indexed.values()))
+        if self._has_static_terms and indexed.static:
+            self._db.execute(
+                "INSERT INTO static_terms (article_id, version, terms) VALUES (?, ?, ?) "
+                "ON CONFLICT (article_id) DO UPDATE SET version = excluded.version, "
+                "terms = excluded.terms", (article_id, STATIC_VERSION, indexed.static))
 
     def _unindex(self, article_id: int, title: str, digest: str, body_text: str) -> None:
         # The index keeps no copy of the text (contentless FTS5), so removing a
@@ -1403,6 +1410,48 @@ class SqliteArchive:
                 "last_seq = excluded.last_seq, fingerprint = excluded.fingerprint, "
                 "built_at = excluded.built_at",
                 (out_dir, state.last_seq, state.fingerprint, _now()))
+
+    # -- imported files -----------------------------------------------------------
+
+    def import_records(self, paths: Sequence[str],
+                       reader: str) -> dict[str, tuple[int, int, bytes, str, str]]:
+        """path → (size, mtime_ns, digest, uid, repairs as JSON) of these imported files.
+
+        Only records made by this ``reader`` (``caixun.importer.READER_VERSION``)
+        and whose article is still in the archive (under its uid, or as an
+        alias): a file whose post is read differently now, or whose article
+        was deleted, is read again. One query per 500 paths.
+        """
+        if self.schema_version < 10:
+            return {}
+        found: dict[str, tuple[int, int, bytes, str, str]] = {}
+        for start in range(0, len(paths), 500):
+            part = paths[start:start + 500]
+            for path, *record in self._db.execute(
+                    "SELECT f.path, f.size, f.mtime_ns, f.digest, f.uid, f.repairs "
+                    "FROM import_files f WHERE f.path IN (" + ",".join("?" * len(part))
+                    + ") AND f.reader = ? AND (EXISTS (SELECT 1 FROM articles a "
+                    "WHERE a.uid = f.uid) OR EXISTS (SELECT 1 FROM article_aliases l "
+                    "WHERE l.uid = f.uid))", (*part, reader)):
+                found[path] = (record[0], record[1], bytes(record[2]), record[3], record[4])
+        return found
+
+    def record_imports(self, records: Iterable[tuple[str, int, int, bytes, str, str]],
+                       reader: str) -> None:
+        """Record imported files: (path, size, mtime_ns, digest, uid, repairs as JSON).
+
+        Call it in the transaction that stores their articles, so no file is
+        recorded whose article is not stored.
+        """
+        if self.schema_version < 10:
+            return
+        with self.transaction():
+            self._db.executemany(
+                "INSERT INTO import_files (path, size, mtime_ns, digest, uid, repairs, reader) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET "
+                "size = excluded.size, mtime_ns = excluded.mtime_ns, digest = excluded.digest, "
+                "uid = excluded.uid, repairs = excluded.repairs, reader = excluded.reader",
+                [(*record, reader) for record in records])
 
     # -- waiting for other writers ---------------------------------------------
 

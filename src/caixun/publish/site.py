@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -651,7 +651,8 @@ def _balanced(weights: dict[str, int], parts: int) -> list[tuple[str, ...]]:
 
 
 def _full_build(archive: SqliteArchive, out: Path, config: SiteConfig, jobs: int,
-                record_paths: bool) -> tuple[BuildReport, dict[str, str], SiteWriter]:
+                record_paths: bool, progress: Callable[[str, int, int], None]
+                ) -> tuple[BuildReport, dict[str, str], SiteWriter]:
     renderer = Renderer(config)
     counts = archive.outlet_counts()
     days = {day.isoformat(): n for day, n in _day_counts(archive, renderer)}
@@ -660,19 +661,26 @@ def _full_build(archive: SqliteArchive, out: Path, config: SiteConfig, jobs: int
     work += [_Job(str(archive.path), str(out), config, "days", keys, record_paths)
              for keys in _balanced(days, jobs)]
     writer = SiteWriter(out, record_paths)
-    if _is_built(out):
+    first_pass = int(_is_built(out))
+    steps = first_pass + len(work) + 1  # the first pass, each job, the site-wide pages
+    if first_pass:
+        progress("new pages", 0, steps)
         writer.take_over(_full_new_pages(archive, renderer, out, record_paths))
         work = [dataclasses.replace(job, done=writer.done) for job in work]
+    progress("pages", first_pass, steps)
     uid_paths: dict[str, str] = {}
-    for report, produced, found in _run_jobs(work, jobs):
+    for done, (report, produced, found) in enumerate(_run_jobs(work, jobs), first_pass + 1):
         writer.report.merge(report)
         writer.produced |= produced
         uid_paths.update(found)
+        progress("pages", done, steps)
+    progress("site-wide pages", steps - 1, steps)
     _redirects(renderer, writer, archive.redirects())
     _site_wide(archive, renderer, writer, jobs=jobs)
     for stale in _files_not_in(out, writer.produced):
         writer.remove(stale)
     writer.finish()
+    progress("site-wide pages", steps, steps)
     return writer.report, uid_paths, writer
 
 
@@ -829,7 +837,8 @@ def _article_url(base: str, ref: ArticleRef) -> SitemapUrl:
 # -- incremental build ----------------------------------------------------------------
 
 def _incremental(archive: SqliteArchive, out: Path, config: SiteConfig, since: int,
-                 until: int, record_paths: bool) -> tuple[BuildReport, dict[str, str | None]]:
+                 until: int, record_paths: bool, progress: Callable[[str, int, int], None]
+                 ) -> tuple[BuildReport, dict[str, str | None]]:
     renderer = Renderer(config)
     writer = SiteWriter(out, record_paths)
     changes = archive.changes_since(since, until)
@@ -843,16 +852,24 @@ def _incremental(archive: SqliteArchive, out: Path, config: SiteConfig, since: i
     stories = archive.stories(r.id for r in refs)
     outlets = _first_outlet_pages(archive, renderer, positions)
     days = sorted({renderer.local_day(ts) for _, ts in positions})
-    if _is_built(out):
+    first_pass = int(_is_built(out))
+    # Steps: the first pass, the articles, each outlet, each day, the site-wide pages.
+    steps = first_pass + len(outlets) + len(days) + 2
+    if first_pass:
+        progress("new pages", 0, steps)
         first = NewPages(out, config, record_paths)
         _first_pass(archive, renderer, first, refs, outlets, days, stories)
         writer.take_over(first)
+    progress("article pages", first_pass, steps)
     uid_paths: dict[str, str | None] = {uid: None for uid in uids}
     uid_paths.update(_incremental_articles(archive, renderer, writer, refs, stories))
-    for slug, number in outlets:
+    for done, (slug, number) in enumerate(outlets, first_pass + 1):
+        progress("outlet pages", done, steps)
         _outlet_pages(archive, renderer, writer, slug, number)
-    for day in days:
+    for done, day in enumerate(days, first_pass + 1 + len(outlets)):
+        progress("day pages", done, steps)
         _write_day(archive, renderer, writer, day)
+    progress("site-wide pages", steps - 1, steps)
     _redirects(renderer, writer, archive.redirects(uids))
     # A relinked story changes pages, not the text the search index holds.
     content_changes = {c.article_id for c in changes if c.article_id and not c.relink}
@@ -861,6 +878,7 @@ def _incremental(archive: SqliteArchive, out: Path, config: SiteConfig, since: i
         if uid_paths.get(uid) != old_path:
             writer.remove(old_path)
     writer.finish()
+    progress("site-wide pages", steps, steps)
     return writer.report, uid_paths
 
 
@@ -956,8 +974,15 @@ def fingerprint(config: SiteConfig) -> str:
 
 
 def build_site(archive: SqliteArchive, out: Path, config: SiteConfig, *, full: bool = False,
-               jobs: int | None = None, record_paths: bool = False) -> BuildReport:
+               jobs: int | None = None, record_paths: bool = False,
+               progress: Callable[[str, int, int], None] | None = None) -> BuildReport:
     """Build the site into ``out``: incrementally when a previous build is known.
+
+    ``progress(phase, done, total)``, when given, is called in this process as
+    the build goes: ``done`` grows (never shrinks) to ``total`` steps (a
+    worker's share of the pages, an outlet's pages, the site-wide pages…) and
+    ``phase`` names the step under way. A build with nothing to do calls it
+    not at all.
 
     Raises :class:`PublishError` when a file cannot be written; the build
     state is then left as it was, so the next build does the whole job again.
@@ -969,7 +994,8 @@ def build_site(archive: SqliteArchive, out: Path, config: SiteConfig, *, full: b
     except OSError as exc:
         raise PublishError.cannot("create the directory", out, exc) from exc
     try:
-        report = _build(archive, out, config, full, jobs, record_paths)
+        report = _build(archive, out, config, full, jobs, record_paths,
+                        progress or (lambda phase, done, total: None))
     finally:  # leftovers of this build, or of a killed one
         shutil.rmtree(out / paths.TMP_DIR, ignore_errors=True)
     report.seconds = time.perf_counter() - started
@@ -987,12 +1013,14 @@ def _refuse_clashes(archive: SqliteArchive, uids: set[str] | None) -> None:
 
 
 def _build(archive: SqliteArchive, out: Path, config: SiteConfig, full: bool,
-           jobs: int | None, record_paths: bool) -> BuildReport:
+           jobs: int | None, record_paths: bool,
+           progress: Callable[[str, int, int], None]) -> BuildReport:
     key = str(out.resolve())
     print_ = fingerprint(config)
     state = archive.build_state(key)
     until = archive.last_change_seq()
-    rebuild = full or state is None or state.fingerprint != print_
+    # A directory emptied or deleted since its last build is built again whole.
+    rebuild = full or state is None or state.fingerprint != print_ or not _is_built(out)
     if rebuild:
         _refuse_clashes(archive, None)
     elif state is not None and until != state.last_seq:
@@ -1000,7 +1028,7 @@ def _build(archive: SqliteArchive, out: Path, config: SiteConfig, full: bool,
     shutil.rmtree(out / paths.TMP_DIR, ignore_errors=True)  # leftovers of a killed build
     if rebuild:
         report, found, _ = _full_build(archive, out, config, jobs or os.cpu_count() or 1,
-                                       record_paths)
+                                       record_paths, progress)
         report.mode = "full"
         archive.save_build_state(key, BuildState(until, print_), dict(found), replace_all=True)
     elif state is None or until == state.last_seq:
@@ -1008,6 +1036,6 @@ def _build(archive: SqliteArchive, out: Path, config: SiteConfig, full: bool,
     else:
         with archive.snapshot():
             report, changed = _incremental(archive, out, config, state.last_seq, until,
-                                           record_paths)
+                                           record_paths, progress)
         archive.save_build_state(key, BuildState(until, print_), changed)
     return report

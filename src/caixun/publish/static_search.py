@@ -76,7 +76,6 @@ import hashlib
 import json
 import multiprocessing
 import operator
-import re
 import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -86,12 +85,12 @@ from typing import Iterable, Iterator, Protocol
 
 from caixun.archive import ArticleRef, SqliteArchive, open_archive
 from caixun.publish import paths
-from caixun.segment import _CJK, normalize
+from caixun.segment import STATIC_VERSION, normalize, static_terms, unpack_terms
 
 __all__ = ["FORMAT", "StaticResult", "search_static", "static_terms", "write_index"]
 
 FORMAT = 1
-TERMS_VERSION = 1
+TERMS_VERSION = STATIC_VERSION  # the manifest says which terms the index holds
 LEVEL_SIZES: tuple[int, ...] = (1024, 16384, 262144)  # ids per block of each level
 SHARD_TARGET = 1024  # average bytes per shard: a rare word costs a shard per block
 TAIL_SIZE = 16  # the newest ids, above the last multiple of this, are the tail
@@ -101,41 +100,9 @@ DOCS_PER_CHUNK = 32
 MAX_QUERY_TERMS = 12
 HINT = "请至少输入两个汉字或一个英文/数字词"
 
-_RUN = re.compile(f"[{_CJK}]+|[a-z0-9]+")
-_FULL_WIDTH_ALNUM = re.compile("[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]")
 
 
 # -- terms ---------------------------------------------------------------------------
-
-def static_terms(text: str) -> list[str]:
-    """The distinct terms of ``text``, in order of first appearance."""
-    found: dict[str, None] = {}
-    previous: re.Match[str] | None = None
-    for match in _RUN.finditer(_fold(text)):
-        run = match.group()
-        adjacent = previous is not None and previous.end() == match.start()
-        if run[0] < "\u0080":
-            if adjacent and previous is not None:
-                found[previous.group()[-1] + run] = None
-            found[run] = None
-        else:
-            if adjacent and previous is not None:
-                found[previous.group() + run[0]] = None
-            found.update(dict.fromkeys(map(operator.add, run, run[1:])))
-        previous = match
-    return list(found)
-
-
-def _fold(text: str) -> str:
-    """``normalize(text).lower()`` as far as terms go, faster on Chinese text.
-
-    Full-width punctuation turns into ASCII punctuation under ``normalize``:
-    both separate runs alike, so only full-width letters and digits are folded.
-    """
-    if _FULL_WIDTH_ALNUM.search(text):
-        text = _FULL_WIDTH_ALNUM.sub(lambda m: chr(ord(m.group()) - 0xFEE0), text)
-    return text.upper().lower()
-
 
 def fnv1a32(term: str) -> int:
     h = 0x811C9DC5
@@ -314,7 +281,7 @@ def block_of(article_id: int, max_id: int) -> Block:
 @dataclass(frozen=True, slots=True)
 class Doc:
     id: int
-    text: str
+    terms: list[str]  # static_terms of the article's text
     meta: list[str]  # title, path, outlet, date
 
 
@@ -324,7 +291,7 @@ def build_block(block: Block | Tail, docs: list[Doc]) -> dict[str, bytes]:
     lo = block.lo
     for doc in sorted(docs, key=lambda d: d.id):
         relative = doc.id - lo
-        for term in static_terms(doc.text):
+        for term in doc.terms:
             postings[term].append(relative)
     entries: list[tuple[bytes, int, bytes]] = []
     files: dict[str, bytes] = {}
@@ -361,16 +328,24 @@ def build_block(block: Block | Tail, docs: list[Doc]) -> dict[str, bytes]:
 
 # -- reading the archive -------------------------------------------------------------
 
-def _texts(archive_path: Path, first: int, last: int) -> dict[int, str]:
+def _texts(archive_path: Path, first: int, last: int,
+           only: Iterable[int] | None = None) -> dict[int, str]:
     """Index text of the articles with ids in [first, last], as segment.index_text joins it.
 
-    Read through a connection of its own: the archive has no method returning
-    the digests and bodies of an id range.
+    ``only``: just these ids. Read through a connection of its own: the
+    archive has no method returning the digests and bodies of an id range.
     """
     db = sqlite3.connect(f"file:{archive_path}?mode=ro", uri=True)
     try:
-        rows = db.execute("SELECT id, title, digest, body_text FROM articles "
-                          "WHERE id BETWEEN ? AND ?", (first, last)).fetchall()
+        sql = "SELECT id, title, digest, body_text FROM articles WHERE id BETWEEN ? AND ?"
+        if only is None:
+            rows = db.execute(sql, (first, last)).fetchall()
+        else:
+            wanted = sorted(only)
+            rows = [row for start in range(0, len(wanted), 500)
+                    for row in db.execute(
+                        sql + f" AND id IN ({','.join('?' * len(wanted[start:start + 500]))})",
+                        (first, last, *wanted[start:start + 500]))]
     finally:
         db.close()
     out = {}
@@ -380,15 +355,39 @@ def _texts(archive_path: Path, first: int, last: int) -> dict[int, str]:
     return out
 
 
+def _stored_terms(archive_path: Path, first: int, last: int) -> dict[int, list[str]]:
+    """The terms the archive kept at write time for ids in [first, last] (current version)."""
+    db = sqlite3.connect(f"file:{archive_path}?mode=ro", uri=True)
+    try:
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'static_terms'").fetchone() \
+                is None:
+            return {}  # an archive an older caixun wrote and nothing upgraded yet
+        rows = db.execute("SELECT article_id, terms FROM static_terms WHERE article_id "
+                          "BETWEEN ? AND ? AND version = ?",
+                          (first, last, STATIC_VERSION)).fetchall()
+    finally:
+        db.close()
+    return {article_id: unpack_terms(terms) for article_id, terms in rows}
+
+
 def block_docs(archive: SqliteArchive, block: Block | Tail, tz: tzinfo,
                upto: int | None = None) -> list[Doc]:
-    """The articles of a block with ids up to ``upto`` (the cut; None: all)."""
+    """The articles of a block with ids up to ``upto`` (the cut; None: all).
+
+    Their terms are those the archive kept at write time; an article stored
+    before it kept them (or under other term rules) is segmented here.
+    """
     last = block.hi if upto is None else min(block.hi, upto)
     refs = archive.refs_in_id_range(block.lo, last)
     if not refs:
         return []
-    texts = _texts(archive.path, block.lo, last)
-    return [Doc(ref.id, texts.get(ref.id, ref.title), _meta(ref, tz)) for ref in refs]
+    terms = _stored_terms(archive.path, block.lo, last)
+    missing = [ref.id for ref in refs if ref.id not in terms]
+    if missing:
+        texts = _texts(archive.path, block.lo, last, missing)
+        terms.update((i, static_terms(texts.get(i, ""))) for i in missing)
+    return [Doc(ref.id, terms[ref.id] or static_terms(ref.title), _meta(ref, tz))
+            for ref in refs]
 
 
 def _meta(ref: ArticleRef, tz: tzinfo) -> list[str]:
