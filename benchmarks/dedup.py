@@ -5,6 +5,8 @@ Run it by hand from the repository root::
     python benchmarks/dedup.py                     # everything, defaults
     python benchmarks/dedup.py --sizes 2000        # smaller clustering run
     python benchmarks/dedup.py --no-simhash        # skip the SimHash comparison
+    python benchmarks/dedup.py --only store flood  # just the archive parts (3 and 4)
+    python benchmarks/dedup.py --only flood --flood 5000
 
 1. Quality. ``tests/data/dedup_labels.json`` has two parts (its ``method`` says
    how they were made): ``stories``, exhaustive same-story labels of the 117
@@ -33,7 +35,17 @@ Run it by hand from the repository root::
 
 3. Archive. ``store_many`` of the 4,005 real rss-days feed items, oldest
    first, with the search index alone (schema 5) and with stories too: what
-   story placement costs a write, and how many re-listings are merged.
+   story placement costs a write, and how many re-listings are merged; then
+   with stories and each article's fingerprint given (``prints``), and with
+   its search tokens given too (``indexed``), as the importer's workers make
+   them: what is left for the process that writes.
+
+4. Worst case (``--flood N``, 20,000 by default). ``store_many`` of N
+   look-alikes published within two days, so every one is in every other's
+   window: one results announcement template with another company, code and
+   figures (the headline figure shared by one article in 40). Printed per
+   tenth of the run: µs per article, wall clock and CPU time. Flat means that
+   placing an article does not cost more as look-alikes pile up.
 
 Only the standard library, caixun and the test helpers are used; nothing is
 asserted. The numbers in ``caixun/dedup.py``'s docstring come from this script.
@@ -60,9 +72,11 @@ import test_dedup as td  # type: ignore[import-not-found, unused-ignore]  # noqa
 
 from caixun import dedup  # noqa: E402
 from caixun.archive import SqliteArchive  # noqa: E402
-from caixun.archive.migrations import MIGRATIONS  # noqa: E402
+from caixun import segment  # noqa: E402
+from caixun.archive.migrations import MIGRATIONS, Migration  # noqa: E402
 from caixun.dedup import Candidate, Clusterer  # noqa: E402
 from caixun.model import Article  # noqa: E402
+from caixun.segment import IndexedText  # noqa: E402
 
 PARTS = ("stories", "near_duplicates")
 THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7)
@@ -135,7 +149,9 @@ def brute_force(articles: Sequence[Article], score: Callable[[Article, Article],
 def simhash(article: Article) -> int:
     """64-bit SimHash of the same shingles the MinHash fingerprint uses (weight 1 each)."""
     text = dedup.fingerprint_text(article.title, article.body_text or article.digest)
-    shingles = dedup._shingles(dedup.tokens(text)[:dedup.MAX_TOKENS])
+    parts = dedup.tokens(text)[:dedup.MAX_TOKENS]
+    shingles = {" ".join(parts[i:i + dedup.SHINGLE])
+                for i in range(max(len(parts) - dedup.SHINGLE + 1, min(len(parts), 1)))}
     if not shingles:
         return 0
     bits = [format(int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "big"),
@@ -233,34 +249,111 @@ def speed(args: argparse.Namespace) -> None:
 
 
 def store_speed() -> None:
-    """What stories cost the archive: the real feed items stored with and without them."""
+    """What stories cost the archive: the real feed items stored with and without them.
+
+    Then with stories, given each article's fingerprint (``prints``) and its
+    search tokens too (``indexed``), made beforehand as the importer's worker
+    processes make them: what is left for the one process that writes.
+    """
     articles = sorted({a.uid: a for a in td.labelled_items("near_duplicates").values()}.values(),
                       key=lambda a: (a.published_at, a.uid))
+    prints = [Candidate.of(a) for a in articles]
+    tokens = [segment.index_text(a.title, a.digest, a.body_text) for a in articles]
     print(f"\nArchive: store_many of the {len(articles)} rss-days feed items, oldest first, "
           "500 per transaction, into a fresh archive")
-    for name, migrations in (("search index, no stories (schema 5)", MIGRATIONS[:5]),
-                             ("search index and stories", MIGRATIONS)):
+    runs: list[tuple[str, Sequence[Migration], list[Candidate] | None, list[IndexedText] | None]]
+    runs = [("search index, no stories (schema 5)", MIGRATIONS[:5], None, None),
+            ("search index and stories", MIGRATIONS, None, None),
+            ("the same, fingerprints given", MIGRATIONS, prints, None),
+            ("the same, fingerprints and search tokens given", MIGRATIONS, prints, tokens)]
+    for name, migrations, given, indexed in runs:
         with tempfile.TemporaryDirectory() as tmp, \
                 SqliteArchive(Path(tmp) / "a.db", migrations=migrations) as archive:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for first in range(0, len(articles), 500):
-                archive.store_many(articles[first:first + 500])
-            seconds = time.perf_counter() - start
+                part = slice(first, first + 500)
+                archive.store_many(articles[part], indexed[part] if indexed else None,
+                                   given[part] if given else None)
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             print(f"  {name}: {len(articles) / seconds:,.0f} articles/s "
-                  f"({seconds / len(articles) * 1e6:,.0f} µs/article); "
+                  f"({seconds / len(articles) * 1e6:,.0f} µs/article, "
+                  f"CPU {cpu / len(articles) * 1e6:,.0f} µs); "
                   f"{archive.count():,} stored, the rest merged into earlier copies")
+
+
+# Company names and codes for the worst case: 20 x 20 x 12 names, one code each.
+_NAME_1, _NAME_2, _NAME_3 = "华中东西南北金银海天新宏泰恒安盛鑫瑞达通", "科电光能药材信通智联源创兴达丰盈康泰远华", "股份集团科技控股实业电子"
+
+
+def flood_articles(n: int) -> list[Article]:
+    """n look-alikes in one window: one results template, published by n companies.
+
+    Only the company, its code and the figures change; headlines share their
+    figure with one article in 40 (those may be one story, until it is full).
+    """
+    start = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
+    step = timedelta(days=2) / n
+    out = []
+    for i in range(n):
+        name = (_NAME_1[i % 20] + _NAME_2[i // 20 % 20] + _NAME_3[i // 400 % 12]
+                + ("" if i < 4800 else str(i // 4800)))
+        growth = 5 + i % 40
+        title = f"{name}：前三季度净利润同比增长{growth}%"
+        body = (f"{name}（{600000 + i}）晚间公告，公司预计2025年前三季度实现营业收入{10 + i % 97}.{i % 10}"
+                f"亿元，同比增长{3 + i % 29}%；归属于上市公司股东的净利润{1 + i % 13}.{i % 7}亿元，同比增长"
+                f"{growth}%。公司表示，业绩增长主要系主营产品销量增加、降本增效措施持续推进所致。报告期内，"
+                f"公司研发投入{i % 5 + 1}.{i % 9}亿元，经营活动产生的现金流量净额同比改善。")
+        out.append(Article(uid=f"flood:{i}", outlet="公告速递", outlet_slug="gonggao", title=title,
+                           published_at=start + step * i, file_id=f"flood{i}",
+                           body_html=f"<p>{body}</p>", body_text=body,
+                           url=f"https://flood.test/{i}"))
+    return out
+
+
+def flood(n: int) -> None:
+    """The worst case for placement: every article resembles every other one."""
+    articles = flood_articles(n)
+    part = max(n // 10, 1)
+    print(f"\nWorst case: store_many of {n:,} look-alikes (one template, other company and "
+          "figures) published within two days, 500 per transaction; µs per article, wall "
+          "clock and CPU time of this process (less noisy on a shared machine)")
+    with tempfile.TemporaryDirectory() as tmp, SqliteArchive(Path(tmp) / "a.db") as archive:
+        for first in range(0, n, part):
+            last = min(first + part, n)
+            start, cpu = time.perf_counter(), time.process_time()
+            for batch in range(first, last, 500):
+                archive.store_many(articles[batch:min(batch + 500, last)])
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+            print(f"  articles {first + 1:>6,} to {last:>6,}: "
+                  f"{seconds / (last - first) * 1e6:>7,.0f} µs/article, "
+                  f"CPU {cpu / (last - first) * 1e6:>7,.0f} µs")
+        members = archive.stories().members.values()
+        stories = {refs[0].id: len(refs) for refs in members}
+        print(f"  {archive.count():,} stored; {len(stories):,} stories of more than one article, "
+              f"the largest of {max(stories.values(), default=1)}")
+
+
+SECTIONS = ("quality", "speed", "store", "flood")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                        help="run only these parts (default: all)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
+    parser.add_argument("--flood", type=int, default=20000,
+                        help="look-alike articles stored in the worst case")
     parser.add_argument("--no-simhash", dest="simhash", action="store_false")
     parser.add_argument("--no-quality", dest="quality", action="store_false")
     args = parser.parse_args()
-    if args.quality:
+    if args.quality and "quality" in args.only:
         quality(args)
-    speed(args)
-    store_speed()
+    if "speed" in args.only:
+        speed(args)
+    if "store" in args.only:
+        store_speed()
+    if "flood" in args.only:
+        flood(args.flood)
 
 
 if __name__ == "__main__":

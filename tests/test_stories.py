@@ -245,3 +245,42 @@ def test_a_full_story_takes_no_more_articles(archive: SqliteArchive,
     assert stories == ["x:0", "x:0", "x:0", "x:3", "x:3"]
     assert dedup.story_groups({f"x:{n}": s for n, s in enumerate(stories)}) == [
         ["x:0", "x:1", "x:2"], ["x:3", "x:4"]]
+
+
+def test_a_flash_repeated_every_few_days_is_a_copy_of_the_one_in_the_window(
+        archive: SqliteArchive, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exact key is looked up in a few rows: the earliest ever and the earliest in the window."""
+    monkeypatch.setattr("caixun.archive.stories.KEY_ROWS", 2)
+    short = "恒生指数跌超1%"
+    for n in range(5):  # 4 days apart: each its own story
+        archive.store(_article(f"f:{n}", short, title=short, minutes=n * 4 * 24 * 60,
+                               outlet=f"报{n}", slug=f"bao{n}"))
+    archive.store(_article("f:9", short, title=short, minutes=4 * 4 * 24 * 60 + 60,
+                           outlet="报9", slug="bao9"))
+    rows = _story_rows(archive)
+    assert [rows[f"f:{n}"] for n in range(5)] == [(f"f:{n}", None) for n in range(5)]
+    assert rows["f:9"] == ("f:4", "f:4")
+
+
+def _look_alike(n: int, minutes: int, edited: bool = False) -> Article:
+    body = (f"第{n}号公司晚间公告，公司预计前三季度实现营业收入{n + 10}亿元，同比增长{n}%。"
+            "公司表示，业绩增长主要系主营产品销量增加、降本增效措施持续推进所致，经营活动产生的现金流量净额同比改善。")
+    if edited:
+        body = body.replace("晚间公告", "发布公告")
+    return _article(f"t:{n}{'e' if edited else ''}", body, title=f"第{n}号公司前三季度净利润增长{n}%",
+                    minutes=minutes, outlet=f"报{n}{edited}", slug=f"bao{n}{edited}")
+
+
+def test_placement_compares_the_newest_look_alikes_only(
+        archive: SqliteArchive, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A template published by many: each key reads KEY_ROWS rows, the newest in the window."""
+    monkeypatch.setattr("caixun.archive.stories.KEY_ROWS", 3)
+    monkeypatch.setattr("caixun.archive.stories.MAX_CANDIDATES", 3)
+    for n in range(12):  # other figures in every headline: twelve stories
+        archive.store(_look_alike(n, minutes=n))
+    archive.store(_look_alike(11, minutes=20, edited=True))  # the newest: found
+    archive.store(_look_alike(0, minutes=21, edited=True))  # the oldest: past the bound
+    rows = _story_rows(archive)
+    assert len({rows[f"t:{n}"][0] for n in range(12)}) == 12
+    assert rows["t:11e"] == ("t:11", None)
+    assert rows["t:0e"] == ("t:0e", None)

@@ -14,8 +14,10 @@ tokens and its story are written together or not at all.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sqlite3
+from collections import Counter
 from datetime import datetime, timezone
 from typing import Iterable, NamedTuple, Sequence
 
@@ -23,11 +25,17 @@ from caixun.dedup import MAX_STORY, WINDOW, Candidate, Clusterer, lsh_keys
 
 __all__ = ["VERSION", "Lookup", "Placement", "look_up", "clear", "forget", "key_id", "members", "others", "place", "replace_print"]
 
-VERSION = "3"  # bump when fingerprints, keys or limits change: the archive then re-clusters
+VERSION = "4"  # bump when fingerprints, keys or limits change: the archive then re-clusters
 _WINDOW_SECONDS = int(WINDOW.total_seconds())
 _CLUSTERER = Clusterer()
-# Candidates compared per new article, at most: those sharing the most keys. A
-# flood of look-alikes (a template published every hour) stays cheap.
+# What one placement reads, at most, however many articles share its keys (a
+# template published by a thousand companies, a flash repeated every hour):
+# KEY_ROWS index rows per key on average. When the keys have no more, every row
+# is read, as always; when they have more, KEY_ROWS of each key's rows (for an
+# LSH key the newest in the window; for an exact key the earliest ever and the
+# earliest in the window). Of the LSH candidates, the MAX_CANDIDATES sharing the
+# most keys are compared.
+KEY_ROWS = 16
 MAX_CANDIDATES = 64
 
 
@@ -49,22 +57,57 @@ def _ts(value: datetime) -> int:
     return int(value.timestamp())
 
 
+@functools.lru_cache(maxsize=64)
+def _exact_sql(keys: int) -> str:
+    first = ("SELECT article_id FROM (SELECT article_id FROM dedup_keys WHERE key = ? "
+             "ORDER BY published_ts, article_id LIMIT ?)")
+    in_window = ("SELECT article_id FROM (SELECT article_id FROM dedup_keys WHERE key = ? "
+                 "AND published_ts >= ? ORDER BY published_ts, article_id LIMIT ?)")
+    return " UNION ".join([first, in_window] * keys)
+
+
+@functools.lru_cache(maxsize=64)
+def _band_sql(keys: int) -> str:
+    newest = ("SELECT article_id FROM (SELECT article_id FROM dedup_keys WHERE key = ? AND "
+              "published_ts BETWEEN ? AND ? ORDER BY published_ts DESC, article_id DESC LIMIT ?)")
+    return " UNION ALL ".join([newest] * keys)
+
+
+def _exact_ids(db: sqlite3.Connection, keys: list[int], ts: int) -> list[int]:
+    cap = KEY_ROWS * len(keys)
+    rows = db.execute("SELECT article_id FROM dedup_keys WHERE key IN ("
+                      + ",".join("?" * len(keys)) + ") LIMIT ?", [*keys, cap + 1]).fetchall()
+    if len(rows) > cap:
+        params: list[int] = []
+        for key in keys:
+            params += (key, KEY_ROWS, key, ts - _WINDOW_SECONDS, KEY_ROWS)
+        rows = db.execute(_exact_sql(len(keys)), params).fetchall()
+    return [row[0] for row in rows]
+
+
+def _band_ids(db: sqlite3.Connection, keys: list[int], ts: int) -> list[int]:
+    """The MAX_CANDIDATES articles in the window sharing the most keys (newest first)."""
+    cap, low, high = KEY_ROWS * len(keys), ts - _WINDOW_SECONDS, ts + _WINDOW_SECONDS
+    rows = db.execute("SELECT article_id FROM dedup_keys WHERE key IN ("
+                      + ",".join("?" * len(keys)) + ") AND published_ts BETWEEN ? AND ? LIMIT ?",
+                      [*keys, low, high, cap + 1]).fetchall()
+    if len(rows) > cap:
+        params: list[int] = []
+        for key in keys:
+            params += (key, low, high, KEY_ROWS)
+        rows = db.execute(_band_sql(len(keys)), params).fetchall()
+    shared = Counter(row[0] for row in rows)
+    return sorted(shared, key=lambda i: (-shared[i], -i))[:MAX_CANDIDATES]
+
+
 def _candidates(db: sqlite3.Connection, new: Candidate, bands: Sequence[str],
                 article_id: int) -> list[Candidate]:
     ts = _ts(new.published_at)
     ids: set[int] = set()
     if new.exact_keys:
-        ids.update(row[0] for row in db.execute(
-            "SELECT article_id FROM dedup_keys WHERE key IN ("
-            + ",".join("?" * len(new.exact_keys)) + ") ORDER BY article_id LIMIT ?",
-            [*(key_id(k) for k in new.exact_keys), MAX_CANDIDATES]))
+        ids.update(_exact_ids(db, [key_id(k) for k in new.exact_keys], ts))
     if bands:
-        ids.update(row[0] for row in db.execute(
-            "SELECT article_id FROM dedup_keys WHERE key IN (" + ",".join("?" * len(bands))
-            + ") AND published_ts BETWEEN ? AND ? GROUP BY article_id "
-            "ORDER BY count(*) DESC, article_id DESC LIMIT ?",
-            [*(key_id(k) for k in bands), ts - _WINDOW_SECONDS, ts + _WINDOW_SECONDS,
-             MAX_CANDIDATES]))
+        ids.update(_band_ids(db, [key_id(k) for k in bands], ts))
     ids.discard(article_id)
     if not ids:
         return []
