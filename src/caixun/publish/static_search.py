@@ -281,8 +281,16 @@ def block_of(article_id: int, max_id: int) -> Block:
 @dataclass(frozen=True, slots=True)
 class Doc:
     id: int
-    terms: list[str]  # static_terms of the article's text
+    # The terms as the archive packed them (segment.pack_terms), or the text
+    # to segment: a block's terms are unpacked one article at a time, as the
+    # packed form is a third of the size.
+    source: bytes | str
     meta: list[str]  # title, path, outlet, date
+
+    def terms(self) -> list[str]:
+        if isinstance(self.source, bytes):
+            return unpack_terms(self.source)
+        return static_terms(self.source)
 
 
 def build_block(block: Block | Tail, docs: list[Doc]) -> dict[str, bytes]:
@@ -291,7 +299,7 @@ def build_block(block: Block | Tail, docs: list[Doc]) -> dict[str, bytes]:
     lo = block.lo
     for doc in sorted(docs, key=lambda d: d.id):
         relative = doc.id - lo
-        for term in doc.terms:
+        for term in doc.terms():
             postings[term].append(relative)
     entries: list[tuple[bytes, int, bytes]] = []
     files: dict[str, bytes] = {}
@@ -355,8 +363,9 @@ def _texts(archive_path: Path, first: int, last: int,
     return out
 
 
-def _stored_terms(archive_path: Path, first: int, last: int) -> dict[int, list[str]]:
-    """The terms the archive kept at write time for ids in [first, last] (current version)."""
+def _stored_terms(archive_path: Path, first: int, last: int) -> dict[int, bytes]:
+    """The terms the archive kept at write time for ids in [first, last] (current version),
+    packed."""
     db = sqlite3.connect(f"file:{archive_path}?mode=ro", uri=True)
     try:
         if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'static_terms'").fetchone() \
@@ -367,7 +376,7 @@ def _stored_terms(archive_path: Path, first: int, last: int) -> dict[int, list[s
                           (first, last, STATIC_VERSION)).fetchall()
     finally:
         db.close()
-    return {article_id: unpack_terms(terms) for article_id, terms in rows}
+    return {article_id: bytes(terms) for article_id, terms in rows}
 
 
 def block_docs(archive: SqliteArchive, block: Block | Tail, tz: tzinfo,
@@ -381,13 +390,12 @@ def block_docs(archive: SqliteArchive, block: Block | Tail, tz: tzinfo,
     refs = archive.refs_in_id_range(block.lo, last)
     if not refs:
         return []
-    terms = _stored_terms(archive.path, block.lo, last)
-    missing = [ref.id for ref in refs if ref.id not in terms]
+    sources: dict[int, bytes | str] = dict(_stored_terms(archive.path, block.lo, last))
+    missing = [ref.id for ref in refs if ref.id not in sources]
     if missing:
         texts = _texts(archive.path, block.lo, last, missing)
-        terms.update((i, static_terms(texts.get(i, ""))) for i in missing)
-    return [Doc(ref.id, terms[ref.id] or static_terms(ref.title), _meta(ref, tz))
-            for ref in refs]
+        sources.update((i, texts.get(i, "")) for i in missing)
+    return [Doc(ref.id, sources[ref.id], _meta(ref, tz)) for ref in refs]
 
 
 def _meta(ref: ArticleRef, tz: tzinfo) -> list[str]:
