@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 import caixun.importer as importer
+import caixun.sources.jekyll as jekyll
 from caixun.archive import SqliteArchive, StoreResult, open_archive
 from caixun.archive.migrations import MIGRATIONS
 from caixun.cli import main
@@ -44,7 +45,7 @@ class Reads:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.opened: list[Path] = []
         self.parsed: list[str] = []
-        read_bytes, parse_post = Path.read_bytes, importer.parse_post
+        read_bytes, parse_post = Path.read_bytes, jekyll.parse_post
 
         def counting_read(path: Path) -> bytes:
             self.opened.append(path)
@@ -55,7 +56,7 @@ class Reads:
             return parse_post(text, name, where)
 
         monkeypatch.setattr(Path, "read_bytes", counting_read)
-        monkeypatch.setattr(importer, "parse_post", counting_parse)
+        monkeypatch.setattr(jekyll, "parse_post", counting_parse)
 
     def clear(self) -> None:
         self.opened.clear()

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from caixun.settings import SETTINGS
-from caixun.sources.base import available_kinds
+from caixun.sources.base import Source, available_kinds
 
 __all__ = ["BUILT_IN_SOURCES", "LEGACY_SOURCES", "config_template", "toml_value"]
 
@@ -64,25 +64,27 @@ def _settings_part() -> list[str]:
     return lines
 
 
+def _source_table(kinds: dict[str, type[Source]], name: str, kind: str, every: int, note: str,
+                  *, prefix: str) -> list[str]:
+    """One [[sources]] table with its options' defaults commented; ``prefix`` "# "
+    comments the whole table out."""
+    family = kinds.get(kind)
+    if family is None:
+        return []
+    lines = ["", f"# {note}", f"{prefix}[[sources]]", f"{prefix}name = {toml_value(name)}",
+             f"{prefix}kind = {toml_value(kind)}", f"{prefix}every = {every}"]
+    return lines + [f"# {key} = {toml_value(value)}" for key, value in family.defaults.items()]
+
+
 def _source_part() -> list[str]:
     kinds = available_kinds()
     lines = ["", "# News sources: every URL is a plain option, so a source can point at a",
              "# mirror or a proxy. Remove a table to stop polling that source."]
-    for name, kind, every, note in BUILT_IN_SOURCES:
-        family = kinds.get(kind)
-        if family is None:
-            continue
-        lines += ["", f"# {note}", "[[sources]]", f"name = {toml_value(name)}",
-                  f"kind = {toml_value(kind)}", f"every = {every}"]
-        lines += [f"# {key} = {toml_value(value)}" for key, value in family.defaults.items()]
+    for source in BUILT_IN_SOURCES:
+        lines += _source_table(kinds, *source, prefix="")
     lines += ["", *LEGACY_NOTE]
-    for name, kind, every, note in LEGACY_SOURCES:
-        family = kinds.get(kind)
-        if family is None:
-            continue
-        lines += ["", f"# {note}", "# [[sources]]", f"# name = {toml_value(name)}",
-                  f"# kind = {toml_value(kind)}", f"# every = {every}"]
-        lines += [f"# {key} = {toml_value(value)}" for key, value in family.defaults.items()]
+    for source in LEGACY_SOURCES:
+        lines += _source_table(kinds, *source, prefix="# ")
     rss = kinds.get("rss")
     if rss is not None:
         lines += ["", "# Any RSS or Atom feed (uncomment and set url):", "# [[sources]]",

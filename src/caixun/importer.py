@@ -33,7 +33,7 @@ from caixun.archive import SqliteArchive, StoreResult
 from caixun.dedup import Candidate
 from caixun.errors import ArchiveError, PostFormatError
 from caixun.segment import IndexedText, index_text
-from caixun.sources.jekyll import ParsedPost, iter_post_paths, parse_post
+from caixun.sources.jekyll import ParsedPost, iter_post_paths, parse_post_bytes
 
 __all__ = ["FileOutcome", "ImportReport", "default_jobs", "import_posts"]
 
@@ -214,24 +214,13 @@ def _read(job: _Job, fingerprint: bool = False) -> _Read:
     if job.known is not None and job.known.digest == digest:
         return _Read(job, digest)
     try:
-        parsed = _parse(data, job.path)
+        parsed = parse_post_bytes(data, job.path)
     except PostFormatError as exc:
         return _Read(job, digest, problem=exc.problem)
     article = parsed.article
     indexed = index_text(article.title, article.digest, article.body_text)
     return _Read(job, digest, parsed, indexed,
                  print_=Candidate.of(article) if fingerprint else None)
-
-
-def _parse(data: bytes, path: Path) -> ParsedPost:
-    """``jekyll.read_post`` of bytes already read."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PostFormatError(
-            str(path), f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
-        ) from exc
-    return parse_post(text, path.name, str(path))
 
 
 def _read_in_worker(parcel: list[_Job]) -> list[_Read]:

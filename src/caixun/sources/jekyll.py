@@ -53,6 +53,7 @@ __all__ = [
     "ParsedPost",
     "iter_post_paths",
     "parse_post",
+    "parse_post_bytes",
     "read_post",
     "uid_for",
     "unescape_text_body",
@@ -105,6 +106,11 @@ def read_post(path: Path) -> ParsedPost:
         data = path.read_bytes()
     except OSError as exc:
         raise PostFormatError(str(path), f"cannot read: {exc.strerror or exc}") from exc
+    return parse_post_bytes(data, path)
+
+
+def parse_post_bytes(data: bytes, path: Path) -> ParsedPost:
+    """Parse the bytes of the post file at ``path`` (already read, e.g. to digest them)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
