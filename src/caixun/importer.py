@@ -29,6 +29,7 @@ from multiprocessing.pool import IMapIterator
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple
 
+from caixun.workers import worker_pool
 from caixun.archive import SqliteArchive, StoreResult
 from caixun.dedup import Candidate
 from caixun.errors import ArchiveError, PostFormatError
@@ -251,7 +252,7 @@ def _read_all(todo: Iterator[_Job], jobs: int) -> Iterator[_Read | None]:
     # shared, and the workers keep it fed.
     files = itertools.chain(head, todo)
     index_text("预热", "", "A股")  # the segmenter loaded once, before the workers fork
-    with multiprocessing.get_context("fork").Pool(jobs - 1) as pool:
+    with worker_pool(jobs - 1) as pool:
         pending = pool.imap(_read_in_worker, _parcels(files))
         while True:
             parcels = _parcels(files)

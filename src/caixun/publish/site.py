@@ -24,7 +24,6 @@ import contextlib
 import dataclasses
 import hashlib
 import html
-import multiprocessing
 import os
 import re
 import shutil
@@ -41,6 +40,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from caixun import __version__
+from caixun.workers import worker_pool
 from caixun.archive import ArticleRef, BuildState, SqliteArchive, Stories, open_archive
 from caixun.errors import ConfigError, PublishError
 from caixun.model import Article
@@ -722,7 +722,7 @@ def _run_jobs(work: list[_Job], jobs: int) -> Iterator[tuple[BuildReport, set[st
         yield from map(_run_job, work)
         return
     # fork: workers inherit the loaded modules, so they start in milliseconds.
-    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+    with worker_pool(jobs) as pool:
         yield from pool.imap_unordered(_run_job, work)
 
 

@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import operator
 import sqlite3
 from collections import defaultdict
@@ -83,6 +82,7 @@ from datetime import date, datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Iterable, Iterator, Protocol
 
+from caixun.workers import worker_pool
 from caixun.archive import ArticleRef, SqliteArchive, open_archive
 from caixun.publish import paths
 from caixun.segment import STATIC_VERSION, normalize, static_terms, unpack_terms
@@ -496,7 +496,7 @@ def _build_blocks(archive: SqliteArchive, blocks: list[Block | Tail], tz: tzinfo
             yield block, build_block(block, docs) if docs else {}, len(docs)
         return
     work = [(str(archive.path), block, tz, top) for block in blocks]
-    with multiprocessing.get_context("fork").Pool(min(jobs, len(blocks))) as pool:
+    with worker_pool(min(jobs, len(blocks))) as pool:
         yield from pool.imap(_build_in_worker, work)
 
 
