@@ -423,8 +423,13 @@ def fingerprint(source: Article | str) -> bytes:
     return _pack(_parts([], source), 0)
 
 
+@functools.lru_cache(maxsize=8192)
 def read_fingerprint(data: bytes) -> Fingerprint:
-    """Decode fingerprint bytes; ``ValueError`` if they are not a fingerprint."""
+    """Decode fingerprint bytes; ``ValueError`` if they are not a fingerprint.
+
+    Cached: a placement compares the new article with up to a few dozen
+    recent ones, which the next placements compare with again.
+    """
     if len(data) < _HEADER.size + 4 * PERMUTATIONS:
         raise ValueError(f"not a dedup fingerprint: {len(data)} bytes")
     version, count, shingles, titles, numbers = _HEADER.unpack_from(data)
@@ -459,7 +464,10 @@ def jaccard(a: bytes | Fingerprint, b: bytes | Fingerprint) -> float:
 def containment(a: bytes | Fingerprint, b: bytes | Fingerprint) -> float:
     """Estimated share of the smaller shingle set that is also in the larger one."""
     x, y = _read(a), _read(b)
-    j = jaccard(x, y)
+    return _containment(x, y, jaccard(x, y))
+
+
+def _containment(x: Fingerprint, y: Fingerprint, j: float) -> float:
     if not j:
         return 0.0
     common = j * (x.shingles + y.shingles) / (1 + j)
@@ -480,15 +488,17 @@ def similarity(a: bytes | Fingerprint, b: bytes | Fingerprint) -> float:
     figures of neither headline are all in the other one).
     """
     x, y = _read(a), _read(b)
-    if not (x.numbers <= y.numbers or y.numbers <= x.numbers):
-        return 0.0
-    j = jaccard(x, y)
-    if not j:
+    return _similarity(x, y, jaccard(x, y))
+
+
+def _similarity(x: Fingerprint, y: Fingerprint, j: float) -> float:
+    """:func:`similarity` of two fingerprints whose Jaccard estimate ``j`` is known."""
+    if not j or not (x.numbers <= y.numbers or y.numbers <= x.numbers):
         return 0.0
     if _title_jaccard(x, y) < TITLE_AGREEMENT:
         return OTHER_HEADLINE * j
     if _has_body(x) or _has_body(y):
-        return max(j, containment(x, y))
+        return max(j, _containment(x, y, j))
     return j
 
 
@@ -496,6 +506,23 @@ def _has_body(x: Fingerprint) -> bool:
     # More text than the headline (whose bigrams are x.title). Two bare
     # headlines that share a phrase ("筹划控制权变更 股票停牌") are not one story.
     return x.tokens - len(x.title) > MIN_TOKENS
+
+
+def _jaccards(mine: bytes, others: Sequence[bytes]) -> list[float]:
+    """:func:`jaccard` estimates of one fingerprint against many, in one numpy pass.
+
+    The MinHash values of every fingerprint are at the same offset: they are
+    compared as rows of one matrix rather than pair by pair in Python.
+    """
+    if not others:
+        return []
+    import numpy as np
+
+    start, end = _HEADER.size, _HEADER.size + 4 * PERMUTATIONS
+    rows = np.frombuffer(b"".join(other[start:end] for other in others), dtype="<u4")
+    equal = (rows.reshape(len(others), PERMUTATIONS)
+             == np.frombuffer(mine[start:end], dtype="<u4")).sum(axis=1)
+    return [count / PERMUTATIONS for count in equal.tolist()]
 
 
 # Multipliers (odd) and offsets of the hash functions that pick the headline keys.
@@ -602,7 +629,8 @@ class Clusterer:
     window: timedelta = WINDOW
     min_tokens: int = MIN_TOKENS
 
-    def assign(self, new: Candidate, candidates: Iterable[Candidate]) -> str | None:
+    def assign(self, new: Candidate, candidates: Iterable[Candidate],
+               exact: bool = True) -> str | None:
         """The story the new article joins, or ``None`` for a new story.
 
         1. An existing article with the same URL: its story.
@@ -610,22 +638,29 @@ class Clusterer:
            the two are within the window or the text has :data:`LONG_TOKENS`.
         3. The most similar article within the window whose similarity
            reaches the threshold (both texts at least ``min_tokens`` long).
+
+        ``exact=False`` skips steps 1 and 2, for a caller that knows that no
+        candidate is the same article.
         """
         ordered = sorted(candidates, key=lambda c: (c.published_at, c.story_id))
         mine = read_fingerprint(new.fingerprint)
-        same = self._exact(new, mine, ordered)
+        same = self._exact(new, mine, ordered) if exact else None
         if same is not None:
             return same.story_id
-        if mine.tokens < self.min_tokens:
+        if mine.tokens < self.min_tokens or not mine.shingles:
             return None
+        near = [(other, theirs) for other in ordered if self._near(new, other)
+                for theirs in (read_fingerprint(other.fingerprint),)
+                if theirs.tokens >= self.min_tokens and theirs.shingles]
         best: tuple[float, str] | None = None
-        for other in ordered:
-            if not self._near(new, other):
+        jaccards = _jaccards(new.fingerprint, [other.fingerprint for other, _ in near])
+        for (other, theirs), j in zip(near, jaccards):
+            # Every score is at most max(j, containment): most look-alikes of a
+            # template stop here, before the headline sets are compared.
+            floor = self.threshold if best is None else best[0]
+            if j < floor and _containment(mine, theirs, j) < floor:
                 continue
-            theirs = read_fingerprint(other.fingerprint)
-            if theirs.tokens < self.min_tokens:
-                continue
-            score = similarity(mine, theirs)
+            score = _similarity(mine, theirs, j)
             if score >= self.threshold and (best is None or score > best[0]):
                 best = (score, other.story_id)
         return best[1] if best else None

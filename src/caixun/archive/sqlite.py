@@ -267,6 +267,7 @@ class SqliteArchive:
         self.read_only = read_only
         self._depth = 0
         self._outlets: dict[str, str] = {}
+        self._recent: stories.Recent = {}  # see stories.Recent
         self._stale_index = False
         try:
             if read_only:
@@ -343,6 +344,7 @@ class SqliteArchive:
                 self._depth -= 1
             return
         self._db.execute("BEGIN IMMEDIATE")
+        self._recent.clear()  # what another process wrote since is not in it
         self._depth = 1
         try:
             yield
@@ -463,7 +465,8 @@ class SqliteArchive:
                 return StoreResult.MERGED
         lookup = None
         if self._has_stories:
-            lookup = stories.look_up(self._db, candidate or Candidate.of(article))
+            lookup = stories.look_up(self._db, candidate or Candidate.of(article),
+                                     recent=self._recent)
             if self._merge(article, lookup):
                 return StoreResult.MERGED
         if self._has_identity and not article.imported:
@@ -479,7 +482,7 @@ class SqliteArchive:
         self._index(article_id, article.title, article.digest, article.body_text, indexed)
         self._log_change(article_id, article.uid, "new", content[2], content[5])
         if lookup is not None:
-            placed = stories.place(self._db, article_id, lookup)
+            placed = stories.place(self._db, article_id, lookup, self._recent)
             self._log_story_change(placed.others)
         return StoreResult.NEW
 
@@ -505,6 +508,8 @@ class SqliteArchive:
         if self._has_stories and (old_title, old_digest, old_text, existing[5 + 11]) != (
                 article.title, article.digest, article.body_text, article.url_key):
             stories.replace_print(self._db, article_id, candidate or Candidate.of(article))
+            self._recent.pop(article_id, None)
+        self._recent.pop(article_id, None)  # its time may have changed
         assignments = ", ".join(f"{column} = ?" for column in self._columns)
         self._db.execute(
             f"UPDATE articles SET {assignments}, updated_at = ?, version = ?, "
@@ -751,6 +756,7 @@ class SqliteArchive:
             "article_id = excluded.article_id", (twin_uid, keeper, slug, ts, file_id))
         self._unindex(twin_id, title, digest, body_text)
         others = stories.forget(self._db, twin_id)
+        self._recent.clear()
         self._db.execute("DELETE FROM articles WHERE id = ?", (twin_id,))
         # A delete for the build: the twin's page gives way to a redirect.
         self._log_change(twin_id, twin_uid, "delete", slug, ts)
@@ -813,6 +819,7 @@ class SqliteArchive:
                 return False
             self._unindex(row[0], row[3], row[4], row[5])
             others = stories.forget(self._db, row[0]) if self._has_stories else []
+            self._recent.clear()
             self._db.execute("DELETE FROM articles WHERE uid = ?", (uid,))
             self._log_change(row[0], uid, "delete", row[1], row[2])
             self._log_story_change(others)
@@ -878,6 +885,7 @@ class SqliteArchive:
                 if self._has_stories:
                     self._db.execute("UPDATE dedup_keys SET published_ts = ? "
                                      "WHERE article_id = ?", (ts, article_id))
+                    self._recent.pop(article_id, None)
                 self._log_change(article_id, uid, "update", slug, ts)
         return [row[1] for row in rows]
 
@@ -895,6 +903,7 @@ class SqliteArchive:
         """Fingerprint and cluster every article again, oldest first; returns how many."""
         with self.transaction():
             stories.clear(self._db)
+            self._recent.clear()
             count = 0
             # Ids first: placing writes to the table a pending SELECT would read.
             ids = [r[0] for r in self._db.execute(

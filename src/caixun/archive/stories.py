@@ -23,7 +23,7 @@ from typing import Iterable, NamedTuple, Sequence
 
 from caixun.dedup import MAX_STORY, WINDOW, Candidate, Clusterer, lsh_keys
 
-__all__ = ["VERSION", "Lookup", "Placement", "look_up", "clear", "forget", "key_id", "members", "others", "place", "replace_print"]
+__all__ = ["VERSION", "Lookup", "Placement", "Recent", "look_up", "clear", "forget", "key_id", "members", "others", "place", "replace_print"]
 
 VERSION = "4"  # bump when fingerprints, keys or limits change: the archive then re-clusters
 _WINDOW_SECONDS = int(WINDOW.total_seconds())
@@ -100,70 +100,102 @@ def _band_ids(db: sqlite3.Connection, keys: list[int], ts: int) -> list[int]:
     return sorted(shared, key=lambda i: (-shared[i], -i))[:MAX_CANDIDATES]
 
 
-def _candidates(db: sqlite3.Connection, new: Candidate, bands: Sequence[str],
-                article_id: int) -> list[Candidate]:
+def _candidates(db: sqlite3.Connection, new: Candidate, exact: list[int], bands: list[int],
+                article_id: int, recent: Recent | None) -> list[Candidate]:
+    """The stored articles sharing a key with the new one, by id."""
     ts = _ts(new.published_at)
     ids: set[int] = set()
-    if new.exact_keys:
-        ids.update(_exact_ids(db, [key_id(k) for k in new.exact_keys], ts))
+    if exact:
+        ids.update(_exact_ids(db, exact, ts))
     if bands:
-        ids.update(_band_ids(db, [key_id(k) for k in bands], ts))
+        ids.update(_band_ids(db, bands, ts))
     ids.discard(article_id)
-    if not ids:
-        return []
-    marks = ",".join("?" * len(ids))
-    rows = db.execute(
-        "SELECT a.id, coalesce(a.story_id, a.id), a.published_ts, p.fingerprint, p.exact_keys "
-        f"FROM articles a JOIN dedup_prints p ON p.article_id = a.id WHERE a.id IN ({marks})",
-        tuple(ids)).fetchall()
-    return [Candidate(str(story), datetime.fromtimestamp(published, timezone.utc), bytes(print_),
-                      tuple(keys.split("\n")) if keys else (), ref)
-            for ref, story, published, print_, keys in rows]
+    known = recent if recent is not None else {}
+    missing = [i for i in ids if i not in known]
+    if len(known) + len(missing) > RECENT_LIMIT:
+        known.clear()
+        missing = list(ids)
+    if missing:
+        marks = ",".join("?" * len(missing))
+        rows = db.execute(
+            "SELECT a.id, coalesce(a.story_id, a.id), a.published_ts, p.fingerprint, "
+            "p.exact_keys FROM articles a JOIN dedup_prints p ON p.article_id = a.id "
+            f"WHERE a.id IN ({marks})", missing).fetchall()
+        for ref, story, published, print_, keys in rows:
+            known[ref] = _candidate(story, published, bytes(print_), keys, ref)
+    return [known[i] for i in sorted(ids) if i in known]
+
+
+def _candidate(story: int, published_ts: int, print_: bytes, keys: str, ref: int) -> Candidate:
+    """A stored article as the clusterer sees it (as read from its rows)."""
+    return Candidate(str(story), datetime.fromtimestamp(published_ts, timezone.utc), print_,
+                     tuple(keys.split("\n")) if keys else (), ref)
 
 
 def _write_print(db: sqlite3.Connection, article_id: int, new: Candidate,
-                 bands: Sequence[str]) -> None:
+                 keys: Sequence[int]) -> None:
     db.execute("INSERT INTO dedup_prints (article_id, fingerprint, exact_keys) VALUES (?, ?, ?) "
                "ON CONFLICT (article_id) DO UPDATE SET fingerprint = excluded.fingerprint, "
                "exact_keys = excluded.exact_keys",
                (article_id, new.fingerprint, "\n".join(new.exact_keys)))
     ts = _ts(new.published_at)
     db.executemany("INSERT OR IGNORE INTO dedup_keys (key, published_ts, article_id) "
-                   "VALUES (?, ?, ?)",
-                   [(key_id(k), ts, article_id) for k in (*new.exact_keys, *bands)])
+                   "VALUES (?, ?, ?)", [(key, ts, article_id) for key in keys])
+
+
+def _key_ids(new: Candidate) -> tuple[list[int], list[int]]:
+    """The ids of the new article's exact keys and of its LSH keys."""
+    return ([key_id(k) for k in new.exact_keys],
+            [key_id(k) for k in lsh_keys(new.fingerprint)])
+
+
+# Candidates read or placed in the current write transaction, by article id: the
+# next placements of a batch compare with the same recent articles, which then
+# need no reading and decoding again. Only valid while the transaction lasts
+# (another process may write between two) and until a story or a fingerprint
+# changes otherwise than by place(): the archive clears it then.
+Recent = dict[int, Candidate]
+RECENT_LIMIT = 20_000
 
 
 class Lookup(NamedTuple):
     """What the index knows about a new article, before it is stored."""
 
     candidate: Candidate
-    bands: list[str]
+    keys: list[int]  # the ids of its exact keys, then of its LSH keys
     found: list[Candidate]
+    same: Candidate | None  # the stored article it is an exact copy of, if any
 
     def original(self) -> Candidate | None:
         """The stored article the new one is an exact copy of, if any."""
-        return _CLUSTERER.exact_match(self.candidate, self.found)
+        return self.same
 
 
-def look_up(db: sqlite3.Connection, new: Candidate, article_id: int = 0) -> Lookup:
+def look_up(db: sqlite3.Connection, new: Candidate, article_id: int = 0,
+            recent: Recent | None = None) -> Lookup:
     """The stored articles that may be the new one's story (exact and LSH keys)."""
-    bands = lsh_keys(new.fingerprint)
-    return Lookup(new, bands, _candidates(db, new, bands, article_id))
+    exact, bands = _key_ids(new)
+    found = _candidates(db, new, exact, bands, article_id, recent)
+    return Lookup(new, exact + bands, found, _CLUSTERER.exact_match(new, found))
 
 
-def place(db: sqlite3.Connection, article_id: int, new: Candidate | Lookup) -> Placement:
+def place(db: sqlite3.Connection, article_id: int, new: Candidate | Lookup,
+          recent: Recent | None = None) -> Placement:
     """Give a newly stored article its story (and, for an exact copy, its original)."""
-    lookup = new if isinstance(new, Lookup) else look_up(db, new, article_id)
-    new, bands, found = lookup
-    same = lookup.original()
+    lookup = new if isinstance(new, Lookup) else look_up(db, new, article_id, recent)
+    new, keys, found, same = lookup
     duplicate_of = _original(db, same.ref) if same is not None else None
     full = _full_stories(db, {int(c.story_id) for c in found})
     open_ = [c for c in found if int(c.story_id) not in full]
-    chosen = _CLUSTERER.assign(new, open_)
+    # No exact copy among all the candidates: none among the open ones either.
+    chosen = _CLUSTERER.assign(new, open_, exact=same is not None)
     story = int(chosen) if chosen is not None else article_id
     db.execute("UPDATE articles SET story_id = ?, duplicate_of = ? WHERE id = ?",
                (story, duplicate_of, article_id))
-    _write_print(db, article_id, new, bands)
+    _write_print(db, article_id, new, keys)
+    if recent is not None:
+        recent[article_id] = _candidate(story, _ts(new.published_at), new.fingerprint,
+                                        "\n".join(new.exact_keys), article_id)
     others = [row[0] for row in db.execute(
         "SELECT id FROM articles WHERE story_id = ? AND id <> ?",
         (story, article_id))] if story != article_id else []
@@ -188,7 +220,8 @@ def _original(db: sqlite3.Connection, article_id: int) -> int:
 def replace_print(db: sqlite3.Connection, article_id: int, new: Candidate) -> None:
     """An article's text changed: new fingerprint and keys; it keeps its story."""
     db.execute("DELETE FROM dedup_keys WHERE article_id = ?", (article_id,))
-    _write_print(db, article_id, new, lsh_keys(new.fingerprint))
+    exact, bands = _key_ids(new)
+    _write_print(db, article_id, new, exact + bands)
 
 
 def forget(db: sqlite3.Connection, article_id: int) -> list[int]:

@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
+from markupsafe import Markup
 
 from caixun import __version__
 from caixun.workers import worker_pool
@@ -52,6 +53,9 @@ __all__ = ["BuildReport", "SiteConfig", "build_site"]
 FEED_SIZE = 50
 ALSO_SHOWN = 10  # other reports of the story listed on an article page
 HOME_PER_OUTLET = 5
+ALSO_CACHE = 20_000  # list items of other reports kept by a Renderer
+_ALSO_ITEM = Markup('<li><a class="outlet" href="{}">{}</a> <a href="{}">{}</a> '
+                    '<time datetime="{}">{}</time></li>')
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +380,7 @@ class Renderer:
             auto_reload=False,
         )
         self._templates: dict[str, jinja2.Template] = {}
+        self._also: dict[ArticleRef, Markup] = {}
         base = config.base_path
         self.env.globals.update(
             site=config,
@@ -393,6 +398,23 @@ class Renderer:
             datetime=lambda ts: self._local(ts).strftime("%Y-%m-%d %H:%M"),
             isotime=lambda ts: self._local(ts).isoformat(),
         )
+
+    def _also_item(self, ref: ArticleRef) -> Markup:
+        """The list item of another report of the story (as article.html would render it).
+
+        Formatted here, not by the template: a story's reports list each other,
+        so each item appears on up to ALSO_SHOWN pages and is made once.
+        """
+        item = self._also.get(ref)
+        if item is None:
+            if len(self._also) >= ALSO_CACHE:
+                self._also.clear()
+            item = self._also[ref] = _ALSO_ITEM.format(
+                paths.url_of(paths.outlet_path(ref.outlet_slug), self.config.base_path),
+                ref.outlet, paths.url_of(_article_path(ref), self.config.base_path), ref.title,
+                self._local(ref.published_ts).isoformat(),
+                self._local(ref.published_ts).strftime("%m-%d %H:%M"))
+        return item
 
     def _local(self, ts: int) -> datetime:
         return datetime.fromtimestamp(ts, timezone.utc).astimezone(self.tz)
@@ -416,6 +438,7 @@ class Renderer:
         return self.render("article.html", article=article, path=_article_path(ref),
                            ts=ref.published_ts, day=self.local_day(ref.published_ts),
                            prev=prev, next=next_, also=shown,
+                           also_items=[self._also_item(r) for r in shown],
                            also_more=len(others) - len(shown),
                            canonical=_article_path(original or ref))
 
