@@ -357,3 +357,38 @@ def test_caixun_import_says_how_many_files_it_did_not_read(posts: Path, tmp_path
     assert all(run.exit_code == 0 for run in runs)
     assert "117 unchanged (117 not read)" in runs[1].stderr
 
+
+
+def _spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_the_default_number_of_processes_leaves_out_the_cores_kept_busy_now() -> None:
+    # One spinning process per core: no core is idle, so the import runs in
+    # one process (a worker would only take time from the one that stores).
+    import multiprocessing
+
+    cores = len(os.sched_getaffinity(0))
+    context = multiprocessing.get_context("fork")
+    spinners = [context.Process(target=_spin, args=(3.0,)) for _ in range(os.cpu_count() or 1)]
+    for spinner in spinners:
+        spinner.start()
+    try:
+        time.sleep(0.3)
+        assert importer._busy_cores() >= cores - 0.5
+        assert importer.default_jobs() == 1
+    finally:
+        for spinner in spinners:
+            spinner.terminate()
+            spinner.join()
+
+
+def test_cpu_times_are_read_from_proc_stat() -> None:
+    times = importer._cpu_times()
+    assert times is not None
+    total, idle = times
+    assert 0 <= idle <= total
+    later = importer._cpu_times()
+    assert later is not None and later[0] >= total

@@ -101,6 +101,34 @@ def test_a_near_duplicate_joins_and_relinks_the_pages_of_the_story(archive: Sqli
                                                           ("cls:1", "update", True)}
 
 
+def test_a_story_grown_in_one_batch_relinks_each_member_once(archive: SqliteArchive) -> None:
+    """Five reports of one story stored together: every page is rebuilt once, not per report."""
+    archive.store(_article("cls:0"))
+    seq = archive.last_change_seq()
+    reports = [_article(f"r:{n}", outlet=f"报{n}", slug=f"bao{n}", minutes=n + 1) for n in range(5)]
+    archive.store_many(reports)
+    assert {story for story, _ in _story_rows(archive).values()} == {"cls:0"}
+    changed = archive.changes_since(seq)
+    relinked = [c.uid for c in changed if c.relink]
+    assert sorted(relinked) == ["cls:0", "r:0", "r:1", "r:2", "r:3"]  # each once
+    assert sorted(c.uid for c in changed if not c.relink) == [f"r:{n}" for n in range(5)]
+    # A relink names the article as it is at the end of the transaction.
+    by_uid = {c.uid: c for c in changed if c.relink}
+    assert (by_uid["r:0"].outlet_slug, by_uid["cls:0"].outlet_slug) == ("bao0", "cls")
+
+
+def test_a_relink_of_an_article_deleted_in_the_same_transaction_is_not_logged(
+        archive: SqliteArchive) -> None:
+    archive.store(_article("cls:0"))
+    seq = archive.last_change_seq()
+    with archive.transaction():
+        archive.store(_article("r:1", outlet="报1", slug="bao1", minutes=1))  # relinks cls:0
+        archive.delete("cls:0")  # relinks r:1
+    changed = archive.changes_since(seq)
+    assert {(c.uid, c.kind, c.relink) for c in changed} == {
+        ("r:1", "new", False), ("cls:0", "delete", False), ("r:1", "update", True)}
+
+
 def test_the_same_text_days_later_is_another_story_if_short(archive: SqliteArchive) -> None:
     short = "恒生指数跌超1%"
     archive.store(_article("cls:1", short, title=short))

@@ -95,22 +95,48 @@ OutcomeCallback = Callable[[FileOutcome], None]
 
 
 def default_jobs() -> int:
-    """Processes to import with: one per core, less the cores other work keeps busy.
+    """Processes to import with: one per core this process may run on, less the busy ones.
 
-    The cores are those this process may run on; the busy ones the 1-minute
-    load average (as ``make -l`` judges). On a machine with no idle core a
-    worker process only takes time from the process that stores, the part
+    A core counts as busy when other work keeps it so now: the idle time of
+    the whole machine over a short sample (``/proc/stat``), not the 1-minute
+    load average, which still counts, a minute later, work that has ended (a
+    corpus just generated, a build just done). On a machine with no idle core
+    a worker process only takes time from the process that stores, the part
     that cannot be shared: one process is faster there.
     """
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):  # no load average here
-        busy = 0.0
+    busy = _busy_cores()
     return max(1, min(cores, round(cores - busy)))
+
+
+def _busy_cores(sample: float = 0.2) -> float:
+    """How many cores are busy, from the machine's CPU times over ``sample`` seconds."""
+    first = _cpu_times()
+    if first is None:
+        try:
+            return os.getloadavg()[0]
+        except (AttributeError, OSError):  # no load average here either
+            return 0.0
+    time.sleep(sample)
+    second = _cpu_times()
+    if second is None:
+        return 0.0
+    total, idle = second[0] - first[0], second[1] - first[1]
+    online = os.cpu_count() or 1
+    return online * (total - idle) / total if total > 0 else 0.0
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """All and idle (idle + iowait) CPU time of the machine so far, in clock ticks."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(fields[:8]), sum(fields[3:5])) if len(fields) >= 5 else None
 
 
 # Below this many files to read, worker processes cost more than they save.
@@ -238,10 +264,14 @@ def _parcels(files: Iterator[_Job]) -> list[list[_Job]]:
 def _read_all(todo: Iterator[_Job], jobs: int) -> Iterator[_Read | None]:
     """Every file of ``todo`` read, in order; on ``jobs`` cores when there are many.
 
+    ``jobs=0``: as many as :func:`default_jobs` finds idle.
+
     With workers, ``None`` says that the next file is not read yet: time to
     store what was read (rather than wait for a full batch).
     """
     head = list(itertools.islice(todo, PARALLEL_FROM))
+    if len(head) >= PARALLEL_FROM and jobs == 0:
+        jobs = default_jobs()  # sampled only when the workers would pay
     if jobs <= 1 or len(head) < PARALLEL_FROM:
         yield from map(_read, itertools.chain(head, todo))
         return
@@ -349,7 +379,7 @@ def import_posts(
         batch.clear()
 
     todo = _check(_walk(paths), archive, emit)
-    for read in _read_all(todo, jobs or default_jobs()):
+    for read in _read_all(todo, jobs or 0):
         if read is None:  # the workers are behind: store what they have read
             if batch:
                 flush()

@@ -268,6 +268,7 @@ class SqliteArchive:
         self._depth = 0
         self._outlets: dict[str, str] = {}
         self._recent: stories.Recent = {}  # see stories.Recent
+        self._relinked: dict[int, None] = {}  # see _log_story_change
         self._stale_index = False
         try:
             if read_only:
@@ -345,9 +346,11 @@ class SqliteArchive:
             return
         self._db.execute("BEGIN IMMEDIATE")
         self._recent.clear()  # what another process wrote since is not in it
+        self._relinked.clear()
         self._depth = 1
         try:
             yield
+            self._flush_relinks()
         except BaseException:
             self._rollback()
             raise
@@ -826,16 +829,26 @@ class SqliteArchive:
             return True
 
     def _log_story_change(self, article_ids: Sequence[int]) -> None:
-        # Another article joined or left their story: their pages list it.
-        for start in range(0, len(article_ids), 500):
-            part = article_ids[start:start + 500]
+        # Another article joined or left their story: their pages list it. Logged
+        # once per article and transaction, at its end: a story that grows by
+        # forty articles in one batch relinks each member once, not forty times.
+        self._relinked.update(dict.fromkeys(article_ids))
+        if not self._depth:  # outside a transaction nothing would flush them
+            self._flush_relinks()
+
+    def _flush_relinks(self) -> None:
+        ids, now = list(self._relinked), _now()
+        self._relinked.clear()
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
             rows = self._db.execute(
                 "SELECT id, uid, outlet_slug, published_ts FROM articles WHERE id IN ("
                 + ",".join("?" * len(part)) + ")", tuple(part)).fetchall()
+            by_id = {row[0]: row[1:] for row in rows}  # a deleted one has none
             self._db.executemany(
                 "INSERT INTO changes (uid, kind, outlet_slug, published_ts, at, article_id, "
                 "relink) VALUES (?, 'update', ?, ?, ?, ?, 1)",
-                [(uid, slug, ts, _now(), article_id) for article_id, uid, slug, ts in rows])
+                [(*by_id[i], now, i) for i in part if i in by_id])
 
     # -- dates ------------------------------------------------------------------
 

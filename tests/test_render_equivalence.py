@@ -1,0 +1,63 @@
+"""The list items the Renderer formats in Python equal what the templates made.
+
+Article lists (outlet, day and home pages) and an article page's other reports
+were Jinja loops; they are formatted by ``Renderer.list_items`` and
+``Renderer._also_item`` now, for speed. The loops are kept here, verbatim, as
+the reference: for any titles, outlets, slugs, times, base paths and time
+zones, the bytes must be the same.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings, strategies as st
+
+from caixun.archive import ArticleRef
+from caixun.publish.site import Renderer, SiteConfig
+
+REFERENCE_LIST = """\
+{% macro article_list(refs, show_outlet=true, with_date=true, also={}) -%}
+<ol class="list">
+{%- for ref in refs %}
+<li><time datetime="{{ ref.published_ts | isotime }}">{{ ref.published_ts | shortdate if with_date else ref.published_ts | clock }}</time> <a href="{{ article_url(ref) }}">{{ ref.title }}</a>{% if show_outlet %} <a class="outlet" href="{{ url(outlet_path(ref.outlet_slug)) }}">{{ ref.outlet }}</a>{% endif %}
+{%- if also.get(ref.id) %} <span class="also">也见于{% for other in also[ref.id] %} <a href="{{ article_url(other) }}" title="{{ other.title }}">{{ other.outlet }}</a>{% endfor %}</span>{% endif %}</li>
+{%- endfor %}
+</ol>
+{%- endmacro %}{{ article_list(refs, show_outlet, with_date, also) }}"""
+
+REFERENCE_ALSO = """\
+{%- for ref in also %}
+<li><a class="outlet" href="{{ url(outlet_path(ref.outlet_slug)) }}">{{ ref.outlet }}</a> <a href="{{ article_url(ref) }}">{{ ref.title }}</a> <time datetime="{{ ref.published_ts | isotime }}">{{ ref.published_ts | shortdate }}</time></li>
+{%- endfor %}"""
+
+_TEXT = st.text(alphabet=st.sampled_from(list("央行A股&<>\"' 　%/#?é1")), max_size=12)
+_SLUG = st.text(alphabet=st.sampled_from(list("abc-_1%&'")), min_size=1, max_size=6)
+_REF = st.builds(ArticleRef, id=st.integers(1, 50), uid=st.just("u:1"), title=_TEXT,
+                 outlet=_TEXT, outlet_slug=_SLUG,
+                 published_ts=st.integers(0, 4_000_000_000), file_id=_SLUG)
+_CONFIG = st.builds(SiteConfig, url=st.sampled_from(
+    ["http://127.0.0.1:8000", "https://example.org/news/", "https://example.org/a&b"]),
+    timezone=st.sampled_from(["Asia/Shanghai", "UTC", "America/New_York"]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(config=_CONFIG, refs=st.lists(_REF, max_size=5), also=st.lists(_REF, max_size=4),
+       show_outlet=st.booleans(), with_date=st.booleans())
+def test_list_items_equal_the_template_loop(config: SiteConfig, refs: list[ArticleRef],
+                                            also: list[ArticleRef], show_outlet: bool,
+                                            with_date: bool) -> None:
+    renderer = Renderer(config)
+    others = {ref.id: also for ref in refs[::2]}
+    expected = renderer.env.from_string(REFERENCE_LIST).render(
+        refs=refs, show_outlet=show_outlet, with_date=with_date, also=others)
+    for _ in range(2):  # the second time from the item cache
+        assert str(renderer.list_items(refs, show_outlet, with_date, others)) == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(config=_CONFIG, also=st.lists(_REF, max_size=5))
+def test_also_items_equal_the_template_loop(config: SiteConfig, also: list[ArticleRef]) -> None:
+    renderer = Renderer(config)
+    expected = renderer.env.from_string(REFERENCE_ALSO).render(also=also)
+    made = "".join("\n" + renderer._also_item(ref) for ref in also)
+    assert made == expected
+    assert "".join("\n" + renderer._also_item(ref) for ref in also) == expected
