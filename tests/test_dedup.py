@@ -586,3 +586,37 @@ def test_precision_and_recall_on_the_labelled_set(part: str, min_p: float, min_r
         print("  false:", a, "|", b)
     assert s.precision >= min_p
     assert s.recall >= min_r
+
+
+# Characters around the fast path's list and its edges: full-width and
+# compatibility forms, combining marks that compose with what precedes them,
+# Hangul, accented Latin, and anything else.
+_NFKC_CHARS = st.one_of(
+    st.sampled_from(list("，（）：；！？…﹢①②℃™㎡　ＡＢａ１２％．‑") + ["\u0301", "\u0308", "\u3099",
+                                                            "\uf9f7", "\u2f50", "\u1100",
+                                                            "\u1161", "e", "A", "가", "¼"]),
+    st.characters(min_codepoint=0x2000, max_codepoint=0x33ff),
+    st.characters(min_codepoint=0xf900, max_codepoint=0xffef),
+    st.characters(),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_NFKC_CHARS, max_size=30).map("".join))
+@example("Ａ\u0301")  # composes after its full-width letter is mapped
+@example("１，０００")  # thousands in full width: one number after NFKC
+def test_the_fast_nfkc_equals_unicodedata(text: str) -> None:
+    assert dedup._nfkc(text) == unicodedata.normalize("NFKC", text)
+
+
+def test_the_fast_nfkc_equals_unicodedata_on_the_corpus() -> None:
+    texts = [a.body_text or a.digest for a in labelled_items("near_duplicates").values()]
+    assert texts and all(dedup._nfkc(t) == unicodedata.normalize("NFKC", t) for t in texts)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(list("ab09._. 中文，é-Ωß3.5x.y") + ["1.2.3", "a.5"]),
+                          st.characters()), max_size=40).map("".join))
+def test_token_runs_equal_one_match_per_token(text: str) -> None:
+    text = text.lower()
+    assert dedup._token_runs(text) == dedup._TOKEN.findall(text)

@@ -221,6 +221,16 @@ def test_workers_fingerprint_as_the_writer_would(tmp_path: Path,
         import_posts([POSTS], one, jobs=1)
         import_posts([POSTS], two, jobs=2, batch_size=50)
         assert _story_rows(one) == _story_rows(two)
+        assert _keys(one) == _keys(two)  # the key ids the workers computed, too
+
+
+def _keys(archive: SqliteArchive) -> set[tuple[str, int, int]]:
+    db = sqlite3.connect(archive.path)
+    try:
+        return set(db.execute("SELECT a.uid, k.key, k.published_ts FROM dedup_keys k "
+                              "JOIN articles a ON a.id = k.article_id"))
+    finally:
+        db.close()
 
 
 def test_search_finds_an_exact_copy_once(archive: SqliteArchive) -> None:

@@ -31,6 +31,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 
 from caixun.workers import worker_pool
 from caixun.archive import SqliteArchive, StoreResult
+from caixun.archive.stories import keyed
 from caixun.dedup import Candidate
 from caixun.errors import ArchiveError, PostFormatError
 from caixun.segment import IndexedText, index_text
@@ -247,7 +248,7 @@ def _read(job: _Job, fingerprint: bool = False) -> _Read:
     article = parsed.article
     indexed = index_text(article.title, article.digest, article.body_text)
     return _Read(job, digest, parsed, indexed,
-                 print_=Candidate.of(article) if fingerprint else None)
+                 print_=keyed(Candidate.of(article)) if fingerprint else None)
 
 
 def _read_in_worker(parcel: list[_Job]) -> list[_Read]:

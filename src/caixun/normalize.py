@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import html
+import operator
 import re
 from datetime import datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
@@ -70,21 +71,27 @@ _BLOCK_TAG = re.compile(
     r"|figcaption|pre|caption)\b[^>]*|br\b[^>]*)>",
     re.IGNORECASE,
 )
+# The same tags, kept by split(): text, tag, text, ..., tag, text.
+_BLOCK_TAG_SPLIT = re.compile(f"({_BLOCK_TAG.pattern})", re.IGNORECASE)
 _SPACES = re.compile(r"[ \t\u00a0\u2002\u2003\u2009\u200b]+")
 # The original generator removed pairs of U+3000 (the Chinese paragraph indent).
 _IDEOGRAPHIC_INDENT = "\u3000\u3000"
 
 
+# One sanitizer, built once: nh3.clean() builds one from these options at every
+# call, which took half the time of cleaning a typical body. Same options, same output.
+_CLEANER = nh3.Cleaner(
+    tags=_TAGS,
+    clean_content_tags=_DROP_WITH_CONTENT,
+    attributes=_ATTRIBUTES,
+    url_schemes=_URL_SCHEMES,
+    link_rel=_LINK_REL,
+    strip_comments=True,
+)
+
+
 def _clean(body: str) -> str:
-    return nh3.clean(
-        body,
-        tags=_TAGS,
-        clean_content_tags=_DROP_WITH_CONTENT,
-        attributes=_ATTRIBUTES,
-        url_schemes=_URL_SCHEMES,
-        link_rel=_LINK_REL,
-        strip_comments=True,
-    )
+    return _CLEANER.clean(body)
 
 
 def _tree(fragment: str) -> str:
@@ -114,9 +121,20 @@ def sanitize_html(body: str) -> str:
     """
     body = clean_text(body)
     cleaned = _clean(body)
-    if cleaned == body or _tree(cleaned) == _tree(body):
+    if cleaned == body or _only_gt_escaped(cleaned, body) or _tree(cleaned) == _tree(body):
         return body
     return cleaned
+
+
+def _only_gt_escaped(cleaned: str, body: str) -> bool:
+    """Whether ``cleaned`` is ``body`` with its text's ``>`` written ``&gt;``.
+
+    The sanitizer escapes every ``&`` and writes ``&gt;`` only for a ``>`` in
+    text (not in attribute values, and it keeps no raw-text element), where
+    the character and the reference parse alike: the trees are equal, and the
+    two parses that would show it (a third of a body's cost) are spared.
+    """
+    return "&gt;" in cleaned and cleaned.replace("&gt;", ">") == body
 
 
 def strip_indent(text: str) -> str:
@@ -128,7 +146,10 @@ def html_to_text(body_html: str) -> str:
     """Plain text of a (sanitized) body: one line per block, spaces collapsed."""
     if not body_html.strip():
         return ""
-    marked = _BLOCK_TAG.sub(lambda m: "\n" + m.group(0), body_html)
+    # A line break before every block tag. (sub() with a function calls back
+    # into Python at every tag; split() and the joins stay in C, twice as fast.)
+    pieces = _BLOCK_TAG_SPLIT.split(body_html)
+    marked = "\n".join([pieces[0], *map(operator.add, pieces[1::2], pieces[2::2])])
     parsed = LexborHTMLParser(f"<body>{marked}</body>")
     body = parsed.body
     raw = body.text(deep=True, separator="", strip=False) if body is not None else ""

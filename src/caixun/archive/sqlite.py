@@ -258,6 +258,9 @@ def _open_uri(uri: str) -> sqlite3.Connection:
     return db
 
 
+WRITE_CACHE_KIB = 64 * 1024  # page cache of a connection that writes
+
+
 class SqliteArchive:
     """An archive in one SQLite file. Not shared between threads."""
 
@@ -280,6 +283,10 @@ class SqliteArchive:
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("PRAGMA foreign_keys=ON")
                 self._db.execute("PRAGMA busy_timeout=10000")
+                # A write touches several indexes at random places (story keys,
+                # the search index): past SQLite's default 2 MiB of cache a large
+                # import reads their pages again and again. Taken only as used.
+                self._db.execute(f"PRAGMA cache_size=-{WRITE_CACHE_KIB}")
                 self._migrate(migrations)
             self._has_stories = self.schema_version >= 8  # stories, aliases, relinks
             self._has_identity = self.schema_version >= 9

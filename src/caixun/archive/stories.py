@@ -14,6 +14,7 @@ tokens and its story are written together or not at all.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import sqlite3
@@ -23,7 +24,7 @@ from typing import Iterable, NamedTuple, Sequence
 
 from caixun.dedup import MAX_STORY, WINDOW, Candidate, Clusterer, lsh_keys
 
-__all__ = ["VERSION", "Lookup", "Placement", "Recent", "look_up", "clear", "forget", "key_id", "members", "others", "place", "replace_print"]
+__all__ = ["VERSION", "Lookup", "Placement", "Recent", "look_up", "clear", "forget", "key_id", "keyed", "members", "others", "place", "replace_print"]
 
 VERSION = "4"  # bump when fingerprints, keys or limits change: the archive then re-clusters
 _WINDOW_SECONDS = int(WINDOW.total_seconds())
@@ -145,8 +146,17 @@ def _write_print(db: sqlite3.Connection, article_id: int, new: Candidate,
 
 def _key_ids(new: Candidate) -> tuple[list[int], list[int]]:
     """The ids of the new article's exact keys and of its LSH keys."""
+    if new.key_ids is not None:
+        return list(new.key_ids[0]), list(new.key_ids[1])
     return ([key_id(k) for k in new.exact_keys],
             [key_id(k) for k in lsh_keys(new.fingerprint)])
+
+
+def keyed(new: Candidate) -> Candidate:
+    """The candidate with its key ids computed: work a worker process can take
+    off the process that writes (a fifth of a placement's CPU time)."""
+    exact, bands = _key_ids(new)
+    return dataclasses.replace(new, key_ids=(tuple(exact), tuple(bands)))
 
 
 # Candidates read or placed in the current write transaction, by article id: the
