@@ -730,6 +730,7 @@ def _full_build(archive: SqliteArchive, out: Path, config: SiteConfig, jobs: int
             for keys in _balanced(counts, jobs)]
     work += [_Job(str(archive.path), str(out), config, "days", keys, record_paths)
              for keys in _balanced(days, jobs)]
+    fresh = _is_empty(out)  # then every file in it at the end is one this build wrote
     writer = SiteWriter(out, record_paths)
     first_pass = int(_is_built(out))
     steps = first_pass + len(work) + 1  # the first pass, each job, the site-wide pages
@@ -747,11 +748,17 @@ def _full_build(archive: SqliteArchive, out: Path, config: SiteConfig, jobs: int
     progress("site-wide pages", steps - 1, steps)
     _redirects(renderer, writer, archive.redirects())
     _site_wide(archive, renderer, writer, jobs=jobs)
-    for stale in _files_not_in(out, writer.produced):
+    for stale in () if fresh else _files_not_in(out, writer.produced):
         writer.remove(stale)
     writer.finish()
     progress("site-wide pages", steps, steps)
     return writer.report, uid_paths, writer
+
+
+def _is_empty(out: Path) -> bool:
+    """Nothing in ``out`` but a killed build's temporary files."""
+    with os.scandir(out) as entries:
+        return all(entry.name == paths.TMP_DIR for entry in entries)
 
 
 def _is_built(out: Path) -> bool:
@@ -797,13 +804,25 @@ def _run_jobs(work: list[_Job], jobs: int) -> Iterator[tuple[BuildReport, set[st
 
 
 def _files_not_in(root: Path, produced: set[str]) -> Iterator[str]:
-    for directory, dirs, names in os.walk(root):
-        rel_dir = os.path.relpath(directory, root)
-        if rel_dir == ".":
-            dirs[:] = [d for d in dirs if d != paths.TMP_DIR]
-        for name in names:
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
-            if rel not in produced:
+    """Files under ``root`` (as relative paths with ``/``) that the build did not produce.
+
+    Walked with scandir and paths joined as strings: a site of 100,000
+    articles has some 70,000 directories, and os.walk with relpath took
+    seconds of a full build.
+    """
+    pending = [("", str(root))]
+    while pending:
+        prefix, directory = pending.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            rel = prefix + entry.name
+            if entry.is_dir():  # a link to a directory is one, as for os.walk: kept, not walked
+                if rel != paths.TMP_DIR and not entry.is_symlink():
+                    pending.append((rel + "/", entry.path))
+            elif rel not in produced:
                 yield rel
 
 
