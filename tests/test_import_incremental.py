@@ -45,17 +45,17 @@ class Reads:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.opened: list[Path] = []
         self.parsed: list[str] = []
-        read_bytes, parse_post = Path.read_bytes, jekyll.parse_post
+        read_bytes, parse_post = importer._file_bytes, jekyll.parse_post
 
-        def counting_read(path: Path) -> bytes:
-            self.opened.append(path)
+        def counting_read(path: str) -> bytes:
+            self.opened.append(Path(path))
             return read_bytes(path)
 
         def counting_parse(text: str, name: str, where: str | None = None) -> Any:
             self.parsed.append(name)
             return parse_post(text, name, where)
 
-        monkeypatch.setattr(Path, "read_bytes", counting_read)
+        monkeypatch.setattr(importer, "_file_bytes", counting_read)
         monkeypatch.setattr(jekyll, "parse_post", counting_parse)
 
     def clear(self) -> None:

@@ -54,6 +54,7 @@ __all__ = [
     "iter_post_paths",
     "parse_post",
     "parse_post_bytes",
+    "post_files",
     "read_post",
     "uid_for",
     "unescape_text_body",
@@ -91,13 +92,19 @@ def iter_post_paths(paths: Iterable[Path]) -> Iterator[Path]:
     """Every post file under ``paths`` (files as given, directories recursively)."""
     for path in paths:
         if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs.sort()
-                for name in sorted(files):
-                    if name.endswith(POST_SUFFIXES) and not name.startswith("."):
-                        yield Path(root) / name
+            yield from map(Path, post_files(str(path)))
         else:
             yield path
+
+
+def post_files(directory: str) -> Iterator[str]:
+    """The post files under ``directory``, recursively, in sorted order, as path strings."""
+    for root, dirs, files in os.walk(directory):
+        dirs.sort()
+        prefix = root + os.sep
+        for name in sorted(files):
+            if name.endswith(POST_SUFFIXES) and not name.startswith("."):
+                yield prefix + name
 
 
 def read_post(path: Path) -> ParsedPost:
