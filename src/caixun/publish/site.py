@@ -384,6 +384,7 @@ class Renderer:
         self._templates: dict[str, jinja2.Template] = {}
         self._also: dict[ArticleRef, Markup] = {}
         self._items: dict[tuple[ArticleRef, bool, bool], str] = {}
+        self._links: dict[ArticleRef, str] = {}
         base = config.base_path
         self.env.globals.update(
             site=config,
@@ -436,12 +437,21 @@ class Renderer:
             others = also.get(ref.id) if also else None
             if others:
                 items.append(' <span class="also">也见于')
-                items += [f' <a href="{_escape(self._url(other))}" title="{_escape(other.title)}">'
-                          f'{_escape(other.outlet)}</a>' for other in others]
+                items += map(self._also_link, others)
                 items.append("</span>")
             items.append("</li>")
         items.append("\n</ol>")
         return Markup("".join(items))
+
+    def _also_link(self, ref: ArticleRef) -> str:
+        """A story's other report as linked from a list item (a story lists all of them)."""
+        link = self._links.get(ref)
+        if link is None:
+            if len(self._links) >= ALSO_CACHE:
+                self._links.clear()
+            link = self._links[ref] = (f' <a href="{_escape(self._url(ref))}" '
+                                       f'title="{_escape(ref.title)}">{_escape(ref.outlet)}</a>')
+        return link
 
     def _list_item(self, ref: ArticleRef, show_outlet: bool, with_date: bool) -> str:
         key = (ref, show_outlet, with_date)
