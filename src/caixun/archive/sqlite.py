@@ -8,6 +8,7 @@ publisher reads to rebuild only what changed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import time
@@ -1418,21 +1419,26 @@ class SqliteArchive:
                 out[uid] = row[0]
         return out
 
-    def save_build_state(self, out_dir: str, state: BuildState, paths: dict[str, str | None],
+    def save_build_state(self, out_dir: str, state: BuildState,
+                         paths: Mapping[str, str | None] | Iterable[tuple[str, str | None]],
                          *, replace_all: bool = False) -> None:
-        """Record a finished build: the change it reached and where article pages are."""
+        """Record a finished build: the change it reached and where article pages are.
+
+        ``paths``: uid → the article's page (None: it has none any more), as a
+        mapping or as pairs (a full build streams every article's).
+        """
+        pairs = iter(paths.items() if isinstance(paths, Mapping) else paths)
         with self.transaction():
             if replace_all:
                 self._db.execute("DELETE FROM site_articles WHERE out_dir = ?", (out_dir,))
-            for uid, path in paths.items():
-                if path is None:
-                    self._db.execute("DELETE FROM site_articles WHERE out_dir = ? AND uid = ?",
-                                     (out_dir, uid))
-                else:
-                    self._db.execute(
-                        "INSERT INTO site_articles (out_dir, uid, path) VALUES (?, ?, ?) "
-                        "ON CONFLICT (out_dir, uid) DO UPDATE SET path = excluded.path",
-                        (out_dir, uid, path))
+            while chunk := list(itertools.islice(pairs, 1000)):
+                self._db.executemany(
+                    "DELETE FROM site_articles WHERE out_dir = ? AND uid = ?",
+                    [(out_dir, uid) for uid, path in chunk if path is None])
+                self._db.executemany(
+                    "INSERT INTO site_articles (out_dir, uid, path) VALUES (?, ?, ?) "
+                    "ON CONFLICT (out_dir, uid) DO UPDATE SET path = excluded.path",
+                    [(out_dir, uid, path) for uid, path in chunk if path is not None])
             self._db.execute(
                 "INSERT INTO site_builds (out_dir, last_seq, fingerprint, built_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (out_dir) DO UPDATE SET "

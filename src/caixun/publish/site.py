@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import hashlib
 import html
+import itertools
 import os
 import re
 import shutil
@@ -628,56 +629,68 @@ class _Job:
     done: frozenset[str] = frozenset()  # written by the first pass
 
 
-def _run_job(job: _Job) -> tuple[BuildReport, set[str], dict[str, str]]:
+def _run_job(job: _Job) -> tuple[BuildReport, set[str]]:
     renderer = Renderer(job.config)
     writer = SiteWriter(Path(job.out_dir), job.record_paths)
     writer.done = job.done
-    uid_paths: dict[str, str] = {}
     with open_archive(job.archive_path) as archive, archive.snapshot():
         if job.kind == "outlets":
-            _full_outlets(archive, renderer, writer, job.keys, uid_paths)
+            _full_outlets(archive, renderer, writer, job.keys)
         else:
             _full_days(archive, renderer, writer, [date.fromisoformat(d) for d in job.keys])
     writer.finish()
-    return writer.report, writer.produced, uid_paths
+    return writer.report, writer.produced
+
+
+# Articles whose stories are read at a time by a full build: the stories of the
+# whole archive held at once took gigabytes at 1,000,000 articles.
+STORY_WINDOW = 1000
+
+
+def _with_stories(archive: SqliteArchive, articles: Iterator[tuple[int, Article]]
+                  ) -> Iterator[tuple[int, Article, Stories]]:
+    """Each article with the stories of its window of STORY_WINDOW articles."""
+    while window := list(itertools.islice(articles, STORY_WINDOW)):
+        stories = archive.stories(article_id for article_id, _ in window)
+        for article_id, article in window:
+            yield article_id, article, stories
 
 
 def _full_outlets(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
-                  slugs: Sequence[str], uid_paths: dict[str, str]) -> None:
+                  slugs: Sequence[str]) -> None:
     """Every article page and outlet page of ``slugs``, streaming outlet by outlet.
 
     An article page is written once the next article of its outlet is known
-    (for its "next" link), so only one article is held at a time.
+    (for its "next" link), so only one article is held at a time (and the
+    stories of a window of articles).
     """
     outlet_refs: list[ArticleRef] = []
-    pending: tuple[ArticleRef, Article] | None = None
+    pending: tuple[ArticleRef, Article, Stories] | None = None
     prev: ArticleRef | None = None
-    stories = archive.stories()
-    for article_id, article in archive.iter_outlet_articles(slugs):
+    for article_id, article, stories in _with_stories(
+            archive, archive.iter_outlet_articles(slugs)):
         ref = ref_of(article_id, article)
         if outlet_refs and outlet_refs[-1].outlet_slug != ref.outlet_slug:
             if pending:
-                _put_article(renderer, writer, *pending, prev, None, uid_paths, stories)
+                _put_article(renderer, writer, *pending, prev, None)
             _outlet_lists(archive, renderer, writer, outlet_refs)
             outlet_refs, pending, prev = [], None, None
         if pending:
-            _put_article(renderer, writer, *pending, prev, ref, uid_paths, stories)
+            _put_article(renderer, writer, *pending, prev, ref)
             prev = pending[0]
-        pending = (ref, article)
+        pending = (ref, article, stories)
         outlet_refs.append(ref)
     if pending:
-        _put_article(renderer, writer, *pending, prev, None, uid_paths, stories)
+        _put_article(renderer, writer, *pending, prev, None)
     if outlet_refs:
         _outlet_lists(archive, renderer, writer, outlet_refs)
 
 
 def _put_article(renderer: Renderer, writer: SiteWriter, ref: ArticleRef, article: Article,
-                 prev: ArticleRef | None, next_: ArticleRef | None,
-                 uid_paths: dict[str, str], stories: Stories) -> None:
+                 stories: Stories, prev: ArticleRef | None, next_: ArticleRef | None) -> None:
     path = _article_path(ref)
     if writer.wants(path):
         writer.put(path, renderer.article(article, ref, prev, next_, stories))
-    uid_paths[ref.uid] = path
 
 
 def _outlet_lists(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
@@ -732,7 +745,7 @@ def _balanced(weights: dict[str, int], parts: int) -> list[tuple[str, ...]]:
 
 def _full_build(archive: SqliteArchive, out: Path, config: SiteConfig, jobs: int,
                 record_paths: bool, progress: Callable[[str, int, int], None]
-                ) -> tuple[BuildReport, dict[str, str], SiteWriter]:
+                ) -> tuple[BuildReport, SiteWriter]:
     renderer = Renderer(config)
     counts = archive.outlet_counts()
     days = {day.isoformat(): n for day, n in _day_counts(archive, renderer)}
@@ -749,11 +762,9 @@ def _full_build(archive: SqliteArchive, out: Path, config: SiteConfig, jobs: int
         writer.take_over(_full_new_pages(archive, renderer, out, record_paths))
         work = [dataclasses.replace(job, done=writer.done) for job in work]
     progress("pages", first_pass, steps)
-    uid_paths: dict[str, str] = {}
-    for done, (report, produced, found) in enumerate(_run_jobs(work, jobs), first_pass + 1):
+    for done, (report, produced) in enumerate(_run_jobs(work, jobs), first_pass + 1):
         writer.report.merge(report)
         writer.produced |= produced
-        uid_paths.update(found)
         progress("pages", done, steps)
     progress("site-wide pages", steps - 1, steps)
     _redirects(renderer, writer, archive.redirects())
@@ -762,7 +773,7 @@ def _full_build(archive: SqliteArchive, out: Path, config: SiteConfig, jobs: int
         writer.remove(stale)
     writer.finish()
     progress("site-wide pages", steps, steps)
-    return writer.report, uid_paths, writer
+    return writer.report, writer
 
 
 def _is_empty(out: Path) -> bool:
@@ -804,7 +815,7 @@ def _first_pass(archive: SqliteArchive, renderer: Renderer, first: NewPages,
     first.close()
 
 
-def _run_jobs(work: list[_Job], jobs: int) -> Iterator[tuple[BuildReport, set[str], dict[str, str]]]:
+def _run_jobs(work: list[_Job], jobs: int) -> Iterator[tuple[BuildReport, set[str]]]:
     if jobs <= 1 or len(work) <= 1:
         yield from map(_run_job, work)
         return
@@ -1126,10 +1137,12 @@ def _build(archive: SqliteArchive, out: Path, config: SiteConfig, full: bool,
         _refuse_clashes(archive, {c.uid for c in archive.changes_since(state.last_seq, until)})
     shutil.rmtree(out / paths.TMP_DIR, ignore_errors=True)  # leftovers of a killed build
     if rebuild:
-        report, found, _ = _full_build(archive, out, config, jobs or os.cpu_count() or 1,
+        report, _ = _full_build(archive, out, config, jobs or os.cpu_count() or 1,
                                        record_paths, progress)
         report.mode = "full"
-        archive.save_build_state(key, BuildState(until, print_), dict(found), replace_all=True)
+        # Every article's page, as its path says (streamed: no dict of a million).
+        pages = ((ref.uid, _article_path(ref)) for ref in archive.iter_refs())
+        archive.save_build_state(key, BuildState(until, print_), pages, replace_all=True)
     elif state is None or until == state.last_seq:
         report = BuildReport(mode="unchanged")
     else:
