@@ -6,6 +6,10 @@ Run it by hand from the repository root::
     python benchmarks/search.py --sizes 10000            # quick
     python benchmarks/search.py --sizes 10000 --keep     # keep the archives in /tmp
     python benchmarks/search.py --sizes 100000 --evict   # cold = not in the OS page cache
+    python benchmarks/search.py --sizes 100000 --reuse /tmp/caixun-search-bench-XXXX
+                                 # the queries again on an archive kept by --keep
+    python benchmarks/search.py --sizes 100000 --date-sweep --results /tmp/r.json
+                                 # date filters of 1 day .. 1 year; hits compared across runs
 
 For each N it
 
@@ -33,7 +37,16 @@ For each N it
    statement (caught with a trace callback) and the time of variants of it:
    only the MATCH, bm25 without the join, bm25 + join without the recency
    blend, newest first without ranking, and bm25 top ``--prefilter`` then the
-   blend.
+   blend. ``--date-sweep`` adds a table of common, rare and absent terms
+   under date filters from one day to the whole year (and outlet filters),
+   whose in-range ids, the generated dates being random, are spread over the
+   whole archive. ``--results FILE`` writes every query's hits (uid and score,
+   ``now`` fixed a day after the newest article) to FILE, or, if FILE exists,
+   says whether they are the same as the ones in it (before and after a
+   change to the search code). ``--reuse DIR`` runs these on the archives of
+   an earlier ``--keep`` run (``DIR/n<N>/archive.db``) instead of generating
+   them (sizes are then not printed); a caixun that upgrades archives
+   upgrades them in place.
 3. prints the archive's size, the FTS index's (pages of the ``search*``
    tables from ``dbstat``) and bytes per article.
 4. if ``caixun.publish.static_search.search_static`` imports, builds the site
@@ -140,6 +153,28 @@ def queries(corpus: Any) -> list[Q]:
         Q("车联网", "term + outlet + quarter", outlet=top_slug, since="2022-07-01",
           until="2022-09-30"),
     ]
+
+
+SWEEP_SPANS = {"day": ("2022-06-01", "2022-06-01"), "week": ("2022-06-01", "2022-06-07"),
+               "month": ("2022-03-01", "2022-03-31"), "quarter": ("2022-07-01", "2022-09-30"),
+               "half year": ("2022-01-01", "2022-06-30"), "since Dec": ("2022-12-01", None),
+               "until Jan": (None, "2022-01-31"), "whole year": ("2022-01-01", "2022-12-31")}
+
+
+def sweep_queries(corpus: Any) -> list[Q]:
+    """Terms (common, phrase, 3 terms, rare, absent) × date spans; outlets big and small."""
+    cats = corpus.gen.cats
+    top, small = cats[0][0], cats[min(499, len(cats) - 1)][0]
+    out = [Q(text, f"sweep: {name}", since=since, until=until)
+           for text in ("5G", "汽车", "人工智能", '"国家级车联网先导区"', "知识产权 可靠性 质量管理",
+                        cats[min(49, len(cats) - 1)][1], "央行")
+           for name, (since, until) in SWEEP_SPANS.items()]
+    for text in ("制造业", "5G"):
+        for slug, rank in ((top, 1), (small, 500)):
+            out.append(Q(text, f"sweep: outlet {rank}", outlet=slug))
+            out.append(Q(text, f"sweep: outlet {rank}, month", outlet=slug, since="2022-03-01",
+                         until="2022-03-31"))
+    return out
 
 
 # -- figures ------------------------------------------------------------------------------
@@ -313,19 +348,44 @@ def child_queries(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         rss_open = maxrss_mb()
         load_ms = timed(lambda: parse_query("预热 A股"))[0]  # jieba's dictionary, once
         qs = queries(corpus)
-        for q in qs:
+        sweep = sweep_queries(corpus) if args.date_sweep else []
+        for q in qs + sweep:
             if args.evict:
                 evict(db_path)
             run = cli_search(archive, q)
             cold, hits = timed(run)
             warm = [timed(run)[0] for _ in range(args.repeat)]
             rows.append({"q": q.label(), "kind": q.kind, "cold": cold, "warm": warm,
-                         "returned": len(hits), "hits": hit_count(archive, q)})
+                         "returned": len(hits), "hits": hit_count(archive, q),
+                         "dated": bool(q.since or q.until), "sweep": q in sweep})
         rss_queries = maxrss_mb()
-        slowest = sorted(range(len(rows)), key=lambda i: -statistics.median(rows[i]["warm"]))
+        main = rows[:len(qs)]
+        slowest = sorted(range(len(main)), key=lambda i: -statistics.median(main[i]["warm"]))
         diagnoses = [diagnose(archive, qs[i], args) for i in slowest[:args.diagnose]]
+        results = same_results(archive, qs + sweep, args.results) if args.results else None
     return {"rows": rows, "rss_open": rss_open, "rss": rss_queries, "diagnoses": diagnoses,
-            "load_ms": load_ms}
+            "load_ms": load_ms, "results": results}
+
+
+def same_results(archive: SqliteArchive, qs: list[Q], path: Path) -> str:
+    """Every query's hits (the first page, and one across the rank window's end) to ``path``,
+    or, if it exists, compared with the ones in it."""
+    newest = archive._db.execute("SELECT max(published_ts) FROM articles").fetchone()[0]
+    now = newest + 86400  # fixed, so that scores do not depend on when the run was
+    found = {}
+    for q in qs:
+        since_ts, until_ts = q.bounds()
+        found[q.label()] = [[[h.ref.uid, repr(h.score)] for h in archive.search(
+            q.text, outlet=q.outlet, since_ts=since_ts, until_ts=until_ts, limit=limit,
+            offset=offset, now=now)] for limit, offset in ((CLI_LIMIT, 0), (30, 990))]
+    if not path.exists():
+        path.write_text(json.dumps(found, ensure_ascii=False, indent=1), encoding="utf-8")
+        return f"hits of {len(found)} queries written to {path}"
+    before = json.loads(path.read_text(encoding="utf-8"))
+    differ = [label for label, hits in found.items() if before.get(label) != hits]
+    return (f"hits of all {len(found)} queries the same as in {path}" if not differ else
+            f"hits of {len(differ)} of {len(found)} queries differ from {path}: "
+            + "; ".join(differ))
 
 
 def diagnose(archive: SqliteArchive, q: Q, args: argparse.Namespace) -> dict[str, Any]:
@@ -337,7 +397,9 @@ def diagnose(archive: SqliteArchive, q: Q, args: argparse.Namespace) -> dict[str
         cli_search(archive, q)()
     finally:
         db.set_trace_callback(None)
-    sql = next(s for s in statements if "MATCH" in s)
+    # The window's statement (a filtered search runs smaller ones before it).
+    sql = next((s for s in statements if "ORDER BY search.rowid DESC" in s),
+               next(s for s in statements if "MATCH" in s))
     plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql)]
     match = parse_query(q.text).match
     bm25 = "bm25(search, 6.0, 6.0, 1.0, 1.0)"
@@ -567,18 +629,25 @@ def print_index(n: int, gen: dict[str, Any]) -> None:
           f"peak RSS after the sample {gen['rss_after_sample']:.0f} MB")
 
 
-QROW = "  {:<44} {:<24} {:>8} {:>4} {:>9} {:>9} {:>9}"
+QROW = "  {:<44} {:<24} {:>8} {:>4} {:>9} {:>9} {:>9} {:>9}"
+
+
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    print(QROW.format("query", "kind", "hits", "ret", "cold", "warm p50", "warm p95",
+                      "warm max"))
+    for r in rows:
+        print(QROW.format(_cut(r["q"], 44), r["kind"], f"{r['hits']:,}", r["returned"],
+                          f"{r['cold']:.1f}", f"{statistics.median(r['warm']):.1f}",
+                          f"{pct(r['warm'], 95):.1f}", f"{max(r['warm']):.1f}"))
 
 
 def print_queries(n: int, res: dict[str, Any]) -> None:
     print(f"\n== N={n:,}: query latency, ms (archive.search as `caixun search`)")
-    print(QROW.format("query", "kind", "hits", "ret", "cold", "warm p50", "warm max"))
-    for r in res["rows"]:
-        print(QROW.format(_cut(r["q"], 44), r["kind"], f"{r['hits']:,}", r["returned"],
-                          f"{r['cold']:.1f}", f"{statistics.median(r['warm']):.1f}",
-                          f"{max(r['warm']):.1f}"))
-    for label, rows in (("all queries", res["rows"]),
-                        ("queries with hits", [r for r in res["rows"] if r["hits"]])):
+    main = [r for r in res["rows"] if not r.get("sweep")]
+    print_rows(main)
+    for label, rows in (("all queries", main),
+                        ("queries with hits", [r for r in main if r["hits"]]),
+                        ("date-filtered queries", [r for r in main if r.get("dated")])):
         cold = [r["cold"] for r in rows]
         warm = [w for r in rows for w in r["warm"]]
         print(f"  {label} ({len(rows)}): cold p50/p95/p99 {_ppp(cold)}; "
@@ -591,6 +660,15 @@ def print_queries(n: int, res: dict[str, Any]) -> None:
         print("    plan: " + " | ".join(d["plan"]))
         for name, ms in d["times"].items():
             print(f"    {name:<46} {ms:9.1f} ms")
+    sweep = [r for r in res["rows"] if r.get("sweep")]
+    if sweep:
+        print(f"\n== N={n:,}: date sweep, ms (dates random, so a range's ids are spread over "
+              f"the archive)")
+        print_rows(sweep)
+        warm = [w for r in sweep for w in r["warm"]]
+        print(f"  sweep ({len(sweep)}): warm p50/p95/p99 {_ppp(warm)} ({len(warm)} runs)")
+    if res.get("results"):
+        print(f"  {res['results']}")
 
 
 def _ppp(values: Sequence[float]) -> str:
@@ -642,12 +720,17 @@ def print_static(n: int, st: dict[str, Any]) -> None:
 
 def run_size(args: argparse.Namespace, root: Path, n: int) -> None:
     work = root / f"n{n}"
-    work.mkdir(parents=True)
-    gen = run_child("generate", work, n, args)
-    print_index(n, gen)
+    if args.reuse:
+        if not (work / "archive.db").is_file():
+            raise SystemExit(f"--reuse: no archive of N={n:,} in {work}")
+        print(f"\n== N={n:,}: reusing {work / 'archive.db'} (no index throughput)")
+    else:
+        work.mkdir(parents=True)
+        print_index(n, run_child("generate", work, n, args))
     os.sync()
     print_queries(n, run_child("queries", work, n, args))
-    print_sizes(n, sizes(work / "archive.db"))
+    if not args.reuse:  # sizes take minutes at 1,000,000 and no search code changes them
+        print_sizes(n, sizes(work / "archive.db"))
     if static_search() is None:
         print("\nstatic search: not available (caixun.publish.static_search.search_static "
               "does not import)")
@@ -656,7 +739,7 @@ def run_size(args: argparse.Namespace, root: Path, n: int) -> None:
     else:
         print_static(n, run_child("static", work, n, args))
     sys.stdout.flush()
-    if not args.keep:
+    if not args.keep and not args.reuse:
         shutil.rmtree(work)
 
 
@@ -668,7 +751,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="larger archives: rows and index only, no story placement")
     parser.add_argument("--sample", type=int, default=5000,
                         help="articles of the index/segment/no-index breakdown (0: none)")
-    parser.add_argument("--repeat", type=int, default=5, help="warm runs per query")
+    parser.add_argument("--repeat", type=int, default=20, help="warm runs per query")
+    parser.add_argument("--date-sweep", action="store_true",
+                        help="also time terms under date filters from a day to a year")
+    parser.add_argument("--results", type=Path,
+                        help="write the queries' hits to this file, or compare with it")
+    parser.add_argument("--reuse", type=Path, metavar="DIR",
+                        help="the archives of an earlier --keep run, instead of new ones")
     parser.add_argument("--evict", action="store_true",
                         help="drop the archive from the OS page cache before each cold run")
     parser.add_argument("--diagnose", type=int, default=4,
@@ -710,12 +799,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     corpus = bench_build.Corpus(args)
     print_header(corpus, args)
-    root = Path(tempfile.mkdtemp(prefix="caixun-search-bench-", dir="/tmp"))
+    root = args.reuse or Path(tempfile.mkdtemp(prefix="caixun-search-bench-", dir="/tmp"))
     try:
         for n in args.sizes:
             run_size(args, root, n)
     finally:
-        if args.keep:
+        if args.keep or args.reuse:
             print(f"\nfiles kept in {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
