@@ -332,3 +332,31 @@ def test_terms_kept_at_write_time_build_the_index_a_recomputation_would(
     site = tmp_path / "kept"
     build_site(archive, site, CONFIG, jobs=1)
     assert search_static(site, "猕猴桃").ids != []
+
+
+def test_a_block_built_in_runs_of_articles_equals_one_built_at_once(
+        archive: SqliteArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big block is read and encoded a run of articles at a time (memory stays flat):
+    the same files as from one run, whichever run boundaries fall inside posting lists."""
+    import_posts([POSTS], archive)
+    _add(archive, range(1, 60))
+    whole = _full_copy(archive, tmp_path, "whole")
+    for run_size in (32, 64):
+        monkeypatch.setattr(static_search, "RUN_SIZE", run_size)
+        assert _full_copy(archive, tmp_path, f"runs{run_size}") == whole
+    # Posting lists that stay varints and ones that become bitmaps both span runs.
+    kinds = {tag & 1 for name, data in whole.items() if "/s" in name
+             for tag in _tags(data)}
+    assert kinds == {0, 1}
+
+
+def _tags(shard: bytes) -> list[int]:
+    tags, pos = [], 0
+    while pos < len(shard):
+        size, pos = static_search._read_varint(shard, pos)
+        pos += size
+        tag, pos = static_search._read_varint(shard, pos)
+        tags.append(tag)
+        if not tag & 2:
+            pos += tag >> 2
+    return tags

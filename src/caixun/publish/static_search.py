@@ -73,6 +73,7 @@ whichever is smaller.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import operator
 import sqlite3
@@ -80,9 +81,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone, tzinfo
 from pathlib import Path
-from typing import Iterable, Iterator, Protocol
+from typing import TYPE_CHECKING, Iterable, Iterator, Protocol, Sequence
 
 from caixun.workers import worker_pool
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 from caixun.archive import ArticleRef, SqliteArchive, open_archive
 from caixun.publish import paths
 from caixun.segment import STATIC_VERSION, normalize, static_terms, unpack_terms
@@ -177,7 +182,7 @@ def encode_postings(relative: list[int]) -> tuple[int, bytes]:
     return 0, bytes(delta)
 
 
-def _bitmap(relative: list[int], size: int) -> bytes:
+def _bitmap(relative: Sequence[int] | NDArray[np.int64], size: int) -> bytes:
     """Bit ``i`` of byte ``i >> 3`` is ``i & 7`` (little-endian bit order), set for each id.
 
     In numpy: a common term's bitmap holds most of a block's thousand ids.
@@ -298,21 +303,96 @@ class Doc:
         return static_terms(self.source)
 
 
-def build_block(block: Block | Tail, docs: list[Doc]) -> dict[str, bytes]:
-    """The files of one block (or the tail): name → bytes."""
+class _Postings:
+    """Posting lists of a block, kept as they will be written: delta varints.
+
+    A level-2 block holds 262,144 articles of some 450 terms each: as lists of
+    ids that took 1.9 GB; as varints, one to three bytes an id.
+    """
+
+    def __init__(self) -> None:
+        self._lists: dict[str, tuple[bytearray, list[int]]] = {}  # term → (varints, [last id])
+
+    def add(self, docs: Sequence[Doc], lo: int) -> None:
+        """Add the terms of ``docs`` (ids ascending, after every id added before)."""
+        chunk: dict[str, list[int]] = defaultdict(list)
+        for doc in docs:
+            relative = doc.id - lo
+            for term in doc.terms():
+                chunk[term].append(relative)
+        for term, ids in chunk.items():
+            entry = self._lists.get(term)
+            if entry is None:
+                entry = self._lists[term] = (bytearray(), [0])
+            data, last = entry
+            deltas = list(map(operator.sub, ids, [last[0], *ids[:-1]]))
+            if max(deltas) < 0x80:
+                data += bytes(deltas)
+            else:
+                for value in deltas:
+                    _varint(value, data)
+            last[0] = ids[-1]
+
+    def encoded(self) -> Iterator[tuple[str, int, bytes]]:
+        """(term, kind, bytes) in UTF-8 order, as :func:`encode_postings` encodes them."""
+        import numpy as np
+
+        for term in sorted(self._lists, key=lambda t: t.encode("utf-8")):
+            data, last = self._lists[term]
+            size = last[0] // 8 + 1
+            if size >= len(data):
+                yield term, 0, bytes(data)
+                continue
+            # A bitmap is smaller (encode_postings' rule). A term that common has
+            # one-byte deltas: its ids are their running sum.
+            deltas = np.frombuffer(data, dtype=np.uint8)
+            ids = (np.cumsum(deltas, dtype=np.int64) if int(deltas.max()) < 0x80
+                   else decode_postings(0, bytes(data)))
+            yield term, 1, _bitmap(ids, size)
+
+
+def _encoded_at_once(docs: Sequence[Doc], lo: int) -> Iterator[tuple[str, int, bytes]]:
+    """(term, kind, bytes) of one run of articles: :class:`_Postings` for a block that
+    fits in one run, faster (lists of ids, encoded once)."""
     postings: dict[str, list[int]] = defaultdict(list)
-    lo = block.lo
-    for doc in sorted(docs, key=lambda d: d.id):
+    for doc in docs:
         relative = doc.id - lo
         for term in doc.terms():
             postings[term].append(relative)
-    entries: list[tuple[bytes, int, bytes]] = []
-    files: dict[str, bytes] = {}
     for term in sorted(postings, key=lambda t: t.encode("utf-8")):
-        kind, data = encode_postings(postings[term])
+        yield (term, *encode_postings(postings[term]))
+
+
+def build_block(block: Block | Tail, docs: Iterable[Sequence[Doc]]) -> tuple[dict[str, bytes], int]:
+    """The files of one block (or the tail), name → bytes, and how many articles it holds.
+
+    ``docs`` come in runs, ids ascending (see :func:`block_doc_runs`): a
+    block's articles are never all in memory at once.
+    """
+    runs = iter(docs)
+    first, second = next(runs, []), next(runs, None)
+    files: dict[str, bytes] = {}
+    count = 0
+    postings = _Postings() if second is not None else None
+    for run in itertools.chain([first], [second] if second is not None else [], runs):
+        if postings is not None:
+            postings.add(run, block.lo)
+        count += len(run)
+        chunks: dict[int, dict[str, list[str]]] = defaultdict(dict)
+        for doc in run:
+            chunks[(doc.id - block.lo) // DOCS_PER_CHUNK][str(doc.id)] = doc.meta
+        for number, chunk in chunks.items():
+            files[f"d{number}.json"] = json.dumps(chunk, ensure_ascii=False,
+                                                  separators=(",", ":")).encode("utf-8")
+    if not count:
+        return {}, 0
+    entries: list[tuple[bytes, int, bytes]] = []
+    terms: dict[str, bytes] = {}
+    encoded = postings.encoded() if postings is not None else _encoded_at_once(first, block.lo)
+    for term, kind, data in encoded:
         if len(data) > BIG_POSTING:
-            number = sum(1 for name in files if name[0] == "t")
-            files[f"t{number}.bin"] = data
+            number = sum(1 for name in terms)
+            terms[f"t{number}.bin"] = data
             entries.append((term.encode("utf-8"), (number << 2) | (kind + 2), b""))
         else:
             entries.append((term.encode("utf-8"), (len(data) << 2) | kind, data))
@@ -328,15 +408,8 @@ def build_block(block: Block | Tail, docs: list[Doc]) -> dict[str, bytes]:
         part += term_bytes
         _varint(tag, part)
         part += data
-    for i, part in enumerate(parts):
-        files[f"s{i}.bin"] = bytes(part)
-    chunks: dict[int, dict[str, list[str]]] = defaultdict(dict)
-    for doc in sorted(docs, key=lambda d: d.id):
-        chunks[(doc.id - block.lo) // DOCS_PER_CHUNK][str(doc.id)] = doc.meta
-    for number, chunk in chunks.items():
-        files[f"d{number}.json"] = json.dumps(chunk, ensure_ascii=False,
-                                              separators=(",", ":")).encode("utf-8")
-    return files
+    shard_files = {f"s{i}.bin": bytes(part) for i, part in enumerate(parts)}
+    return {**terms, **shard_files, **files}, count
 
 
 # -- reading the archive -------------------------------------------------------------
@@ -384,21 +457,40 @@ def _stored_terms(archive_path: Path, first: int, last: int) -> dict[int, bytes]
     return {article_id: bytes(terms) for article_id, terms in rows}
 
 
-def block_docs(archive: SqliteArchive, block: Block | Tail, tz: tzinfo,
-               upto: int | None = None) -> list[Doc]:
-    """The articles of a block with ids up to ``upto`` (the cut; None: all).
+# Articles read from the archive at a time when a block is built (a multiple of
+# DOCS_PER_CHUNK, so that each d-file is made from one run).
+RUN_SIZE = 16 * 1024
+
+
+def block_doc_runs(archive: SqliteArchive, block: Block | Tail, tz: tzinfo,
+                   upto: int | None = None) -> Iterator[list[Doc]]:
+    """The articles of a block with ids up to ``upto`` (the cut; None: all), in runs of ids.
 
     Their terms are those the archive kept at write time; an article stored
     before it kept them (or under other term rules) is segmented here.
     """
     last = block.hi if upto is None else min(block.hi, upto)
-    refs = archive.refs_in_id_range(block.lo, last)
+    for first in range(block.lo, last + 1, RUN_SIZE):
+        run = block_docs_between(archive, first, min(last, first + RUN_SIZE - 1), tz)
+        if run:
+            yield run
+
+
+def block_docs(archive: SqliteArchive, block: Block | Tail, tz: tzinfo,
+               upto: int | None = None) -> list[Doc]:
+    """Every article of :func:`block_doc_runs` in one list."""
+    return [doc for run in block_doc_runs(archive, block, tz, upto) for doc in run]
+
+
+def block_docs_between(archive: SqliteArchive, first: int, last: int, tz: tzinfo) -> list[Doc]:
+    """The articles with ids in [first, last], ascending, with their terms or text."""
+    refs = sorted(archive.refs_in_id_range(first, last), key=lambda ref: ref.id)
     if not refs:
         return []
-    sources: dict[int, bytes | str] = dict(_stored_terms(archive.path, block.lo, last))
+    sources: dict[int, bytes | str] = dict(_stored_terms(archive.path, first, last))
     missing = [ref.id for ref in refs if ref.id not in sources]
     if missing:
-        texts = _texts(archive.path, block.lo, last, missing)
+        texts = _texts(archive.path, first, last, missing)
         sources.update((i, texts.get(i, "")) for i in missing)
     return [Doc(ref.id, sources[ref.id], _meta(ref, tz)) for ref in refs]
 
@@ -497,8 +589,8 @@ def _build_blocks(archive: SqliteArchive, blocks: list[Block | Tail], tz: tzinfo
     """Each block's files, from its articles up to the cut ``top`` (the tail's: all)."""
     if jobs <= 1 or len(blocks) <= 1:
         for block in blocks:
-            docs = block_docs(archive, block, tz, None if isinstance(block, Tail) else top)
-            yield block, build_block(block, docs) if docs else {}, len(docs)
+            runs = block_doc_runs(archive, block, tz, None if isinstance(block, Tail) else top)
+            yield (block, *build_block(block, runs))
         return
     work = [(str(archive.path), block, tz, top) for block in blocks]
     with worker_pool(min(jobs, len(blocks))) as pool:
@@ -508,8 +600,8 @@ def _build_blocks(archive: SqliteArchive, blocks: list[Block | Tail], tz: tzinfo
 def _build_in_worker(job: tuple[str, Block | Tail, tzinfo, int]) -> _Built:
     path, block, tz, top = job
     with open_archive(path) as archive:
-        docs = block_docs(archive, block, tz, None if isinstance(block, Tail) else top)
-    return block, build_block(block, docs) if docs else {}, len(docs)
+        runs = block_doc_runs(archive, block, tz, None if isinstance(block, Tail) else top)
+        return (block, *build_block(block, runs))
 
 
 def build_block_entry(block: Block | Tail, files: dict[str, bytes],
