@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -55,7 +55,7 @@ __all__ = ["BuildReport", "SiteConfig", "build_site"]
 FEED_SIZE = 50
 ALSO_SHOWN = 10  # other reports of the story listed on an article page
 HOME_PER_OUTLET = 5
-ALSO_CACHE = 20_000  # list items of other reports kept by a Renderer
+ITEM_CACHE = 20_000  # formatted list items and links a Renderer keeps (each kind)
 # The list items' markup, as the templates had it. Formatted with f-strings and
 # markupsafe.escape (in C): Markup.format goes through string.Formatter, in Python.
 _escape = markupsafe.escape
@@ -362,6 +362,20 @@ class NewPages(SiteWriter):
         return rel + "index.html" if rel == "" or rel.endswith("/") else rel
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _memo(cache: dict[_K, _V], key: _K, make: Callable[[], _V]) -> _V:
+    """``cache[key]``, made by ``make`` the first time; the cache is emptied at ITEM_CACHE."""
+    value = cache.get(key)
+    if value is None:
+        if len(cache) >= ITEM_CACHE:
+            cache.clear()
+        value = cache[key] = make()
+    return value
+
+
 # -- rendering -------------------------------------------------------------------
 
 class Renderer:
@@ -411,18 +425,15 @@ class Renderer:
         Formatted here, not by the template: a story's reports list each other,
         so each item appears on up to ALSO_SHOWN pages and is made once.
         """
-        item = self._also.get(ref)
-        if item is None:
-            if len(self._also) >= ALSO_CACHE:
-                self._also.clear()
-            base, local = self.config.base_path, self._local(ref.published_ts)
-            outlet_url = paths.url_of(paths.outlet_path(ref.outlet_slug), base)
-            item = self._also[ref] = Markup(
-                f'<li><a class="outlet" href="{_escape(outlet_url)}">{_escape(ref.outlet)}</a> '
-                f'<a href="{_escape(paths.url_of(_article_path(ref), base))}">'
-                f'{_escape(ref.title)}</a> <time datetime="{local.isoformat()}">'
-                f'{local.strftime("%m-%d %H:%M")}</time></li>')
-        return item
+        return _memo(self._also, ref, lambda: self._make_also_item(ref))
+
+    def _make_also_item(self, ref: ArticleRef) -> Markup:
+        local = self._local(ref.published_ts)
+        outlet_url = paths.url_of(paths.outlet_path(ref.outlet_slug), self.config.base_path)
+        return Markup(
+            f'<li><a class="outlet" href="{_escape(outlet_url)}">{_escape(ref.outlet)}</a> '
+            f'<a href="{_escape(self._url(ref))}">{_escape(ref.title)}</a> '
+            f'<time datetime="{local.isoformat()}">{local.strftime("%m-%d %H:%M")}</time></li>')
 
     def list_items(self, refs: Iterable[ArticleRef], show_outlet: bool = True,
                    with_date: bool = True, also: dict[int, list[ArticleRef]] | None = None
@@ -446,29 +457,22 @@ class Renderer:
 
     def _also_link(self, ref: ArticleRef) -> str:
         """A story's other report as linked from a list item (a story lists all of them)."""
-        link = self._links.get(ref)
-        if link is None:
-            if len(self._links) >= ALSO_CACHE:
-                self._links.clear()
-            link = self._links[ref] = (f' <a href="{_escape(self._url(ref))}" '
-                                       f'title="{_escape(ref.title)}">{_escape(ref.outlet)}</a>')
-        return link
+        return _memo(self._links, ref, lambda: (
+            f' <a href="{_escape(self._url(ref))}" title="{_escape(ref.title)}">'
+            f'{_escape(ref.outlet)}</a>'))
 
     def _list_item(self, ref: ArticleRef, show_outlet: bool, with_date: bool) -> str:
-        key = (ref, show_outlet, with_date)
-        item = self._items.get(key)
-        if item is None:
-            if len(self._items) >= ALSO_CACHE:
-                self._items.clear()
-            local = self._local(ref.published_ts)
-            when = local.strftime("%m-%d %H:%M" if with_date else "%H:%M")
-            item = (f'\n<li><time datetime="{local.isoformat()}">{when}</time> '
-                    f'<a href="{_escape(self._url(ref))}">{_escape(ref.title)}</a>')
-            if show_outlet:
-                outlet_url = paths.url_of(paths.outlet_path(ref.outlet_slug),
-                                          self.config.base_path)
-                item += f' <a class="outlet" href="{_escape(outlet_url)}">{_escape(ref.outlet)}</a>'
-            self._items[key] = item
+        return _memo(self._items, (ref, show_outlet, with_date),
+                     lambda: self._make_list_item(ref, show_outlet, with_date))
+
+    def _make_list_item(self, ref: ArticleRef, show_outlet: bool, with_date: bool) -> str:
+        local = self._local(ref.published_ts)
+        when = local.strftime("%m-%d %H:%M" if with_date else "%H:%M")
+        item = (f'\n<li><time datetime="{local.isoformat()}">{when}</time> '
+                f'<a href="{_escape(self._url(ref))}">{_escape(ref.title)}</a>')
+        if show_outlet:
+            outlet_url = paths.url_of(paths.outlet_path(ref.outlet_slug), self.config.base_path)
+            item += f' <a class="outlet" href="{_escape(outlet_url)}">{_escape(ref.outlet)}</a>'
         return item
 
     def _url(self, ref: ArticleRef) -> str:
