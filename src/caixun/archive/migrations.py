@@ -200,3 +200,40 @@ MIGRATIONS += (
         );
     """),
 )
+
+MIGRATIONS += (
+    Migration(12, "securities: names learned, articles tagged, stock pages to rebuild", """
+        CREATE TABLE securities (
+            code TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            market TEXT NOT NULL,
+            pair TEXT,
+            source TEXT NOT NULL,
+            learned_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE security_names (
+            code TEXT NOT NULL REFERENCES securities(code),
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            source TEXT NOT NULL,
+            learned_at TEXT NOT NULL,
+            UNIQUE (code, name)
+        );
+        CREATE TABLE article_securities (
+            code TEXT NOT NULL,
+            article_id INTEGER NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
+            PRIMARY KEY (code, article_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX article_securities_article ON article_securities(article_id);
+        CREATE TABLE stock_changes (
+            change_seq INTEGER NOT NULL,
+            code TEXT NOT NULL,
+            published_ts INTEGER NOT NULL
+        );
+        CREATE INDEX stock_changes_seq ON stock_changes(change_seq);
+        -- Articles stored before this version are tagged by the re-tag (from id 0).
+        INSERT INTO search_meta (key, value) VALUES ('retag_after_id', '0')
+            ON CONFLICT (key) DO UPDATE SET value = '0';
+    """),
+)

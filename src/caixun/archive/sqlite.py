@@ -19,6 +19,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
+from caixun.archive import securities as tags
 from caixun.archive import stories
 from caixun.archive.migrations import MIGRATIONS, Migration
 from caixun.dedup import Candidate
@@ -27,6 +28,7 @@ from caixun.identity import stored_identity
 from caixun.publish.paths import article_path, beijing_date
 from caixun.slugs import safe_slug
 from caixun.model import Article, PostStyle
+from caixun.securities import SecurityName, Tagger
 from caixun.normalize import BEIJING, EARLIEST_TS, LATEST_TS, check_published
 from caixun.segment import STATIC_VERSION
 from caixun.segment import VERSION as SEGMENT_VERSION
@@ -146,14 +148,18 @@ _DAY_SHIFT = 8 * 3600
 _DAY = f"(published_ts + {_DAY_SHIFT}) / 86400"
 
 
-def _filter_condition(outlet: str | None,
-                      span: tuple[int, int] | None) -> tuple[str, tuple[Any, ...]]:
-    """The articles an outlet and time range filter keep, as a WHERE condition.
+_TAGGED = "id IN (SELECT article_id FROM article_securities WHERE code = ?)"
 
-    Both indexes of the articles table cover it (articles_published,
-    articles_outlet_published): the ids come from the index alone.
+
+def _filter_condition(outlet: str | None, span: tuple[int, int] | None,
+                      stocks: Sequence[str] = ()) -> tuple[str, tuple[Any, ...]]:
+    """The articles an outlet, time range and securities filter keep, as a WHERE condition.
+
+    Both indexes of the articles table cover the first two (articles_published,
+    articles_outlet_published): the ids come from the index alone; a security's
+    ids from article_securities' primary key.
     """
-    parts, values = [], list[Any]()
+    parts, values = [_TAGGED] * len(stocks), list[Any](stocks)
     if outlet:
         parts.append("outlet_slug = ?")
         values.append(outlet)
@@ -350,6 +356,7 @@ class SqliteArchive:
         self._recent: stories.Recent = {}  # see stories.Recent
         self._relinked: dict[int, None] = {}  # see _log_story_change
         self._stale_index = False
+        self._tagger: Tagger | None = None  # loaded when the first article is tagged
         try:
             if read_only:
                 self._db = _connect_read_only(self.path)
@@ -368,6 +375,7 @@ class SqliteArchive:
             self._has_stories = self.schema_version >= 8  # stories, aliases, relinks
             self._has_identity = self.schema_version >= 9
             self._has_static_terms = self.schema_version >= 11
+            self._has_securities = self.schema_version >= 12
             self._columns = _CONTENT_COLUMNS if self._has_identity else _OLD_CONTENT_COLUMNS
             self._article_columns = (_ARTICLE_COLUMNS if self._has_identity
                                      else _OLD_ARTICLE_COLUMNS)
@@ -567,7 +575,8 @@ class SqliteArchive:
         )
         article_id = cursor.lastrowid or 0
         self._index(article_id, article.title, article.digest, article.body_text, indexed)
-        self._log_change(article_id, article.uid, "new", content[2], content[5])
+        seq = self._log_change(article_id, article.uid, "new", content[2], content[5])
+        self._tag(article_id, article, seq, content[5], new=True)
         if lookup is not None:
             placed = stories.place(self._db, article_id, lookup, self._recent)
             self._log_story_change(placed.others)
@@ -605,8 +614,9 @@ class SqliteArchive:
         )
         old_slug, old_ts = existing[5 + 2], existing[5 + 5]
         moved = (old_slug, old_ts) != (content[2], content[5])
-        self._log_change(article_id, article.uid, "update", content[2], content[5],
-                         (old_slug, old_ts) if moved else None)
+        seq = self._log_change(article_id, article.uid, "update", content[2], content[5],
+                               (old_slug, old_ts) if moved else None)
+        self._tag(article_id, article, seq, content[5], old_ts)
         if self._has_stories:  # the story's other pages show this one's title and link
             self._log_story_change(stories.others(self._db, article_id))
         return StoreResult.UPDATED
@@ -844,9 +854,11 @@ class SqliteArchive:
         self._unindex(twin_id, title, digest, body_text)
         others = stories.forget(self._db, twin_id)
         self._recent.clear()
-        self._db.execute("DELETE FROM articles WHERE id = ?", (twin_id,))
         # A delete for the build: the twin's page gives way to a redirect.
-        self._log_change(twin_id, twin_uid, "delete", slug, ts)
+        seq = self._log_change(twin_id, twin_uid, "delete", slug, ts)
+        if self._has_securities:
+            tags.forget(self._db, twin_id, seq, ts)
+        self._db.execute("DELETE FROM articles WHERE id = ?", (twin_id,))
         self._log_story_change([i for i in others if i != keeper])
         self._log_change(keeper, *self._db.execute(
             "SELECT uid, 'update', outlet_slug, published_ts FROM articles WHERE id = ?",
@@ -888,13 +900,13 @@ class SqliteArchive:
         self._outlets[slug] = name
 
     def _log_change(self, article_id: int, uid: str, kind: str, slug: str, ts: int,
-                    old: tuple[str, int] | None = None) -> None:
+                    old: tuple[str, int] | None = None) -> int:
         old_slug, old_ts = old if old else (None, None)
-        self._db.execute(
+        return self._db.execute(
             "INSERT INTO changes (uid, kind, outlet_slug, published_ts, at, old_outlet_slug, "
             "old_published_ts, article_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (uid, kind, slug, ts, _now(), old_slug, old_ts, article_id),
-        )
+        ).lastrowid or 0
 
     def delete(self, uid: str) -> bool:
         """Remove an article (and its versions); True if it existed."""
@@ -907,8 +919,10 @@ class SqliteArchive:
             self._unindex(row[0], row[3], row[4], row[5])
             others = stories.forget(self._db, row[0]) if self._has_stories else []
             self._recent.clear()
+            seq = self._log_change(row[0], uid, "delete", row[1], row[2])
+            if self._has_securities:
+                tags.forget(self._db, row[0], seq, row[2])
             self._db.execute("DELETE FROM articles WHERE uid = ?", (uid,))
-            self._log_change(row[0], uid, "delete", row[1], row[2])
             self._log_story_change(others)
             return True
 
@@ -933,6 +947,203 @@ class SqliteArchive:
                 "INSERT INTO changes (uid, kind, outlet_slug, published_ts, at, article_id, "
                 "relink) VALUES (?, 'update', ?, ?, ?, ?, 1)",
                 [(*by_id[i], now, i) for i in part if i in by_id])
+
+    # -- securities -------------------------------------------------------------
+
+    def tagger(self) -> Tagger:
+        """The tagger of every name the archive knows (kept up to date as it learns)."""
+        if self._tagger is None:
+            self._tagger = tags.load_tagger(self._db) if self._has_securities else Tagger()
+        return self._tagger
+
+    def _tag(self, article_id: int, article: Article, change_seq: int, published_ts: int,
+             old_ts: int | None = None, new: bool = False) -> None:
+        """Tag a stored article with its securities, learning the names it links first."""
+        if not self._has_securities:
+            return
+        tagger = self.tagger()
+        learned = tags.learned_from(article)
+        unknown = [n for n in learned if not tagger.knows(n.code, n.name)]
+        for name in tags.learn(self._db, unknown) if unknown else ():
+            tagger.learn(name.code, name.name)
+        native = [str(v) for v in article.extra.get("stocks", ()) or ()]
+        codes = tagger.tag(f"{article.title}\n{article.digest}\n{article.body_text}",
+                           {n.code for n in learned}, native)
+        tags.set_tags(self._db, article_id, codes, change_seq, published_ts, old_ts, new=new)
+
+    def learn_securities(self, names: Iterable[SecurityName]) -> list[SecurityName]:
+        """Store securities' names (a list, a user's file); returns the new spellings.
+
+        Articles stored before a name was learned are tagged with it by
+        :meth:`retag`, which ``caixun run`` calls a bounded step at a time.
+        """
+        with self.transaction():
+            new = tags.learn(self._db, names)
+        tagger = self.tagger()
+        for name in new:
+            tagger.learn(name.code, name.name)
+        return new
+
+    def pair_securities(self, code: str, other: str) -> None:
+        """Link two listings of one company (an A share and its H share)."""
+        with self.transaction():
+            tags.set_pair(self._db, code, other)
+
+    def securities(self) -> list[tags.SecurityRow]:
+        return tags.list_securities(self._db) if self._has_securities else []
+
+    def article_codes(self, article_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
+        """The securities each article is tagged with (untagged ones left out)."""
+        return tags.article_codes(self._db, article_ids) if self._has_securities else {}
+
+    def security_names(self, codes: Iterable[str]) -> dict[str, str]:
+        """The current name of each code the archive knows."""
+        wanted = list(codes)
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), 500):
+            part = wanted[start:start + 500]
+            found.update(self._db.execute(
+                "SELECT code, name FROM securities WHERE code IN ("
+                + ",".join("?" * len(part)) + ")", part).fetchall())
+        return found
+
+    def stock_counts(self) -> dict[str, int]:
+        if not self._has_securities:
+            return {}
+        return dict(self._db.execute(
+            "SELECT code, count(*) FROM article_securities GROUP BY code").fetchall())
+
+    def stock_count(self, code: str) -> int:
+        return int(self._db.execute("SELECT count(*) FROM article_securities WHERE code = ?",
+                                    (code,)).fetchone()[0])
+
+    def stock_refs(self, code: str, offset: int = 0, limit: int | None = None
+                   ) -> list[ArticleRef]:
+        """A security's articles, oldest first, from position ``offset``."""
+        return self._refs("id IN (SELECT article_id FROM article_securities WHERE code = ?)",
+                          (code,), limit=limit, offset=offset)
+
+    def stock_newest(self, code: str, limit: int) -> list[ArticleRef]:
+        return self._refs("id IN (SELECT article_id FROM article_securities WHERE code = ?)",
+                          (code,), "published_ts DESC, id DESC", limit)
+
+    def stock_position(self, code: str, published_ts: int, article_id: int = 0) -> int:
+        """How many of the security's articles come before (published_ts, id)."""
+        row = self._db.execute(
+            "SELECT count(*) FROM articles WHERE id IN (SELECT article_id FROM "
+            "article_securities WHERE code = ?) AND (published_ts < ? OR "
+            "(published_ts = ? AND id < ?))",
+            (code, published_ts, published_ts, article_id)).fetchone()
+        return int(row[0])
+
+    def stock_changes_since(self, seq: int = 0, until: int | None = None
+                            ) -> set[tuple[str, int]]:
+        """(code, published_ts) of each stock page position the changes after ``seq`` touch."""
+        if not self._has_securities:
+            return set()
+        return set(self._db.execute(
+            "SELECT code, published_ts FROM stock_changes WHERE change_seq > ? AND "
+            "change_seq <= ?", (seq, until if until is not None else 2**62)).fetchall())
+
+    def retag_pending(self) -> bool:
+        """Whether articles stored before names were learned still wait for :meth:`retag`."""
+        if not self._has_securities or self.read_only:
+            return False
+        after_id, after_name = self._retag_marks()
+        if after_id is not None and after_id < self.max_article_id():
+            return True
+        return after_name < self._last_name_seq()
+
+    def _retag_marks(self) -> tuple[int | None, int]:
+        marks = dict(self._db.execute(
+            "SELECT key, value FROM search_meta WHERE key IN "
+            "('retag_after_id', 'retag_after_name')").fetchall())
+        after_id = int(marks["retag_after_id"]) if "retag_after_id" in marks else None
+        return after_id, int(marks.get("retag_after_name", 0))
+
+    def _last_name_seq(self) -> int:
+        return int(self._db.execute("SELECT coalesce(max(rowid), 0) FROM security_names")
+                   .fetchone()[0])
+
+    def _set_mark(self, key: str, value: int | None) -> None:
+        if value is None:
+            self._db.execute("DELETE FROM search_meta WHERE key = ?", (key,))
+        else:
+            self._db.execute("INSERT INTO search_meta (key, value) VALUES (?, ?) ON CONFLICT "
+                             "(key) DO UPDATE SET value = excluded.value", (key, str(value)))
+
+    def retag(self, limit: int = 500, everything: bool = False) -> int:
+        """Tag again up to ``limit`` articles that names learned since they were stored
+        may concern; returns how many were read (0: nothing left).
+
+        Resumable: what is done is recorded in the same transaction. A pass
+        over every article (``everything``, or an archive made before tags
+        existed) goes by id; otherwise the articles are those the search index
+        finds for each new name, name by name.
+        """
+        if not self._has_securities:
+            return 0
+        with self.transaction():
+            if everything:
+                self._set_mark("retag_after_id", 0)
+            after_id, after_name = self._retag_marks()
+            if after_id is not None:
+                ids = [row[0] for row in self._db.execute(
+                    "SELECT id FROM articles WHERE id > ? ORDER BY id LIMIT ?",
+                    (after_id, limit))]
+                self._retag_ids(ids)
+                # Names learned before the end of this pass are covered by it.
+                self._set_mark("retag_after_id", ids[-1] if ids else None)
+                if not ids:
+                    self._set_mark("retag_after_name", self._last_name_seq())
+                return len(ids)
+            names = self._db.execute(
+                "SELECT rowid, name FROM security_names WHERE rowid > ? ORDER BY rowid "
+                "LIMIT ?", (after_name, limit)).fetchall()
+            read = 0
+            for seq, name in names:
+                ids = self._ids_mentioning(name, limit)
+                self._retag_ids(ids)
+                read += len(ids)
+                self._set_mark("retag_after_name", seq)
+                if read >= limit:
+                    break
+            return read
+
+    def _ids_mentioning(self, name: str, limit: int) -> list[int]:
+        """Articles whose text may hold ``name`` (the search index's phrase match)."""
+        from caixun.securities import name_forms
+
+        ids: set[int] = set()
+        for form in name_forms(name):
+            phrase = form.replace('"', "")
+            try:
+                match = parse_query(f'"{phrase}"').match
+            except ValueError:
+                continue
+            ids.update(row[0] for row in self._db.execute(
+                "SELECT rowid FROM search WHERE search MATCH ?", (match,)))
+        return sorted(ids)
+
+    def _retag_ids(self, ids: Sequence[int]) -> None:
+        for article_id in ids:
+            row = self._db.execute(
+                f"{self._select_article} WHERE id = ?", (article_id,)).fetchone()
+            if row is None:
+                continue
+            article = _article_from_row(row)
+            codes = self.tagger().tag(f"{article.title}\n{article.digest}\n{article.body_text}",
+                                      {n.code for n in tags.learned_from(article)},
+                                      [str(v) for v in article.extra.get("stocks", ()) or ()])
+            before = tags.article_codes(self._db, [article_id]).get(article_id, ())
+            if tuple(codes) != before:
+                # A relink for the build: the article's pages change, not its text.
+                ts = int(article.published_at.timestamp())
+                seq = self._db.execute(
+                    "INSERT INTO changes (uid, kind, outlet_slug, published_ts, at, article_id, "
+                    "relink) VALUES (?, 'update', ?, ?, ?, ?, 1)",
+                    (article.uid, article.outlet_slug, ts, _now(), article_id)).lastrowid or 0
+                tags.set_tags(self._db, article_id, codes, seq, ts)
 
     # -- dates ------------------------------------------------------------------
 
@@ -1091,8 +1302,11 @@ class SqliteArchive:
 
     def search(self, query: str, *, outlet: str | None = None, since_ts: int | None = None,
                until_ts: int | None = None, limit: int = 20, offset: int = 0,
-               now: float | None = None) -> list[SearchHit]:
+               now: float | None = None, stocks: Sequence[str] = ()) -> list[SearchHit]:
         """Articles matching ``query``, best first: relevance (title above body) and recency.
+
+        ``stocks``: only articles tagged with every one of these securities;
+        with a blank ``query``, those articles newest first.
 
         Exact copies of an article (see :mod:`caixun.dedup`) are left out
         unless the search is limited to one outlet. Only the newest
@@ -1109,19 +1323,40 @@ class SqliteArchive:
                 "that writes to the archive once (`caixun import`, `caixun fetch` or "
                 "`caixun build`) to rebuild it")
         try:
-            return self._search(query, outlet, since_ts, until_ts, limit, offset, now)
+            if not query.strip() and stocks:
+                return self._tagged(tuple(stocks), outlet, since_ts, until_ts, limit, offset)
+            return self._search(query, outlet, since_ts, until_ts, limit, offset, now,
+                                tuple(stocks))
         except sqlite3.Error as exc:
             raise ArchiveError(f"{self.path}: cannot search the archive: {exc}") from exc
 
+    def _tagged(self, stocks: tuple[str, ...], outlet: str | None, since_ts: int | None,
+                until_ts: int | None, limit: int, offset: int) -> list[SearchHit]:
+        """Articles tagged with every one of ``stocks``, newest first (no words to rank)."""
+        if not self._has_securities:
+            return []
+        span = (since_ts if since_ts is not None else -2**62,
+                until_ts if until_ts is not None else 2**62)
+        condition, values = _filter_condition(outlet, span, stocks)
+        if not outlet and self._has_stories:
+            condition += " AND duplicate_of IS NULL"
+        rows = self._db.execute(
+            "SELECT id, uid, title, outlet, outlet_slug, published_ts, file_id, digest, "
+            f"body_text FROM articles WHERE {condition} ORDER BY published_ts DESC, id DESC "
+            "LIMIT ? OFFSET ?", (*values, limit, offset)).fetchall()
+        return [SearchHit(ArticleRef(*row[:7]), 0.0, snippet(row[8] or row[7] or row[2], ()))
+                for row in rows]
+
     def _search(self, query: str, outlet: str | None, since_ts: int | None,
                 until_ts: int | None, limit: int, offset: int,
-                now: float | None) -> list[SearchHit]:
+                now: float | None, stocks: tuple[str, ...] = ()) -> list[SearchHit]:
         parsed = parse_query(query)
         span = None
         if since_ts is not None or until_ts is not None:
             span = (since_ts if since_ts is not None else -2**62,
                     until_ts if until_ts is not None else 2**62)
-        window = self._window(parsed, outlet or None, span, max(RANK_WINDOW, offset + limit))
+        window = self._window(parsed, outlet or None, span, max(RANK_WINDOW, offset + limit),
+                              stocks)
         if not window:
             return []
         now_ts = time.time() if now is None else now
@@ -1129,7 +1364,8 @@ class SqliteArchive:
         # bm25 costs a row lookup per match: a filtered window, whose ids may
         # be a small part of the matches between them, is scored alone.
         relevance = self._relevance(parsed, window, broad,
-                                    only_window=not broad and (bool(outlet) or span is not None))
+                                    only_window=not broad and (bool(outlet) or bool(stocks)
+                                                               or span is not None))
         ranked = sorted(window, key=lambda row: (
             relevance.get(row[0], 0.0)
             - _RECENCY_WEIGHT / (1.0 + max(0.0, now_ts - row[1]) / _RECENCY_SCALE), -row[0]))
@@ -1148,9 +1384,11 @@ class SqliteArchive:
         return hits
 
     def _window(self, parsed: Query, outlet: str | None, span: tuple[int, int] | None,
-                size: int) -> list[tuple[int, int]]:
+                size: int, stocks: tuple[str, ...] = ()) -> list[tuple[int, int]]:
         """The newest ``size`` matches that pass the filters: (article id, published_ts)."""
-        kept, params = [], list[Any]()
+        if stocks and not self._has_securities:
+            return []
+        kept, params = [f"a.{_TAGGED}"] * len(stocks), list[Any](stocks)
         if outlet:
             kept.append("a.outlet_slug = ?")
             params.append(outlet)
@@ -1160,15 +1398,15 @@ class SqliteArchive:
             kept.append("a.published_ts >= ? AND a.published_ts < ?")
             params += span
         scan = _Scan(parsed.match, " AND ".join(kept), tuple(params))
-        if outlet or span is not None:
-            narrowed = self._narrow(scan, outlet, span, size)
+        if outlet or stocks or span is not None:
+            narrowed = self._narrow(scan, outlet, span, size, stocks)
             if narrowed is None:
                 return []
             scan = narrowed
         return self._db.execute(*scan.window(size)).fetchall()
 
     def _narrow(self, scan: _Scan, outlet: str | None, span: tuple[int, int] | None,
-                size: int) -> _Scan | None:
+                size: int, stocks: tuple[str, ...] = ()) -> _Scan | None:
         """A filtered search's read of the index, made cheaper; None when no article passes.
 
         The lowest and highest id published in the time range bound the read:
@@ -1184,7 +1422,7 @@ class SqliteArchive:
             if bounds is None:
                 return None
             scan = scan.within(bounds)
-        condition, values = _filter_condition(outlet, span)
+        condition, values = _filter_condition(outlet, span, stocks)
         use_set = self._set_pays(scan, condition, values, size)
         if use_set is None:
             return None
