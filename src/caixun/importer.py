@@ -31,8 +31,10 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 
 from caixun.workers import worker_pool
 from caixun.archive import SqliteArchive, StoreResult
+from caixun.archive.securities import scan_article
 from caixun.archive.stories import keyed
 from caixun.dedup import Candidate
+from caixun.securities import Scanned
 from caixun.errors import ArchiveError, PostFormatError
 from caixun.segment import IndexedText, index_text
 from caixun.sources.jekyll import ParsedPost, parse_post_bytes, post_files
@@ -236,6 +238,7 @@ class _Read:
     indexed: IndexedText | None = None
     problem: str | None = None
     print_: Candidate | None = None  # the fingerprint, when made in a worker
+    scanned: Scanned | None = None  # what tagging needs no names for, ditto
 
 
 def _file_bytes(path: str) -> bytes:
@@ -258,8 +261,10 @@ def _read(job: _Job, fingerprint: bool = False) -> _Read:
         return _Read(job, digest, problem=exc.problem)
     article = parsed.article
     indexed = index_text(article.title, article.digest, article.body_text)
-    return _Read(job, digest, parsed, indexed,
-                 print_=keyed(Candidate.of(article)) if fingerprint else None)
+    if not fingerprint:
+        return _Read(job, digest, parsed, indexed)
+    return _Read(job, digest, parsed, indexed, print_=keyed(Candidate.of(article)),
+                 scanned=scan_article(article))
 
 
 def _read_in_worker(parcel: list[_Job]) -> list[_Read]:
@@ -340,6 +345,7 @@ def _store_batch(archive: SqliteArchive, batch: list[_Read]) -> list[StoreResult
     """
     parsed = [(r, r.parsed) for r in batch if r.parsed is not None]
     prints = [r.print_ for r, _ in parsed if r.print_ is not None]
+    scans = [r.scanned for r, _ in parsed if r.scanned is not None]
     records = [_record(r, p.article.uid, p.repairs) for r, p in parsed]
     records += [_record(r, r.job.known.uid, r.job.known.repairs)
                 for r in batch if r.parsed is None and r.job.known is not None]
@@ -347,7 +353,8 @@ def _store_batch(archive: SqliteArchive, batch: list[_Read]) -> list[StoreResult
         with archive.transaction():
             results = archive.store_many([p.article for _, p in parsed],
                                          [r.indexed for r, _ in parsed if r.indexed],
-                                         prints if len(prints) == len(parsed) else None)
+                                         prints if len(prints) == len(parsed) else None,
+                                         scans if len(scans) == len(parsed) else None)
             for _, post in parsed:
                 if post.slug_alias:
                     archive.add_outlet_alias(post.slug_alias, post.article.outlet_slug)

@@ -24,7 +24,8 @@ article wishing one a safe trip. A name is *weak* when it has one character, is
 written in Latin letters only (tickers, ``LI``), or is listed in
 ``data/common_names.txt``. A weak name tags only with evidence: the same
 security's code anywhere in the text, a link or native field naming it, or a
-company word right after it (股份, 集团, 控股, 公司, A股, H股 …).
+company word right after it (股份, 集团, 控股, 公司, A股, H股 …). A broker
+quoted for its view (``中信证券认为``, ``华泰证券研报``) needs the same evidence.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable, Iterator, Mapping
 
-__all__ = ["MARKETS", "SecurityName", "Tagger", "a_share_market", "canonical_code",
+__all__ = ["MARKETS", "Scanned", "SecurityName", "Tagger", "scan", "a_share_market", "canonical_code",
            "codes_in_links", "from_eastmoney", "from_native", "name_forms", "names_in_links",
            "normalize_name"]
 
@@ -247,7 +248,7 @@ _TEXT_CODES = re.compile(
     r"|(?<![0-9A-Za-z.])(?P<bare>\d{6})(?![0-9A-Za-z.%万亿元股手只份个位年月日号]))")
 
 
-def _text_code(match: re.Match[str], known: set[str] | frozenset[str]) -> str | None:
+def _text_code(match: re.Match[str]) -> str | None:
     group = match.group
     if group("cn"):
         market = group("cnm")
@@ -264,13 +265,8 @@ def _text_code(match: re.Match[str], known: set[str] | frozenset[str]) -> str | 
         code, market = group("paren"), group("pm2")
         if market:
             return canonical_code(code, market)
-        # (600519) an A-share, (00700) Hong Kong: after a name, or a known code
-        code = from_native(code)
-        start = match.start()
-        named = start > 0 and _has_cjk(match.string[start - 1])
-        return code if code and (named or code in known) else None
-    bare = from_native(group("bare"))
-    return bare if bare in known else None
+        return from_native(code)  # (600519) an A-share, (00700) Hong Kong
+    return from_native(group("bare"))
 
 
 # -- tagging -----------------------------------------------------------------------------
@@ -278,6 +274,10 @@ def _text_code(match: re.Match[str], known: set[str] | frozenset[str]) -> str | 
 _COMPANY_WORD = re.compile(
     r"(?:股份|集团|控股|公司|科技|银行|证券|A股|H股|港股|美股|股价|股票|ADR|\(|（)")
 _EVIDENCE_AFTER = 4  # characters after a weak name searched for a company word
+# A broker quoted for its view (中信证券认为…, 华泰证券研报指出…) is the source
+# of an opinion, not what the article is about: it needs evidence like a weak name.
+_BROKER = re.compile(r"(?:证券|中金公司|中信建投|国泰海通|申万宏源|国联民生|中国银河)$")
+_OPINION = re.compile(r"(?:研报|研究|认为|表示|指出|首席|分析师|策略|宏观|判断|强调|预判)")
 
 
 class Tagger:
@@ -344,17 +344,19 @@ class Tagger:
             ) -> tuple[str, ...]:
         """The codes ``text`` names, with ``linked`` (codes of its quote links, see
         :func:`codes_in_links`) and ``native`` (a source's own stock field), sorted."""
-        evidence = set(linked)
-        evidence.update(code for value in native if (code := from_native(value)))
-        found = _normalize_text(text)
-        evidence.update(code for match in _TEXT_CODES.finditer(found)
-                        if (code := _text_code(match, self._codes)))
+        return self.tag_scanned(scan(text, linked, native))
+
+    def tag_scanned(self, scanned: Scanned) -> tuple[str, ...]:
+        """:meth:`tag` of what :func:`scan` found (e.g. in a worker process)."""
+        evidence = set(scanned.codes)
+        evidence.update(code for code in scanned.if_known if code in self._codes)
+        found = scanned.text
         tags = set(evidence)
         for end, form, codes in self._names_in(found):
-            if not is_weak(form):
+            after = found[end + 1:end + 1 + _EVIDENCE_AFTER]
+            if not is_weak(form) and not (_BROKER.search(form) and _OPINION.match(after)):
                 tags.update(codes)
                 continue
-            after = found[end + 1:end + 1 + _EVIDENCE_AFTER]
             strong = _COMPANY_WORD.match(after) is not None
             tags.update(code for code in codes if strong or code in evidence)
         return tuple(sorted(tags))
@@ -384,7 +386,37 @@ def _automaton(forms: Mapping[str, set[str]]) -> tuple[Any, list[tuple[str, tupl
     return automaton, patterns
 
 
-def _normalize_text(text: str) -> str:
+@dataclass(frozen=True, slots=True)
+class Scanned:
+    """What tagging finds in a text before it looks for names: the part that needs
+    no names, so that import workers can do it."""
+
+    text: str  # the text as names are looked for in it (half-width, upper case)
+    codes: tuple[str, ...]  # written out, linked or in a native field: they tag
+    if_known: tuple[str, ...]  # bare numbers that tag if they are a known code
+
+
+def scan(text: str, linked: Iterable[str] = (), native: Iterable[str] = ()) -> Scanned:
+    """The codes ``text`` writes, with the linked and native ones (see :meth:`Tagger.tag`)."""
     from caixun.segment import normalize
 
-    return normalize(text)
+    found = normalize(text)
+    codes = set(linked)
+    codes.update(code for value in native if (code := from_native(value)))
+    if_known = set()
+    for match in _TEXT_CODES.finditer(found):
+        code = _text_code(match)
+        if code is None:
+            continue
+        if match.group("bare") or (match.group("paren") and not match.group("pm2")
+                                   and not _named(match)):
+            if_known.add(code)
+        else:
+            codes.add(code)
+    return Scanned(found, tuple(sorted(codes)), tuple(sorted(if_known - codes)))
+
+
+def _named(match: re.Match[str]) -> bool:
+    """Whether a code in brackets follows a name: 腾讯控股(00700)."""
+    start = match.start()
+    return start > 0 and _has_cjk(match.string[start - 1])

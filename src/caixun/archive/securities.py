@@ -20,9 +20,9 @@ from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
 from caixun.model import Article
-from caixun.securities import SecurityName, Tagger, names_in_links
+from caixun.securities import Scanned, SecurityName, Tagger, names_in_links, scan
 
-__all__ = ["SecurityRow", "article_codes", "learn", "learned_from", "list_securities",
+__all__ = ["SecurityRow", "article_codes", "learn", "learned_from", "scan_article", "list_securities",
            "load_tagger", "set_tags", "tagger_names"]
 
 
@@ -57,6 +57,14 @@ def learned_from(article: Article) -> list[SecurityName]:
         if code and isinstance(name, str) and 2 <= len(name.strip()) <= 24:
             names.append(SecurityName(code, name.strip(), article.outlet_slug))
     return names
+
+
+def scan_article(article: Article, learned: Sequence[SecurityName] | None = None) -> Scanned:
+    """:func:`caixun.securities.scan` of an article: its text, links and native field."""
+    links = learned_from(article) if learned is None else learned
+    native = [str(v) for v in article.extra.get("stocks", ()) or ()]
+    return scan(f"{article.title}\n{article.digest}\n{article.body_text}",
+                {n.code for n in links}, native)
 
 
 def learn(db: sqlite3.Connection, names: Iterable[SecurityName]) -> list[SecurityName]:

@@ -28,7 +28,7 @@ from caixun.identity import stored_identity
 from caixun.publish.paths import article_path, beijing_date
 from caixun.slugs import safe_slug
 from caixun.model import Article, PostStyle
-from caixun.securities import SecurityName, Tagger
+from caixun.securities import Scanned, SecurityName, Tagger
 from caixun.normalize import BEIJING, EARLIEST_TS, LATEST_TS, check_published
 from caixun.segment import STATIC_VERSION
 from caixun.segment import VERSION as SEGMENT_VERSION
@@ -515,25 +515,29 @@ class SqliteArchive:
 
     def store_many(self, articles: Iterable[Article],
                    indexed: Sequence[IndexedText] | None = None,
-                   prints: Sequence[Candidate] | None = None) -> list[StoreResult]:
+                   prints: Sequence[Candidate] | None = None,
+                   scans: Sequence[Scanned] | None = None) -> list[StoreResult]:
         """Store articles in one transaction (all or none).
 
         ``indexed`` may give each article's search tokens, already segmented
-        (by ``segment.index_text``), and ``prints`` its fingerprint
-        (``dedup.Candidate.of``), both e.g. made in worker processes.
+        (by ``segment.index_text``), ``prints`` its fingerprint
+        (``dedup.Candidate.of``) and ``scans`` what tagging needs no names for
+        (``archive.securities.scan_article``), all e.g. made in worker processes.
         """
         try:
             with self.transaction():
                 batch = list(articles)
                 tokens = indexed if indexed is not None else [None] * len(batch)
                 found = prints if prints is not None else [None] * len(batch)
-                return [self._store(a, i, c)
-                        for a, i, c in zip(batch, tokens, found, strict=True)]
+                scanned = scans if scans is not None else [None] * len(batch)
+                return [self._store(a, i, c, t)
+                        for a, i, c, t in zip(batch, tokens, found, scanned, strict=True)]
         except sqlite3.Error as exc:
             raise ArchiveError(f"{self.path}: cannot store articles: {exc}") from exc
 
     def _store(self, article: Article, indexed: IndexedText | None = None,
-               candidate: Candidate | None = None) -> StoreResult:
+               candidate: Candidate | None = None, scanned: Scanned | None = None
+               ) -> StoreResult:
         try:  # the sources and the post reader check it; this keeps the archive showable
             check_published(article.published_at)
         except ValueError as exc:
@@ -547,11 +551,12 @@ class SqliteArchive:
             (article.uid,),
         ).fetchone()
         if existing is None:
-            return self._store_new(article, content, indexed, candidate)
-        return self._store_known(article, content, existing, indexed, candidate)
+            return self._store_new(article, content, indexed, candidate, scanned)
+        return self._store_known(article, content, existing, indexed, candidate, scanned)
 
     def _store_new(self, article: Article, content: tuple[Any, ...],
-                   indexed: IndexedText | None, candidate: Candidate | None) -> StoreResult:
+                   indexed: IndexedText | None, candidate: Candidate | None,
+                   scanned: Scanned | None = None) -> StoreResult:
         """An unknown uid: an alias of an article it is (by identity or as a copy), or new."""
         if self._has_identity:
             owner = self._owner(article.uid, content[-1])
@@ -576,14 +581,15 @@ class SqliteArchive:
         article_id = cursor.lastrowid or 0
         self._index(article_id, article.title, article.digest, article.body_text, indexed)
         seq = self._log_change(article_id, article.uid, "new", content[2], content[5])
-        self._tag(article_id, article, seq, content[5], new=True)
+        self._tag(article_id, article, seq, content[5], new=True, scanned=scanned)
         if lookup is not None:
             placed = stories.place(self._db, article_id, lookup, self._recent)
             self._log_story_change(placed.others)
         return StoreResult.NEW
 
     def _store_known(self, article: Article, content: tuple[Any, ...], existing: Sequence[Any],
-                     indexed: IndexedText | None, candidate: Candidate | None) -> StoreResult:
+                     indexed: IndexedText | None, candidate: Candidate | None,
+                     scanned: Scanned | None = None) -> StoreResult:
         """A known uid: unchanged, or updated in place (the old title and body kept)."""
         now, fetched = _now(), _fetched(article)
         article_id, version, old_title, old_html, old_text = existing[:5]
@@ -616,7 +622,7 @@ class SqliteArchive:
         moved = (old_slug, old_ts) != (content[2], content[5])
         seq = self._log_change(article_id, article.uid, "update", content[2], content[5],
                                (old_slug, old_ts) if moved else None)
-        self._tag(article_id, article, seq, content[5], old_ts)
+        self._tag(article_id, article, seq, content[5], old_ts, scanned=scanned)
         if self._has_stories:  # the story's other pages show this one's title and link
             self._log_story_change(stories.others(self._db, article_id))
         return StoreResult.UPDATED
@@ -957,7 +963,8 @@ class SqliteArchive:
         return self._tagger
 
     def _tag(self, article_id: int, article: Article, change_seq: int, published_ts: int,
-             old_ts: int | None = None, new: bool = False) -> None:
+             old_ts: int | None = None, new: bool = False,
+             scanned: Scanned | None = None) -> None:
         """Tag a stored article with its securities, learning the names it links first."""
         if not self._has_securities:
             return
@@ -966,9 +973,7 @@ class SqliteArchive:
         unknown = [n for n in learned if not tagger.knows(n.code, n.name)]
         for name in tags.learn(self._db, unknown) if unknown else ():
             tagger.learn(name.code, name.name)
-        native = [str(v) for v in article.extra.get("stocks", ()) or ()]
-        codes = tagger.tag(f"{article.title}\n{article.digest}\n{article.body_text}",
-                           {n.code for n in learned}, native)
+        codes = tagger.tag_scanned(scanned or tags.scan_article(article, learned))
         tags.set_tags(self._db, article_id, codes, change_seq, published_ts, old_ts, new=new)
 
     def learn_securities(self, names: Iterable[SecurityName]) -> list[SecurityName]:
@@ -1132,9 +1137,7 @@ class SqliteArchive:
             if row is None:
                 continue
             article = _article_from_row(row)
-            codes = self.tagger().tag(f"{article.title}\n{article.digest}\n{article.body_text}",
-                                      {n.code for n in tags.learned_from(article)},
-                                      [str(v) for v in article.extra.get("stocks", ()) or ()])
+            codes = self.tagger().tag_scanned(tags.scan_article(article))
             before = tags.article_codes(self._db, [article_id]).get(article_id, ())
             if tuple(codes) != before:
                 # A relink for the build: the article's pages change, not its text.
