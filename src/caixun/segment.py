@@ -329,37 +329,106 @@ class Query:
             "{title_words text_words}", "{title_words}")
 
 
-_PART = re.compile(r'(-?)"([^"]*)"|(-?)(\S+)')
+# A quoted phrase, an opening or closing parenthesis, or a bare term; the
+# first three may be negated with a leading "-".
+_TOKEN = re.compile(r'(-?)"([^"]*)"|(-?)(\()|(\))|(-?)([^\s()"]+)')
+
+
+@dataclass
+class _Parser:
+    """Recursive descent over a query's tokens (see :func:`parse_query`)."""
+
+    tokens: list[tuple[str, bool, str]]  # (kind, negated, text); kind: phrase ( ) term OR
+    at: int = 0
+    terms: int = 0
+    highlights: list[str] = field(default_factory=list)
+
+    def peek(self) -> str | None:
+        return self.tokens[self.at][0] if self.at < len(self.tokens) else None
+
+    def any_of(self) -> str | None:
+        """Alternatives joined by OR: the expression, or None if all were empty."""
+        options = [self.all_of()]
+        while self.peek() == "OR":
+            self.at += 1
+            options.append(self.all_of())
+        found = [o for o in options if o is not None]
+        if not found:
+            return None
+        return found[0] if len(found) == 1 else "(" + " OR ".join(found) + ")"
+
+    def all_of(self) -> str | None:
+        """Items one after another (AND), the negated ones excluded (NOT)."""
+        include: list[str] = []
+        exclude: list[str] = []
+        while self.peek() not in (None, "OR", ")"):
+            kind, negated, text = self.tokens[self.at]
+            self.at += 1
+            if kind == "(":
+                expression = self.any_of()
+                if self.peek() == ")":
+                    self.at += 1
+            else:
+                expression = self.atom(kind, text, negated)
+            if expression is not None:
+                (exclude if negated else include).append(expression)
+        if not include:
+            if exclude:
+                raise QueryError("the query has nothing to look for (only exclusions "
+                                 "or punctuation)")
+            return None
+        expression = include[0] if len(include) == 1 else "(" + " AND ".join(include) + ")"
+        for excluded in exclude:
+            expression = f"({expression} NOT {excluded})"
+        return expression
+
+    def atom(self, kind: str, text: str, negated: bool) -> str | None:
+        phrase = kind == "phrase"
+        expression = _phrase(text) if phrase else _term(text)
+        if expression is None:
+            return None
+        self.terms += 1
+        if not negated:
+            self.highlights += [text] if phrase else _term_words(text)
+        return expression
+
+
+def _tokens(text: str) -> list[tuple[str, bool, str]]:
+    tokens = []
+    for match in _TOKEN.finditer(text):
+        if match.group(2) is not None:
+            tokens.append(("phrase", bool(match.group(1)), match.group(2)))
+        elif match.group(4):
+            tokens.append(("(", bool(match.group(3)), "("))
+        elif match.group(5):
+            tokens.append((")", False, ")"))
+        elif match.group(7) == "OR":
+            tokens.append(("OR", False, "OR"))
+        else:
+            tokens.append(("term", bool(match.group(6)), match.group(7)))
+    return tokens
 
 
 def parse_query(text: str) -> Query:
-    """``QUERY`` → FTS5: words AND-ed, ``"quoted phrase"`` contiguous, ``-word`` excluded."""
+    """``QUERY`` → FTS5: words AND-ed, ``"quoted phrase"`` contiguous, ``-word`` excluded,
+    ``a OR b`` either, parentheses to group (``降准 (央行 OR 人民银行)``)."""
     text = text.strip()
     if not text:
         raise QueryError("the query is empty")
     if len(text) > MAX_QUERY_CHARS:
         raise QueryError(f"the query is longer than {MAX_QUERY_CHARS} characters")
-    include: list[str] = []
-    exclude: list[str] = []
-    highlights: list[str] = []
-    for match in _PART.finditer(text):
-        negated = bool(match.group(1) or match.group(3))
-        phrase = match.group(2) is not None
-        raw = match.group(2) if phrase else match.group(4)
-        expression = _phrase(raw) if phrase else _term(raw)
-        if expression is None:
-            continue
-        (exclude if negated else include).append(expression)
-        if not negated:
-            highlights += [raw] if phrase else _term_words(raw)
-    if not include:
+    parser = _Parser(_tokens(text))
+    expression = parser.any_of()
+    while parser.at < len(parser.tokens):  # an unmatched ")": the rest, AND-ed
+        parser.at += 1
+        rest = parser.any_of()
+        if rest is not None:
+            expression = rest if expression is None else f"({expression} AND {rest})"
+    if expression is None:
         raise QueryError("the query has nothing to look for (only exclusions or punctuation)")
-    if len(include) + len(exclude) > MAX_TERMS:
+    if parser.terms > MAX_TERMS:
         raise QueryError(f"the query has more than {MAX_TERMS} terms")
-    expression = " AND ".join(include)
-    for excluded in exclude:
-        expression = f"({expression}) NOT {excluded}"
-    return Query(expression, tuple(highlights))
+    return Query(expression, tuple(parser.highlights))
 
 
 def _term(raw: str) -> str | None:
