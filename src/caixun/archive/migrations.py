@@ -237,3 +237,30 @@ MIGRATIONS += (
             ON CONFLICT (key) DO UPDATE SET value = '0';
     """),
 )
+
+MIGRATIONS += (
+    Migration(13, "watch lists: the watches known, and the outbox of their notifications", """
+        CREATE TABLE watches (
+            name TEXT PRIMARY KEY,
+            definition TEXT NOT NULL,
+            notifies INTEGER NOT NULL,
+            added_at TEXT NOT NULL,
+            after_id INTEGER NOT NULL
+        );
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            watch TEXT NOT NULL,
+            uid TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at REAL NOT NULL DEFAULT 0,
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'delivered', 'failed')),
+            done_at TEXT,
+            last_error TEXT,
+            UNIQUE (watch, uid)
+        );
+        CREATE INDEX outbox_pending ON outbox(next_at) WHERE state = 'pending';
+    """),
+)

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from caixun.archive import securities as tags
 from caixun.archive import stories
+from caixun.archive import watches as watching
 from caixun.archive.migrations import MIGRATIONS, Migration
 from caixun.dedup import Candidate
 from caixun.errors import ArchiveError
@@ -29,6 +30,7 @@ from caixun.publish.paths import article_path, beijing_date
 from caixun.slugs import safe_slug
 from caixun.model import Article, PostStyle
 from caixun.securities import Scanned, SecurityName, Tagger
+from caixun.watch import Notification, Watch
 from caixun.normalize import BEIJING, EARLIEST_TS, LATEST_TS, check_published
 from caixun.segment import STATIC_VERSION
 from caixun.segment import VERSION as SEGMENT_VERSION
@@ -357,6 +359,7 @@ class SqliteArchive:
         self._relinked: dict[int, None] = {}  # see _log_story_change
         self._stale_index = False
         self._tagger: Tagger | None = None  # loaded when the first article is tagged
+        self._watching: list[tuple[Watch, str | None]] = []  # see use_watches
         try:
             if read_only:
                 self._db = _connect_read_only(self.path)
@@ -376,6 +379,7 @@ class SqliteArchive:
             self._has_identity = self.schema_version >= 9
             self._has_static_terms = self.schema_version >= 11
             self._has_securities = self.schema_version >= 12
+            self._has_watches = self.schema_version >= 13
             self._columns = _CONTENT_COLUMNS if self._has_identity else _OLD_CONTENT_COLUMNS
             self._article_columns = (_ARTICLE_COLUMNS if self._has_identity
                                      else _OLD_ARTICLE_COLUMNS)
@@ -581,7 +585,9 @@ class SqliteArchive:
         article_id = cursor.lastrowid or 0
         self._index(article_id, article.title, article.digest, article.body_text, indexed)
         seq = self._log_change(article_id, article.uid, "new", content[2], content[5])
-        self._tag(article_id, article, seq, content[5], new=True, scanned=scanned)
+        codes = self._tag(article_id, article, seq, content[5], new=True, scanned=scanned)
+        if self._watching:
+            self._notify(article_id, article, codes)
         if lookup is not None:
             placed = stories.place(self._db, article_id, lookup, self._recent)
             self._log_story_change(placed.others)
@@ -964,10 +970,10 @@ class SqliteArchive:
 
     def _tag(self, article_id: int, article: Article, change_seq: int, published_ts: int,
              old_ts: int | None = None, new: bool = False,
-             scanned: Scanned | None = None) -> None:
+             scanned: Scanned | None = None) -> tuple[str, ...]:
         """Tag a stored article with its securities, learning the names it links first."""
         if not self._has_securities:
-            return
+            return ()
         tagger = self.tagger()
         learned = tags.learned_from(article)
         unknown = [n for n in learned if not tagger.knows(n.code, n.name)]
@@ -975,6 +981,7 @@ class SqliteArchive:
             tagger.learn(name.code, name.name)
         codes = tagger.tag_scanned(scanned or tags.scan_article(article, learned))
         tags.set_tags(self._db, article_id, codes, change_seq, published_ts, old_ts, new=new)
+        return codes
 
     def learn_securities(self, names: Iterable[SecurityName]) -> list[SecurityName]:
         """Store securities' names (a list, a user's file); returns the new spellings.
@@ -1147,6 +1154,73 @@ class SqliteArchive:
                     "relink) VALUES (?, 'update', ?, ?, ?, ?, 1)",
                     (article.uid, article.outlet_slug, ts, _now(), article_id)).lastrowid or 0
                 tags.set_tags(self._db, article_id, codes, seq, ts)
+
+    # -- watch lists ------------------------------------------------------------
+
+    def use_watches(self, watches: Sequence[Watch]) -> list[str]:
+        """Make the archive's watches ``watches`` (the settings' ``[[watch]]``) and match
+        every new article against those that notify; returns the names new or changed.
+
+        A new or changed watch counts from now: articles stored before it are
+        in its feed and list (:meth:`watch_refs`) but are not notified.
+        """
+        if not self._has_watches:
+            return []
+        parsed = [(w, parse_query(w.query).match if w.query.strip() else None)
+                  for w in watches]  # a bad query fails here, before anything is stored
+        with self.transaction():
+            added = watching.sync(self._db, watches)
+        self._watching = [(w, match) for w, match in parsed if w.notifies]
+        return added
+
+    def _notify(self, article_id: int, article: Article, codes: Sequence[str]) -> None:
+        text = " ".join((article.digest or article.body_text or article.title).split())
+        row = {"uid": article.uid, "title": article.title, "url": article.url,
+               "outlet": article.outlet, "published_at": article.published_at.isoformat(),
+               "stocks": list(codes), "snippet": text[:160],
+               "page": "/" + article_path(article.outlet_slug,
+                                          int(article.published_at.timestamp()),
+                                          article.file_id)}
+        watching.match_new(self._db, article_id, self._watching, row)
+
+    def watch_refs(self, watch: Watch, limit: int | None = None, offset: int = 0,
+                   since_ts: int | None = None, until_ts: int | None = None
+                   ) -> list[ArticleRef]:
+        """Every article the watch matches, over the whole archive, newest first."""
+        if not self._has_securities:
+            return []
+        match = parse_query(watch.query).match if watch.query.strip() else None
+        condition, values = watching.watch_condition(watch, match)
+        if since_ts is not None:
+            condition += " AND a.published_ts >= ?"
+            values += (since_ts,)
+        if until_ts is not None:
+            condition += " AND a.published_ts < ?"
+            values += (until_ts,)
+        if self._has_stories and not watch.outlets:
+            condition += " AND a.duplicate_of IS NULL"
+        sql = (_SELECT_REF.replace("FROM articles", "FROM articles a") + f" WHERE {condition} "
+               "ORDER BY a.published_ts DESC, a.id DESC")
+        if limit is not None or offset:
+            sql += f" LIMIT {int(limit if limit is not None else -1)} OFFSET {int(offset)}"
+        return [ArticleRef(*row) for row in self._db.execute(sql, values)]
+
+    def pending_notifications(self, now: float, limit: int = 100) -> list[Notification]:
+        if not self._has_watches:
+            return []
+        return watching.claim_pending(self._db, now, limit)
+
+    def record_delivery(self, notification_id: int, delivered: bool, error: str = "",
+                        retry_at: float | None = None) -> None:
+        """An attempt's outcome: delivered, pending again from ``retry_at``, or failed."""
+        with self.transaction():
+            watching.finish(self._db, notification_id, delivered, error, retry_at)
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Notifications by state (pending, delivered, failed)."""
+        if not self._has_watches:
+            return {}
+        return dict(self._db.execute("SELECT state, count(*) FROM outbox GROUP BY state"))
 
     # -- dates ------------------------------------------------------------------
 
