@@ -5,6 +5,9 @@ dated in Beijing time) and outlet pages keep ``/category/<slug>.html``, so links
 into an old site keep working. Older outlet pages are numbered from the oldest
 (``page/1.html`` holds the first articles the outlet ever had), so a new
 article changes only the outlet's front page and its newest numbered page.
+A security's pages are numbered the same way: ``/stock/<code>.html`` (the code
+canonical, as ``600519.SH``), ``/stock/<code>/page/<n>.html`` and the feed
+``/stock/<code>.xml``; ``/stock/`` lists the securities.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ __all__ = [
     "SEARCH_MANIFEST",
     "SEARCH_PAGE",
     "SITEMAP",
+    "STOCK_INDEX",
     "TMP_DIR",
     "article_path",
     "beijing_date",
@@ -32,6 +36,9 @@ __all__ = [
     "outlet_chunk_path",
     "outlet_feed_path",
     "outlet_path",
+    "stock_chunk_path",
+    "stock_feed_path",
+    "stock_path",
     "url_of",
 ]
 
@@ -46,6 +53,7 @@ SEARCH_DIR = "search"  # the static search index (publish/static_search.py)
 SEARCH_MANIFEST = "search/manifest.json"
 SEARCH_PAGE = "search/index.html"
 SEARCH_JS = "assets/search.js"
+STOCK_INDEX = "stock/index.html"
 TMP_DIR = ".caixun-tmp"  # temporary files of atomic writes; never published
 
 
@@ -76,6 +84,18 @@ def outlet_chunk_path(slug: str, number: int) -> str:
 
 def outlet_feed_path(slug: str) -> str:
     return f"category/{slug}/feed.xml"
+
+
+def stock_path(code: str) -> str:
+    return f"stock/{code}.html"
+
+
+def stock_chunk_path(code: str, number: int) -> str:
+    return f"stock/{code}/page/{number}.html"
+
+
+def stock_feed_path(code: str) -> str:
+    return f"stock/{code}.xml"
 
 
 def day_path(day: date) -> str:

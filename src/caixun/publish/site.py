@@ -5,8 +5,9 @@ then render and write just those. A full build splits the outlets (and the
 days) between worker processes. An incremental build reads the archive's
 change log since the last build of this output directory and derives the
 pages those changes affect: the changed articles and their neighbours in the
-outlet, the outlet's front page, its newest numbered pages and feed, the day
-pages, the home page, the archive index, the site feed and the sitemap.
+outlet, the outlet's front page, its newest numbered pages and feed, the pages
+of the securities the articles are (or were) about, the day pages, the home
+page, the archive index, the site feed and the sitemap.
 
 Every file is written atomically (temporary file, then rename) and only when
 its bytes differ, and files are removed last. Over a site that was built
@@ -49,6 +50,7 @@ from caixun.errors import ConfigError, PublishError
 from caixun.model import Article
 from caixun.publish import feeds, paths, static_search
 from caixun.publish.feeds import FeedEntry, SitemapUrl, atom_feed, sitemap_index, urlset
+from caixun.securities import MARKETS
 
 __all__ = ["BuildReport", "SiteConfig", "build_site"]
 
@@ -56,9 +58,15 @@ FEED_SIZE = 50
 ALSO_SHOWN = 10  # other reports of the story listed on an article page
 HOME_PER_OUTLET = 5
 ITEM_CACHE = 20_000  # formatted list items and links a Renderer keeps (each kind)
+SUMMARY_LENGTH = 160  # characters of a feed entry's summary (as newest_with_summary)
+# Headings of the stock index, market by market (caixun.securities.MARKETS).
+MARKET_NAMES = {"SH": "沪市", "SZ": "深市", "BJ": "北交所", "HK": "港股", "US": "美股"}
 # The list items' markup, as the templates had it. Formatted with f-strings and
 # markupsafe.escape (in C): Markup.format goes through string.Formatter, in Python.
 _escape = markupsafe.escape
+
+# The securities an article page links: (code, current name or "") in code order.
+StockLinks = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +213,13 @@ class SiteWriter:
             emptied.add(target.parent)
         self._removals.clear()
         for directory in sorted(emptied, reverse=True):
-            with contextlib.suppress(OSError):  # not empty: it stays
-                directory.rmdir()
+            # Up while emptied: a security's last pages leave stock/<code>/page/ and stock/<code>/.
+            while directory != self.root and self.root in directory.parents:
+                try:
+                    directory.rmdir()
+                except OSError:  # not empty: it stays
+                    break
+                directory = directory.parent
 
     def take_over(self, first: NewPages) -> None:
         """Go on after ``first``: what it wrote whole counts as written by this build."""
@@ -408,6 +421,8 @@ class Renderer:
             article_url=lambda ref: paths.url_of(_article_path(ref), base),
             outlet_path=paths.outlet_path,
             outlet_feed_path=paths.outlet_feed_path,
+            stock_path=paths.stock_path,
+            stock_feed_path=paths.stock_feed_path,
             day_path=paths.day_path,
             refresh=0,
             list_items=self.list_items,
@@ -491,7 +506,8 @@ class Renderer:
         return compiled.render(**context).encode("utf-8")
 
     def article(self, article: Article, ref: ArticleRef, prev: ArticleRef | None,
-                next_: ArticleRef | None, stories: Stories = Stories({}, {})) -> bytes:
+                next_: ArticleRef | None, stories: Stories = Stories({}, {}),
+                stocks: StockLinks = ()) -> bytes:
         others = stories.others(ref.id)
         original = next((r for r in others if r.id == stories.originals.get(ref.id)), None)
         # The reports nearest in time; a big story would otherwise list dozens.
@@ -502,7 +518,7 @@ class Renderer:
                            prev=prev, next=next_, also=shown,
                            also_items=[self._also_item(r) for r in shown],
                            also_more=len(others) - len(shown),
-                           canonical=_article_path(original or ref))
+                           canonical=_article_path(original or ref), stocks=stocks)
 
     def outlet_front(self, slug: str, outlet: str, newest: list[ArticleRef], total: int,
                      older: str | None) -> bytes:
@@ -515,6 +531,30 @@ class Renderer:
                            total=0, number=number, newer=newer, older=older,
                            first_day=self.local_day(chunk[0].published_ts),
                            last_day=self.local_day(chunk[-1].published_ts))
+
+    def stock_front(self, code: str, name: str, newest: list[ArticleRef], total: int,
+                    older: str | None) -> bytes:
+        return self.render("stock.html", code=code, label=stock_label(code, name), refs=newest,
+                           total=total, number=0, newer=None, older=older,
+                           refresh=self.config.refresh)
+
+    def stock_chunk(self, code: str, name: str, number: int, chunk: list[ArticleRef],
+                    newer: str, older: str | None) -> bytes:
+        return self.render("stock.html", code=code, label=stock_label(code, name),
+                           refs=chunk[::-1], total=0, number=number, newer=newer, older=older,
+                           first_day=self.local_day(chunk[0].published_ts),
+                           last_day=self.local_day(chunk[-1].published_ts))
+
+    def stock_index(self, stocks: Iterable[tuple[str, str, int]]) -> bytes:
+        """The securities with articles, (code, name, count), market by market in code order."""
+        markets: dict[str, list[tuple[str, str, int]]] = {}
+        for code, name, count in sorted(stocks):
+            markets.setdefault(code.rsplit(".", 1)[-1], []).append((code, name, count))
+        order = {market: n for n, market in enumerate(MARKETS)}
+        grouped = [(MARKET_NAMES.get(market, market), rows) for market, rows in
+                   sorted(markets.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))]
+        return self.render("stocks.html", markets=grouped,
+                           total=sum(len(rows) for _, rows in grouped))
 
     def day(self, day: date, refs: list[ArticleRef], stories: Stories = Stories({}, {})) -> bytes:
         shown, also = self.collapse(refs, stories)
@@ -549,10 +589,12 @@ class Renderer:
 
     def home(self, latest: list[ArticleRef],
              outlets: list[tuple[str, str, list[ArticleRef]]],
-             stories: Stories = Stories({}, {})) -> bytes:
+             stories: Stories = Stories({}, {}), stock_index: bool = False) -> bytes:
+        """``stock_index``: the site has stock pages, and the home page links their index."""
         shown, also = self.collapse(latest, stories)
         return self.render("home.html", latest=shown[:self.config.per_page], also=also,
-                           outlets=outlets, refresh=self.config.refresh)
+                           outlets=outlets, refresh=self.config.refresh,
+                           stock_index=stock_index)
 
     def not_found(self) -> bytes:
         return self.render("404.html")
@@ -578,6 +620,11 @@ def _article_path(ref: ArticleRef) -> str:
     return paths.article_path(ref.outlet_slug, ref.published_ts, ref.file_id)
 
 
+def stock_label(code: str, name: str) -> str:
+    """How a page names a security: 贵州茅台（600519.SH）, or the code when no name is known."""
+    return f"{name}（{code}）" if name else code
+
+
 def ref_of(article_id: int, article: Article) -> ArticleRef:
     return ArticleRef(article_id, article.uid, article.title, article.outlet,
                       article.outlet_slug, int(article.published_at.timestamp()), article.file_id)
@@ -590,33 +637,62 @@ def chunk_count(total: int, per_page: int) -> int:
     return 0 if total <= per_page else -(-total // per_page)
 
 
-def front_older_link(slug: str, total: int, per_page: int) -> str | None:
+def front_older_link(slug: str, total: int, per_page: int,
+                     chunk_path: Callable[[str, int], str] = paths.outlet_chunk_path
+                     ) -> str | None:
     if total <= per_page:
         return None
-    return paths.outlet_chunk_path(slug, (total - per_page - 1) // per_page + 1)
+    return chunk_path(slug, (total - per_page - 1) // per_page + 1)
 
 
-def render_chunks(renderer: Renderer, writer: SiteWriter, slug: str, outlet: str,
-                  refs: list[ArticleRef], first_number: int, total: int) -> None:
+# Renders a numbered page of an outlet's (or a security's) list: (number, its articles
+# oldest first, the newer page, the older page or None) → bytes.
+_RenderChunk = Callable[[int, list[ArticleRef], str, str | None], bytes]
+
+
+def _numbered_pages(writer: SiteWriter, per_page: int, chunk_path: Callable[[int], str],
+                    front: str, render: _RenderChunk, refs: list[ArticleRef],
+                    first_number: int, total: int) -> None:
     """Write numbered pages ``first_number``… from ``refs`` (which start at that page)."""
-    per_page = renderer.config.per_page
     last = chunk_count(total, per_page)
     for number in range(first_number, last + 1):
-        path = paths.outlet_chunk_path(slug, number)
+        path = chunk_path(number)
         if not writer.wants(path):
             continue
         start = (number - first_number) * per_page
         chunk = refs[start:start + per_page]
-        newer = paths.outlet_chunk_path(slug, number + 1) if number < last \
-            else paths.outlet_path(slug)
-        older = paths.outlet_chunk_path(slug, number - 1) if number > 1 else None
-        writer.put(path, renderer.outlet_chunk(slug, outlet, number, chunk, newer, older))
+        newer = chunk_path(number + 1) if number < last else front
+        older = chunk_path(number - 1) if number > 1 else None
+        writer.put(path, render(number, chunk, newer, older))
 
 
-def remove_chunks_after(writer: SiteWriter, slug: str, last: int) -> None:
+def render_chunks(renderer: Renderer, writer: SiteWriter, slug: str, outlet: str,
+                  refs: list[ArticleRef], first_number: int, total: int) -> None:
+    """Write the outlet's numbered pages ``first_number``… from ``refs`` (which start there)."""
+    _numbered_pages(
+        writer, renderer.config.per_page, lambda n: paths.outlet_chunk_path(slug, n),
+        paths.outlet_path(slug),
+        lambda number, chunk, newer, older: renderer.outlet_chunk(
+            slug, outlet, number, chunk, newer, older),
+        refs, first_number, total)
+
+
+def stock_chunks(renderer: Renderer, writer: SiteWriter, code: str, name: str,
+                 refs: list[ArticleRef], first_number: int, total: int) -> None:
+    """Write the security's numbered pages ``first_number``… from ``refs`` (as outlets')."""
+    _numbered_pages(
+        writer, renderer.config.per_page, lambda n: paths.stock_chunk_path(code, n),
+        paths.stock_path(code),
+        lambda number, chunk, newer, older: renderer.stock_chunk(
+            code, name, number, chunk, newer, older),
+        refs, first_number, total)
+
+
+def remove_chunks_after(writer: SiteWriter, slug: str, last: int,
+                        chunk_path: Callable[[str, int], str] = paths.outlet_chunk_path) -> None:
     number = last + 1
-    while (writer.root / paths.outlet_chunk_path(slug, number)).exists():
-        writer.remove(paths.outlet_chunk_path(slug, number))
+    while (writer.root / chunk_path(slug, number)).exists():
+        writer.remove(chunk_path(slug, number))
         number += 1
 
 
@@ -627,7 +703,7 @@ class _Job:
     archive_path: str
     out_dir: str
     config: SiteConfig
-    kind: str  # "outlets" or "days"
+    kind: str  # "outlets", "stocks" or "days"
     keys: tuple[str, ...]
     record_paths: bool
     done: frozenset[str] = frozenset()  # written by the first pass
@@ -640,6 +716,8 @@ def _run_job(job: _Job) -> tuple[BuildReport, set[str]]:
     with open_archive(job.archive_path) as archive, archive.snapshot():
         if job.kind == "outlets":
             _full_outlets(archive, renderer, writer, job.keys)
+        elif job.kind == "stocks":
+            _full_stocks(archive, renderer, writer, job.keys)
         else:
             _full_days(archive, renderer, writer, [date.fromisoformat(d) for d in job.keys])
     writer.finish()
@@ -651,13 +729,25 @@ def _run_job(job: _Job) -> tuple[BuildReport, set[str]]:
 STORY_WINDOW = 1000
 
 
-def _with_stories(archive: SqliteArchive, articles: Iterator[tuple[int, Article]]
-                  ) -> Iterator[tuple[int, Article, Stories]]:
-    """Each article with the stories of its window of STORY_WINDOW articles."""
+def _in_windows(archive: SqliteArchive, articles: Iterator[tuple[int, Article]]
+                ) -> Iterator[tuple[int, Article, Stories, StockLinks]]:
+    """Each article with the stories of its window of STORY_WINDOW articles, and its securities."""
     while window := list(itertools.islice(articles, STORY_WINDOW)):
-        stories = archive.stories(article_id for article_id, _ in window)
+        ids = [article_id for article_id, _ in window]
+        stories = archive.stories(ids)
+        stocks = stock_links(archive, ids)
         for article_id, article in window:
-            yield article_id, article, stories
+            yield article_id, article, stories, stocks.get(article_id, ())
+
+
+def stock_links(archive: SqliteArchive, article_ids: Sequence[int]) -> dict[int, StockLinks]:
+    """The securities of these articles with their current names (untagged ones left out)."""
+    codes = archive.article_codes(article_ids)
+    if not codes:
+        return {}
+    names = archive.security_names(sorted({code for found in codes.values() for code in found}))
+    return {article_id: tuple((code, names.get(code, "")) for code in found)
+            for article_id, found in codes.items()}
 
 
 def _full_outlets(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
@@ -669,9 +759,9 @@ def _full_outlets(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter
     stories of a window of articles).
     """
     outlet_refs: list[ArticleRef] = []
-    pending: tuple[ArticleRef, Article, Stories] | None = None
+    pending: tuple[ArticleRef, Article, Stories, StockLinks] | None = None
     prev: ArticleRef | None = None
-    for article_id, article, stories in _with_stories(
+    for article_id, article, stories, stocks in _in_windows(
             archive, archive.iter_outlet_articles(slugs)):
         ref = ref_of(article_id, article)
         if outlet_refs and outlet_refs[-1].outlet_slug != ref.outlet_slug:
@@ -682,7 +772,7 @@ def _full_outlets(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter
         if pending:
             _put_article(renderer, writer, *pending, prev, ref)
             prev = pending[0]
-        pending = (ref, article, stories)
+        pending = (ref, article, stories, stocks)
         outlet_refs.append(ref)
     if pending:
         _put_article(renderer, writer, *pending, prev, None)
@@ -691,10 +781,11 @@ def _full_outlets(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter
 
 
 def _put_article(renderer: Renderer, writer: SiteWriter, ref: ArticleRef, article: Article,
-                 stories: Stories, prev: ArticleRef | None, next_: ArticleRef | None) -> None:
+                 stories: Stories, stocks: StockLinks, prev: ArticleRef | None,
+                 next_: ArticleRef | None) -> None:
     path = _article_path(ref)
     if writer.wants(path):
-        writer.put(path, renderer.article(article, ref, prev, next_, stories))
+        writer.put(path, renderer.article(article, ref, prev, next_, stories, stocks))
 
 
 def _outlet_lists(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
@@ -715,6 +806,105 @@ def _outlet_feed(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
     if writer.wants(path):
         writer.put(path, renderer.feed(outlet, path, paths.outlet_path(slug),
                                        archive.newest_with_summary(FEED_SIZE, slug)))
+
+
+class _Summaries:
+    """Feed summaries, as ``SqliteArchive.newest_with_summary`` cuts them, read an
+    article at a time and kept: an article is in the feed of each of its securities."""
+
+    def __init__(self, archive: SqliteArchive) -> None:
+        self.archive = archive
+        self._made: dict[int, str] = {}
+
+    def of(self, refs: Iterable[ArticleRef]) -> list[tuple[ArticleRef, str]]:
+        items = []
+        for ref in refs:
+            summary = self._made.get(ref.id)
+            if summary is None:
+                article = self.archive.get(ref.uid)
+                summary = _summary(article) if article is not None else ""
+                if len(self._made) >= ITEM_CACHE:
+                    self._made.clear()
+                self._made[ref.id] = summary
+            items.append((ref, summary))
+        return items
+
+
+def _summary(article: Article, length: int = SUMMARY_LENGTH) -> str:
+    text = " ".join((article.digest or article.body_text)[:length + 1].split())
+    return text if len(text) <= length else text[:length] + "…"
+
+
+def _full_stocks(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+                 codes: Sequence[str]) -> None:
+    """Every page and feed of these securities."""
+    names = archive.security_names(codes)
+    summaries = _Summaries(archive)
+    for code in codes:
+        refs = archive.stock_refs(code)
+        if refs:
+            _stock_lists(renderer, writer, summaries, code, names.get(code, ""), refs)
+
+
+def _stock_lists(renderer: Renderer, writer: SiteWriter, summaries: _Summaries, code: str,
+                 name: str, refs: list[ArticleRef]) -> None:
+    """A security's feed, numbered pages and front page, from all its articles (oldest first)."""
+    total, per_page = len(refs), renderer.config.per_page
+    _stock_feed(renderer, writer, summaries, code, name, refs[-FEED_SIZE:][::-1])
+    stock_chunks(renderer, writer, code, name, refs, 1, total)
+    front = paths.stock_path(code)
+    if writer.wants(front):
+        writer.put(front, renderer.stock_front(
+            code, name, refs[-per_page:][::-1], total,
+            front_older_link(code, total, per_page, paths.stock_chunk_path)))
+
+
+def _stock_feed(renderer: Renderer, writer: SiteWriter, summaries: _Summaries, code: str,
+                name: str, newest: list[ArticleRef]) -> None:
+    """Written before the security's pages, which link it (as an outlet's feed)."""
+    path = paths.stock_feed_path(code)
+    if writer.wants(path):
+        writer.put(path, renderer.feed(stock_label(code, name), path, paths.stock_path(code),
+                                       summaries.of(newest[:FEED_SIZE])))
+
+
+def _stock_pages(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+                 summaries: _Summaries, code: str, name: str, first: int) -> None:
+    """The security's feed, its numbered pages from ``first`` on and its front page
+    (as :func:`_outlet_pages`); all go when it has no articles left."""
+    per_page = renderer.config.per_page
+    total = archive.stock_count(code)
+    last = chunk_count(total, per_page)
+    front, feed = paths.stock_path(code), paths.stock_feed_path(code)
+    if not total:
+        writer.remove(front)
+        writer.remove(feed)
+    wanted = next((n for n in range(first, last + 1)
+                   if writer.wants(paths.stock_chunk_path(code, n))), None)
+    want_front = total > 0 and writer.wants(front)
+    newest: list[ArticleRef] = []
+    if want_front or (total and writer.wants(feed)):
+        newest = archive.stock_newest(code, max(per_page, FEED_SIZE))
+        _stock_feed(renderer, writer, summaries, code, name, newest)
+    if wanted is not None:
+        refs = archive.stock_refs(code, (wanted - 1) * per_page)
+        stock_chunks(renderer, writer, code, name, refs, wanted, total)
+    if want_front:
+        writer.put(front, renderer.stock_front(
+            code, name, newest[:per_page], total,
+            front_older_link(code, total, per_page, paths.stock_chunk_path)))
+    remove_chunks_after(writer, code, last, paths.stock_chunk_path)
+
+
+def _stock_index(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+                 counts: dict[str, int]) -> None:
+    """The list of the securities with articles; none when there are none."""
+    if not counts:
+        writer.remove(paths.STOCK_INDEX)
+    elif writer.wants(paths.STOCK_INDEX):
+        names = archive.security_names(sorted(counts))
+        writer.put(paths.STOCK_INDEX, renderer.stock_index(
+            (code, names.get(code, ""), count) for code, count in counts.items()))
 
 
 def _full_days(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
@@ -752,9 +942,14 @@ def _full_build(archive: SqliteArchive, out: Path, config: SiteConfig, jobs: int
                 ) -> tuple[BuildReport, SiteWriter]:
     renderer = Renderer(config)
     counts = archive.outlet_counts()
+    stocks = archive.stock_counts()
     days = {day.isoformat(): n for day, n in _day_counts(archive, renderer)}
     work = [_Job(str(archive.path), str(out), config, "outlets", keys, record_paths)
             for keys in _balanced(counts, jobs)]
+    # A security costs its front page and feed, and its numbered pages.
+    stock_weights = {code: 2 + chunk_count(n, config.per_page) for code, n in stocks.items()}
+    work += [_Job(str(archive.path), str(out), config, "stocks", keys, record_paths)
+             for keys in _balanced(stock_weights, jobs)]
     work += [_Job(str(archive.path), str(out), config, "days", keys, record_paths)
              for keys in _balanced(days, jobs)]
     fresh = _is_empty(out)  # then every file in it at the end is one this build wrote
@@ -772,7 +967,7 @@ def _full_build(archive: SqliteArchive, out: Path, config: SiteConfig, jobs: int
         progress("pages", done, steps)
     progress("site-wide pages", steps - 1, steps)
     _redirects(renderer, writer, archive.redirects())
-    _site_wide(archive, renderer, writer, jobs=jobs)
+    _site_wide(archive, renderer, writer, jobs=jobs, stocks=stocks)
     for stale in () if fresh else _files_not_in(out, writer.produced):
         writer.remove(stale)
     writer.finish()
@@ -801,21 +996,37 @@ def _full_new_pages(archive: SqliteArchive, renderer: Renderer, out: Path,
         first = NewPages(out, renderer.config, record_paths)
         refs = [ref for ref in archive.iter_refs() if first.wants(_article_path(ref))]
         outlets = [(slug, 1) for slug in sorted(archive.outlet_counts())]
+        counts = archive.stock_counts()
         days = [day for day, _ in _day_counts(archive, renderer)]
         stories = archive.stories(r.id for r in refs) if refs else Stories({}, {})
-        _first_pass(archive, renderer, first, refs, outlets, days, stories)
+        links = stock_links(archive, [r.id for r in refs]) if refs else {}
+        _first_pass(archive, renderer, first, refs, outlets, days, stories,
+                    [(code, 1) for code in sorted(counts)], counts, links)
     return first
 
 
 def _first_pass(archive: SqliteArchive, renderer: Renderer, first: NewPages,
                 refs: list[ArticleRef], outlets: list[tuple[str, int]], days: list[date],
-                stories: Stories) -> None:
-    """The new pages among these; list pages first, so their stubs let the articles be whole."""
+                stories: Stories, stocks: list[tuple[str, int]] | None = None,
+                stock_counts: dict[str, int] | None = None,
+                links: dict[int, StockLinks] | None = None) -> None:
+    """The new pages among these; list pages first, so their stubs let the articles be whole.
+
+    ``stocks``: the securities whose pages may be new, each with its first page to
+    look at; ``stock_counts`` (every security's) when the stock index may be new.
+    """
     for slug, number in outlets:
         _outlet_pages(archive, renderer, first, slug, number)
+    if stocks:
+        names = archive.security_names(code for code, _ in stocks)
+        summaries = _Summaries(archive)
+        for code, number in stocks:
+            _stock_pages(archive, renderer, first, summaries, code, names.get(code, ""), number)
+    if stock_counts:
+        _stock_index(archive, renderer, first, stock_counts)
     for day in days:
         _write_day(archive, renderer, first, day)
-    _incremental_articles(archive, renderer, first, refs, stories)
+    _incremental_articles(archive, renderer, first, refs, stories, links or {})
     first.close()
 
 
@@ -870,9 +1081,18 @@ def _day_counts_slow(archive: SqliteArchive, renderer: Renderer) -> list[tuple[d
 
 
 def _site_wide(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
-               changed_ids: set[int] | None = None, jobs: int = 1) -> None:
-    """Home, archive index, site feed, sitemap, robots.txt, 404 page, stylesheet, search."""
+               changed_ids: set[int] | None = None, jobs: int = 1,
+               stocks: dict[str, int] | None = None, stock_index: bool = True) -> None:
+    """Home, archive index, site feed, sitemap, robots.txt, 404 page, stylesheet, search,
+    and the stock index when ``stock_index`` (or when it is missing).
+
+    ``stocks``: the article count of each security (read here when None).
+    """
     config = renderer.config
+    if stocks is None:
+        stocks = archive.stock_counts()
+    if stock_index or (stocks and not (writer.root / paths.STOCK_INDEX).is_file()):
+        _stock_index(archive, renderer, writer, stocks)  # before the home page links it
     names = archive.outlets()
     blocks = archive.newest_per_outlet(HOME_PER_OUTLET)
     outlets = [(slug, refs[0].outlet or names.get(slug, slug), refs) for slug, refs in blocks]
@@ -885,23 +1105,24 @@ def _site_wide(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
     writer.put(paths.ARCHIVE, renderer.archive_index(days))
     writer.put(paths.FEED, renderer.feed(config.title, paths.FEED, paths.HOME,
                                          archive.newest_with_summary(FEED_SIZE)))
-    _sitemap(archive, renderer, writer, days, changed_ids)
+    _sitemap(archive, renderer, writer, days, changed_ids, stocks)
     writer.put(paths.ROBOTS, (f"User-agent: *\nAllow: /\n\n"
                               f"Sitemap: {config.base_url}/{paths.SITEMAP}\n").encode())
     latest = archive.newest(config.per_page * (3 if config.stories else 1))
     stories = archive.stories(r.id for r in latest) if config.stories else Stories({}, {})
-    writer.put(paths.HOME, renderer.home(latest, outlets, stories))
+    writer.put(paths.HOME, renderer.home(latest, outlets, stories, bool(stocks)))
 
 
 def _sitemap(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
-             days: list[tuple[date, int]], changed_ids: set[int] | None) -> None:
+             days: list[tuple[date, int]], changed_ids: set[int] | None,
+             stocks: dict[str, int]) -> None:
     """``sitemap.xml``; past the protocol's limit an index of parts.
 
     Article URLs are split into parts by article id, so a build rewrites only
     the parts holding the changed articles (``changed_ids``; None: all).
     """
     base, limit = renderer.config.base_url, feeds.SITEMAP_LIMIT
-    pages = _page_urls(archive, renderer, days)
+    pages = _page_urls(archive, renderer, days, stocks)
     wanted: set[str] = set()
     if len(pages) + archive.count() <= limit:
         articles = [_article_url(base, ref) for ref in archive.iter_refs()]
@@ -930,13 +1151,19 @@ def _sitemap(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
             writer.remove(old.name)
 
 
-def _page_urls(archive: SqliteArchive, renderer: Renderer,
-               days: list[tuple[date, int]]) -> list[SitemapUrl]:
+def _page_urls(archive: SqliteArchive, renderer: Renderer, days: list[tuple[date, int]],
+               stocks: dict[str, int]) -> list[SitemapUrl]:
     base, per_page = renderer.config.base_url, renderer.config.per_page
     urls = [SitemapUrl(base + "/"), SitemapUrl(base + paths.url_of(paths.ARCHIVE))]
     for slug, total in sorted(archive.outlet_counts().items()):
         urls.append(SitemapUrl(base + paths.url_of(paths.outlet_path(slug))))
         urls += [SitemapUrl(base + paths.url_of(paths.outlet_chunk_path(slug, n)))
+                 for n in range(1, chunk_count(total, per_page) + 1)]
+    if stocks:
+        urls.append(SitemapUrl(base + paths.url_of(paths.STOCK_INDEX)))
+    for code, total in sorted(stocks.items()):
+        urls.append(SitemapUrl(base + paths.url_of(paths.stock_path(code))))
+        urls += [SitemapUrl(base + paths.url_of(paths.stock_chunk_path(code, n)))
                  for n in range(1, chunk_count(total, per_page) + 1)]
     urls += [SitemapUrl(base + paths.url_of(paths.day_path(day)), day.isoformat())
              for day, _ in sorted(days)]
@@ -964,30 +1191,49 @@ def _incremental(archive: SqliteArchive, out: Path, config: SiteConfig, since: i
             positions.add((change.old_outlet_slug, change.old_published_ts))
     refs = _affected_refs(archive, uids, positions)
     stories = archive.stories(r.id for r in refs)
+    links = stock_links(archive, [r.id for r in refs])
     outlets = _first_outlet_pages(archive, renderer, positions)
+    # The positions the archive logged, and each changed article's securities at its
+    # time: a change the tags do not log (a page moved to a free file id) still
+    # changes the link its securities' pages hold.
+    stock_positions = archive.stock_changes_since(since, until)
+    content_uids = {c.uid for c in changes if not c.relink}
+    stock_positions |= {(code, ref.published_ts) for ref in refs if ref.uid in content_uids
+                        for code, _ in links.get(ref.id, ())}
+    stocks = _first_stock_pages(archive, renderer, stock_positions)
+    # Counts change only where a stock page does; read once, for the index and the sitemap.
+    stock_counts = archive.stock_counts()
     days = sorted({renderer.local_day(ts) for _, ts in positions})
     first_pass = int(_is_built(out))
-    # Steps: the first pass, the articles, each outlet, each day, the site-wide pages.
-    steps = first_pass + len(outlets) + len(days) + 2
+    # Steps: the first pass, the articles, each outlet, each security, each day, the
+    # site-wide pages.
+    steps = first_pass + len(outlets) + len(stocks) + len(days) + 2
     if first_pass:
         progress("new pages", 0, steps)
         first = NewPages(out, config, record_paths)
-        _first_pass(archive, renderer, first, refs, outlets, days, stories)
+        _first_pass(archive, renderer, first, refs, outlets, days, stories, stocks,
+                    stock_counts if stocks else None, links)
         writer.take_over(first)
     progress("article pages", first_pass, steps)
     uid_paths: dict[str, str | None] = {uid: None for uid in uids}
-    uid_paths.update(_incremental_articles(archive, renderer, writer, refs, stories))
+    uid_paths.update(_incremental_articles(archive, renderer, writer, refs, stories, links))
     for done, (slug, number) in enumerate(outlets, first_pass + 1):
         progress("outlet pages", done, steps)
         _outlet_pages(archive, renderer, writer, slug, number)
-    for done, day in enumerate(days, first_pass + 1 + len(outlets)):
+    names = archive.security_names(code for code, _ in stocks) if stocks else {}
+    summaries = _Summaries(archive)
+    for done, (code, number) in enumerate(stocks, first_pass + 1 + len(outlets)):
+        progress("stock pages", done, steps)
+        _stock_pages(archive, renderer, writer, summaries, code, names.get(code, ""), number)
+    for done, day in enumerate(days, first_pass + 1 + len(outlets) + len(stocks)):
         progress("day pages", done, steps)
         _write_day(archive, renderer, writer, day)
     progress("site-wide pages", steps - 1, steps)
     _redirects(renderer, writer, archive.redirects(uids))
     # A relinked story changes pages, not the text the search index holds.
     content_changes = {c.article_id for c in changes if c.article_id and not c.relink}
-    _site_wide(archive, renderer, writer, content_changes)
+    _site_wide(archive, renderer, writer, content_changes, stocks=stock_counts,
+               stock_index=bool(stocks))
     for uid, old_path in archive.built_paths(str(out), uids).items():
         if uid_paths.get(uid) != old_path:
             writer.remove(old_path)
@@ -1015,7 +1261,8 @@ def _affected_refs(archive: SqliteArchive, uids: set[str],
 
 
 def _incremental_articles(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
-                          refs: list[ArticleRef], stories: Stories) -> dict[str, str]:
+                          refs: list[ArticleRef], stories: Stories,
+                          links: dict[int, StockLinks]) -> dict[str, str]:
     """Article pages; returns where each article's page is."""
     uid_paths: dict[str, str] = {}
     for ref in refs:
@@ -1027,7 +1274,8 @@ def _incremental_articles(archive: SqliteArchive, renderer: Renderer, writer: Si
         if article is None:
             continue
         prev, next_ = archive.neighbors(ref.outlet_slug, ref.published_ts, ref.id)
-        writer.put(path, renderer.article(article, ref, prev, next_, stories))
+        writer.put(path, renderer.article(article, ref, prev, next_, stories,
+                                          links.get(ref.id, ())))
         uid_paths[ref.uid] = path
     return uid_paths
 
@@ -1043,6 +1291,17 @@ def _first_outlet_pages(archive: SqliteArchive, renderer: Renderer,
     # link of the page before it.
     return [(slug, max(1, archive.outlet_position(slug, ts) // per_page))
             for slug, ts in sorted(earliest.items())]
+
+
+def _first_stock_pages(archive: SqliteArchive, renderer: Renderer,
+                       positions: set[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Each changed security with the first of its numbered pages to rewrite (as outlets')."""
+    per_page = renderer.config.per_page
+    earliest: dict[str, int] = {}
+    for code, ts in positions:
+        earliest[code] = min(ts, earliest.get(code, ts))
+    return [(code, max(1, archive.stock_position(code, ts) // per_page))
+            for code, ts in sorted(earliest.items())]
 
 
 def _outlet_pages(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter, slug: str,
