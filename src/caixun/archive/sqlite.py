@@ -1173,6 +1173,18 @@ class SqliteArchive:
         self._watching = [(w, match) for w, match in parsed if w.notifies]
         return added
 
+    def watches(self) -> list[Watch]:
+        """The watches the archive knows (their definitions; targets live in the settings)."""
+        if not self._has_watches:
+            return []
+        found = []
+        for name, definition in self._db.execute("SELECT name, definition FROM watches "
+                                                 "ORDER BY name"):
+            fields = json.loads(definition)
+            found.append(Watch(name, fields.get("query", ""), tuple(fields.get("stocks", ())),
+                               tuple(fields.get("outlets", ()))))
+        return found
+
     def _notify(self, article_id: int, article: Article, codes: Sequence[str]) -> None:
         text = " ".join((article.digest or article.body_text or article.title).split())
         row = {"uid": article.uid, "title": article.title, "url": article.url,
