@@ -281,7 +281,7 @@ def test_retag_tags_older_articles_with_names_learned_later_and_resumes(tmp_path
 
 def test_an_archive_from_before_tags_is_tagged_by_the_retag(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    with SqliteArchive(path, MIGRATIONS[:-1]) as old:
+    with SqliteArchive(path, [m for m in MIGRATIONS if m.version < 12]) as old:
         old.store(article(1, "贵州茅台(600519)提价", "贵州茅台"))
     with SqliteArchive(path) as archive:
         assert archive.schema_version == MIGRATIONS[-1].version
@@ -325,3 +325,22 @@ def test_the_corpus_stored_with_scans_from_workers_gets_the_same_tags(tmp_path: 
         db.close()
     assert results[0] == results[1]
     assert len(results[0]) > 1000
+
+
+def test_a_renamed_security_rebuilds_every_page_that_shows_its_name(tmp_path: Path) -> None:
+    with SqliteArchive(tmp_path / "a.db") as archive:
+        archive.learn_securities([SecurityName("000001.SZ", "平安银行", "securities-em")])
+        for n in range(1, 4):
+            archive.store(article(n, f"平安银行公告{n}", "平安银行"))
+        archive.store(article(9, "无关", "天气晴"))
+        seq = archive.last_change_seq()
+        archive.learn_securities([SecurityName("000001.SZ", "平安银行", "link:x")])  # same
+        archive.learn_securities([SecurityName("000001.SZ", "平银", "link:x")])  # a link's text
+        assert archive.last_change_seq() == seq
+        archive.learn_securities([SecurityName("000001.SZ", "平安银行股份", "securities-em")])
+        changes = archive.changes_since(seq)
+        assert sorted(c.uid for c in changes) == ["t:1", "t:2", "t:3"]
+        assert all(c.relink for c in changes)
+        assert {code for code, _ in archive.stock_changes_since(seq)} == {"000001.SZ"}
+        [row] = archive.securities()
+        assert row.name == "平安银行股份" and "平安银行" in row.names  # the old name tags still

@@ -67,18 +67,25 @@ def scan_article(article: Article, learned: Sequence[SecurityName] | None = None
                 {n.code for n in links}, native)
 
 
-def learn(db: sqlite3.Connection, names: Iterable[SecurityName]) -> list[SecurityName]:
+def learn(db: sqlite3.Connection, names: Iterable[SecurityName],
+          renamed: set[str] | None = None) -> list[SecurityName]:
     """Store the names; returns those that were new spellings (in order).
 
     A security's current name is the last short name a list or a source gave
-    it; the names it had stay as former names and keep tagging (the text of
-    older articles uses them).
+    it (a link's text never renames); the names it had stay as former names and
+    keep tagging (the text of older articles uses them). The codes whose current
+    name changed are added to ``renamed``: their pages show the name.
     """
     now, new = _now(), []
     for entry in names:
         if not entry.name.strip():
             continue
         market = entry.code.rsplit(".", 1)[-1]
+        if renamed is not None and entry.kind == "short" and not entry.source.startswith("link:"):
+            row = db.execute("SELECT name FROM securities WHERE code = ?",
+                             (entry.code,)).fetchone()
+            if row is not None and row[0] != entry.name:
+                renamed.add(entry.code)
         db.execute(
             "INSERT INTO securities (code, name, market, source, learned_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (code) DO UPDATE SET "

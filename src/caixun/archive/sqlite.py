@@ -990,11 +990,30 @@ class SqliteArchive:
         :meth:`retag`, which ``caixun run`` calls a bounded step at a time.
         """
         with self.transaction():
-            new = tags.learn(self._db, names)
+            renamed: set[str] = set()
+            new = tags.learn(self._db, names, renamed)
+            self._relink_tagged(renamed)
         tagger = self.tagger()
         for name in new:
             tagger.learn(name.code, name.name)
         return new
+
+    def _relink_tagged(self, codes: Iterable[str]) -> None:
+        """A renamed security: every page that shows its name is rebuilt (its stock
+        pages from the first, its articles' pages as relinks)."""
+        now = _now()
+        for code in sorted(codes):
+            rows = self._db.execute(
+                "SELECT a.id, a.uid, a.outlet_slug, a.published_ts FROM articles a JOIN "
+                "article_securities s ON s.article_id = a.id WHERE s.code = ?", (code,)
+            ).fetchall()
+            for article_id, uid, slug, ts in rows:
+                seq = self._db.execute(
+                    "INSERT INTO changes (uid, kind, outlet_slug, published_ts, at, article_id, "
+                    "relink) VALUES (?, 'update', ?, ?, ?, ?, 1)",
+                    (uid, slug, ts, now, article_id)).lastrowid
+                self._db.execute("INSERT INTO stock_changes (change_seq, code, published_ts) "
+                                 "VALUES (?, ?, ?)", (seq, code, ts))
 
     def pair_securities(self, code: str, other: str) -> None:
         """Link two listings of one company (an A share and its H share)."""
