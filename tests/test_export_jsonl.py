@@ -96,7 +96,7 @@ def test_the_story_uids_are_the_archives_stories(db: Path) -> None:
     with open_archive(db, read_only=True) as archive:
         linked = list(archive.iter_articles_linked())
         stories = archive.stories()
-    by_uid = {a.uid: story for a, story, _, _ in linked}
+    by_uid = {a.uid: story for a, story, *_ in linked}
     raw = sqlite3.connect(db)
     try:
         article_ids = dict(raw.execute("SELECT uid, id FROM articles"))
@@ -115,7 +115,7 @@ def test_aliases_are_read_once_per_batch_not_per_article(db: Path) -> None:
         archive._db.set_trace_callback(None)
     assert len(rows) == 4
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    assert len(selects) == 1 + 2  # the articles, and the aliases of each batch of 2
+    assert len(selects) == 1 + 2 * 2  # the articles; the aliases and codes of each batch of 2
     assert sum("LEFT JOIN" in s for s in selects) == 1
 
 

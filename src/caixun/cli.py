@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from caixun.archive import SqliteArchive
+    from caixun.archive.securities import SecurityRow
     from caixun.fetch import FetchSettings
     from caixun.importer import FileOutcome
     from caixun.publish.site import SiteConfig
@@ -243,7 +244,8 @@ def export_jekyll(app: AppContext, directory: Path, sanitize: bool) -> None:
 def export_jsonl(app: AppContext, file: str) -> None:
     """Write one JSON object per article to FILE ('-' for standard output).
 
-    Each carries its story, the original it copies and its other uids.
+    Each carries its story, the original it copies, its other uids and the
+    codes of the securities it is about (stocks).
     """
     from caixun.publish.jsonl import write_jsonl, write_jsonl_file
 
@@ -450,6 +452,294 @@ def sources_command(app: AppContext, as_json: bool) -> None:
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
+@main.group("securities", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one array) instead of a table.")
+@click.pass_context
+def securities_group(ctx: click.Context, as_json: bool) -> None:
+    """List the securities the archive knows, most articles first.
+
+    Each with its code (600519.SH, 00700.HK…), current name, market, the other
+    spellings it goes by and how many articles are tagged with it. Names are
+    learned from the sources (quote links, their stock fields) and from your
+    own lists (`caixun securities import`).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    import json
+
+    app: AppContext = ctx.obj
+    rows: list[SecurityRow] = []
+    if app.archive_path.is_file():  # no archive: nothing known, and nothing to create
+        with app.open_archive(read_only=True) as archive:
+            rows = archive.securities()
+    if as_json:
+        click.echo(json.dumps([{
+            "code": r.code, "name": r.name, "market": r.market, "other_names": list(r.names[1:]),
+            "articles": r.articles, "pair": r.pair, "source": r.source,
+            "learned_at": r.learned_at,
+        } for r in rows], ensure_ascii=False, indent=2))
+        return
+    if not rows:
+        click.echo(f"no securities in {app.archive_path} yet: `caixun fetch` learns them from "
+                   "the sources, `caixun securities import FILE.csv` from your own list")
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    paired = any(r.pair for r in rows)
+    table = Table()
+    for column in ("code", "name", "market"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("other names", overflow="fold")
+    table.add_column("articles", justify="right", no_wrap=True)
+    if paired:
+        table.add_column("pair", no_wrap=True)
+    for r in rows:  # Text: a name is shown as written, never read as rich markup
+        cells = [Text(r.code), Text(r.name), Text(r.market), Text("、".join(r.names[1:])),
+                 Text(str(r.articles))]
+        table.add_row(*cells, *([Text(r.pair or "")] if paired else []))
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@securities_group.command("import", short_help="Add your own list of securities (CSV).")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--strict", is_flag=True, help="Exit with status 1 if any row was skipped.")
+@click.pass_obj
+def securities_import(app: AppContext, file: Path, strict: bool) -> None:
+    """Add your own list of securities from a CSV file, then re-tag the archive.
+
+    The header line names the columns. Required: code (600519, sh600519,
+    600519.SH, 00700…; or a bare code with a market column: SH, SZ, BJ, HK,
+    US) and name. Optional: full_name, former_names (separated by ; or ｜) and
+    pair (the code of the company's other listing, e.g. its H share). UTF-8,
+    with or without a BOM, or GBK as Chinese Excel saves it.
+
+    A bad row is reported with its line and skipped; the others are stored.
+    Articles stored earlier are then tagged with the new names (a progress
+    bar on a terminal).
+    """
+    from caixun.securities import SecurityName
+
+    rows, pairs, problems = _read_securities_csv(file)
+    for problem in problems:
+        app.error(problem)
+    with app.open_archive() as archive:
+        new = archive.learn_securities(
+            SecurityName(code, name, f"csv:{file.name}", kind) for code, name, kind in rows)
+        for code, other in pairs:
+            archive.pair_securities(code, other)
+        securities = len({code for code, _, _ in rows})
+        skipped = f", {len(problems)} bad row(s) skipped" if problems else ""
+        app.info(f"{file}: {securities} securities, {len(new)} new name(s){skipped}")
+        read = _retag(app, archive, everything=False)
+    app.info(f"re-tagged: read {read} article(s)")
+    if strict and problems:
+        raise click.ClickException("--strict: some rows were skipped")
+
+
+@securities_group.command("retag", short_help="Tag earlier articles with newer names.")
+@click.option("--all", "everything", is_flag=True,
+              help="Re-tag every article, not only those that names learned since they were "
+                   "stored may concern.")
+@click.pass_obj
+def securities_retag(app: AppContext, everything: bool) -> None:
+    """Tag again the articles stored before names were learned, to the end.
+
+    `caixun run` does this a bounded step at a time; this command runs it
+    until nothing is left, with a progress bar on a terminal. An interrupted
+    re-tag goes on where it stopped. Prints how many articles were read.
+    """
+    if not app.archive_path.is_file():
+        raise click.ClickException(f"no archive at {app.archive_path}; run `caixun import` or "
+                                   "`caixun fetch` first")
+    with app.open_archive() as archive:
+        read = _retag(app, archive, everything)
+    app.info(f"re-tagged: read {read} article(s)")
+
+
+def _retag(app: AppContext, archive: SqliteArchive, everything: bool) -> int:
+    """Run the archive's re-tag until it is done; how many articles it read."""
+    total = archive.count() if everything else None  # by name: not known beforehand
+    read = 0
+    with app.progress("re-tagging", total) as bar:
+        task = bar.add_task("re-tag", total=total) if bar is not None else None
+        step = archive.retag(everything=everything)
+        while step:
+            read += step
+            if bar is not None and task is not None:
+                bar.advance(task, step)
+            step = archive.retag()
+    return read
+
+
+# The CSV columns of `securities import`, and the other headers taken for them
+# (as Chinese exports name them).
+_CSV_COLUMNS = {
+    "code": ("code", "代码", "证券代码", "股票代码", "symbol", "ticker"),
+    "market": ("market", "市场", "交易所", "exchange"),
+    "name": ("name", "名称", "简称", "证券简称", "股票简称", "short_name"),
+    "full_name": ("full_name", "全称", "公司全称", "公司名称"),
+    "former_names": ("former_names", "former_name", "曾用名"),
+    "pair": ("pair", "对应代码"),
+}
+_CSV_MARKETS = {
+    "SH": ("SH", "SS", "SSE", "上海", "沪", "沪市", "上交所"),
+    "SZ": ("SZ", "SZSE", "深圳", "深", "深市", "深交所"),
+    "BJ": ("BJ", "BSE", "北京", "京", "北交所"),
+    "HK": ("HK", "HKEX", "香港", "港", "港股", "港交所"),
+    "US": ("US", "美国", "美", "美股", "NASDAQ", "NYSE", "AMEX"),
+}
+_NAME_SEPARATORS = "[;；|｜]"
+
+_CsvRow = tuple[str, str, str]  # code, name, kind
+
+
+def _read_securities_csv(path: Path) -> tuple[list[_CsvRow], list[tuple[str, str]], list[str]]:
+    """The names (code, name, kind) and pairs of a user's CSV file, and a message per bad row.
+
+    Raises ``click.ClickException`` for a file that cannot be read at all.
+    """
+    import csv
+    import io
+
+    text = _decode_csv(path)
+    first = text.split("\n", 1)[0]
+    delimiter = next((d for d in ("\t", ";") if d in first and "," not in first), ",")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    columns: dict[str, int] | None = None
+    names: list[_CsvRow] = []
+    pairs: list[tuple[str, str]] = []
+    problems: list[str] = []
+    line = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append(f"{path}:{line}: not CSV ({exc}); the rest of the file was not read")
+            break
+        start, line = line, reader.line_num + 1
+        if not any(cell.strip() for cell in row):
+            continue
+        if columns is None:
+            columns = _csv_header(f"{path}:{start}", row)
+            continue
+        try:
+            found, pair = _csv_row(row, columns)
+        except ValueError as exc:
+            problems.append(f"{path}:{start}: {exc}; row skipped")
+            continue
+        names += found
+        if pair:
+            pairs.append((found[0][0], pair))
+    if columns is None:
+        raise click.ClickException(f"{path}: empty: no header line naming the columns "
+                                   "(code,name,…)")
+    return names, pairs, problems
+
+
+def _decode_csv(path: Path) -> str:
+    """The file's text: UTF-8 (a BOM or not), UTF-16 with a BOM, else GBK (GB 18030)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"{path}: cannot read it: {exc.strerror or exc}") from exc
+    encodings = ("utf-16",) if data.startswith((b"\xff\xfe", b"\xfe\xff")) \
+        else ("utf-8-sig", "gb18030")
+    for encoding in encodings:
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise click.ClickException(f"{path}: neither UTF-8 nor GBK text: save it as CSV (UTF-8)")
+
+
+def _csv_header(where: str, row: list[str]) -> dict[str, int]:
+    headers = [cell.strip().lstrip("\ufeff").lower().replace(" ", "_") for cell in row]
+    columns: dict[str, int] = {}
+    for key, spellings in _CSV_COLUMNS.items():
+        index = next((i for i, h in enumerate(headers) if h in spellings), None)
+        if index is not None:
+            columns[key] = index
+    missing = [key for key in ("code", "name") if key not in columns]
+    if missing:
+        raise click.ClickException(
+            f"{where}: the header line has no {' and no '.join(missing)} column (it has: "
+            f"{', '.join(h for h in headers if h) or 'nothing'}); the columns are code, name "
+            "and, if you like, market, full_name, former_names, pair")
+    return columns
+
+
+def _csv_row(row: list[str], columns: dict[str, int]) -> tuple[list[_CsvRow], str | None]:
+    """One row's names, current name first, and the pair's code; ValueError says what is wrong."""
+    import re
+
+    from caixun.securities import from_native
+
+    def cell(key: str) -> str:
+        index = columns.get(key)
+        return row[index].strip() if index is not None and index < len(row) else ""
+
+    raw = cell("code")
+    if not raw:
+        raise ValueError("no code")
+    code = _csv_code(raw, cell("market"))
+    name = cell("name")
+    if not name:
+        raise ValueError(f"no name for {code}")
+    pair = None
+    if cell("pair"):
+        pair = from_native(_unexcel(cell("pair")))
+        if pair is None:
+            raise ValueError(f"pair {cell('pair')!r} is not a security code")
+        if pair == code:
+            raise ValueError(f"pair {cell('pair')!r} is {code} itself")
+    found = [(code, name, "short")]
+    if cell("full_name"):
+        found.append((code, cell("full_name"), "full"))
+    found += [(code, former.strip(), "former")
+              for former in re.split(_NAME_SEPARATORS, cell("former_names")) if former.strip()]
+    return found, pair
+
+
+def _unexcel(value: str) -> str:
+    """A code as Excel keeps its leading zeros written plainly: ="000001", '000001 → 000001."""
+    import unicodedata
+
+    value = unicodedata.normalize("NFKC", value).strip()
+    if value.startswith('="') and value.endswith('"'):
+        value = value[2:-1]
+    return value.lstrip("'").strip()
+
+
+def _csv_code(raw: str, market: str) -> str:
+    """The canonical code of a CSV row's code (and market column); ValueError if it has none."""
+    from caixun.securities import canonical_code, from_native
+
+    value = _unexcel(raw)
+    if not market:
+        code = from_native(value)
+        if code is None:
+            raise ValueError(f"code {raw!r} is not a security code (600519, sh600519, "
+                             "600519.SH, 00700.HK; or give a market column)")
+        return code
+    wanted = market.upper()
+    found = next((m for m, spellings in _CSV_MARKETS.items() if wanted in spellings), None)
+    if found is None:
+        raise ValueError(f"unknown market {market!r} (SH, SZ, BJ, HK or US)")
+    if value.isdigit() and found in ("SH", "SZ", "BJ"):
+        value = value.zfill(6)  # Excel drops leading zeros: 1 is 000001
+    code = canonical_code(value, found)
+    if code is None:
+        native = from_native(value)
+        code = native if native and native.endswith(f".{found}") else None
+    if code is None:
+        raise ValueError(f"code {raw!r} is not a security code of market {found}")
+    return code
+
+
 @main.command("run")
 @click.option("--no-serve", is_flag=True, help="Only fetch and publish; do not serve the site.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -480,7 +770,10 @@ def run_command(app: AppContext, no_serve: bool, out_dir: Path | None, host: str
 
 
 @main.command("search")
-@click.argument("query")
+@click.argument("query", required=False, default="")
+@click.option("--stock", "stocks", multiple=True, metavar="CODE",
+              help="Only articles about this security: a code in any spelling (600519, "
+                   "sh600519, 600519.SH, 00700) or a name (贵州茅台). Repeatable: AND-ed.")
 @click.option("--outlet", metavar="SLUG", help="Only this outlet (its slug, e.g. emnews).")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="From this day on (YYYY-MM-DD).")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]),
@@ -489,13 +782,17 @@ def run_command(app: AppContext, no_serve: bool, out_dir: Path | None, host: str
               help="Results to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.pass_obj
-def search_command(app: AppContext, query: str, outlet: str | None, since: datetime | None,
-                   until: datetime | None, limit: int, as_json: bool) -> None:
+def search_command(app: AppContext, query: str, stocks: tuple[str, ...], outlet: str | None,
+                   since: datetime | None, until: datetime | None, limit: int,
+                   as_json: bool) -> None:
     """Search the archive: words AND-ed, "a phrase" as written, -word excluded.
 
     Chinese is matched as written (a two-character word such as 央行 finds every
     article containing it); codes (600519, 00700.HK) and English as words.
     Results: relevance (title hits first) blended with recency.
+
+    With --stock, only the articles tagged with that security (every one
+    given); QUERY may then be left out: the security's articles, newest first.
     """
     import html
     import json
@@ -503,24 +800,32 @@ def search_command(app: AppContext, query: str, outlet: str | None, since: datet
     from datetime import datetime
 
     from caixun.normalize import BEIJING
-    from caixun.search_api import search_record
+    from caixun.search_api import UnknownStock, resolve_stocks, search_records
     from caixun.segment import QueryError
 
+    if not query.strip() and not stocks:
+        raise click.UsageError("give words to search for, or --stock CODE")
     since_ts, until_ts = _day_bounds(since, until)
     try:
         with app.open_archive(read_only=True) as archive:
+            codes = resolve_stocks(archive, stocks)
             hits = archive.search(query, outlet=outlet, since_ts=since_ts, until_ts=until_ts,
-                                  limit=limit)
+                                  limit=limit, stocks=codes)
+            records = search_records(archive, hits)
+    except UnknownStock as exc:
+        raise click.ClickException(f"--stock: {exc}") from exc
     except QueryError as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
-        click.echo(json.dumps([search_record(h) for h in hits], ensure_ascii=False, indent=2))
+        click.echo(json.dumps(records, ensure_ascii=False, indent=2))
         return
-    for hit in hits:
+    for hit, record in zip(hits, records):
         when = datetime.fromtimestamp(hit.ref.published_ts, BEIJING).strftime("%Y-%m-%d %H:%M")
-        click.echo(f"{when}  {hit.ref.outlet}  {hit.ref.title}")
+        tags = f"  [{' '.join(record['stocks'])}]" if record["stocks"] else ""
+        click.echo(f"{when}  {hit.ref.outlet}  {hit.ref.title}{tags}")
         click.echo(f"    {html.unescape(re.sub(r'</?mark>', '', hit.snippet))}")
-    app.info(f"{len(hits)} result(s)")
+    about = f" about {' and '.join(codes)}" if codes else ""
+    app.info(f"{len(hits)} result(s){about}")
 
 
 def _day_bounds(since: datetime | None, until: datetime | None) -> tuple[int | None, int | None]:

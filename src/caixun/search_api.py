@@ -1,11 +1,15 @@
 """``GET /api/search``: the archive's search as JSON, for ``caixun serve`` and ``caixun run``.
 
-``q`` (required, at most 200 characters), ``outlet`` (a slug), ``since`` and
-``until`` (``YYYY-MM-DD``, Beijing days, both included), ``page`` (1–50). Pages
-hold ``PAGE_SIZE`` results. Answers, each JSON:
+``q`` (at most 200 characters; required unless ``stock`` is given), ``stock``
+(repeatable, at most ``MAX_STOCKS``: only articles tagged with every one of
+these securities, each a code in any spelling or a name the archive knows, see
+:func:`resolve_stocks`), ``outlet`` (a slug), ``since`` and ``until``
+(``YYYY-MM-DD``, Beijing days, both included), ``page`` (1–50). Pages hold
+``PAGE_SIZE`` results; each result carries ``stocks``, the codes its article
+is tagged with. Answers, each JSON:
 
-* 200 ``{"query", "page", "page_size", "results"}``;
-* 400 ``{"error": "…"}`` naming the bad parameter;
+* 200 ``{"query", "stocks", "page", "page_size", "results"}``;
+* 400 ``{"error": "…"}`` naming the bad parameter (an unknown stock too);
 * 503 ``{"error": "…"}`` with ``Retry-After``: the archive cannot be read
   (missing, damaged, made by an older caixun; ``Retry-After: 30``), or more
   searches are in flight than the server takes (``Retry-After: 1``).
@@ -28,12 +32,13 @@ import threading
 from collections.abc import Callable
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Sequence, TypeVar
 
 from caixun.archive import open_archive
 from caixun.errors import ArchiveError
 from caixun.normalize import BEIJING
 from caixun.publish.paths import article_path, url_of
+from caixun.securities import canonical_code, from_native, name_forms, normalize_name
 from caixun.segment import MAX_QUERY_CHARS, QueryError
 
 # The web parts (starlette, asyncio, threads) are imported where the routes
@@ -45,15 +50,19 @@ if TYPE_CHECKING:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from caixun.archive import SearchHit
+    from caixun.archive import SearchHit, SqliteArchive
+    from caixun.archive.securities import SecurityRow
 
-__all__ = ["MAX_RUNNING", "MAX_WAITING", "PAGE_SIZE", "Busy", "SearchPool", "day_bounds",
-           "parse_day", "search_record", "search_routes"]
+__all__ = ["MAX_RUNNING", "MAX_STOCKS", "MAX_WAITING", "PAGE_SIZE", "Busy", "SearchPool",
+           "UnknownStock", "day_bounds", "parse_day", "resolve_stocks", "search_record",
+           "search_records", "search_routes"]
 
 T = TypeVar("T")
 
 PAGE_SIZE = 20
 MAX_PAGE = 50
+MAX_STOCKS = 10  # stock= parameters of one search
+MAX_STOCK_CHARS = 50
 # A search is CPU work in SQLite and Python: more running at once than a few
 # per core only makes each slower. The short queue absorbs bursts.
 MAX_RUNNING = 2 * (os.cpu_count() or 1)
@@ -69,6 +78,10 @@ _PAGE = re.compile(r"[0-9]{1,4}")
 
 class BadParameter(ValueError):
     pass
+
+
+class UnknownStock(ValueError):
+    """A stock given to search by that names no security (or several)."""
 
 
 class Busy(Exception):
@@ -114,16 +127,69 @@ class SearchPool:
             self._in_flight -= 1
 
 
-def search_record(hit: SearchHit, base_path: str = "") -> dict[str, Any]:
-    """One result as JSON: what a list of results shows, and where the page is."""
+def search_record(hit: SearchHit, base_path: str = "",
+                  stocks: Sequence[str] = ()) -> dict[str, Any]:
+    """One result as JSON: what a list of results shows, where the page is, and
+    ``stocks``, the codes of the securities the article is tagged with."""
     ref = hit.ref
     when = datetime.fromtimestamp(ref.published_ts, timezone.utc).astimezone(BEIJING)
     return {
         "uid": ref.uid, "title": ref.title, "outlet": ref.outlet,
         "outlet_slug": ref.outlet_slug, "published_at": when.isoformat(),
         "url": url_of(article_path(ref.outlet_slug, ref.published_ts, ref.file_id), base_path),
-        "snippet": hit.snippet, "score": round(hit.score, 4),
+        "snippet": hit.snippet, "score": round(hit.score, 4), "stocks": list(stocks),
     }
+
+
+def search_records(archive: SqliteArchive, hits: Sequence[SearchHit],
+                   base_path: str = "") -> list[dict[str, Any]]:
+    """The results as JSON, each with its securities (read in one query)."""
+    codes = archive.article_codes([hit.ref.id for hit in hits]) if hits else {}
+    return [search_record(hit, base_path, codes.get(hit.ref.id, ())) for hit in hits]
+
+
+def resolve_stocks(archive: SqliteArchive, values: Sequence[str]) -> list[str]:
+    """The canonical codes of ``values``, in order, without repeats.
+
+    A value is a code in any spelling :func:`~caixun.securities.from_native`
+    takes (``600519``, ``sh600519``, ``1.600519``, ``600519.SH``, ``00700``),
+    taken as written even if no article is tagged with it; else a name the
+    archive knows (the current name first, then every spelling it learned,
+    as the tagger compares them: ``万科`` for ``万科Ａ``), or a US ticker it
+    knows (``AAPL``). :class:`UnknownStock` says which value is none of these,
+    or names several securities.
+    """
+    codes: list[str] = []
+    rows: list[SecurityRow] | None = None
+    for value in values:
+        code = from_native(value)
+        if code is None:
+            if rows is None:
+                rows = archive.securities(counts=False)
+            code = _stock_by_name(value, rows)
+        if code not in codes:
+            codes.append(code)
+    return codes
+
+
+def _stock_by_name(value: str, rows: Sequence[SecurityRow]) -> str:
+    key = normalize_name(value)
+    if not key:
+        raise UnknownStock("a stock is blank: give a code such as 600519 or a name")
+    ticker = canonical_code(key, "US")
+    if ticker is not None and any(row.code == ticker for row in rows):
+        return ticker
+    found = [row.code for row in rows if normalize_name(row.name) == key]
+    if not found:
+        found = [row.code for row in rows
+                 if any(key in name_forms(name) for name in row.names)]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise UnknownStock(f"{value!r} names {len(found)} securities ({', '.join(found)}): "
+                           "give the code of the one you mean")
+    raise UnknownStock(f"no security is called {value!r}: give a code such as 600519 or "
+                       "00700.HK, or the name of a security the archive knows")
 
 
 def parse_day(value: str) -> date:
@@ -164,13 +230,23 @@ def _page(request: Request) -> int:
     return int(value)
 
 
-def _query(request: Request) -> str:
+def _query(request: Request, stocks: Sequence[str]) -> str:
     query = request.query_params.get("q", "")
-    if not query.strip():
-        raise BadParameter("q is required: what to search for")
+    if not query.strip() and not stocks:
+        raise BadParameter("q is required: what to search for (or stock: a security)")
     if len(query) > MAX_QUERY_CHARS:
         raise BadParameter(f"q is longer than {MAX_QUERY_CHARS} characters")
     return query
+
+
+def _stocks(request: Request) -> list[str]:
+    values = [v for v in request.query_params.getlist("stock") if v.strip()]
+    if len(values) > MAX_STOCKS:
+        raise BadParameter(f"stock is given {len(values)} times; at most {MAX_STOCKS}")
+    for value in values:
+        if len(value) > MAX_STOCK_CHARS:
+            raise BadParameter(f"stock is longer than {MAX_STOCK_CHARS} characters")
+    return values
 
 
 def _error(message: str, status: int, retry_after: int | None = None) -> JSONResponse:
@@ -191,19 +267,25 @@ def search_routes(archive_path: Path, base_path: str = "", *, running: int = MAX
 
     pool = SearchPool(running, waiting)
 
-    def run(query: str, outlet: str | None, bounds: tuple[int | None, int | None],
-            page: int) -> list[dict[str, Any]]:
+    def run(query: str, stocks: list[str], outlet: str | None,
+            bounds: tuple[int | None, int | None], page: int
+            ) -> tuple[list[str], list[dict[str, Any]]]:
         with open_archive(archive_path, read_only=True) as archive:
+            try:
+                codes = resolve_stocks(archive, stocks)
+            except UnknownStock as exc:
+                raise BadParameter(f"stock: {exc}") from None
             hits = archive.search(query, outlet=outlet, since_ts=bounds[0], until_ts=bounds[1],
-                                  limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-        return [search_record(hit, base_path) for hit in hits]
+                                  limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, stocks=codes)
+            return codes, search_records(archive, hits, base_path)
 
     async def endpoint(request: Request) -> JSONResponse:
         try:
-            query, page = _query(request), _page(request)
+            stocks = _stocks(request)
+            query, page = _query(request, stocks), _page(request)
             bounds = day_bounds(_day(request, "since"), _day(request, "until"))
             outlet = request.query_params.get("outlet") or None
-            results = await pool.run(lambda: run(query, outlet, bounds, page))
+            codes, results = await pool.run(lambda: run(query, stocks, outlet, bounds, page))
         except (BadParameter, QueryError) as exc:
             return _error(str(exc), 400)
         except Busy:
@@ -211,7 +293,7 @@ def search_routes(archive_path: Path, base_path: str = "", *, running: int = MAX
                           BUSY_RETRY_AFTER)
         except ArchiveError as exc:
             return _error(f"search is unavailable: {exc}", 503, UNAVAILABLE_RETRY_AFTER)
-        return JSONResponse({"query": query, "page": page, "page_size": PAGE_SIZE,
-                             "results": results})
+        return JSONResponse({"query": query, "stocks": codes, "page": page,
+                             "page_size": PAGE_SIZE, "results": results})
 
     return [Route("/api/search", endpoint, methods=["GET"])]

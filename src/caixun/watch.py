@@ -13,7 +13,6 @@ a command, and marks it delivered only when the receiver took it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import subprocess
@@ -148,6 +147,8 @@ class Deliverer:
             argv = [part.format_map(_Missing(values)) for part in watch.command]
         except (ValueError, IndexError) as exc:
             return Delivery(notification, False, f"command: bad placeholder: {exc}")
+        import asyncio  # here: importing the archive must not import asyncio
+
         try:
             done = await asyncio.to_thread(subprocess.run, argv, capture_output=True,
                                            timeout=self.timeout)
@@ -190,6 +191,8 @@ async def deliver_pending(archive: SqliteArchive, deliverer: Deliverer, *,
     """Send the notifications due now (at most ``limit``), ``concurrency`` at a time,
     recording each outcome as it comes: delivered, retried later with
     :func:`backoff`, or failed (a 4xx answer, or :data:`MAX_ATTEMPTS` reached)."""
+    import asyncio
+
     report = DeliveryReport()
     due = archive.pending_notifications(clock(), limit)
     gate = asyncio.Semaphore(concurrency)

@@ -161,10 +161,12 @@ def forget(db: sqlite3.Connection, article_id: int, change_seq: int, published_t
     set_tags(db, article_id, (), change_seq, published_ts)
 
 
-def list_securities(db: sqlite3.Connection) -> list[SecurityRow]:
-    """Every security with its spellings and article count, most articles first."""
-    counts = dict(db.execute(
-        "SELECT code, count(*) FROM article_securities GROUP BY code").fetchall())
+def list_securities(db: sqlite3.Connection, counts: bool = True) -> list[SecurityRow]:
+    """Every security with its spellings and article count, most articles first
+    (without ``counts``, each count is 0 and nothing reads the tags: by code)."""
+    counts_of = dict(db.execute(
+        "SELECT code, count(*) FROM article_securities GROUP BY code").fetchall()
+    ) if counts else {}
     spellings: dict[str, list[str]] = {}
     for code, name in db.execute("SELECT code, name FROM security_names ORDER BY rowid"):
         spellings.setdefault(code, []).append(name)
@@ -172,6 +174,6 @@ def list_securities(db: sqlite3.Connection) -> list[SecurityRow]:
     for code, name, market, pair, source, learned_at in db.execute(
             "SELECT code, name, market, pair, source, learned_at FROM securities"):
         names = [name] + [n for n in spellings.get(code, []) if n != name]
-        rows.append(SecurityRow(code, name, market, tuple(names), counts.get(code, 0),
+        rows.append(SecurityRow(code, name, market, tuple(names), counts_of.get(code, 0),
                                 pair, source, learned_at))
     return sorted(rows, key=lambda r: (-r.articles, r.code))

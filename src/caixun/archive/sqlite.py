@@ -1020,8 +1020,10 @@ class SqliteArchive:
         with self.transaction():
             tags.set_pair(self._db, code, other)
 
-    def securities(self) -> list[tags.SecurityRow]:
-        return tags.list_securities(self._db) if self._has_securities else []
+    def securities(self, counts: bool = True) -> list[tags.SecurityRow]:
+        """Every security with its spellings, most articles first; ``counts=False``
+        skips counting the articles (a name lookup on a large archive)."""
+        return tags.list_securities(self._db, counts) if self._has_securities else []
 
     def article_codes(self, article_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
         """The securities each article is tagged with (untagged ones left out)."""
@@ -1857,13 +1859,14 @@ class SqliteArchive:
 
     def iter_articles_linked(
         self, batch: int = 500,
-    ) -> Iterator[tuple[Article, str, str | None, list[str]]]:
+    ) -> Iterator[tuple[Article, str, str | None, list[str], tuple[str, ...]]]:
         """Every article, oldest first, with what ties it to others:
-        (article, story uid, uid of the original it copies or None, its alias uids).
+        (article, story uid, uid of the original it copies or None, its alias uids,
+        the codes of its securities).
 
         The story uid is the uid of the story's first article, the article's
-        own for a story of one; aliases are sorted. One query streams the
-        articles; one more per ``batch`` of them reads their aliases.
+        own for a story of one; aliases and codes are sorted. One query streams
+        the articles; two more per ``batch`` of them read their aliases and codes.
         """
         columns = ", ".join("a." + c.strip() for c in self._article_columns.split(","))
         story, original = ("s.uid", "d.uid") if self._has_stories else ("NULL", "NULL")
@@ -1882,9 +1885,11 @@ class SqliteArchive:
                         "SELECT article_id, uid FROM article_aliases WHERE article_id IN ("
                         + ",".join("?" * len(ids)) + ") ORDER BY uid", ids):
                     aliases.setdefault(article_id, []).append(uid)
+            codes = self.article_codes([row[0] for row in rows])
             for row in rows:
                 article = _article_from_row(row[3:])
-                yield article, row[1] or article.uid, row[2], aliases.get(row[0], [])
+                yield (article, row[1] or article.uid, row[2], aliases.get(row[0], []),
+                       codes.get(row[0], ()))
 
     def day_counts(self, utc_offset_seconds: int) -> list[tuple[str, int]]:
         """(YYYY-MM-DD, count) per local day, newest day first."""

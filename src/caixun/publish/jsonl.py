@@ -3,27 +3,32 @@
 Each object also says how the article is tied to others, so a reader can
 de-duplicate as caixun does: ``story`` (one uid shared by every article of a
 story, the article's own for a story of one), ``duplicate_of`` (the uid of
-the article it copies exactly, or null) and ``aliases`` (its other uids).
+the article it copies exactly, or null) and ``aliases`` (its other uids); and
+which securities it is about: ``stocks``, their canonical codes (``600519.SH``),
+sorted.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator, Sequence
+from typing import IO, Any, Iterable, Iterator, Sequence, Union
 
 from caixun.model import Article
 from caixun.publish.atomic import atomic_file
 
-__all__ = ["Linked", "article_record", "write_jsonl", "write_jsonl_file"]
+__all__ = ["Linked", "Tagged", "article_record", "write_jsonl", "write_jsonl_file"]
 
 # (article, story uid, uid of the original or None, alias uids): as
 # ``SqliteArchive.iter_articles_linked`` gives them.
 Linked = tuple[Article, str, str | None, Sequence[str]]
+# The same and the codes of its securities: as ``iter_articles_linked`` gives them.
+Tagged = tuple[Article, str, str | None, Sequence[str], Sequence[str]]
+Item = Union[Article, Linked, Tagged]
 
 
 def article_record(article: Article, story: str | None = None, duplicate_of: str | None = None,
-                   aliases: Sequence[str] = ()) -> dict[str, Any]:
+                   aliases: Sequence[str] = (), stocks: Sequence[str] = ()) -> dict[str, Any]:
     """The public fields of an article (the raw provenance copy is left out).
 
     ``story`` defaults to the article's own uid: a story of one.
@@ -46,14 +51,16 @@ def article_record(article: Article, story: str | None = None, duplicate_of: str
         "story": story or article.uid,
         "duplicate_of": duplicate_of,
         "aliases": sorted(aliases),
+        "stocks": sorted(stocks),
     }
 
 
-def write_jsonl(articles: Iterable[Article | Linked], out: IO[str]) -> Iterator[Article]:
+def write_jsonl(articles: Iterable[Item], out: IO[str]) -> Iterator[Article]:
     """Write one line per article to ``out``; yields each article written.
 
-    An item is an article, or an article with its links (:data:`Linked`); a
-    bare article is a story of one, with no original and no aliases.
+    An item is an article, or an article with its links (:data:`Linked`), and
+    perhaps its securities (:data:`Tagged`); a bare article is a story of one,
+    with no original, no aliases and no securities.
     """
     for item in articles:
         if isinstance(item, Article):
@@ -64,7 +71,7 @@ def write_jsonl(articles: Iterable[Article | Linked], out: IO[str]) -> Iterator[
         yield article
 
 
-def write_jsonl_file(articles: Iterable[Article | Linked], path: Path) -> int:
+def write_jsonl_file(articles: Iterable[Item], path: Path) -> int:
     """Write the articles to ``path``, which appears whole at the end; returns how many.
 
     On an error (a full disk: :class:`~caixun.errors.PublishError`) ``path``
