@@ -374,13 +374,17 @@ def fetch_command(app: AppContext, names: tuple[str, ...]) -> None:
     from caixun.sources.base import load_source
 
     sources = [load_source(c) for c in app.source_configs(names)]
+    delivered: list[Any] = []
 
     async def one_round() -> list[Any]:
         fetcher = Fetcher(app.fetch_settings())
         try:
             with app.open_archive() as archive:
-                return await fetch_round(sources, fetcher, archive, due_only=not names,
-                                         max_backoff=app.settings["fetch.max_backoff"])
+                archive.use_watches(app.settings.watches)
+                reports = await fetch_round(sources, fetcher, archive, due_only=not names,
+                                            max_backoff=app.settings["fetch.max_backoff"])
+                delivered.append(await _deliver_due(app, archive))
+                return reports
         finally:
             await fetcher.aclose()
 
@@ -393,6 +397,71 @@ def fetch_command(app: AppContext, names: tuple[str, ...]) -> None:
             app.warn(problem)
     if any(r.error for r in reports):
         raise click.ClickException("some sources failed; see above")
+
+
+async def _deliver_due(app: AppContext, archive: SqliteArchive) -> Any:
+    """Send the watches' notifications that are due; report the failures."""
+    from caixun.watch import Deliverer, deliver_pending
+
+    deliverer = Deliverer({w.name: w for w in app.settings.watches}, log=app.warn)
+    report = await deliver_pending(archive, deliverer, limit=1000)
+    if report.delivered or report.retrying or report.failed:
+        app.info(report.summary())
+    for error in report.errors:
+        app.warn(error)
+    return report
+
+
+@main.command("watch")
+@click.argument("name")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="From this day on (YYYY-MM-DD).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000),
+              help="Matches to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_obj
+def watch_command(app: AppContext, name: str, since: datetime | None, limit: int,
+                  as_json: bool) -> None:
+    """List a watch's matches over the whole archive, newest first.
+
+    `caixun watch deliver` instead sends the watches' pending notifications
+    (those due now) and exits; `caixun fetch` and `caixun run` do it too.
+    """
+    import asyncio
+    import json
+    from datetime import datetime
+
+    from caixun.normalize import BEIJING
+
+    if name == "deliver":
+        with app.open_archive() as archive:
+            archive.use_watches(app.settings.watches)
+            report = asyncio.run(_deliver_due(app, archive))
+            pending = archive.outbox_counts().get("pending", 0)
+        app.info(f"{report.summary()}; {pending} pending")
+        if report.failed:
+            raise click.ClickException("some notifications failed for good; see above")
+        return
+    watch = next((w for w in app.settings.watches if w.name == name), None)
+    if watch is None:
+        known = ", ".join(w.name for w in app.settings.watches) or "none"
+        raise click.ClickException(f"no watch named {name!r} in the settings "
+                                   f"(configured: {known}); add a [[watch]] table")
+    since_ts, _ = _day_bounds(since, None)
+    with app.open_archive(read_only=True) as archive:
+        refs = archive.watch_refs(watch, limit=limit, since_ts=since_ts)
+        codes = archive.article_codes([r.id for r in refs])
+    if as_json:
+        click.echo(json.dumps([{"uid": r.uid, "title": r.title, "outlet": r.outlet,
+                                "published_at": datetime.fromtimestamp(
+                                    r.published_ts, BEIJING).isoformat(),
+                                "stocks": list(codes.get(r.id, ()))} for r in refs],
+                              ensure_ascii=False, indent=2))
+        return
+    for ref in refs:
+        when = datetime.fromtimestamp(ref.published_ts, BEIJING).strftime("%Y-%m-%d %H:%M")
+        tags = f"  [{' '.join(codes[ref.id])}]" if ref.id in codes else ""
+        click.echo(f"{when}  {ref.outlet}  {ref.title}{tags}")
+    app.info(f"{len(refs)} match(es) of watch {name}")
 
 
 @main.command("sources")

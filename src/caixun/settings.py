@@ -29,6 +29,7 @@ from caixun.rules import (
 
 if TYPE_CHECKING:
     from caixun.sources.base import SourceConfig
+    from caixun.watch import Watch
 
 __all__ = ["CONFIG_FILE", "EVERY", "SETTINGS", "Setting", "Settings", "load_settings"]
 
@@ -126,6 +127,7 @@ class Settings:
     values: Mapping[str, Any]
     source: Path | None = None
     sources: tuple[SourceConfig, ...] = ()  # the [[sources]] tables
+    watches: tuple[Watch, ...] = ()  # the [[watch]] tables
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -137,16 +139,29 @@ def load_settings(path: Path | None = None, overrides: Mapping[str, Any] | None 
     values = {s.key: s.default for s in SETTINGS}
     source = path if path is not None else Path(CONFIG_FILE)
     sources: tuple[SourceConfig, ...] = ()
+    watches: tuple[Watch, ...] = ()
     if source.exists():
         data = _read_toml(source)
         values.update(_read_values(source, data))
         sources = _read_sources(source, data.get("sources", []))
+        watches = _read_watches(source, data.get("watch", []))
     elif path is not None:
         raise ConfigError(f"{path}: no such config file")
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = _checked("", key, value)
-    return Settings(values, source if source.exists() else None, sources)
+    return Settings(values, source if source.exists() else None, sources, watches)
+
+
+def _read_watches(path: Path, tables: Any) -> tuple[Watch, ...]:
+    if not tables:
+        return ()
+    from caixun.watch import WatchError, read_watches  # only when there are some
+
+    try:
+        return read_watches(tables, str(path))
+    except WatchError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -161,7 +176,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _read_values(path: Path, data: Mapping[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for section, table in data.items():
-        if section == "sources":
+        if section in ("sources", "watch"):
             continue
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: {section!r} must be a [section] table")

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from caixun.archive import SqliteArchive
 
 __all__ = ["DeliveryReport", "Delivery", "Deliverer", "Notification", "Watch", "WatchError",
-           "backoff", "deliver_pending"]
+           "backoff", "deliver_pending", "read_watches"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 MAX_ATTEMPTS = 12  # about a day of retries with the backoff below
@@ -55,6 +55,9 @@ class Watch:
             raise WatchError(f"watch {self.name!r}: notify must be an http(s) URL")
         if self.notify and self.command:
             raise WatchError(f"watch {self.name!r}: give notify or command, not both")
+        if self.name == "deliver":
+            raise WatchError("a watch cannot be called 'deliver' (`caixun watch deliver` "
+                             "delivers the pending notifications)")
 
     @property
     def notifies(self) -> bool:
@@ -159,6 +162,59 @@ class Deliverer:
         tail = done.stderr.decode("utf-8", "replace").strip()[-200:]
         return Delivery(notification, False, f"command {argv[0]} exited {done.returncode}"
                         + (f": {tail}" if tail else ""), retry=True)
+
+
+_FIELDS = {"name": str, "query": str, "stocks": list, "outlets": list, "notify": str,
+           "command": list}
+
+
+def read_watches(tables: Any, where: str) -> tuple[Watch, ...]:
+    """The ``[[watch]]`` tables of a settings file; ``WatchError`` names what is wrong."""
+    if not isinstance(tables, list):
+        raise WatchError(f"{where}: watches must be written as [[watch]] tables")
+    watches: list[Watch] = []
+    for position, table in enumerate(tables, 1):
+        here = f"{where}: [[watch]] #{position}"
+        if not isinstance(table, dict):
+            raise WatchError(f"{here}: not a table")
+        for key, value in table.items():
+            kind = _FIELDS.get(key)
+            if kind is None:
+                raise WatchError(f"{here}: unknown key {key!r} (known: {', '.join(_FIELDS)})")
+            if not isinstance(value, kind) or (kind is list and not all(
+                    isinstance(v, str) for v in value)):
+                raise WatchError(f"{here}: {key} must be "
+                                 + ("a list of strings" if kind is list else "a string"))
+        try:
+            watch = Watch(str(table.get("name", "")), table.get("query", ""),
+                          _codes(table.get("stocks", []), here), tuple(table.get("outlets", [])),
+                          table.get("notify", ""), tuple(table.get("command", [])))
+        except WatchError as exc:
+            raise WatchError(f"{here}: {exc}") from exc
+        if any(w.name == watch.name for w in watches):
+            raise WatchError(f"{here}: the name {watch.name!r} is used twice")
+        if watch.query.strip():
+            from caixun.segment import QueryError, parse_query
+
+            try:
+                parse_query(watch.query)
+            except QueryError as exc:
+                raise WatchError(f"{here}: query {watch.query!r}: {exc}") from exc
+        watches.append(watch)
+    return tuple(watches)
+
+
+def _codes(values: Sequence[str], where: str) -> tuple[str, ...]:
+    from caixun.securities import from_native
+
+    codes = []
+    for value in values:
+        code = from_native(value)
+        if code is None:
+            raise WatchError(f"{where}: stocks: {value!r} is not a security code "
+                             "(600519.SH, 000001.SZ, 00700.HK, AAPL.US …)")
+        codes.append(code)
+    return tuple(codes)
 
 
 class _Missing(dict[str, str]):
