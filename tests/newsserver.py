@@ -26,7 +26,8 @@ return the documented shapes of NEWS-APIS.md: :func:`rolling_records` (type=102)
 :func:`media_nodes` (type=45), :func:`market_records`, :func:`news_texts` /
 :func:`media_texts` (GetNewsText.do), :func:`fast_news` (getFastNewsList),
 :func:`cls_roll`, :func:`jin10_flash`, :func:`wallstreetcn_lives`,
-:func:`sina_feed` and :func:`rss_xml`. Corpus text is never stored in the
+:func:`sina_feed`, :func:`rss_xml` and the quote lists (:func:`quote_names`,
+:func:`clist_lists`, served by :func:`clist_route`). Corpus text is never stored in the
 repository; it is read from the shared corpus when a test runs.
 
 Duplicates (the "stored exactly once" case):
@@ -78,6 +79,7 @@ __all__ = [
     "media_texts", "news_texts", "overlapping_pages", "parse_post", "reset", "renamed",
     "repeat_items", "rolling_records", "rss_xml", "sequence", "sina_feed", "slow", "status",
     "streamed", "too_many", "trickle", "truncated", "wallstreetcn_lives",
+    "CLIST_FILTERS", "clist_lists", "clist_route", "quote_names",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -1234,6 +1236,107 @@ def rss_xml(day_file: Path | str, *, atom: bool = False) -> bytes:
     return "".join(parts).encode("utf-8")
 
 
+# -- East Money quote lists (api/qt/clist/get, NEWS-APIS.md §9.1) --------------------------------
+
+_QUOTE_LINK = re.compile(
+    r"""<a\b[^>]*?href\s*=\s*["']?[^"'\s>]*quote\.eastmoney\.com/unify/r/(\d{1,3})\."""
+    r"""([0-9A-Za-z.]+)[^>]*>(.*?)</a>""", re.S | re.I)
+
+# The filters the source sends by default (akshare's), by market.
+CLIST_FILTERS = {
+    "sh": "m:1 t:2,m:1 t:23", "sz": "m:0 t:6,m:0 t:80", "bj": "m:0 t:81 s:2048",
+    "hk": "m:128 t:3,m:128 t:4,m:128 t:1,m:128 t:2", "us": "m:105,m:106,m:107",
+}
+
+
+def quote_names(rss_dir: Path = RSS_DIR) -> list[tuple[int, str, str]]:
+    """(market id, code, name) of every East Money quote link in rss-days
+    (``quote.eastmoney.com/unify/r/<market>.<code>`` with a plain name as its text;
+    links around K-line images are left out), the first name of each code, in
+    corpus order: stocks, and indices and boards (``90.BK0475``) too."""
+    found: dict[tuple[int, str], str] = {}
+    for article in _articles(rss_dir):
+        for market, code, text in _QUOTE_LINK.findall(article.get("summary") or ""):
+            name = html.unescape(re.sub(r"<[^>]*>", "", text)).strip()
+            if name and "<" not in text:
+                found.setdefault((int(market), code), name)
+    return [(market, code, name) for (market, code), name in found.items()]
+
+
+def _list_market(market: int, code: str) -> str:
+    """The list (a key of :data:`CLIST_FILTERS`, else "other") a quote code is on."""
+    if market == 1:
+        return "sh"
+    if market == 0:
+        return "bj" if code.startswith(("4", "8", "920")) else "sz"
+    if market in (116, 128):
+        return "hk"
+    return "us" if market in (105, 106, 107) else "other"
+
+
+def _em_name(market: int, code: str, name: str) -> str:
+    """The short name as the list spells it: a Shenzhen class letter full-width, a
+    two-character name padded to four (``万科A`` → ``万  科Ａ``)."""
+    if market != 0 or not re.search(r"[\u4e00-\u9fff][AB]$", name):
+        return name
+    base, letter = name[:-1], chr(ord(name[-1]) + 0xFEE0)
+    return (f"{base[0]}  {base[1]}" if len(base) == 2 else base) + letter
+
+
+def clist_lists(rss_dir: Path = RSS_DIR) -> dict[str, list[dict[str, Any]]]:
+    """The ``data.diff`` rows (``{"f12": code, "f13": market id, "f14": name}``) of
+    each market's list, from :func:`quote_names`, by the keys of
+    :data:`CLIST_FILTERS`: Shenzhen class shares spelled as the list does
+    (``万  科Ａ``); "other" holds the boards and indices, which no stock list has.
+    The Shanghai list also carries two indices (``1.000001`` 上证指数,
+    ``1.000300``) and the first boards, as rows that are not securities."""
+    lists: dict[str, list[dict[str, Any]]] = {key: [] for key in (*CLIST_FILTERS, "other")}
+    for market, code, name in quote_names(rss_dir):
+        lists[_list_market(market, code)].append(
+            {"f12": code, "f13": market, "f14": _em_name(market, code, name)})
+    lists["sh"][3:3] = [{"f12": "000001", "f13": 1, "f14": "上证指数"},
+                        {"f12": "000300", "f13": 1, "f14": "沪深300"},
+                        *lists["other"][:3]]
+    return lists
+
+
+def _filter_key(fs: str) -> str:
+    return " ".join(fs.replace("+", " ").split())
+
+
+def clist_route(lists: dict[str, Sequence[dict[str, Any]]], *,
+                max_page_size: int | None = None,
+                page_replies: dict[tuple[str, int], Sequence[Reply | Body]] | None = None
+                ) -> Handler:
+    """A dynamic ``api/qt/clist/get``: the rows of ``lists[fs]`` (a filter, keyed as
+    sent; ``+`` and spaces alike), paged by ``pn`` (1-based) and ``pz``, as
+    ``{"rc": 0, "rt", "svr", "lt", "full", "dlmkts", "data": {"total", "diff": [...]}}``
+    with ``data: null`` past the last page and for a filter it does not know.
+    ``max_page_size`` caps ``pz`` as the real server may. ``page_replies`` answers
+    the requests for one page (``(fs, pn)``) with its replies, one per request,
+    before the normal page: a 500 that a retry gets past, a page that is no JSON."""
+    by_filter = {_filter_key(fs): list(rows) for fs, rows in lists.items()}
+    queued = {(_filter_key(fs), pn): deque(replies)
+              for (fs, pn), replies in (page_replies or {}).items()}
+    lock = threading.Lock()
+
+    def handler(seen: Seen) -> Reply | Body:
+        fs = _filter_key(seen.query.get("fs", ""))
+        page = int(seen.query.get("pn") or 1)
+        with lock:
+            waiting = queued.get((fs, page))
+            if waiting:
+                return waiting.popleft()
+        size = int(seen.query.get("pz") or 20)
+        size = min(size, max_page_size) if max_page_size else size
+        rows = by_filter.get(fs)
+        listed = rows[(page - 1) * size:page * size] if rows is not None else []
+        data = {"total": len(rows), "diff": listed} if listed and rows is not None else None
+        return {"rc": 0, "rt": 6, "svr": 181734976, "lt": 1, "full": 1, "dlmkts": "",
+                "data": data}
+    return handler
+
+
 # -- everything at once ------------------------------------------------------------------------
 
 PATHS = {
@@ -1247,6 +1350,7 @@ PATHS = {
     "sina": "/api/zhibo/feed",
     "rss": "/rss.xml",
     "atom": "/atom.xml",
+    "clist": "/api/qt/clist/get",                         # quote lists, by fs (CLIST_FILTERS)
 }
 
 
@@ -1254,7 +1358,8 @@ def install_all(server: NewsServer, posts_dir: Path = POSTS_DIR, rss_dir: Path =
                 *, etag: bool = False) -> dict[str, str]:
     """Register every builder under its real path (see :data:`PATHS`, returned): the
     legacy webapi dispatches on ``type`` (102, 45), GetNewsText.do on ``id``,
-    getFastNewsList pages by ``sortEnd``; the feeds serve the first rss-days file."""
+    getFastNewsList pages by ``sortEnd``; the feeds serve the first rss-days file;
+    the quote list serves :func:`clist_lists` under akshare's filters."""
     server.route(PATHS["webapi"], by_query("type", {
         "102": rolling_records(posts_dir), "45": media_nodes(posts_dir, rss_dir)}), etag=etag)
     server.route(PATHS["market"], market_records(rss_dir), etag=etag)
@@ -1269,6 +1374,8 @@ def install_all(server: NewsServer, posts_dir: Path = POSTS_DIR, rss_dir: Path =
     first = day_files(rss_dir)[0]
     server.route(PATHS["rss"], rss_xml(first), content_type=RSS_TYPE, etag=etag)
     server.route(PATHS["atom"], rss_xml(first, atom=True), content_type=ATOM_TYPE, etag=etag)
+    lists = clist_lists(rss_dir)
+    server.route(PATHS["clist"], clist_route({CLIST_FILTERS[k]: lists[k] for k in CLIST_FILTERS}))
     return dict(PATHS)
 
 

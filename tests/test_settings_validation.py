@@ -25,7 +25,8 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 import newsserver as ns
 from caixun.cli import main
-from caixun.config_template import BUILT_IN_SOURCES, LEGACY_SOURCES, config_template
+from caixun.config_template import (BUILT_IN_SOURCES, LEGACY_SOURCES, NAME_SOURCES,
+                                    config_template)
 from caixun.errors import ConfigError
 from caixun.settings import EVERY, SETTINGS, Setting, load_settings
 from caixun.sources.base import Source, SourceConfig, available_kinds, load_source
@@ -443,7 +444,7 @@ def test_init_writes_a_config_that_loads_even_with_every_line_uncommented(
     settings = load_settings(full)
     assert all(settings[s.key] == s.default for s in SETTINGS)
     assert [c.name for c in settings.sources] == [
-        n for n, *_ in (*BUILT_IN_SOURCES, *LEGACY_SOURCES)] + ["my-feed"]
+        n for n, *_ in (*BUILT_IN_SOURCES, *LEGACY_SOURCES, *NAME_SOURCES)] + ["my-feed"]
     for config in settings.sources:
         source = load_source(config)
         assert set(config.options) == set(source.defaults)  # every option was written out

@@ -136,7 +136,8 @@ def test_cls_item_becomes_an_article() -> None:
     assert article.outlet == "财联社"
     assert article.url == "https://www.cls.cn/detail/1723456"
     assert article.share_url.startswith("https://api3.cls.cn/share/article/1723456")
-    assert article.extra == {"level": "B", "stocks": ["sh603986"], "subjects": ["存储芯片"]}
+    assert article.extra == {"level": "B", "stocks": ["sh603986"],
+                             "stock_names": [["sh603986", "兆易创新"]], "subjects": ["存储芯片"]}
     # The longer of content and brief, without its headline.
     assert article.body_text.startswith("财联社5月23日电，天眼查App显示，长鑫存储")
     assert article.body_text.endswith("增至约313.9亿人民币。")
@@ -464,7 +465,8 @@ def test_sina_item_becomes_an_article() -> None:
     assert article.outlet == "新浪财经"
     # ext.docurl, the desktop page, is preferred to docurl, the mobile one.
     assert article.url == "https://finance.sina.com.cn/7x24/2024-05-23/doc-inavxyz1234567.shtml"
-    assert article.extra == {"stocks": ["sh601318"], "tags": ["市场"]}
+    assert article.extra == {"stocks": ["sh601318"], "stock_names": [["sh601318", "中国平安"]],
+                             "tags": ["市场"]}
 
 
 def test_sina_url_falls_back_to_the_mobile_docurl() -> None:

@@ -75,7 +75,7 @@ class AppContext:
             user_agent=values["fetch.user_agent"] or DEFAULT_USER_AGENT,
             total_timeout=values["fetch.total_timeout"], max_bytes=values["fetch.max_bytes"],
             max_decoded_bytes=values["fetch.max_decoded_bytes"],
-            max_redirects=values["fetch.max_redirects"])
+            max_redirects=values["fetch.max_redirects"], retag_step=values["fetch.retag_step"])
 
     def source_configs(self, names: Sequence[str] = ()) -> list[SourceConfig]:
         configs = list(self.settings.sources)

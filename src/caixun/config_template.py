@@ -12,7 +12,8 @@ from typing import Any
 from caixun.settings import SETTINGS
 from caixun.sources.base import Source, available_kinds
 
-__all__ = ["BUILT_IN_SOURCES", "LEGACY_SOURCES", "config_template", "toml_value"]
+__all__ = ["BUILT_IN_SOURCES", "LEGACY_SOURCES", "NAME_SOURCES", "config_template",
+           "toml_value"]
 
 # The sources a new caixun.toml starts with: (name, kind, seconds between polls, note).
 BUILT_IN_SOURCES: tuple[tuple[str, str, int, str], ...] = (
@@ -36,6 +37,21 @@ LEGACY_NOTE = (
     "# uncomment its [[sources]], name, kind and every lines (the other lines are",
     "# its defaults). Their items export (caixun export jekyll) in the old site's",
     "# format.",
+)
+
+
+# Lists of securities' names, written commented out after the legacy lists.
+NAME_SOURCES: tuple[tuple[str, str, int, str], ...] = (
+    ("em-securities", "eastmoney-securities", 86_400,
+     "East Money quote lists: A-share (SH, SZ, BJ), Hong Kong and US names"),
+)
+NAME_NOTE = (
+    "# Securities' names (NEWS-APIS.md §9.1): the listed companies of East Money's",
+    "# quote lists, read once a day (each market's fs filter is an option; \"\"",
+    "# leaves a market out). They add no articles: the archive learns the names",
+    "# and tags articles with them, older ones a bounded step after each round",
+    "# (fetch.retag_step). To use it, uncomment its [[sources]], name, kind and",
+    "# every lines.",
 )
 
 
@@ -84,6 +100,10 @@ def _source_part() -> list[str]:
         lines += _source_table(kinds, *source, prefix="")
     lines += ["", *LEGACY_NOTE]
     for source in LEGACY_SOURCES:
+        lines += _source_table(kinds, *source, prefix="# ")
+    if any(kind in kinds for _, kind, _, _ in NAME_SOURCES):
+        lines += ["", *NAME_NOTE]
+    for source in NAME_SOURCES:
         lines += _source_table(kinds, *source, prefix="# ")
     rss = kinds.get("rss")
     if rss is not None:

@@ -38,6 +38,20 @@ error. Items older than what the failed page held are read only if a later
 round pages that far (the next round stops at the first page with an item
 stored).
 
+A source of securities' names (``NameSource``: the East Money quote lists)
+goes through the same fetcher and the same health record, but its pages hold
+names, not articles: every page of each of its lists is read (``next_page``
+until None, at most ``max_pages``) and its names stored with
+``learn_securities`` as soon as it is read, so a page that fails loses
+nothing read before it; the source then fails in its health record (a list
+that fails does not stop the next one). Malformed rows are warnings
+(``item_errors``); its lists are never asked conditionally.
+
+After a round, ``fetch_round`` (``caixun fetch``) runs one bounded step of the
+archive's re-tag (``retag_step``): articles stored before a name was learned
+are tagged with it a step at a time (``caixun run`` does the same after its
+rounds, on a task of its own).
+
 ``next_health`` keeps a source's record. ``SourceHealth.lists`` holds the
 conditional-GET state of each list request, by its key; keys starting with
 ``_`` are reserved for the record itself: ``FAILING_SINCE`` holds the time of
@@ -70,7 +84,7 @@ from caixun.archive.worker import ArchiveWorker, on_archive
 from caixun.errors import ArchiveError, FetchError, PayloadError, SourceError
 from caixun.model import Article
 from caixun.normalize import check_published
-from caixun.sources.base import Entry, ItemError, Request, Source
+from caixun.sources.base import Entry, ItemError, NameSource, Request, Source
 
 __all__ = [
     "FAILING_SINCE",
@@ -89,6 +103,7 @@ __all__ = [
     "next_health",
     "poll_and_record",
     "poll_source",
+    "retag_step",
     "system_resolver",
 ]
 
@@ -99,6 +114,8 @@ MAX_RETRY_AFTER = 120.0
 FAILING_SINCE = "_failing_since"
 DEFAULT_USER_AGENT = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
                       "(KHTML, like Gecko) Chrome/120.0 Safari/537.36 caixun")
+# Articles one re-tag step reads at most (SqliteArchive.retag's limit).
+RETAG_STEP = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +132,7 @@ class FetchSettings:
     max_bytes: int = 20_000_000  # body as sent (compressed)
     max_decoded_bytes: int = 50_000_000  # body once decompressed
     max_redirects: int = 5
+    retag_step: int = RETAG_STEP  # articles re-tagged at most after a round; 0: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -674,12 +692,20 @@ class SourceReport:
     error: str | None = None  # the source failed as a whole
     state: dict[str, dict[str, str]] = field(default_factory=dict)  # per list request
     notes: list[str] = field(default_factory=list)  # worth knowing, failed nothing (a charset)
+    # A source of securities' names (NameSource): what its pages gave.
+    lists_names: bool = False
+    names: int = 0  # names read
+    names_new: int = 0  # of which new spellings (stored for the first time)
+    pages: int = 0  # list pages read
+    not_securities: int = 0  # rows that name an index or a board, left out
 
     @property
     def changed(self) -> bool:
         return bool(self.new or self.updated)
 
     def summary(self) -> str:
+        if self.lists_names:
+            return self._names_summary()
         if self.error:
             return f"{self.name}: FAILED: {self.error}"
         text = (f"{self.name}: {self.new} new, {self.updated} updated, "
@@ -694,6 +720,21 @@ class SourceReport:
             text += f"; note: {note}"
         return text
 
+    def _names_summary(self) -> str:
+        read = (f"{self.names} names read ({self.names_new} new) from {self.pages} "
+                f"page(s)")
+        if self.error:
+            kept = f"; stored all the same: {read}" if self.pages else ""
+            return f"{self.name}: FAILED: {self.error}{kept}"
+        text = f"{self.name}: {read}"
+        if self.not_securities:
+            text += f", {self.not_securities} rows not securities (indices, boards)"
+        if self.item_errors:
+            text += f", {len(self.item_errors)} malformed row(s) left out"
+        for note in self.notes:
+            text += f"; note: {note}"
+        return text
+
 
 async def poll_source(source: Source, fetcher: Fetcher, archive: SqliteArchive | ArchiveWorker,
                       state: Mapping[str, Mapping[str, str]]) -> SourceReport:
@@ -704,7 +745,12 @@ async def poll_source(source: Source, fetcher: Fetcher, archive: SqliteArchive |
     waited for either way.
     """
     report = SourceReport(source.name, state=_request_state(state))
+    if isinstance(source, NameSource):
+        report.lists_names, report.state = True, {}
     try:
+        if isinstance(source, NameSource):
+            await _learn_names(source, fetcher, archive, report)
+            return report
         entries = await _list_entries(source, fetcher, archive, report)
         await _store_entries(source, fetcher, archive, entries, report)
         if report.item_errors:
@@ -767,8 +813,25 @@ async def fetch_round(sources: Sequence[Source], fetcher: Fetcher,
     now = time.time()
     chosen = [s for s in sources if not due_only
               or (await on_archive(archive, SqliteArchive.source_health, s.name)).next_poll <= now]
-    return list(await asyncio.gather(
+    reports = list(await asyncio.gather(
         *(poll_and_record(source, fetcher, archive, max_backoff) for source in chosen)))
+    if reports:
+        # One bounded step: names learned (this round or before) reach older articles.
+        try:
+            await retag_step(archive, fetcher.settings.retag_step)
+        except Exception as exc:  # noqa: BLE001 - what was fetched is stored: say it, go on
+            reports[0].notes.append(f"the re-tag of older articles waits for the next "
+                                    f"round ({type(exc).__name__}: {exc})")
+    return reports
+
+
+async def retag_step(archive: SqliteArchive | ArchiveWorker, limit: int = RETAG_STEP) -> int:
+    """One bounded step of the archive's re-tag, when one is pending: up to ``limit``
+    articles stored before names were learned are tagged with them. Returns how
+    many articles it read (0: nothing was pending, or ``limit`` is 0)."""
+    if limit <= 0 or not await on_archive(archive, SqliteArchive.retag_pending):
+        return 0
+    return await on_archive(archive, SqliteArchive.retag, limit)
 
 
 async def poll_and_record(source: Source, fetcher: Fetcher,
@@ -846,6 +909,56 @@ async def _older_pages(source: Source, fetcher: Fetcher, archive: SqliteArchive 
         if fetched.charset_note:
             report.notes.append(fetched.charset_note)
         fresh = _add(entries, items)  # a server ignoring the cursor repeats a page: stop
+
+
+async def _learn_names(source: NameSource, fetcher: Fetcher,
+                       archive: SqliteArchive | ArchiveWorker, report: SourceReport) -> None:
+    """Every list of a names source, page by page, each page's names stored at once.
+
+    A list that fails does not stop the next; the failures together fail the
+    round (``SourceError``), after everything that could be read was stored.
+    """
+    failures = []
+    for request in source.list_requests():
+        try:
+            await _learn_list(source, fetcher, archive, request, report)
+        except SourceError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise SourceError("; ".join(failures))
+
+
+async def _learn_list(source: NameSource, fetcher: Fetcher,
+                      archive: SqliteArchive | ArchiveWorker, first: Request,
+                      report: SourceReport) -> None:
+    request, page = first, 1
+    while True:
+        try:
+            fetched = await fetcher.get(request)  # never conditional: page 1 says too little
+            payload = decode_payload(request, fetched)
+            names = source.parse_names(request, payload)
+        except SourceError as exc:
+            kept = "" if page == 1 else \
+                f" (the names of page{'s 1-' if page > 2 else ' '}{page - 1} are kept)"
+            raise SourceError(f"{first.key} page {page}: {exc}{kept}") from exc
+        if fetched.charset_note:
+            report.notes.append(fetched.charset_note)
+        report.pages += 1
+        report.names += len(names.names)
+        report.not_securities += names.ignored
+        report.item_errors.extend(names.skipped)
+        if names.names:
+            new = await on_archive(archive, SqliteArchive.learn_securities, names.names)
+            report.names_new += len(new)
+        following = source.next_page(request, payload, [])
+        if following is None:
+            return
+        if page >= source.max_pages:
+            report.notes.append(f"{first.key}: stopped after {page} pages (max_pages); "
+                                "the rest of the list is not read")
+            return
+        page += 1
+        request = replace(following, key=f"{first.key}:page{page}")
 
 
 def _add(entries: dict[str, Entry], items: list[Entry]) -> bool:

@@ -4,6 +4,11 @@ One asyncio loop schedules it all: a task per source polls it on its own
 schedule (a failing source backs off on its own and never holds up another)
 and stores what arrived; a build task rebuilds the site incrementally whenever
 news arrived; the site is served from the same process unless told not to.
+After each round of a source, a retag task runs one bounded step of the
+archive's re-tag (``fetch.retag_step`` articles at most) when one is pending:
+securities' names learned since older articles were stored (a securities
+list, a quote link) reach those articles a step at a time, on the archive's
+thread, between the sources' own calls, never holding up a fetch for long.
 
 Nothing on the loop waits for the disk. The sources' archive calls run on the
 archive's own thread (``ArchiveWorker``) and each build in a worker thread with
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import time
@@ -44,7 +50,7 @@ import uvicorn
 from caixun.archive import SqliteArchive, open_archive
 from caixun.archive.worker import ArchiveWorker, BusyLog, retry_busy
 from caixun.errors import CaixunError, ConfigError
-from caixun.fetch import Fetcher, FetchSettings, poll_and_record
+from caixun.fetch import Fetcher, FetchSettings, poll_and_record, retag_step
 from caixun.publish.site import BuildReport, SiteConfig, build_site
 from caixun.sources.base import Source, SourceConfig, load_source
 
@@ -135,9 +141,37 @@ async def _run_server(server: _QuietServer, sock: socket.socket) -> None:
 
 def _watch_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
+    _untie_forked_children()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+
+
+_UNTIED: list[bool] = []  # the fork hook is registered once per process
+
+
+def _untie_forked_children() -> None:
+    """Processes forked from the daemon (a full build's workers) get the default
+    signal handling back.
+
+    asyncio's handlers would stay in them: SIGTERM ignored (``Pool.terminate``
+    at the end of the build then waits for ever for a worker that will not
+    end) and the loop's wakeup fd shared, so the SIGTERM that ends a worker
+    reached the daemon's loop as its own and stopped the daemon at its first
+    full build (an archive that already held articles).
+    """
+    if not _UNTIED and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_default_signals)
+        _UNTIED.append(True)
+
+
+def _default_signals() -> None:
+    with contextlib.suppress(ValueError, OSError):
+        signal.set_wakeup_fd(-1)
+    for sig, handler in ((signal.SIGINT, signal.default_int_handler),
+                         (signal.SIGTERM, signal.SIG_DFL)):
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(sig, handler)
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
@@ -165,8 +199,11 @@ async def _supervise(name: str, body: Callable[[], Awaitable[None]], stop: async
 
 async def _source_loop(source: Source, fetcher: Fetcher, archive: ArchiveWorker,
                        options: RunOptions, stop: asyncio.Event, dirty: asyncio.Event,
-                       log: Log) -> None:
-    """Poll one source on its own schedule: a slow or failing source holds up no other."""
+                       log: Log, retag: asyncio.Event | None = None) -> None:
+    """Poll one source on its own schedule: a slow or failing source holds up no other.
+
+    After each round ``retag`` is set: the retag task then runs one step.
+    """
     while not stop.is_set():
         health = await archive.run(SqliteArchive.source_health, source.name)
         wait = health.next_poll - time.time()
@@ -176,6 +213,25 @@ async def _source_loop(source: Source, fetcher: Fetcher, archive: ArchiveWorker,
         report = await poll_and_record(source, fetcher, archive, options.max_backoff)
         log(f"{_stamp()} {report.summary()}")
         if report.changed:
+            dirty.set()
+        if retag is not None:
+            retag.set()
+
+
+async def _retag_loop(archive: ArchiveWorker, options: RunOptions, stop: asyncio.Event,
+                      wanted: asyncio.Event, dirty: asyncio.Event, log: Log) -> None:
+    """One bounded re-tag step after each round (rounds that end during a step
+    ask for one more step, not one each); the site is rebuilt after a step that
+    read articles (their stock pages may have changed)."""
+    while not stop.is_set():
+        await _until_set(wanted, stop)
+        if stop.is_set():
+            return
+        wanted.clear()
+        read = await retag_step(archive, options.fetch.retag_step)
+        if read:
+            log(f"{_stamp()} retag: {read} older article(s) checked against the securities' "
+                "names learned since they were stored")
             dirty.set()
 
 
@@ -247,9 +303,12 @@ async def run_daemon(options: RunOptions, configs: Sequence[SourceConfig], log: 
         if options.serve:
             server = await _serve(options)
             log(f"{_stamp()} serving {options.out} at http://{options.host}:{options.port}/")
+        retag = asyncio.Event()
+        tasks.append(_start("retag", lambda: _retag_loop(archive, options, stop, retag, dirty,
+                                                         log), stop, log))
         log(f"{_stamp()} polling {len(sources)} source(s); Ctrl-C stops")
-        tasks += [_start(s.name, _poller(s, fetcher, archive, options, stop, dirty, log), stop, log)
-                  for s in sources]
+        tasks += [_start(s.name, _poller(s, fetcher, archive, options, stop, dirty, log, retag),
+                         stop, log) for s in sources]
         await _until_stopped(stop, server[1] if server else None)
     finally:
         await _shut_down(tasks, server)
@@ -259,8 +318,9 @@ async def run_daemon(options: RunOptions, configs: Sequence[SourceConfig], log: 
 
 
 def _poller(source: Source, fetcher: Fetcher, archive: ArchiveWorker, options: RunOptions,
-            stop: asyncio.Event, dirty: asyncio.Event, log: Log) -> Callable[[], Awaitable[None]]:
-    return lambda: _source_loop(source, fetcher, archive, options, stop, dirty, log)
+            stop: asyncio.Event, dirty: asyncio.Event, log: Log,
+            retag: asyncio.Event | None = None) -> Callable[[], Awaitable[None]]:
+    return lambda: _source_loop(source, fetcher, archive, options, stop, dirty, log, retag)
 
 
 async def _shut_down(tasks: list[asyncio.Task[None]],

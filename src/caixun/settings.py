@@ -109,6 +109,9 @@ SETTINGS: tuple[Setting, ...] = (
             whole(1, 10_000_000_000)),
     Setting("fetch", "max_redirects", 5, "Redirects followed at most for one request.",
             whole(0, 20)),
+    Setting("fetch", "retag_step", 500,
+            "Articles re-tagged at most after a round of fetching, when securities' names "
+            "were learned since older articles were stored (0: never).", whole(0, 100_000)),
     Setting("fetch", "max_backoff", 3600.0,
             "Longest wait, in seconds, before polling a failing source again.",
             number(0, WEEK)),
@@ -217,18 +220,25 @@ def _read_sources(path: Path, tables: Any) -> tuple[SourceConfig, ...]:
 
 
 def _read_source(path: Path, where: str, table: Any) -> SourceConfig:
-    """One [[sources]] table; its options are checked when the source is loaded."""
-    from caixun.sources.base import SourceConfig  # with the sources, only when there are some
+    """One [[sources]] table; its options are checked when the source is loaded.
+
+    Without ``every``, the family's own default applies (``default_every``: a
+    minute for news, a day for the securities lists).
+    """
+    # With the sources, only when there are some.
+    from caixun.sources.base import SourceConfig, default_every
 
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table of name, kind and options")
     options = dict(table)
     name, kind, every = options.pop("name", None), options.pop("kind", None), \
-        options.pop("every", 60)
+        options.pop("every", None)
     if not isinstance(name, str) or not _SOURCE_NAME.match(name):
         raise ConfigError(f"{where}: 'name' must be letters, digits, '.', '_' or '-'")
     if not isinstance(kind, str) or not kind:
         raise ConfigError(f"{where} ({name}): 'kind' is missing")
+    if every is None:
+        every = default_every(kind)
     problem = EVERY.problem(every)
     if problem:
         raise ConfigError(f"{where} ({name}): 'every' {problem}")

@@ -1189,8 +1189,10 @@ class SqliteArchive:
             return []
         parsed = [(w, parse_query(w.query).match if w.query.strip() else None)
                   for w in watches]  # a bad query fails here, before anything is stored
-        with self.transaction():
-            added = watching.sync(self._db, watches)
+        added: list[str] = []
+        if not watching.in_sync(self._db, watches):  # most starts change nothing
+            with self.transaction():
+                added = watching.sync(self._db, watches)
         self._watching = [(w, match) for w, match in parsed if w.notifies]
         return added
 

@@ -27,6 +27,13 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def in_sync(db: sqlite3.Connection, watches: Sequence[Watch]) -> bool:
+    """Whether the stored watches are ``watches`` already (a read: no write lock)."""
+    known = {name: (definition, notifies) for name, definition, notifies in db.execute(
+        "SELECT name, definition, notifies FROM watches")}
+    return known == {w.name: (w.definition(), int(w.notifies)) for w in watches}
+
+
 def sync(db: sqlite3.Connection, watches: Sequence[Watch]) -> list[str]:
     """Make the stored watches those configured; returns the names added or changed."""
     known = {name: (definition, notifies) for name, definition, notifies in db.execute(

@@ -31,6 +31,13 @@ Sources never do I/O; they turn configuration into requests and payloads
 into values. A payload whose shape is wrong raises ``PayloadError`` (the whole
 list is unusable); one bad item raises ``ItemError`` (only that item is
 skipped and reported by uid).
+
+A ``NameSource`` (``eastmoney-securities``) lists securities' names, not
+articles: the fetcher reads every page of each of its lists (``next_page``
+until None, at most ``max_pages``), and stores the names each page's
+``parse_names`` gives with the archive's ``learn_securities``, page by page,
+under the same health record as a news source. A family's ``default_every``
+is its interval when its ``[[sources]]`` table gives no ``every``.
 """
 
 from __future__ import annotations
@@ -56,11 +63,15 @@ from caixun.normalize import (
     text_to_html,
 )
 from caixun.rules import Rule, http_url, like, whole
+from caixun.securities import SecurityName
 from caixun.slugs import outlet_slug
 
 __all__ = [
+    "DEFAULT_EVERY",
     "Entry",
     "ItemError",
+    "NameSource",
+    "NamesPage",
     "PAGING_DEFAULTS",
     "PAGING_RULES",
     "Request",
@@ -68,6 +79,7 @@ __all__ = [
     "SourceConfig",
     "available_kinds",
     "build_article",
+    "default_every",
     "entry_hash",
     "load_source",
 ]
@@ -78,6 +90,7 @@ PayloadKind = Literal["json", "jsonp", "text", "feed"]
 # many pages of one list a round may read (the first page included).
 PAGING_DEFAULTS: Mapping[str, Any] = {"max_pages": 5}
 PAGING_RULES: Mapping[str, Rule] = {"max_pages": whole(1, 50)}
+DEFAULT_EVERY = 60.0  # seconds between polls of a family that names no default_every
 
 
 class ItemError(SourceError):
@@ -154,6 +167,8 @@ class Source(ABC):
     # Whose ids the native ids are ("cls", "eastmoney" …): two sources of one
     # portal (two categories of one API) then store a shared item once.
     portal: ClassVar[str] = ""
+    # Seconds between polls when the [[sources]] table gives no ``every``.
+    default_every: ClassVar[float] = DEFAULT_EVERY
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
@@ -231,12 +246,55 @@ class Source(ABC):
         """The clean article of one entry; ``ItemError`` if it cannot be one."""
 
 
+@dataclass(frozen=True, slots=True)
+class NamesPage:
+    """What one page of a securities list holds: its names, and the rows left out."""
+
+    names: list[SecurityName]
+    skipped: list[str] = field(default_factory=list)  # malformed rows, each a warning line
+    ignored: int = 0  # well-formed rows that are no security (an index, a board)
+
+
+class NameSource(Source):
+    """A family whose lists hold securities' names (see the module docstring).
+
+    ``list_requests`` and ``next_page`` work as for news; ``parse_names`` turns
+    one page into a ``NamesPage`` (``PayloadError`` if the page is unusable).
+    Names are not articles: ``parse_list`` and ``to_article`` are never called.
+    """
+
+    @abstractmethod
+    def parse_names(self, request: Request, payload: Any) -> NamesPage:
+        """The names of one list page; ``PayloadError`` if its shape or status is wrong."""
+
+    def parse_list(self, request: Request, payload: Any) -> list[Entry]:
+        raise TypeError(f"{self.label} lists names, not articles: use parse_names")
+
+    def to_article(self, entry: Entry, text: Mapping[str, Any] | None,
+                   fetched_at: datetime) -> Article:
+        raise TypeError(f"{self.label} lists names, not articles")
+
+
 def available_kinds() -> dict[str, type[Source]]:
     """Every registered family, built-in or from another package, by kind."""
     kinds: dict[str, type[Source]] = {}
     for point in entry_points(group=ENTRY_POINT_GROUP):
         kinds[point.name] = point.load()
     return kinds
+
+
+def default_every(kind: str) -> float:
+    """The seconds between polls of family ``kind`` when its table gives no ``every``
+    (only that family is loaded; an unknown kind gets the general default, and
+    ``load_source`` names the problem later)."""
+    for point in entry_points(group=ENTRY_POINT_GROUP, name=kind):
+        try:
+            family = point.load()
+        except Exception:  # noqa: BLE001 - load_source reports a family that cannot load
+            return DEFAULT_EVERY
+        every = getattr(family, "default_every", DEFAULT_EVERY)
+        return float(every) if isinstance(every, (int, float)) else DEFAULT_EVERY
+    return DEFAULT_EVERY
 
 
 def load_source(config: SourceConfig) -> Source:

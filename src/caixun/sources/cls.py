@@ -21,6 +21,9 @@ What the list keeps and how an item becomes an article:
   sentence; the headline is always stripped from the body.
 * An item with no title and no text, or no ``ctime``, raises ``ItemError`` from
   ``to_article`` (``build_article`` names the uid).
+* ``stock_list[] {name, StockID}`` gives ``extra["stocks"]`` (the codes, which
+  tag the article) and ``extra["stock_names"]`` (``[StockID, name]`` pairs,
+  which the archive learns as the securities' names).
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ from caixun.model import Article
 from caixun.normalize import split_headline
 from caixun.rules import url_template, whole
 from caixun.sources.base import Entry, Request, Source, build_article
-from caixun.sources.fields import (DESKTOP_UA, envelope_items, identified, names, plain_text,
-                                   string_field, title_and_body, truthy)
+from caixun.sources.fields import (DESKTOP_UA, envelope_items, identified, named_codes, names,
+                                   plain_text, string_field, title_and_body, truthy)
 
 __all__ = ["Telegraph", "sign_params"]
 
@@ -95,6 +98,8 @@ class Telegraph(Source):
         extra = {
             "level": string_field(item, "level"),
             "stocks": names(item.get("stock_list"), "StockID"),
+            # [StockID, name] pairs: the archive learns the names (and tags with them).
+            "stock_names": named_codes(item.get("stock_list"), "StockID", "name"),
             "subjects": names(item.get("subjects"), "subject_name"),
         }
         return build_article(

@@ -9,7 +9,7 @@ rather than raising. Only ``envelope_items`` and ``identified`` raise
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from caixun.errors import PayloadError
@@ -17,7 +17,7 @@ from caixun.normalize import clean_title, html_to_text, sanitize_html, split_hea
 
 __all__ = [
     "DESKTOP_UA", "SENTENCE_END", "TITLE_CHARS", "dig", "envelope_items", "first_sentence",
-    "identified", "level", "names", "plain_text", "string_field", "text_field",
+    "identified", "level", "named_codes", "names", "plain_text", "string_field", "text_field",
     "title_and_body", "truthy", "web_url",
 ]
 
@@ -79,6 +79,26 @@ def names(values: Any, key: str) -> list[str]:
     if not isinstance(values, list):
         return []
     return [str(v[key]) for v in values if isinstance(v, Mapping) and v.get(key)]
+
+
+def named_codes(values: Any, code_key: str, name_key: str,
+                code: Callable[[Mapping[str, Any], str], str] | None = None) -> list[list[str]]:
+    """``[code, name]`` of each object in the list ``values`` that has both as
+    non-empty strings (``extra["stock_names"]``: the archive learns the names).
+    ``code`` makes the code of an object from its ``code_key`` value (by default
+    that value as it is)."""
+    if not isinstance(values, list):
+        return []
+    pairs = []
+    for value in values:
+        if not isinstance(value, Mapping):
+            continue
+        raw, name = value.get(code_key), value.get(name_key)
+        if isinstance(raw, str) and raw.strip() and isinstance(name, str) and name.strip():
+            made = code(value, raw.strip()) if code else raw.strip()
+            if made:
+                pairs.append([made, name.strip()])
+    return pairs
 
 
 def web_url(value: str) -> str:

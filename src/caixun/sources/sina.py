@@ -16,6 +16,10 @@ How an item becomes an article:
 * ``ext`` is a JSON-encoded string; it is decoded defensively, and an ``ext``
   that is not valid JSON only loses what it would have added (stocks, the
   fallback url), never the item.
+* ``ext.stocks[] {market, symbol, key}``: the symbols are ``extra["stocks"]``;
+  ``key`` is the security's name, kept as ``extra["stock_names"]``
+  (``[symbol, name]`` pairs, the symbol prefixed with its market where it has
+  none: ``hk00700``, ``gb_aapl``), which the archive learns.
 * The url is ``ext.docurl`` (the desktop page, as RSSHub prefers it), else
   ``docurl`` (the mobile page); the time is ``create_time`` (Beijing time).
 * Items without an ``id`` and items marked ``is_delete`` are skipped in
@@ -32,10 +36,11 @@ from typing import Any, Mapping
 from caixun.errors import PayloadError
 from caixun.model import Article
 from caixun.rules import whole
+from caixun.securities import from_native
 from caixun.sources.base import (PAGING_DEFAULTS, PAGING_RULES, Entry, Request, Source,
                                  build_article)
-from caixun.sources.fields import (DESKTOP_UA, dig, identified, level, names, plain_text,
-                                   string_field, title_and_body)
+from caixun.sources.fields import (DESKTOP_UA, dig, identified, level, named_codes, names,
+                                   plain_text, string_field, title_and_body)
 
 __all__ = ["Zhibo"]
 
@@ -85,6 +90,8 @@ class Zhibo(Source):
         ext = _ext(item)
         title, body = title_and_body(plain_text(string_field(item, "rich_text")))
         extra = {"stocks": names(ext.get("stocks"), "symbol"),
+                 # [symbol, name] pairs (``key`` is the name): the archive learns them.
+                 "stock_names": named_codes(ext.get("stocks"), "symbol", "key", _native_code),
                  "tags": names(item.get("tag"), "name")}
         return build_article(
             self, entry.native_id, outlet="新浪财经", title=title,
@@ -105,6 +112,24 @@ def _feed(payload: Any) -> list[Any]:
     if not isinstance(items, list):
         raise PayloadError("sina: result.data.feed.list is missing or not a list")
     return items
+
+
+def _native_code(stock: Mapping[str, Any], symbol: str) -> str:
+    """A symbol of ``ext.stocks`` as ``from_native`` reads it, by its ``market``:
+    ``cn`` symbols come prefixed (``sh601318``); ``hk`` (``00700``) and ``us``
+    (``aapl``) ones get ``hk`` and ``gb_``; "" for another market (forex, funds)
+    or a symbol that makes no code."""
+    market = string_field(stock, "market").strip().lower() or "cn"
+    lower = symbol.lower()
+    if market == "cn":
+        code = symbol if lower.startswith(("sh", "sz", "bj")) else ""
+    elif market == "hk":
+        code = symbol if lower.startswith("hk") else f"hk{symbol}"
+    elif market == "us":
+        code = lower if lower.startswith("gb_") else f"gb_{lower}"
+    else:
+        return ""
+    return code if code and from_native(code) else ""
 
 
 def _ext(item: Mapping[str, Any]) -> Mapping[str, Any]:
