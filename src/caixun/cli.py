@@ -833,7 +833,7 @@ def run_command(app: AppContext, no_serve: bool, out_dir: Path | None, host: str
         archive_path=Path(app.settings["archive.path"]),
         out=out_dir or Path(app.settings["site.out"]), site=app.site_config(),
         fetch=app.fetch_settings(), max_backoff=app.settings["fetch.max_backoff"],
-        serve=not no_serve, host=host, port=port)
+        serve=not no_serve, host=host, port=port, watches=app.settings.watches)
     configs = app.source_configs()
     asyncio.run(run_daemon(options, configs, lambda line: click.echo(line, err=True)))
 

@@ -51,6 +51,7 @@ from caixun.archive import SqliteArchive, open_archive
 from caixun.archive.worker import ArchiveWorker, BusyLog, retry_busy
 from caixun.errors import CaixunError, ConfigError
 from caixun.fetch import Fetcher, FetchSettings, poll_and_record, retag_step
+from caixun.watch import Deliverer, Watch, deliver_pending
 from caixun.publish.site import BuildReport, SiteConfig, build_site
 from caixun.sources.base import Source, SourceConfig, load_source
 
@@ -73,6 +74,8 @@ class RunOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     tick: float = 1.0  # longest sleep between checks for due sources
+    watches: tuple[Watch, ...] = ()  # the [[watch]] tables
+    deliver_every: float = 5.0  # seconds between looks for notifications due for a retry
 
 
 class _QuietServer(uvicorn.Server):
@@ -199,7 +202,8 @@ async def _supervise(name: str, body: Callable[[], Awaitable[None]], stop: async
 
 async def _source_loop(source: Source, fetcher: Fetcher, archive: ArchiveWorker,
                        options: RunOptions, stop: asyncio.Event, dirty: asyncio.Event,
-                       log: Log, retag: asyncio.Event | None = None) -> None:
+                       log: Log, retag: asyncio.Event | None = None,
+                       deliver: asyncio.Event | None = None) -> None:
     """Poll one source on its own schedule: a slow or failing source holds up no other.
 
     After each round ``retag`` is set: the retag task then runs one step.
@@ -214,6 +218,8 @@ async def _source_loop(source: Source, fetcher: Fetcher, archive: ArchiveWorker,
         log(f"{_stamp()} {report.summary()}")
         if report.changed:
             dirty.set()
+            if deliver is not None:
+                deliver.set()
         if retag is not None:
             retag.set()
 
@@ -233,6 +239,26 @@ async def _retag_loop(archive: ArchiveWorker, options: RunOptions, stop: asyncio
             log(f"{_stamp()} retag: {read} older article(s) checked against the securities' "
                 "names learned since they were stored")
             dirty.set()
+
+
+async def _deliver_loop(archive: ArchiveWorker, options: RunOptions, stop: asyncio.Event,
+                        wanted: asyncio.Event, log: Log) -> None:
+    """Send the watches' notifications: after each round that stored news, and every
+    ``deliver_every`` seconds for those waiting to be retried. A task of its own:
+    a dead or slow receiver never holds up a poll."""
+    deliverer = Deliverer({w.name: w for w in options.watches},
+                          log=lambda line: log(f"{_stamp()} watch: {line}"))
+    while not stop.is_set():
+        report = await deliver_pending(archive, deliverer, limit=200)
+        if report.delivered or report.failed:
+            log(f"{_stamp()} {report.summary()}")
+        if report.delivered + report.retrying + report.failed >= 200:
+            continue  # more are due
+        try:
+            await asyncio.wait_for(_until_set(wanted, stop), options.deliver_every)
+        except asyncio.TimeoutError:
+            pass
+        wanted.clear()
 
 
 async def _build_loop(options: RunOptions, stop: asyncio.Event, dirty: asyncio.Event,
@@ -306,9 +332,15 @@ async def run_daemon(options: RunOptions, configs: Sequence[SourceConfig], log: 
         retag = asyncio.Event()
         tasks.append(_start("retag", lambda: _retag_loop(archive, options, stop, retag, dirty,
                                                          log), stop, log))
+        await archive.run(SqliteArchive.use_watches, options.watches)
+        deliver: asyncio.Event | None = None
+        if any(w.notifies for w in options.watches):
+            wanted = deliver = asyncio.Event()
+            tasks.append(_start("notify", lambda: _deliver_loop(archive, options, stop, wanted,
+                                                                log), stop, log))
         log(f"{_stamp()} polling {len(sources)} source(s); Ctrl-C stops")
-        tasks += [_start(s.name, _poller(s, fetcher, archive, options, stop, dirty, log, retag),
-                         stop, log) for s in sources]
+        tasks += [_start(s.name, _poller(s, fetcher, archive, options, stop, dirty, log, retag,
+                                         deliver), stop, log) for s in sources]
         await _until_stopped(stop, server[1] if server else None)
     finally:
         await _shut_down(tasks, server)
@@ -319,8 +351,10 @@ async def run_daemon(options: RunOptions, configs: Sequence[SourceConfig], log: 
 
 def _poller(source: Source, fetcher: Fetcher, archive: ArchiveWorker, options: RunOptions,
             stop: asyncio.Event, dirty: asyncio.Event, log: Log,
-            retag: asyncio.Event | None = None) -> Callable[[], Awaitable[None]]:
-    return lambda: _source_loop(source, fetcher, archive, options, stop, dirty, log, retag)
+            retag: asyncio.Event | None = None,
+            deliver: asyncio.Event | None = None) -> Callable[[], Awaitable[None]]:
+    return lambda: _source_loop(source, fetcher, archive, options, stop, dirty, log, retag,
+                                deliver)
 
 
 async def _shut_down(tasks: list[asyncio.Task[None]],
