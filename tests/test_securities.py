@@ -344,3 +344,19 @@ def test_a_renamed_security_rebuilds_every_page_that_shows_its_name(tmp_path: Pa
         assert {code for code, _ in archive.stock_changes_since(seq)} == {"000001.SZ"}
         [row] = archive.securities()
         assert row.name == "平安银行股份" and "平安银行" in row.names  # the old name tags still
+
+
+def test_a_common_name_is_retagged_in_bounded_steps(tmp_path: Path) -> None:
+    with SqliteArchive(tmp_path / "a.db") as archive:
+        for n in range(1, 31):
+            archive.store(article(n, f"宁德时代第{n}条", "电池龙头宁德时代"))
+        while archive.retag():
+            pass
+        archive.learn_securities([SecurityName("300750.SZ", "宁德时代", "test"),
+                                  SecurityName("600519.SH", "贵州茅台", "test")])
+        steps = []
+        while read := archive.retag(limit=7):
+            steps.append(read)
+            assert archive.stock_count("300750.SZ") == sum(steps) or read <= 7
+        assert max(steps) <= 7 and len(steps) >= 5
+        assert archive.stock_count("300750.SZ") == 30 and not archive.retag_pending()

@@ -1107,7 +1107,8 @@ class SqliteArchive:
 
     def retag(self, limit: int = 500, everything: bool = False) -> int:
         """Tag again up to ``limit`` articles that names learned since they were stored
-        may concern; returns how many were read (0: nothing left).
+        may concern; returns how many were read (at least 1 while names were
+        looked at, 0 when nothing was left).
 
         Resumable: what is done is recorded in the same transaction. A pass
         over every article (``everything``, or an archive made before tags
@@ -1133,17 +1134,28 @@ class SqliteArchive:
             names = self._db.execute(
                 "SELECT rowid, name FROM security_names WHERE rowid > ? ORDER BY rowid "
                 "LIMIT ?", (after_name, limit)).fetchall()
+            # Within a name's articles, the last id done (a common name's thousands
+            # of articles take several steps).
+            within = int(dict(self._db.execute(
+                "SELECT key, value FROM search_meta WHERE key = 'retag_name_after_id'"
+            ).fetchall()).get("retag_name_after_id", 0))
             read = 0
             for seq, name in names:
-                ids = self._ids_mentioning(name, limit)
-                self._retag_ids(ids)
-                read += len(ids)
+                ids = [i for i in self._ids_mentioning(name) if i > within]
+                part = ids[:max(1, limit - read)]
+                self._retag_ids(part)
+                read += len(part)
+                if len(part) < len(ids):  # the rest of this name's articles next step
+                    self._set_mark("retag_name_after_id", part[-1])
+                    return read
+                within = 0
+                self._set_mark("retag_name_after_id", None)
                 self._set_mark("retag_after_name", seq)
                 if read >= limit:
                     break
-            return read
+            return max(read, 1) if names else 0
 
-    def _ids_mentioning(self, name: str, limit: int) -> list[int]:
+    def _ids_mentioning(self, name: str) -> list[int]:
         """Articles whose text may hold ``name`` (the search index's phrase match)."""
         from caixun.securities import name_forms
 

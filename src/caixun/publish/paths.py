@@ -7,7 +7,9 @@ into an old site keep working. Older outlet pages are numbered from the oldest
 article changes only the outlet's front page and its newest numbered page.
 A security's pages are numbered the same way: ``/stock/<code>.html`` (the code
 canonical, as ``600519.SH``), ``/stock/<code>/page/<n>.html`` and the feed
-``/stock/<code>.xml``; ``/stock/`` lists the securities.
+``/stock/<code>.xml``; ``/stock/`` lists the securities. Each watch list has
+the feed ``/watch/<name>.xml`` (a watch's name is letters, digits, - and _),
+and ``/watch/`` lists the watches.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ __all__ = [
     "SITEMAP",
     "STOCK_INDEX",
     "TMP_DIR",
+    "WATCH_DIR",
+    "WATCH_INDEX",
     "article_path",
     "beijing_date",
     "day_path",
@@ -40,6 +44,7 @@ __all__ = [
     "stock_feed_path",
     "stock_path",
     "url_of",
+    "watch_feed_path",
 ]
 
 HOME = "index.html"
@@ -54,6 +59,8 @@ SEARCH_MANIFEST = "search/manifest.json"
 SEARCH_PAGE = "search/index.html"
 SEARCH_JS = "assets/search.js"
 STOCK_INDEX = "stock/index.html"
+WATCH_DIR = "watch"  # the watches' feeds and their index, and nothing else
+WATCH_INDEX = "watch/index.html"
 TMP_DIR = ".caixun-tmp"  # temporary files of atomic writes; never published
 
 
@@ -96,6 +103,10 @@ def stock_chunk_path(code: str, number: int) -> str:
 
 def stock_feed_path(code: str) -> str:
     return f"stock/{code}.xml"
+
+
+def watch_feed_path(name: str) -> str:
+    return f"{WATCH_DIR}/{name}.xml"
 
 
 def day_path(day: date) -> str:

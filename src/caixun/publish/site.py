@@ -7,7 +7,10 @@ change log since the last build of this output directory and derives the
 pages those changes affect: the changed articles and their neighbours in the
 outlet, the outlet's front page, its newest numbered pages and feed, the pages
 of the securities the articles are (or were) about, the day pages, the home
-page, the archive index, the site feed and the sitemap.
+page, the archive index, the site feed and the sitemap. Every build, full or
+incremental, also makes each watch list's feed (``/watch/<name>.xml``) from one
+query, written only when its bytes change; the build state records the
+watches it was made for, so adding, changing or removing one is built too.
 
 Every file is written atomically (temporary file, then rename) and only when
 its bytes differ, and files are removed last. Over a site that was built
@@ -26,6 +29,7 @@ import dataclasses
 import hashlib
 import html
 import itertools
+import json
 import os
 import re
 import shutil
@@ -51,6 +55,7 @@ from caixun.model import Article
 from caixun.publish import feeds, paths, static_search
 from caixun.publish.feeds import FeedEntry, SitemapUrl, atom_feed, sitemap_index, urlset
 from caixun.securities import MARKETS
+from caixun.watch import Watch
 
 __all__ = ["BuildReport", "SiteConfig", "build_site"]
 
@@ -59,6 +64,7 @@ ALSO_SHOWN = 10  # other reports of the story listed on an article page
 HOME_PER_OUTLET = 5
 ITEM_CACHE = 20_000  # formatted list items and links a Renderer keeps (each kind)
 SUMMARY_LENGTH = 160  # characters of a feed entry's summary (as newest_with_summary)
+WATCHES_MARK = "+watches:"  # in a build state's fingerprint, before the watches' digest
 # Headings of the stock index, market by market (caixun.securities.MARKETS).
 MARKET_NAMES = {"SH": "沪市", "SZ": "深市", "BJ": "北交所", "HK": "港股", "US": "美股"}
 # The list items' markup, as the templates had it. Formatted with f-strings and
@@ -423,6 +429,7 @@ class Renderer:
             outlet_feed_path=paths.outlet_feed_path,
             stock_path=paths.stock_path,
             stock_feed_path=paths.stock_feed_path,
+            watch_feed_path=paths.watch_feed_path,
             day_path=paths.day_path,
             refresh=0,
             list_items=self.list_items,
@@ -589,12 +596,22 @@ class Renderer:
 
     def home(self, latest: list[ArticleRef],
              outlets: list[tuple[str, str, list[ArticleRef]]],
-             stories: Stories = Stories({}, {}), stock_index: bool = False) -> bytes:
-        """``stock_index``: the site has stock pages, and the home page links their index."""
+             stories: Stories = Stories({}, {}), stock_index: bool = False,
+             watch_index: bool = False) -> bytes:
+        """``stock_index``: the site has stock pages, and the home page links their index;
+        ``watch_index``: the same for the watch lists."""
         shown, also = self.collapse(latest, stories)
         return self.render("home.html", latest=shown[:self.config.per_page], also=also,
                            outlets=outlets, refresh=self.config.refresh,
-                           stock_index=stock_index)
+                           stock_index=stock_index, watch_index=watch_index)
+
+    def watch_index(self, watches: Iterable[tuple[str, str, list[str], list[str]]]) -> bytes:
+        """The watch lists, (name, query, securities' labels, outlets' names), by name."""
+        return self.render("watches.html", watches=list(watches), feed_size=FEED_SIZE)
+
+    def watch_feed(self, watch: Watch, items: list[tuple[ArticleRef, str]]) -> bytes:
+        path = paths.watch_feed_path(watch.name)
+        return self.feed(watch_title(watch), path, paths.WATCH_INDEX, items)
 
     def not_found(self) -> bytes:
         return self.render("404.html")
@@ -618,6 +635,11 @@ class Renderer:
 
 def _article_path(ref: ArticleRef) -> str:
     return paths.article_path(ref.outlet_slug, ref.published_ts, ref.file_id)
+
+
+def watch_title(watch: Watch) -> str:
+    """A watch's feed title: 关注：rates."""
+    return f"关注：{watch.name}"
 
 
 def stock_label(code: str, name: str) -> str:
@@ -907,6 +929,69 @@ def _stock_index(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
             (code, names.get(code, ""), count) for code, count in counts.items()))
 
 
+# -- watch lists ------------------------------------------------------------------------
+
+def _watch_pages(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+                 watches: Sequence[Watch], stale: bool = False) -> None:
+    """Each watch's feed, its FEED_SIZE newest matches over the whole archive (one query
+    a watch, then the summaries), and the index of the watches: nothing without watches.
+
+    Rendered at every build and put as any page: written only when the bytes
+    change. ``stale`` (an incremental build): remove the feeds of the watches
+    gone, and the index when none is left (a full build removes whatever it
+    did not produce).
+    """
+    wanted: set[str] = set()
+    if watches:
+        summaries = _Summaries(archive)
+        for watch in watches:
+            path = paths.watch_feed_path(watch.name)
+            wanted.add(path)
+            if writer.wants(path):
+                refs = archive.watch_refs(watch, limit=FEED_SIZE)
+                writer.put(path, renderer.watch_feed(watch, summaries.of(refs)))
+        wanted.add(paths.WATCH_INDEX)  # after the feeds it links
+        if writer.wants(paths.WATCH_INDEX):
+            writer.put(paths.WATCH_INDEX, renderer.watch_index(_watch_rows(archive, watches)))
+    if stale:
+        for path in _watch_files(writer.root):
+            if path not in wanted:
+                writer.remove(path)
+
+
+def _watch_rows(archive: SqliteArchive, watches: Sequence[Watch]
+                ) -> list[tuple[str, str, list[str], list[str]]]:
+    """What the index shows of each watch: its name, query, securities and outlets."""
+    codes = sorted({code for watch in watches for code in watch.stocks})
+    names = archive.security_names(codes) if codes else {}
+    outlets = archive.outlets() if any(watch.outlets for watch in watches) else {}
+    return [(watch.name, watch.query.strip(),
+             [stock_label(code, names.get(code, "")) for code in watch.stocks],
+             [outlets.get(slug, slug) for slug in watch.outlets]) for watch in watches]
+
+
+def _watch_files(root: Path) -> list[str]:
+    """The feeds and the index in ``watch/`` (files of its own: an outlet whose slug
+    is ``watch`` has its pages in dated directories under it)."""
+    try:
+        with os.scandir(root / paths.WATCH_DIR) as entries:
+            names = [entry.name for entry in entries if entry.is_file(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(f"{paths.WATCH_DIR}/{name}" for name in names
+                  if name.endswith(".xml") or name == "index.html")
+
+
+def _watch_print(watches: Sequence[Watch]) -> str:
+    """What the build state adds to the fingerprint for these watches ("" for none):
+    a watch added, changed or removed is built even when no article changed."""
+    if not watches:
+        return ""
+    defined = json.dumps([[watch.name, watch.definition()] for watch in watches],
+                         ensure_ascii=False)
+    return WATCHES_MARK + hashlib.sha256(defined.encode()).hexdigest()
+
+
 def _full_days(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
                days: Sequence[date]) -> None:
     for day in days:
@@ -938,8 +1023,8 @@ def _balanced(weights: dict[str, int], parts: int) -> list[tuple[str, ...]]:
 
 
 def _full_build(archive: SqliteArchive, out: Path, config: SiteConfig, jobs: int,
-                record_paths: bool, progress: Callable[[str, int, int], None]
-                ) -> tuple[BuildReport, SiteWriter]:
+                record_paths: bool, progress: Callable[[str, int, int], None],
+                watches: Sequence[Watch] = ()) -> tuple[BuildReport, SiteWriter]:
     renderer = Renderer(config)
     counts = archive.outlet_counts()
     stocks = archive.stock_counts()
@@ -967,7 +1052,7 @@ def _full_build(archive: SqliteArchive, out: Path, config: SiteConfig, jobs: int
         progress("pages", done, steps)
     progress("site-wide pages", steps - 1, steps)
     _redirects(renderer, writer, archive.redirects())
-    _site_wide(archive, renderer, writer, jobs=jobs, stocks=stocks)
+    _site_wide(archive, renderer, writer, jobs=jobs, stocks=stocks, watches=watches)
     for stale in () if fresh else _files_not_in(out, writer.produced):
         writer.remove(stale)
     writer.finish()
@@ -1082,9 +1167,11 @@ def _day_counts_slow(archive: SqliteArchive, renderer: Renderer) -> list[tuple[d
 
 def _site_wide(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
                changed_ids: set[int] | None = None, jobs: int = 1,
-               stocks: dict[str, int] | None = None, stock_index: bool = True) -> None:
+               stocks: dict[str, int] | None = None, stock_index: bool = True,
+               watches: Sequence[Watch] = (), stale_watches: bool = False) -> None:
     """Home, archive index, site feed, sitemap, robots.txt, 404 page, stylesheet, search,
-    and the stock index when ``stock_index`` (or when it is missing).
+    the stock index when ``stock_index`` (or when it is missing), and the watches' feeds
+    and index (see :func:`_watch_pages`).
 
     ``stocks``: the article count of each security (read here when None).
     """
@@ -1093,6 +1180,7 @@ def _site_wide(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
         stocks = archive.stock_counts()
     if stock_index or (stocks and not (writer.root / paths.STOCK_INDEX).is_file()):
         _stock_index(archive, renderer, writer, stocks)  # before the home page links it
+    _watch_pages(archive, renderer, writer, watches, stale_watches)  # before it too
     names = archive.outlets()
     blocks = archive.newest_per_outlet(HOME_PER_OUTLET)
     outlets = [(slug, refs[0].outlet or names.get(slug, slug), refs) for slug, refs in blocks]
@@ -1105,24 +1193,25 @@ def _site_wide(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
     writer.put(paths.ARCHIVE, renderer.archive_index(days))
     writer.put(paths.FEED, renderer.feed(config.title, paths.FEED, paths.HOME,
                                          archive.newest_with_summary(FEED_SIZE)))
-    _sitemap(archive, renderer, writer, days, changed_ids, stocks)
+    _sitemap(archive, renderer, writer, days, changed_ids, stocks, bool(watches))
     writer.put(paths.ROBOTS, (f"User-agent: *\nAllow: /\n\n"
                               f"Sitemap: {config.base_url}/{paths.SITEMAP}\n").encode())
     latest = archive.newest(config.per_page * (3 if config.stories else 1))
     stories = archive.stories(r.id for r in latest) if config.stories else Stories({}, {})
-    writer.put(paths.HOME, renderer.home(latest, outlets, stories, bool(stocks)))
+    writer.put(paths.HOME, renderer.home(latest, outlets, stories, bool(stocks),
+                                         bool(watches)))
 
 
 def _sitemap(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
              days: list[tuple[date, int]], changed_ids: set[int] | None,
-             stocks: dict[str, int]) -> None:
+             stocks: dict[str, int], watch_index: bool = False) -> None:
     """``sitemap.xml``; past the protocol's limit an index of parts.
 
     Article URLs are split into parts by article id, so a build rewrites only
     the parts holding the changed articles (``changed_ids``; None: all).
     """
     base, limit = renderer.config.base_url, feeds.SITEMAP_LIMIT
-    pages = _page_urls(archive, renderer, days, stocks)
+    pages = _page_urls(archive, renderer, days, stocks, watch_index)
     wanted: set[str] = set()
     if len(pages) + archive.count() <= limit:
         articles = [_article_url(base, ref) for ref in archive.iter_refs()]
@@ -1152,7 +1241,7 @@ def _sitemap(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
 
 
 def _page_urls(archive: SqliteArchive, renderer: Renderer, days: list[tuple[date, int]],
-               stocks: dict[str, int]) -> list[SitemapUrl]:
+               stocks: dict[str, int], watch_index: bool = False) -> list[SitemapUrl]:
     base, per_page = renderer.config.base_url, renderer.config.per_page
     urls = [SitemapUrl(base + "/"), SitemapUrl(base + paths.url_of(paths.ARCHIVE))]
     for slug, total in sorted(archive.outlet_counts().items()):
@@ -1165,6 +1254,8 @@ def _page_urls(archive: SqliteArchive, renderer: Renderer, days: list[tuple[date
         urls.append(SitemapUrl(base + paths.url_of(paths.stock_path(code))))
         urls += [SitemapUrl(base + paths.url_of(paths.stock_chunk_path(code, n)))
                  for n in range(1, chunk_count(total, per_page) + 1)]
+    if watch_index:
+        urls.append(SitemapUrl(base + paths.url_of(paths.WATCH_INDEX)))
     urls += [SitemapUrl(base + paths.url_of(paths.day_path(day)), day.isoformat())
              for day, _ in sorted(days)]
     return urls
@@ -1178,8 +1269,8 @@ def _article_url(base: str, ref: ArticleRef) -> SitemapUrl:
 # -- incremental build ----------------------------------------------------------------
 
 def _incremental(archive: SqliteArchive, out: Path, config: SiteConfig, since: int,
-                 until: int, record_paths: bool, progress: Callable[[str, int, int], None]
-                 ) -> tuple[BuildReport, dict[str, str | None]]:
+                 until: int, record_paths: bool, progress: Callable[[str, int, int], None],
+                 watches: Sequence[Watch] = ()) -> tuple[BuildReport, dict[str, str | None]]:
     renderer = Renderer(config)
     writer = SiteWriter(out, record_paths)
     changes = archive.changes_since(since, until)
@@ -1233,7 +1324,7 @@ def _incremental(archive: SqliteArchive, out: Path, config: SiteConfig, since: i
     # A relinked story changes pages, not the text the search index holds.
     content_changes = {c.article_id for c in changes if c.article_id and not c.relink}
     _site_wide(archive, renderer, writer, content_changes, stocks=stock_counts,
-               stock_index=bool(stocks))
+               stock_index=bool(stocks), watches=watches, stale_watches=True)
     for uid, old_path in archive.built_paths(str(out), uids).items():
         if uid_paths.get(uid) != old_path:
             writer.remove(old_path)
@@ -1389,11 +1480,16 @@ def _build(archive: SqliteArchive, out: Path, config: SiteConfig, full: bool,
            jobs: int | None, record_paths: bool,
            progress: Callable[[str, int, int], None]) -> BuildReport:
     key = str(out.resolve())
-    print_ = fingerprint(config)
+    watches = archive.watches()
+    # The site's fingerprint, and the watches': the pages are for the site's, the
+    # watches' feeds (only) for theirs, so a change of watches is built incrementally.
+    site_print = fingerprint(config)
+    print_ = site_print + _watch_print(watches)
     state = archive.build_state(key)
     until = archive.last_change_seq()
     # A directory emptied or deleted since its last build is built again whole.
-    rebuild = full or state is None or state.fingerprint != print_ or not _is_built(out)
+    built_for = state.fingerprint.partition(WATCHES_MARK)[0] if state is not None else None
+    rebuild = full or built_for != site_print or not _is_built(out)
     if rebuild:
         _refuse_clashes(archive, None)
     elif state is not None and until != state.last_seq:
@@ -1401,16 +1497,16 @@ def _build(archive: SqliteArchive, out: Path, config: SiteConfig, full: bool,
     shutil.rmtree(out / paths.TMP_DIR, ignore_errors=True)  # leftovers of a killed build
     if rebuild:
         report, _ = _full_build(archive, out, config, jobs or os.cpu_count() or 1,
-                                       record_paths, progress)
+                                record_paths, progress, watches)
         report.mode = "full"
         # Every article's page, as its path says (streamed: no dict of a million).
         pages = ((ref.uid, _article_path(ref)) for ref in archive.iter_refs())
         archive.save_build_state(key, BuildState(until, print_), pages, replace_all=True)
-    elif state is None or until == state.last_seq:
+    elif state is None or (until == state.last_seq and state.fingerprint == print_):
         report = BuildReport(mode="unchanged")
     else:
         with archive.snapshot():
             report, changed = _incremental(archive, out, config, state.last_seq, until,
-                                           record_paths, progress)
+                                           record_paths, progress, watches)
         archive.save_build_state(key, BuildState(until, print_), changed)
     return report
