@@ -281,6 +281,7 @@ def build_command(app: AppContext, out_dir: Path | None, full: bool) -> None:
 
     out = out_dir or Path(app.settings["site.out"])
     with app.open_archive() as archive, _build_progress(app) as progress:
+        archive.use_watches(app.settings.watches)  # their feeds follow the settings
         report = build_site(archive, out, app.site_config(), full=full, progress=progress)
     app.info(f"{report.summary()} → {out}")
 
