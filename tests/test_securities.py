@@ -197,7 +197,7 @@ def test_scanning_apart_tags_the_same_as_tagging_at_once() -> None:
         linked = codes_in_links(a.body_raw or a.body_html)
         native = [str(v) for v in a.extra.get("stocks", ())]
         direct = tagger.tag(f"{a.title}\n{a.digest}\n{a.body_text}", linked, native)
-        assert tagger.tag_scanned(scan_article(a)) == direct
+        assert tagger.tag_scanned(scan_article(a), f"{a.title}\n{a.digest}\n{a.body_text}") == direct
 
 
 # -- the archive --------------------------------------------------------------------------

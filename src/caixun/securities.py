@@ -344,14 +344,23 @@ class Tagger:
             ) -> tuple[str, ...]:
         """The codes ``text`` names, with ``linked`` (codes of its quote links, see
         :func:`codes_in_links`) and ``native`` (a source's own stock field), sorted."""
-        return self.tag_scanned(scan(text, linked, native))
+        scanned, normalized = _scan(text, linked, native)
+        return self.tag_scanned(scanned, text, normalized)
 
-    def tag_scanned(self, scanned: Scanned) -> tuple[str, ...]:
-        """:meth:`tag` of what :func:`scan` found (e.g. in a worker process)."""
+    def tag_scanned(self, scanned: Scanned, text: str, normalized: str | None = None
+                    ) -> tuple[str, ...]:
+        """:meth:`tag` of ``text`` given what :func:`scan` found in it (e.g. in a
+        worker process: what it sends back holds no text)."""
         evidence = set(scanned.codes)
         evidence.update(code for code in scanned.if_known if code in self._codes)
-        found = scanned.text
         tags = set(evidence)
+        if self._main is None and not self._pending:
+            return tuple(sorted(tags))  # no names known: nothing more to look for
+        if normalized is None:
+            from caixun.segment import normalize
+
+            normalized = normalize(text)
+        found = normalized
         for end, form, codes in self._names_in(found):
             after = found[end + 1:end + 1 + _EVIDENCE_AFTER]
             if not is_weak(form) and not (_BROKER.search(form) and _OPINION.match(after)):
@@ -391,13 +400,17 @@ class Scanned:
     """What tagging finds in a text before it looks for names: the part that needs
     no names, so that import workers can do it."""
 
-    text: str  # the text as names are looked for in it (half-width, upper case)
     codes: tuple[str, ...]  # written out, linked or in a native field: they tag
     if_known: tuple[str, ...]  # bare numbers that tag if they are a known code
 
 
 def scan(text: str, linked: Iterable[str] = (), native: Iterable[str] = ()) -> Scanned:
     """The codes ``text`` writes, with the linked and native ones (see :meth:`Tagger.tag`)."""
+    return _scan(text, linked, native)[0]
+
+
+def _scan(text: str, linked: Iterable[str], native: Iterable[str]) -> tuple[Scanned, str]:
+    """:func:`scan`, and the normalized text it read (names are looked for in it)."""
     from caixun.segment import normalize
 
     found = normalize(text)
@@ -413,7 +426,7 @@ def scan(text: str, linked: Iterable[str] = (), native: Iterable[str] = ()) -> S
             if_known.add(code)
         else:
             codes.add(code)
-    return Scanned(found, tuple(sorted(codes)), tuple(sorted(if_known - codes)))
+    return Scanned(tuple(sorted(codes)), tuple(sorted(if_known - codes))), found
 
 
 def _named(match: re.Match[str]) -> bool:

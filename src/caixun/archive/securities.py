@@ -63,8 +63,12 @@ def scan_article(article: Article, learned: Sequence[SecurityName] | None = None
     """:func:`caixun.securities.scan` of an article: its text, links and native field."""
     links = learned_from(article) if learned is None else learned
     native = [str(v) for v in article.extra.get("stocks", ()) or ()]
-    return scan(f"{article.title}\n{article.digest}\n{article.body_text}",
-                {n.code for n in links}, native)
+    return scan(article_text(article), {n.code for n in links}, native)
+
+
+def article_text(article: Article) -> str:
+    """What an article is tagged from: its title, digest and text."""
+    return f"{article.title}\n{article.digest}\n{article.body_text}"
 
 
 def learn(db: sqlite3.Connection, names: Iterable[SecurityName],

@@ -979,7 +979,8 @@ class SqliteArchive:
         unknown = [n for n in learned if not tagger.knows(n.code, n.name)]
         for name in tags.learn(self._db, unknown) if unknown else ():
             tagger.learn(name.code, name.name)
-        codes = tagger.tag_scanned(scanned or tags.scan_article(article, learned))
+        codes = tagger.tag_scanned(scanned or tags.scan_article(article, learned),
+                                   tags.article_text(article))
         tags.set_tags(self._db, article_id, codes, change_seq, published_ts, old_ts, new=new)
         return codes
 
@@ -1177,7 +1178,8 @@ class SqliteArchive:
             if row is None:
                 continue
             article = _article_from_row(row)
-            codes = self.tagger().tag_scanned(tags.scan_article(article))
+            codes = self.tagger().tag_scanned(tags.scan_article(article),
+                                              tags.article_text(article))
             before = tags.article_codes(self._db, [article_id]).get(article_id, ())
             if tuple(codes) != before:
                 # A relink for the build: the article's pages change, not its text.
