@@ -929,6 +929,26 @@ def _stock_index(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
             (code, names.get(code, ""), count) for code, count in counts.items()))
 
 
+def _stock_search(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+                  counts: dict[str, int]) -> bool:
+    """``search/codes.json`` and the script reading it (``assets/search-stocks.js``),
+    by which the search page finds a security by code or name; none (and False) when
+    no security has articles, so such a site is as it was without them."""
+    if not counts:
+        writer.remove(static_search.STOCKS_JSON)
+        writer.remove(static_search.STOCKS_JS)
+        return False
+    rows = {row.code: row for row in archive.securities(counts=False)}
+    names = archive.security_names(sorted(counts))
+    writer.put(static_search.STOCKS_JSON, static_search.stocks_json(
+        (code, names.get(code, ""), rows[code].names if code in rows else (),
+         paths.url_of(paths.stock_path(code), renderer.config.base_path), count)
+        for code, count in counts.items()))
+    writer.put(static_search.STOCKS_JS,
+               files("caixun.publish").joinpath("static/search-stocks.js").read_bytes())
+    return True
+
+
 # -- watch lists ------------------------------------------------------------------------
 
 def _watch_pages(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
@@ -1188,7 +1208,8 @@ def _site_wide(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
     writer.put(paths.CSS, files("caixun.publish").joinpath("static/style.css").read_bytes())
     writer.put(paths.SEARCH_JS, files("caixun.publish").joinpath("static/search.js").read_bytes())
     static_search.write_index(archive, writer, renderer.tz, changed_ids, jobs)
-    writer.put(paths.SEARCH_PAGE, renderer.render("search.html"))
+    stock_search = _stock_search(archive, renderer, writer, stocks)
+    writer.put(paths.SEARCH_PAGE, renderer.render("search.html", stock_search=stock_search))
     writer.put(paths.NOT_FOUND, renderer.not_found())
     writer.put(paths.ARCHIVE, renderer.archive_index(days))
     writer.put(paths.FEED, renderer.feed(config.title, paths.FEED, paths.HOME,

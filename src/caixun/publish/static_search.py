@@ -90,9 +90,11 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 from caixun.archive import ArticleRef, SqliteArchive, open_archive
 from caixun.publish import paths
+from caixun.securities import canonical_code, from_native, name_forms, normalize_name
 from caixun.segment import STATIC_VERSION, normalize, static_terms, unpack_terms
 
-__all__ = ["FORMAT", "StaticResult", "search_static", "static_terms", "write_index"]
+__all__ = ["FORMAT", "STOCKS_JS", "STOCKS_JSON", "StaticResult", "StockHit", "resolve_stocks",
+           "search_static", "static_terms", "stocks_json", "write_index"]
 
 FORMAT = 1
 TERMS_VERSION = STATIC_VERSION  # the manifest says which terms the index holds
@@ -104,6 +106,11 @@ BIG_POSTING = 1024  # posting lists past this go to their own file
 DOCS_PER_CHUNK = 32
 MAX_QUERY_TERMS = 12
 HINT = "请至少输入两个汉字或一个英文/数字词"
+# The securities the page finds by code or name. Not "stocks.json": in search/ a name
+# starting with "s" reads as a shard (s<i>.bin) to tools globbing "/s".
+STOCKS_JSON = f"{paths.SEARCH_DIR}/codes.json"
+STOCKS_JS = "assets/search-stocks.js"  # the script reading it (only on a site with securities)
+MAX_STOCK_HITS = 5
 
 
 
@@ -626,6 +633,58 @@ def _json(value: object) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+# -- securities by code or name (search/codes.json, search-stocks.js) ---------------
+
+def stocks_json(stocks: Iterable[tuple[str, str, Sequence[str], str, int]]) -> bytes:
+    """``search/codes.json`` of (code, current name, spellings, page URL, article count).
+
+    ``{"format": 1, "stocks": [{"code", "name", "names", "url", "articles"}, …]}`` in
+    code order; ``names`` are the other spellings (and their forms without ``*ST``
+    or a class mark, see ``name_forms``), one per folded form, none folding to the
+    current name.
+    """
+    out = []
+    for code, name, spellings, url, count in sorted(stocks):
+        seen = {normalize_name(name)} if name else set()
+        others: list[str] = []
+        for spelling in [name, *spellings]:
+            for form in [spelling, *name_forms(spelling)] if spelling else []:
+                folded = normalize_name(form)
+                if folded and folded not in seen:
+                    seen.add(folded)
+                    others.append(form)
+        out.append({"code": code, "name": name, "names": others, "url": url, "articles": count})
+    return _json({"format": 1, "stocks": out})
+
+
+@dataclass(frozen=True, slots=True)
+class StockHit:
+    code: str
+    name: str
+    url: str
+    articles: int
+
+
+def resolve_stocks(query: str, stocks: Sequence[dict[str, object]]) -> list[StockHit]:
+    """The securities a query names (search-stocks.js ``resolve``, identically).
+
+    A code as ``from_native`` reads it (600519, sh600519, 1.600519, 600519.SH,
+    00700, hk00700) or a bare US ticker (AAPL), else a spelling equal after
+    folding (NFKC, no spaces, upper case): at most ``MAX_STOCK_HITS``, in code order.
+    """
+    folded = normalize_name(query)
+    if not folded:
+        return []
+    code = from_native(folded) or canonical_code(folded, "US")
+    hits = [s for s in stocks if s["code"] == code] if code else []
+    if not hits:
+        hits = [s for s in stocks
+                if any(normalize_name(str(n)) == folded
+                       for n in [s["name"], *(s["names"] if isinstance(s["names"], list) else [])])]
+    return [StockHit(str(s["code"]), str(s["name"]), str(s["url"]), int(str(s["articles"])))
+            for s in hits[:MAX_STOCK_HITS]]
+
+
 # -- the reference lookup (what search.js does) ------------------------------------
 
 @dataclass(slots=True)
@@ -636,6 +695,7 @@ class StaticResult:
     files: list[tuple[str, int]] = field(default_factory=list)  # (path, bytes), in order
     docs: dict[int, list[str]] = field(default_factory=dict)  # id → title, path, outlet, date
     hint: str | None = None
+    stocks: list[StockHit] = field(default_factory=list)  # the securities the query names
 
     @property
     def bytes_read(self) -> int:
@@ -704,7 +764,8 @@ def _block_ids(reader: _Reader, block: dict[str, object], query: ParsedQuery) ->
 
 
 def search_static(site_dir: Path, query: str, limit: int = 20) -> StaticResult:
-    """Run ``query`` against the index in ``site_dir`` exactly as search.js does."""
+    """Run ``query`` against the index in ``site_dir`` exactly as search.js (and, on a
+    site with securities, search-stocks.js) does."""
     result = StaticResult()
     parsed = parse_static_query(query)
     if parsed.hint:
@@ -728,4 +789,6 @@ def search_static(site_dir: Path, query: str, limit: int = 20) -> StaticResult:
         for key, meta in json.loads(reader.read(path)).items():
             if int(key) in shown:
                 result.docs[int(key)] = meta
+    if (site_dir / STOCKS_JSON).is_file():  # search-stocks.js reads it for the same queries
+        result.stocks = resolve_stocks(query, json.loads(reader.read(STOCKS_JSON))["stocks"])
     return result
