@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 import newsserver as ns
 from caixun.cli import main
+from test_cli_sources import _config as sources_config
 from test_watch import Receiver
 
 
@@ -29,18 +30,10 @@ def receiver() -> Iterator[Receiver]:
 
 
 def _config(tmp_path: Path, server: ns.NewsServer, watches: str) -> None:
-    (tmp_path / "caixun.toml").write_text(f"""
-[fetch]
-retries = 0
-min_gap = 0.0
-
-[[sources]]
-name = "em-rolling"
-kind = "eastmoney-rolling"
-list_url = "{server.url('/web/webapi')}"
-text_url = "{server.url('/NewsData/GetNewsText.do')}?id={{code}}"
-{watches}
-""", encoding="utf-8")
+    """test_cli_sources' two sources, with ``watches`` appended."""
+    sources_config(tmp_path, server)
+    config = tmp_path / "caixun.toml"
+    config.write_text(config.read_text(encoding="utf-8") + watches, encoding="utf-8")
 
 
 def test_fetch_notifies_each_match_once_and_the_list_agrees(
