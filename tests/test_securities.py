@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from conftest import SHARED
 from caixun.archive import SqliteArchive
 from caixun.archive.migrations import MIGRATIONS
-from caixun.archive.securities import scan_article
+from caixun.archive.securities import article_text, scan_article
+from caixun.segment import index_text_normalized, normalize
 from caixun.model import Article
 from caixun.securities import (
     SecurityName,
@@ -196,8 +197,12 @@ def test_scanning_apart_tags_the_same_as_tagging_at_once() -> None:
     for a in corpus_articles()[::7]:
         linked = codes_in_links(a.body_raw or a.body_html)
         native = [str(v) for v in a.extra.get("stocks", ())]
-        direct = tagger.tag(f"{a.title}\n{a.digest}\n{a.body_text}", linked, native)
-        assert tagger.tag_scanned(scan_article(a), f"{a.title}\n{a.digest}\n{a.body_text}") == direct
+        direct = tagger.tag(article_text(a), linked, native)
+        assert tagger.tag_scanned(scan_article(a), article_text(a)) == direct
+        # As the import workers scan it: the normalized text index_text made.
+        _, normalized = index_text_normalized(a.title, a.digest, a.body_text)
+        assert normalized == normalize(article_text(a))
+        assert scan_article(a, normalized=normalized) == scan_article(a)
 
 
 # -- the archive --------------------------------------------------------------------------
@@ -360,3 +365,11 @@ def test_a_common_name_is_retagged_in_bounded_steps(tmp_path: Path) -> None:
             assert archive.stock_count("300750.SZ") == sum(steps) or read <= 7
         assert max(steps) <= 7 and len(steps) >= 5
         assert archive.stock_count("300750.SZ") == 30 and not archive.retag_pending()
+
+
+@given(st.text(max_size=40), st.text(max_size=40), st.text(max_size=200))
+def test_the_text_index_text_normalizes_is_the_text_tagging_scans(title: str, digest: str,
+                                                                  body: str) -> None:
+    a = Article(uid="h", outlet="o", outlet_slug="o", title=title, published_at=T0,
+                file_id="1", body_text=body, digest=digest)
+    assert index_text_normalized(title, digest, body)[1] == normalize(article_text(a))

@@ -36,7 +36,7 @@ from caixun.archive.stories import keyed
 from caixun.dedup import Candidate
 from caixun.securities import Scanned
 from caixun.errors import ArchiveError, PostFormatError
-from caixun.segment import IndexedText, index_text
+from caixun.segment import IndexedText, index_text, index_text_normalized
 from caixun.sources.jekyll import ParsedPost, parse_post_bytes, post_files
 
 __all__ = ["FileOutcome", "ImportReport", "default_jobs", "import_posts"]
@@ -260,11 +260,12 @@ def _read(job: _Job, fingerprint: bool = False) -> _Read:
     except PostFormatError as exc:
         return _Read(job, digest, problem=exc.problem)
     article = parsed.article
-    indexed = index_text(article.title, article.digest, article.body_text)
+    indexed, normalized = index_text_normalized(article.title, article.digest,
+                                                article.body_text)
     if not fingerprint:
         return _Read(job, digest, parsed, indexed)
     return _Read(job, digest, parsed, indexed, print_=keyed(Candidate.of(article)),
-                 scanned=scan_article(article))
+                 scanned=scan_article(article, normalized=normalized))
 
 
 def _read_in_worker(parcel: list[_Job]) -> list[_Read]:

@@ -404,16 +404,19 @@ class Scanned:
     if_known: tuple[str, ...]  # bare numbers that tag if they are a known code
 
 
-def scan(text: str, linked: Iterable[str] = (), native: Iterable[str] = ()) -> Scanned:
-    """The codes ``text`` writes, with the linked and native ones (see :meth:`Tagger.tag`)."""
-    return _scan(text, linked, native)[0]
+def scan(text: str, linked: Iterable[str] = (), native: Iterable[str] = (),
+         normalized: str | None = None) -> Scanned:
+    """The codes ``text`` writes, with the linked and native ones (see :meth:`Tagger.tag`);
+    ``normalized``: ``segment.normalize(text)`` when the caller has it already."""
+    return _scan(text, linked, native, normalized)[0]
 
 
-def _scan(text: str, linked: Iterable[str], native: Iterable[str]) -> tuple[Scanned, str]:
+def _scan(text: str, linked: Iterable[str], native: Iterable[str],
+          normalized: str | None = None) -> tuple[Scanned, str]:
     """:func:`scan`, and the normalized text it read (names are looked for in it)."""
     from caixun.segment import normalize
 
-    found = normalize(text)
+    found = normalize(text) if normalized is None else normalized
     codes = set(linked)
     codes.update(code for value in native if (code := from_native(value)))
     if_known = set()

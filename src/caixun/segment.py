@@ -138,11 +138,26 @@ class IndexedText:
         return (self.title_words, self.title_grams, self.text_words, self.text_grams)
 
 
+def indexed_body(digest: str, body_text: str) -> str:
+    """The text indexed besides the title: the digest, unless the body holds it, and the body."""
+    return f"{digest}\n{body_text}" if digest and digest not in body_text else body_text
+
+
 def index_text(title: str, digest: str, body_text: str) -> IndexedText:
-    text = f"{digest}\n{body_text}" if digest and digest not in body_text else body_text
+    return index_text_normalized(title, digest, body_text)[0]
+
+
+def index_text_normalized(title: str, digest: str, body_text: str) -> tuple[IndexedText, str]:
+    """:func:`index_text`, and ``normalize(title + "\n" + indexed_body(...))``, which it
+    computes anyway (tagging scans the same text: see caixun.securities.scan)."""
+    text = indexed_body(digest, body_text)
     # Normalized once: the words columns cut it, and lower-cased it is the folded
     # text the grams and static terms are read from (see _vector_columns).
     upper_title, upper_text = normalize(title), normalize(text)
+    return _indexed(title, text, upper_title, upper_text), f"{upper_title}\n{upper_text}"
+
+
+def _indexed(title: str, text: str, upper_title: str, upper_text: str) -> IndexedText:
     if len(title) + len(text) < _VECTOR_FROM:
         title_grams, text_grams = " ".join(grams(title)), " ".join(grams(text))
         static = pack_terms(static_terms(f"{title}\n{text}"))

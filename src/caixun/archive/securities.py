@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
 from caixun.model import Article
+from caixun.segment import indexed_body
 from caixun.securities import Scanned, SecurityName, Tagger, names_in_links, scan
 
 __all__ = ["SecurityRow", "article_codes", "learn", "learned_from", "scan_article", "list_securities",
@@ -59,16 +60,19 @@ def learned_from(article: Article) -> list[SecurityName]:
     return names
 
 
-def scan_article(article: Article, learned: Sequence[SecurityName] | None = None) -> Scanned:
-    """:func:`caixun.securities.scan` of an article: its text, links and native field."""
+def scan_article(article: Article, learned: Sequence[SecurityName] | None = None,
+                 normalized: str | None = None) -> Scanned:
+    """:func:`caixun.securities.scan` of an article: its text, links and native field
+    (``normalized``: its text as ``segment.index_text_normalized`` gave it)."""
     links = learned_from(article) if learned is None else learned
     native = [str(v) for v in article.extra.get("stocks", ()) or ()]
-    return scan(article_text(article), {n.code for n in links}, native)
+    return scan(article_text(article), {n.code for n in links}, native, normalized)
 
 
 def article_text(article: Article) -> str:
-    """What an article is tagged from: its title, digest and text."""
-    return f"{article.title}\n{article.digest}\n{article.body_text}"
+    """What an article is tagged from: the text its search index holds (title, digest
+    unless the body holds it, body)."""
+    return f"{article.title}\n{indexed_body(article.digest, article.body_text)}"
 
 
 def learn(db: sqlite3.Connection, names: Iterable[SecurityName],
