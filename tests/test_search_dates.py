@@ -75,8 +75,9 @@ def reference_search(archive: SqliteArchive, query: str, outlet: str | None,
             (parsed.title_match, floor))}
     else:
         relevance = dict(db.execute(
-            "SELECT rowid, bm25(search, ?, ?, ?, ?) FROM search WHERE search MATCH ? "
-            "AND rowid >= ?", (*m._FIELD_WEIGHTS, parsed.match, floor)))
+            f"SELECT rowid, bm25(search, {', '.join('?' * len(m._FIELD_WEIGHTS))}) "
+            "FROM search WHERE search MATCH ? AND rowid >= ?",
+            (*m._FIELD_WEIGHTS, parsed.match, floor)))
 
     def bonus(ts: int) -> float:
         return m._RECENCY_WEIGHT / (1.0 + max(0.0, NOW - ts) / m._RECENCY_SCALE)

@@ -264,3 +264,15 @@ MIGRATIONS += (
         CREATE INDEX outbox_pending ON outbox(next_at) WHERE state = 'pending';
     """),
 )
+
+MIGRATIONS += (
+    Migration(14, "facets: the outlet and date of each article as tokens of the search index "
+                  "(see caixun/archive/facets.py); the index is rebuilt", """
+        DROP TABLE search;
+        CREATE VIRTUAL TABLE search USING fts5(
+            title_words, title_grams, text_words, text_grams, facets,
+            content='', tokenize='unicode61 remove_diacritics 0'
+        );
+        DELETE FROM search_meta WHERE key = 'segment_version';
+    """),
+)

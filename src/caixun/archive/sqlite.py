@@ -13,7 +13,7 @@ import json
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 from caixun.archive import securities as tags
 from caixun.archive import stories
 from caixun.archive import watches as watching
+from caixun.archive.facets import article_facets, filter_match
 from caixun.archive.migrations import MIGRATIONS, Migration
 from caixun.dedup import Candidate
 from caixun.errors import ArchiveError
@@ -128,7 +129,8 @@ class SearchHit:
 
 # bm25 weights of title_words, title_grams, text_words, text_grams: a hit in the
 # title counts as much as several in the body.
-_FIELD_WEIGHTS = (6.0, 6.0, 1.0, 1.0)
+_FIELD_WEIGHTS = (6.0, 6.0, 1.0, 1.0, 0.0)  # the facets only filter
+_SEARCH_COLUMNS = ("title_words", "title_grams", "text_words", "text_grams", "facets")
 # Recency: a bonus that halves after _RECENCY_SCALE seconds (a week), worth
 # about as much as one more title hit for today's news.
 _RECENCY_WEIGHT = 3.0
@@ -380,6 +382,7 @@ class SqliteArchive:
             self._has_static_terms = self.schema_version >= 11
             self._has_securities = self.schema_version >= 12
             self._has_watches = self.schema_version >= 13
+            self._has_facets = self.schema_version >= 14
             self._columns = _CONTENT_COLUMNS if self._has_identity else _OLD_CONTENT_COLUMNS
             self._article_columns = (_ARTICLE_COLUMNS if self._has_identity
                                      else _OLD_ARTICLE_COLUMNS)
@@ -583,7 +586,8 @@ class SqliteArchive:
             (article.uid, _fetched(article), now, now, *content),
         )
         article_id = cursor.lastrowid or 0
-        self._index(article_id, article.title, article.digest, article.body_text, indexed)
+        self._index(article_id, article.title, article.digest, article.body_text,
+                    content[2], content[5], indexed)
         seq = self._log_change(article_id, article.uid, "new", content[2], content[5])
         codes = self._tag(article_id, article, seq, content[5], new=True, scanned=scanned)
         if self._watching:
@@ -609,10 +613,12 @@ class SqliteArchive:
                 (article_id, version, old_title, old_html, old_text, now),
             )
             version += 1
-        old_digest = existing[5 + 6]
-        if (old_title, old_digest, old_text) != (article.title, article.digest, article.body_text):
-            self._unindex(article_id, old_title, old_digest, old_text)
-            self._index(article_id, article.title, article.digest, article.body_text, indexed)
+        old_digest, old_slug, old_ts = existing[5 + 6], existing[5 + 2], existing[5 + 5]
+        if (old_title, old_digest, old_text, old_slug, old_ts) != (
+                article.title, article.digest, article.body_text, content[2], content[5]):
+            self._unindex(article_id, old_title, old_digest, old_text, old_slug, old_ts)
+            self._index(article_id, article.title, article.digest, article.body_text,
+                        content[2], content[5], indexed)
         if self._has_stories and (old_title, old_digest, old_text, existing[5 + 11]) != (
                 article.title, article.digest, article.body_text, article.url_key):
             stories.replace_print(self._db, article_id, candidate or Candidate.of(article))
@@ -863,7 +869,7 @@ class SqliteArchive:
             "INSERT INTO article_aliases (uid, article_id, outlet_slug, published_ts, file_id) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (uid) DO UPDATE SET "
             "article_id = excluded.article_id", (twin_uid, keeper, slug, ts, file_id))
-        self._unindex(twin_id, title, digest, body_text)
+        self._unindex(twin_id, title, digest, body_text, slug, ts)
         others = stories.forget(self._db, twin_id)
         self._recent.clear()
         # A delete for the build: the twin's page gives way to a redirect.
@@ -928,7 +934,7 @@ class SqliteArchive:
                 "WHERE uid = ?", (uid,)).fetchone()
             if row is None:
                 return False
-            self._unindex(row[0], row[3], row[4], row[5])
+            self._unindex(row[0], row[3], row[4], row[5], row[1], row[2])
             others = stories.forget(self._db, row[0]) if self._has_stories else []
             self._recent.clear()
             seq = self._log_change(row[0], uid, "delete", row[1], row[2])
@@ -1359,24 +1365,39 @@ class SqliteArchive:
     # -- search index -------------------------------------------------------------
 
     def _index(self, article_id: int, title: str, digest: str, body_text: str,
-               indexed: IndexedText | None = None) -> None:
+               outlet_slug: str, published_ts: int, indexed: IndexedText | None = None) -> None:
         indexed = indexed or index_text(title, digest, body_text)
-        self._db.execute("INSERT INTO search (rowid, title_words, title_grams, text_words, "
-                         "text_grams) VALUES (?, ?, ?, ?, ?)", (article_id, *indexed.values()))
+        self._db.execute(self._index_row, (article_id, *indexed.values(),
+                                           *self._facets(outlet_slug, published_ts)))
         if self._has_static_terms and indexed.static:
             self._db.execute(
                 "INSERT INTO static_terms (article_id, version, terms) VALUES (?, ?, ?) "
                 "ON CONFLICT (article_id) DO UPDATE SET version = excluded.version, "
                 "terms = excluded.terms", (article_id, STATIC_VERSION, indexed.static))
 
-    def _unindex(self, article_id: int, title: str, digest: str, body_text: str) -> None:
+    def _unindex(self, article_id: int, title: str, digest: str, body_text: str,
+                 outlet_slug: str, published_ts: int) -> None:
         # The index keeps no copy of the text (contentless FTS5), so removing a
         # row means naming the tokens it was indexed with: segmenting the old
         # text again gives exactly those, as long as segment.VERSION is unchanged.
         values = index_text(title, digest, body_text).values()
-        self._db.execute("INSERT INTO search (search, rowid, title_words, title_grams, "
-                         "text_words, text_grams) VALUES ('delete', ?, ?, ?, ?, ?)",
-                         (article_id, *values))
+        self._db.execute(self._unindex_row, (article_id, *values,
+                                             *self._facets(outlet_slug, published_ts)))
+
+    def _facets(self, outlet_slug: str, published_ts: int) -> tuple[str, ...]:
+        return (article_facets(outlet_slug, published_ts),) if self._has_facets else ()
+
+    @property
+    def _index_row(self) -> str:
+        columns = _SEARCH_COLUMNS[:5 if self._has_facets else 4]
+        return (f"INSERT INTO search (rowid, {', '.join(columns)}) "
+                f"VALUES (?, {', '.join('?' * len(columns))})")
+
+    @property
+    def _unindex_row(self) -> str:
+        columns = _SEARCH_COLUMNS[:5 if self._has_facets else 4]
+        return (f"INSERT INTO search (search, rowid, {', '.join(columns)}) "
+                f"VALUES ('delete', ?, {', '.join('?' * len(columns))})")
 
     # Whether the archive has the day index (articles_day, see _ensure_day_index).
     _day_index = False
@@ -1416,7 +1437,8 @@ class SqliteArchive:
         with self.transaction():
             self._db.execute("INSERT INTO search (search) VALUES ('delete-all')")
             count = 0
-            cursor = self._db.execute("SELECT id, title, digest, body_text FROM articles")
+            cursor = self._db.execute("SELECT id, title, digest, body_text, outlet_slug, "
+                                      "published_ts FROM articles")
             while rows := cursor.fetchmany(1000):
                 for row in rows:
                     self._index(*row)
@@ -1481,8 +1503,16 @@ class SqliteArchive:
         if since_ts is not None or until_ts is not None:
             span = (since_ts if since_ts is not None else -2**62,
                     until_ts if until_ts is not None else 2**62)
+        faceted = False
+        if self._has_facets and (outlet or span is not None):
+            facets = self._filter_match(outlet or None, span)
+            if facets == "":
+                return []
+            if facets is not None:  # every match then passes them: bm25 reads no other
+                parsed = replace(parsed, match=f"({parsed.match}) AND {facets}")
+                faceted = True
         window = self._window(parsed, outlet or None, span, max(RANK_WINDOW, offset + limit),
-                              stocks)
+                              stocks, faceted)
         if not window:
             return []
         now_ts = time.time() if now is None else now
@@ -1510,8 +1540,12 @@ class SqliteArchive:
         return hits
 
     def _window(self, parsed: Query, outlet: str | None, span: tuple[int, int] | None,
-                size: int, stocks: tuple[str, ...] = ()) -> list[tuple[int, int]]:
-        """The newest ``size`` matches that pass the filters: (article id, published_ts)."""
+                size: int, stocks: tuple[str, ...] = (), faceted: bool = False
+                ) -> list[tuple[int, int]]:
+        """The newest ``size`` matches that pass the filters: (article id, published_ts).
+
+        ``faceted``: the outlet and span are in ``parsed`` as facets already.
+        """
         if stocks and not self._has_securities:
             return []
         kept, params = [f"a.{_TAGGED}"] * len(stocks), list[Any](stocks)
@@ -1524,12 +1558,22 @@ class SqliteArchive:
             kept.append("a.published_ts >= ? AND a.published_ts < ?")
             params += span
         scan = _Scan(parsed.match, " AND ".join(kept), tuple(params))
-        if outlet or stocks or span is not None:
+        # With facets in the match the index reads the filtered matches alone.
+        if stocks or (not faceted and (outlet or span is not None)):
             narrowed = self._narrow(scan, outlet, span, size, stocks)
             if narrowed is None:
                 return []
             scan = narrowed
         return self._db.execute(*scan.window(size)).fetchall()
+
+    def _filter_match(self, outlet: str | None, span: tuple[int, int] | None) -> str | None:
+        """The facets condition for these filters (see caixun.archive.facets)."""
+        # Two subqueries: each an index seek (min and max in one select scan the table).
+        published = self._db.execute("SELECT (SELECT min(published_ts) FROM articles), "
+                                     "(SELECT max(published_ts) FROM articles)").fetchone()
+        if published[0] is None:
+            return ""
+        return filter_match(outlet, span, published)
 
     def _narrow(self, scan: _Scan, outlet: str | None, span: tuple[int, int] | None,
                 size: int, stocks: tuple[str, ...] = ()) -> _Scan | None:
@@ -1631,13 +1675,15 @@ class SqliteArchive:
         if only_window:
             where += " AND rowid <= ? AND +rowid IN (SELECT value FROM json_each(?))"
             params += (window[0][0], json.dumps([article_id for article_id, _ in window]))
+        columns = 5 if self._has_facets else 4
+        weights = ", ".join("?" * columns)
         if broad:
             return {row[0]: -_TITLE_HIT for row in self._db.execute(
                 "SELECT rowid FROM search WHERE search MATCH ? AND " + where,
                 (parsed.title_match, *params))}
         return dict(self._db.execute(
-            "SELECT rowid, bm25(search, ?, ?, ?, ?) FROM search WHERE search MATCH ? AND "
-            + where, (*_FIELD_WEIGHTS, parsed.match, *params)))
+            f"SELECT rowid, bm25(search, {weights}) FROM search WHERE search MATCH ? AND "
+            + where, (*_FIELD_WEIGHTS[:columns], parsed.match, *params)))
 
     def add_outlet_alias(self, alias: str, slug: str) -> None:
         """Remember an old (unsafe) spelling of an outlet's slug."""
