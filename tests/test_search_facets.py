@@ -203,3 +203,18 @@ def test_a_facet_never_matches_a_word_query(tmp_path: Path, outlet: str | None) 
         # A query for a facet's own spelling searches the text columns only.
         for token in article_facets("jiabao", START_TS + 100).split():
             assert results(archive, token, outlet, None, None) == []
+
+
+def test_a_long_reindex_is_announced_before_it_starts(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "old.db"
+    with SqliteArchive(path, migrations=[m for m in MIGRATIONS if m.version < 14]) as old:
+        old.store_many([article(n, ["银行"], 0, START_TS + n * 600) for n in range(5)])
+    monkeypatch.setattr("caixun.archive.sqlite.REINDEX_NOTICE_FROM", 5)
+    told: list[str] = []
+    with SqliteArchive(path, notice=told.append) as archive:
+        assert len(results(archive, "银行", None, None, None)) == 5
+    assert len(told) == 1 and "5 articles" in told[0] and str(path) in told[0]
+    with SqliteArchive(path, notice=told.append):
+        pass  # rebuilt once: nothing more to say
+    assert len(told) == 1

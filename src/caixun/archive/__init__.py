@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from caixun.archive.sqlite import (
     ArticleRef,
@@ -20,7 +21,8 @@ __all__ = ["ArticleRef", "ArticleVersion", "BuildState", "Change", "SearchHit", 
            "SqliteArchive", "Stories", "StoreResult", "open_archive"]
 
 
-def open_archive(path: str | Path, *, read_only: bool = False) -> SqliteArchive:
+def open_archive(path: str | Path, *, read_only: bool = False,
+                 notice: Callable[[str], None] | None = None) -> SqliteArchive:
     """Open (creating and upgrading as needed) the archive at ``path``.
 
     ``read_only`` for commands that only read (search, export, the search
@@ -29,5 +31,6 @@ def open_archive(path: str | Path, *, read_only: bool = False) -> SqliteArchive:
     read-only disk — and nothing is created, migrated or re-indexed. An
     archive whose schema or search index an older caixun made is refused
     (the index only by ``search``) until a writing command upgrades it.
+    ``notice`` is told before an upgrade step that takes a while.
     """
-    return SqliteArchive(path, read_only=read_only)
+    return SqliteArchive(path, read_only=read_only, notice=notice)

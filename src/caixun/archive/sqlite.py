@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from caixun.archive import securities as tags
 from caixun.archive import stories
@@ -346,15 +346,18 @@ def _open_uri(uri: str) -> sqlite3.Connection:
 
 
 WRITE_CACHE_KIB = 64 * 1024  # page cache of a connection that writes
+REINDEX_NOTICE_FROM = 20_000  # articles: below, a rebuilt index takes seconds
+REINDEX_RATE = 2_000  # articles a second (1,000,000 in 8 min on 2 cores)
 
 
 class SqliteArchive:
     """An archive in one SQLite file. Not shared between threads."""
 
     def __init__(self, path: str | Path, migrations: Sequence[Migration] = MIGRATIONS, *,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, notice: Callable[[str], None] | None = None) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        self._notice = notice  # told before an upgrade that takes a while
         self._depth = 0
         self._outlets: dict[str, str] = {}
         self._recent: stories.Recent = {}  # see stories.Recent
@@ -1434,6 +1437,13 @@ class SqliteArchive:
 
     def reindex(self) -> int:
         """Rebuild the whole search index; returns how many articles it indexed."""
+        total = self.count()
+        if self._notice is not None and total >= REINDEX_NOTICE_FROM:
+            seconds = total / REINDEX_RATE
+            self._notice(f"{self.path}: rebuilding the search index of {total:,} articles "
+                         "once, for this version of caixun (about "
+                         + (f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min")
+                         + "; other writers wait meanwhile)")
         with self.transaction():
             self._db.execute("INSERT INTO search (search) VALUES ('delete-all')")
             count = 0
