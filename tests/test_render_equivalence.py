@@ -1,8 +1,9 @@
 """The list items the Renderer formats in Python equal what the templates made.
 
-Article lists (outlet, day and home pages) and an article page's other reports
-were Jinja loops; they are formatted by ``Renderer.list_items`` and
-``Renderer._also_item`` now, for speed. The loops are kept here, verbatim, as
+Article lists (outlet, day and home pages), an article page's other reports and
+the home page's outlet blocks were Jinja loops; they are formatted by
+``Renderer.list_items``, ``Renderer._also_item`` and ``Renderer.outlet_blocks``
+now, for speed. The loops are kept here, verbatim, as
 the reference: for any titles, outlets, slugs, times, base paths and time
 zones, the bytes must be the same.
 """
@@ -28,6 +29,17 @@ REFERENCE_ALSO = """\
 {%- for ref in also %}
 <li><a class="outlet" href="{{ url(outlet_path(ref.outlet_slug)) }}">{{ ref.outlet }}</a> <a href="{{ article_url(ref) }}">{{ ref.title }}</a> <time datetime="{{ ref.published_ts | isotime }}">{{ ref.published_ts | shortdate }}</time></li>
 {%- endfor %}"""
+
+REFERENCE_OUTLETS = """\
+{%- from "_macros.html" import article_list %}
+<section class="outlets">
+{%- for slug, outlet, refs in outlets %}
+<section class="outlet-block">
+<h2><a href="{{ url(outlet_path(slug)) }}">{{ outlet }}</a></h2>
+{{ article_list(refs, show_outlet=false) }}
+</section>
+{%- endfor %}
+</section>"""
 
 _TEXT = st.text(alphabet=st.sampled_from(list("央行A股&<>\"' 　%/#?é1")), max_size=12)
 _SLUG = st.text(alphabet=st.sampled_from(list("abc-_1%&'")), min_size=1, max_size=6)
@@ -61,3 +73,17 @@ def test_also_items_equal_the_template_loop(config: SiteConfig, also: list[Artic
     made = "".join("\n" + renderer._also_item(ref) for ref in also)
     assert made == expected
     assert "".join("\n" + renderer._also_item(ref) for ref in also) == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(config=_CONFIG, outlets=st.lists(st.tuples(_SLUG, _TEXT, st.lists(_REF, max_size=3)),
+                                        max_size=4))
+def test_outlet_blocks_equal_the_template_loop(
+        config: SiteConfig, outlets: list[tuple[str, str, list[ArticleRef]]]) -> None:
+    renderer = Renderer(config)
+    expected = renderer.env.from_string(REFERENCE_OUTLETS).render(outlets=outlets)
+    made = renderer.env.from_string(
+        '\n<section class="outlets">\n{{- outlet_blocks(outlets) }}\n</section>'
+    ).render(outlets=outlets)
+    assert made == expected
+    assert expected.startswith('\n<section class="outlets">')

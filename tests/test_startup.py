@@ -95,6 +95,28 @@ def test_importing_the_cli_imports_almost_nothing(tmp_path: Path) -> None:
     assert not loaded & set(NOT_FOR_HELP), sorted(loaded & set(NOT_FOR_HELP))
 
 
+# What a small incremental build needs none of: numpy (its search blocks' bitmaps are
+# small), worker processes, and what xml.sax.saxutils would bring.
+NOT_FOR_A_SMALL_BUILD = ("numpy", "multiprocessing", "urllib.request", "http.client",
+                         "xml.sax", "rjieba", "rich")
+
+
+def test_a_small_incremental_build_imports_only_what_it_uses(tmp_path: Path) -> None:
+    db, site = tmp_path / "a.db", tmp_path / "site"
+    with open_archive(db) as archive:
+        import_posts([_posts(tmp_path, FEW_POSTS[:20])], archive)
+    build = ("--archive", str(db), "build", "--out", str(site))
+    assert "full build" in subprocess.run(
+        [sys.executable, "-m", "caixun.cli", *build], capture_output=True, text=True,
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO / "src")}).stderr
+    with open_archive(db) as archive:
+        import_posts([_posts(tmp_path, FEW_POSTS[20:])], archive)
+    modules, _ = _child(tmp_path, *build)
+    assert "caixun.publish.site" in modules and "jinja2" in modules
+    assert not modules & set(NOT_FOR_A_SMALL_BUILD), sorted(modules & set(NOT_FOR_A_SMALL_BUILD))
+    assert (site / "index.html").is_file()
+
+
 def _jieba_hits(db: Path, query: str) -> list[dict[str, object]]:
     """The results as before: every query term cut by jieba, as it always was."""
     with pytest.MonkeyPatch.context() as patch:

@@ -45,10 +45,33 @@ MAX_QUERY_CHARS = 200
 MAX_TERMS = 12
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CJK_RUN = re.compile(f"[{_CJK}]+")
-_WORD_CHARS = re.compile(f"[{_CJK}A-Za-z0-9]")
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
 _ASCII_ALNUM = re.compile("[A-Za-z0-9\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]")
+
+
+# The expressions with the Chinese ranges, compiled when first used: re maps every
+# code point of a range, a millisecond for each, and most commands that import
+# this module need few of them or none (indexing long texts and building a site
+# go through numpy and the stored terms). Read as module attributes too.
+_PATTERNS = {
+    "_CJK_RUN": f"[{_CJK}]+",
+    "_WORD_CHARS": f"[{_CJK}A-Za-z0-9]",
+    # At every Chinese character: it and the next one if that is Chinese too (a
+    # bigram), else it alone (the run's last character, a unigram).
+    "_GRAM": f"(?=([{_CJK}][{_CJK}]?))[{_CJK}]",
+    "_STATIC_RUN": f"[{_CJK}]+|[a-z0-9]+",
+}
+
+
+@lru_cache(maxsize=None)
+def _pattern(name: str) -> re.Pattern[str]:
+    return re.compile(_PATTERNS[name])
+
+
+def __getattr__(name: str) -> re.Pattern[str]:
+    if name in _PATTERNS:
+        return _pattern(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class QueryError(ValueError):
@@ -105,18 +128,14 @@ def normalize(text: str) -> str:
 
 def words(text: str) -> list[str]:
     """jieba's search-mode words of ``text`` that carry letters, digits or Chinese."""
+    search = _pattern("_WORD_CHARS").search
     return [w.lower() for w in _jieba().cut_for_search(normalize(text))
-            if w.isalnum() or _WORD_CHARS.search(w)]
-
-
-# At every Chinese character: it and the next one if that is Chinese too (a
-# bigram), else it alone (the run's last character, a unigram).
-_GRAM = re.compile(f"(?=([{_CJK}][{_CJK}]?))[{_CJK}]")
+            if w.isalnum() or search(w)]
 
 
 def grams(text: str) -> list[str]:
     """Bigrams of every Chinese run, each run's last character as a unigram."""
-    return _GRAM.findall(text)  # folding width or case changes no Chinese
+    return _pattern("_GRAM").findall(text)  # folding width or case changes no Chinese
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,7 +480,7 @@ def _term_words(raw: str) -> list[str]:
     # for as written (one word, or a single character joins its neighbours):
     # such a term (央行, 降准, 美联储) needs no dictionary, and a search for it
     # starts without loading one.
-    if len(raw) <= 3 and _CJK_RUN.fullmatch(raw):
+    if len(raw) <= 3 and _pattern("_CJK_RUN").fullmatch(raw):
         return [raw]
     return _cut_term_words(raw)
 
@@ -477,12 +496,13 @@ def _cut_term_words(raw: str) -> list[str]:
             found.extend(run)
         run.clear()
 
+    chinese, has_word_chars = _pattern("_CJK_RUN").fullmatch, _pattern("_WORD_CHARS").search
     for word in _jieba().cut(normalize(raw)):
-        if _CJK_RUN.fullmatch(word):
+        if chinese(word):
             run.append(word)
             continue
         close_run()
-        if _WORD_CHARS.search(word):
+        if has_word_chars(word):
             found.append(word)
     close_run()
     return found
@@ -503,7 +523,7 @@ def _pieces(text: str) -> list[str]:
 
 def _piece(word: str) -> str:
     """One (normalized) word: as a jieba word, or (Chinese) as a substring of the text."""
-    chinese = "".join(_CJK_RUN.findall(word))
+    chinese = "".join(_pattern("_CJK_RUN").findall(word))
     ascii_words = _ASCII_WORD.findall(word.lower())
     options = []
     if chinese == word:
@@ -512,14 +532,15 @@ def _piece(word: str) -> str:
         options.append("{title_words text_words}: " + _quoted(" ".join(_words_of(word))))
     else:
         options.append("{title_words text_words}: " + _quoted(" ".join(_words_of(word))))
-        substring = [_chinese(run) for run in _CJK_RUN.findall(word)]
+        substring = [_chinese(run) for run in _pattern("_CJK_RUN").findall(word)]
         substring += ["{title_words text_words}: " + _quoted(w) for w in ascii_words]
         options.append("(" + " AND ".join(substring) + ")")
     return options[0] if len(options) == 1 else "(" + " OR ".join(options) + ")"
 
 
 def _words_of(word: str) -> list[str]:
-    return [w.lower() for w in _jieba().cut(word) if _WORD_CHARS.search(w)] or [word.lower()]
+    search = _pattern("_WORD_CHARS").search
+    return [w.lower() for w in _jieba().cut(word) if search(w)] or [word.lower()]
 
 
 def _chinese(run: str) -> str:
@@ -565,7 +586,6 @@ def _mark(excerpt: str, folded: str, pattern: str) -> str:
 # Bump when static_terms change: terms stored by an older caixun are then
 # recomputed by the build (caixun.publish.static_search).
 STATIC_VERSION = 1
-_STATIC_RUN = re.compile(f"[{_CJK}]+|[a-z0-9]+")
 _FULL_WIDTH_ALNUM = re.compile("[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]")
 
 
@@ -579,7 +599,7 @@ def static_terms(text: str) -> list[str]:
     found: list[str] = []
     previous = ""
     previous_end = -1
-    for match in _STATIC_RUN.finditer(_fold(text)):
+    for match in _pattern("_STATIC_RUN").finditer(_fold(text)):
         run = match.group()
         adjacent = previous_end == match.start()
         if run[0] < "\u0080":

@@ -15,6 +15,7 @@ and ``/watch/`` lists the watches.
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
+from typing import Iterable, Iterator
 
 from caixun.normalize import BEIJING
 
@@ -36,6 +37,7 @@ __all__ = [
     "WATCH_INDEX",
     "article_path",
     "beijing_date",
+    "dated_article_paths",
     "day_path",
     "outlet_chunk_path",
     "outlet_feed_path",
@@ -76,9 +78,37 @@ def beijing_date(published_ts: int) -> date:
     return datetime.fromtimestamp(published_ts, timezone.utc).astimezone(BEIJING).date()
 
 
+# A day's directories and date, "YYYY/MM/DD" and "YYYY-MM-DD", by day number past
+# _FIXED_OFFSET_SINCE: a build names tens of thousands of article pages, and
+# formatting the date was most of the time.
+_DAYS: dict[int, tuple[str, str]] = {}
+_MAX_DAYS = 100_000
+
+
+def _day_strings(published_ts: int) -> tuple[str, str]:
+    if published_ts < _FIXED_OFFSET_SINCE:
+        day = beijing_date(published_ts)
+        return f"{day:%Y/%m/%d}", day.isoformat()
+    key = (published_ts + 8 * 3600) // 86400
+    strings = _DAYS.get(key)
+    if strings is None:
+        if len(_DAYS) >= _MAX_DAYS:
+            _DAYS.clear()
+        day = beijing_date(published_ts)
+        strings = _DAYS[key] = (f"{day:%Y/%m/%d}", day.isoformat())
+    return strings
+
+
 def article_path(outlet_slug: str, published_ts: int, file_id: str) -> str:
-    day = beijing_date(published_ts)
-    return f"{outlet_slug}/{day:%Y/%m/%d}/{file_id}.html"
+    return f"{outlet_slug}/{_day_strings(published_ts)[0]}/{file_id}.html"
+
+
+def dated_article_paths(refs: Iterable[tuple[str, int, str]]) -> Iterator[tuple[str, str]]:
+    """``(article_path(...), beijing_date(published_ts).isoformat())`` of each
+    ``(outlet_slug, published_ts, file_id)`` (a sitemap lists every article)."""
+    for outlet_slug, published_ts, file_id in refs:
+        directories, day = _day_strings(published_ts)
+        yield f"{outlet_slug}/{directories}/{file_id}.html", day
 
 
 def outlet_path(slug: str) -> str:

@@ -48,12 +48,12 @@ import markupsafe
 from markupsafe import Markup
 
 from caixun import __version__
-from caixun.workers import worker_pool
 from caixun.archive import ArticleRef, BuildState, SqliteArchive, Stories, open_archive
 from caixun.errors import ConfigError, PublishError
 from caixun.model import Article
 from caixun.publish import feeds, paths, static_search
-from caixun.publish.feeds import FeedEntry, SitemapUrl, atom_feed, sitemap_index, urlset
+from caixun.publish.feeds import (FeedEntry, SitemapUrl, atom_feed, sitemap_index, url_entry,
+                                   urlset)
 from caixun.securities import MARKETS
 from caixun.watch import Watch
 
@@ -433,6 +433,7 @@ class Renderer:
             day_path=paths.day_path,
             refresh=0,
             list_items=self.list_items,
+            outlet_blocks=self.outlet_blocks,
         )
         self.env.filters.update(
             clock=lambda ts: self._local(ts).strftime("%H:%M"),
@@ -476,6 +477,19 @@ class Renderer:
             items.append("</li>")
         items.append("\n</ol>")
         return Markup("".join(items))
+
+    def outlet_blocks(self, outlets: Iterable[tuple[str, str, list[ArticleRef]]]) -> Markup:
+        """The home page's block of each outlet (slug, name, newest articles), as the
+        loop in home.html made them: a site has hundreds of outlets, a loop of Jinja
+        took most of the page's time."""
+        base = self.config.base_path
+        blocks: list[str] = []
+        for slug, outlet, refs in outlets:
+            url = paths.url_of(paths.outlet_path(slug), base)
+            blocks += (f'\n<section class="outlet-block">\n<h2><a href="{_escape(url)}">'
+                       f'{_escape(outlet)}</a></h2>\n', self.list_items(refs, False, True),
+                       "\n</section>")
+        return Markup("".join(blocks))
 
     def _also_link(self, ref: ArticleRef) -> str:
         """A story's other report as linked from a list item (a story lists all of them)."""
@@ -1139,6 +1153,8 @@ def _run_jobs(work: list[_Job], jobs: int) -> Iterator[tuple[BuildReport, set[st
     if jobs <= 1 or len(work) <= 1:
         yield from map(_run_job, work)
         return
+    from caixun.workers import worker_pool  # multiprocessing: not for an incremental build
+
     # fork: workers inherit the loaded modules, so they start in milliseconds.
     with worker_pool(jobs) as pool:
         yield from pool.imap_unordered(_run_job, work)
@@ -1235,8 +1251,7 @@ def _sitemap(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
     pages = _page_urls(archive, renderer, days, stocks, watch_index)
     wanted: set[str] = set()
     if len(pages) + archive.count() <= limit:
-        articles = [_article_url(base, ref) for ref in archive.iter_refs()]
-        writer.put(paths.SITEMAP, urlset(pages + articles))
+        writer.put(paths.SITEMAP, urlset(pages, _article_entries(base, archive.iter_refs())))
         wanted.add(paths.SITEMAP)
     else:
         parts: list[str] = []
@@ -1252,7 +1267,7 @@ def _sitemap(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
                 refs = archive.refs_in_id_range(first, last)
                 if not refs:
                     continue
-                writer.put(name, urlset(_article_url(base, ref) for ref in refs))
+                writer.put(name, urlset((), _article_entries(base, refs)))
             parts.append(name)
         writer.put(paths.SITEMAP, sitemap_index(f"{base}/{name}" for name in parts))
         wanted |= set(parts) | {paths.SITEMAP}
@@ -1282,9 +1297,11 @@ def _page_urls(archive: SqliteArchive, renderer: Renderer, days: list[tuple[date
     return urls
 
 
-def _article_url(base: str, ref: ArticleRef) -> SitemapUrl:
-    return SitemapUrl(base + paths.url_of(_article_path(ref)),
-                      paths.beijing_date(ref.published_ts).isoformat())
+def _article_entries(base: str, refs: Iterable[ArticleRef]) -> Iterator[str]:
+    """The sitemap's ``<url>`` lines of these articles (their pages, dated)."""
+    for path, day in paths.dated_article_paths(
+            (ref.outlet_slug, ref.published_ts, ref.file_id) for ref in refs):
+        yield url_entry(base + paths.url_of(path), day)
 
 
 # -- incremental build ----------------------------------------------------------------
@@ -1296,15 +1313,23 @@ def _incremental(archive: SqliteArchive, out: Path, config: SiteConfig, since: i
     writer = SiteWriter(out, record_paths)
     changes = archive.changes_since(since, until)
     uids = {c.uid for c in changes}
+    # Where articles are or were: their days' pages change. A relink (the article's
+    # story or securities changed, not its title, time or place) changes the pages
+    # showing those, its own and its day's; where an article came, went or changed
+    # (``listed``), its outlet's lists and feed change too, and its neighbours' pages.
     positions: set[tuple[str, int]] = set()
+    listed: set[tuple[str, int]] = set()
     for change in changes:
-        positions.add((change.outlet_slug, change.published_ts))
+        here = {(change.outlet_slug, change.published_ts)}
         if change.old_outlet_slug is not None and change.old_published_ts is not None:
-            positions.add((change.old_outlet_slug, change.old_published_ts))
-    refs = _affected_refs(archive, uids, positions)
+            here.add((change.old_outlet_slug, change.old_published_ts))
+        positions |= here
+        if not change.relink:
+            listed |= here
+    refs = _affected_refs(archive, uids, listed)
     stories = archive.stories(r.id for r in refs)
     links = stock_links(archive, [r.id for r in refs])
-    outlets = _first_outlet_pages(archive, renderer, positions)
+    outlets = _first_outlet_pages(archive, renderer, listed)
     # The positions the archive logged, and each changed article's securities at its
     # time: a change the tags do not log (a page moved to a free file id) still
     # changes the link its securities' pages hold.
