@@ -62,7 +62,9 @@ class AppContext:
         """The archive; ``read_only`` for commands that only read (nothing is created)."""
         from caixun.archive import open_archive
 
-        return open_archive(self.archive_path, read_only=read_only)
+        # An upgrade that rebuilds the index says so first, -q or not: it can take minutes.
+        return open_archive(self.archive_path, read_only=read_only,
+                            notice=lambda message: click.echo(message, err=True))
 
     def fetch_settings(self) -> FetchSettings:
         from caixun.fetch import DEFAULT_USER_AGENT, FetchSettings

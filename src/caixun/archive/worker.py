@@ -118,7 +118,8 @@ class ArchiveWorker:
         return worker
 
     def _open(self) -> None:
-        self._archive = SqliteArchive(self.path)
+        # An upgrade that rebuilds the index goes to the same log as the waits.
+        self._archive = SqliteArchive(self.path, notice=self.waits.log)
         self._archive.set_busy_timeout(WORKER_BUSY_TIMEOUT)
 
     async def _on_thread(self, call: Callable[[], T]) -> T:
