@@ -620,3 +620,175 @@ def test_the_fast_nfkc_equals_unicodedata_on_the_corpus() -> None:
 def test_token_runs_equal_one_match_per_token(text: str) -> None:
     text = text.lower()
     assert dedup._token_runs(text) == dedup._TOKEN.findall(text)
+
+
+# -- the clusterer's shortcuts against the plain algorithm -----------------------------------
+
+_OLD_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_OLD_ZERO_LED = re.compile(r"(?<![a-z0-9])0[0-9]*(?![a-z0-9]|\.[0-9])")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(["1,000", ",", "0", "00", "a0", "0.5", "1,0000",
+                                           "٣,٣٣٣", "a", "1", ".", " ", "中", "12,345,678"]),
+                          st.characters()), max_size=40).map("".join))
+@example("0")
+@example(",000")
+@example("1,000")
+def test_the_literal_first_patterns_match_as_the_plain_ones(text: str) -> None:
+    assert dedup._THOUSANDS.sub("", text) == _OLD_THOUSANDS.sub("", text)
+    assert bool(dedup._ZERO_LED.search(text)) == bool(_OLD_ZERO_LED.search(text))
+
+
+def _plain_assign(clusterer: Clusterer, new: Candidate, candidates: Iterable[Candidate],
+                  exact: bool = True) -> str | None:
+    """Clusterer.assign as first written: every candidate sorted and compared in turn."""
+    ordered = sorted(candidates, key=lambda c: (c.published_at, c.story_id))
+    mine = dedup.read_fingerprint(new.fingerprint)
+    same = _plain_exact(clusterer, new, mine, ordered) if exact else None
+    if same is not None:
+        return same.story_id
+    if mine.tokens < clusterer.min_tokens or not mine.shingles:
+        return None
+    best: tuple[float, str] | None = None
+    for other in ordered:
+        theirs = dedup.read_fingerprint(other.fingerprint)
+        if (abs(new.published_at - other.published_at) > clusterer.window
+                or theirs.tokens < clusterer.min_tokens or not theirs.shingles):
+            continue
+        score = dedup.similarity(mine, theirs)
+        if score >= clusterer.threshold and (best is None or score > best[0]):
+            best = (score, other.story_id)
+    return best[1] if best else None
+
+
+def _plain_exact(clusterer: Clusterer, new: Candidate, mine: dedup.Fingerprint,
+                 ordered: list[Candidate]) -> Candidate | None:
+    keys = set(new.exact_keys)
+    content_hit = None
+    for other in ordered:
+        shared = keys.intersection(other.exact_keys)
+        if any(k.startswith("url:") for k in shared):
+            return other
+        if content_hit is None and shared and (
+                mine.tokens >= dedup.LONG_TOKENS
+                or abs(new.published_at - other.published_at) <= clusterer.window):
+            content_hit = other
+    return content_hit
+
+
+def _plain_title_jaccard(x: dedup.Fingerprint, y: dedup.Fingerprint) -> float:
+    union = len(x.title | y.title)
+    return len(x.title & y.title) / union if union else 0.0
+
+
+# Look-alike texts: sentences drawn from one pool, so that texts share from
+# nothing to everything and scores spread around the threshold; titles that
+# agree or not, with figures that differ or not; ties (equal estimates) occur.
+_SENTENCES = ["公司晚间公告，预计前三季度实现营业收入12亿元，同比增长8%。",
+              "业绩增长主要系主营产品销量增加、降本增效措施持续推进所致。",
+              "经营活动产生的现金流量净额同比改善，资产负债率有所下降。",
+              "市场人士认为，公司基本面稳健，估值处于历史低位。",
+              "央行开展逆回购操作，北向资金净流入超40亿元。",
+              "Federal Reserve cut rates by 25 basis points.",
+              "截至发稿，公司股价上涨3.5%，成交额放大至去年同期的两倍。",
+              "分析师指出，行业景气度回升，龙头企业有望率先受益。"]
+_TITLES = ["第1号公司前三季度净利润增长8%", "第2号公司前三季度净利润增长9%", "公司公告", "",
+           "北向资金净流入超40亿", "北向资金净流入超80亿"]
+_ZONES = [timezone.utc, BEIJING, timezone(timedelta(hours=-5))]
+
+
+@st.composite
+def _candidates(draw: st.DrawFn) -> tuple[Candidate, list[Candidate]]:
+    def one(i: int) -> Candidate:
+        title = draw(st.sampled_from(_TITLES))
+        body = "".join(draw(st.lists(st.sampled_from(_SENTENCES), max_size=6)))
+        hours = draw(st.sampled_from([0, 1, 71.5, 72, 72.0001, 100, -72, -73]))
+        when = (T0 + timedelta(hours=hours)).astimezone(draw(st.sampled_from(_ZONES)))
+        a = article(f"c:{i}", title, body, url=draw(st.sampled_from(["", "https://x.cn/1"])))
+        made = Candidate.of(a.evolve(published_at=when))
+        keys = made.exact_keys[:draw(st.integers(0, len(made.exact_keys)))]
+        return Candidate(draw(st.sampled_from(["1", "2", "3", str(i + 10)])), when,
+                         made.fingerprint, keys, i)
+
+    return one(0), [one(i) for i in range(1, draw(st.integers(0, 16)))]
+
+
+@settings(max_examples=500, deadline=None)
+@given(_candidates(), st.booleans())
+def test_the_clusterer_chooses_as_the_plain_algorithm(
+        drawn: tuple[Candidate, list[Candidate]], exact: bool) -> None:
+    new, candidates = drawn
+    clusterer = Clusterer()
+    assert clusterer.assign(new, candidates, exact) == _plain_assign(clusterer, new,
+                                                                      candidates, exact)
+    assert clusterer.assign(new, iter(candidates), exact) == _plain_assign(
+        clusterer, new, candidates, exact)
+    found = clusterer.exact_match(new, candidates)
+    plain = _plain_exact(clusterer, new, dedup.read_fingerprint(new.fingerprint),
+                         sorted(candidates, key=lambda c: (c.published_at, c.story_id)))
+    assert found is plain
+    for other in candidates:
+        mine, theirs = (dedup.read_fingerprint(c.fingerprint) for c in (new, other))
+        assert dedup._title_jaccard(mine, theirs) == _plain_title_jaccard(mine, theirs)
+        if mine.shingles and theirs.shingles:  # the bound that skips never skips a score
+            j = dedup.jaccard(mine, theirs)
+            [bound] = dedup._score_bounds(mine, [(other, theirs)], [j])
+            assert bound >= max(j, dedup._containment(mine, theirs, j)) >= \
+                dedup._similarity(mine, theirs, j)
+            assert bound - max(j, dedup._containment(mine, theirs, j)) < 1e-6
+
+
+def test_the_clusterer_chooses_as_the_plain_algorithm_on_the_corpus() -> None:
+    """Every article of the labelled set against all the others in its window."""
+    items = sorted(labelled_items("near_duplicates").values(), key=lambda a: a.published_at)
+    made = [Candidate.of(a, str(i)) for i, a in enumerate(items)]
+    clusterer = Clusterer()
+    chosen = 0
+    for i, new in enumerate(made):
+        others = [c for c in made[max(0, i - 150):i]]
+        expected = _plain_assign(clusterer, new, others)
+        assert clusterer.assign(new, others) == expected
+        assert clusterer.assign(new, others, exact=False) == _plain_assign(
+            clusterer, new, others, exact=False)
+        chosen += expected is not None
+    assert chosen >= 10
+
+
+def _plain_candidate(a: Article) -> tuple[bytes, tuple[str, ...]]:
+    """Candidate.of through a string per token (_parts), as first written."""
+    head = dedup.tokens(a.title)
+    parts = dedup._parts(head, a.body_text or a.digest)
+    return dedup._pack(parts, len(head)), tuple(dedup._exact_keys(a, parts))
+
+
+_TOKEN_PIECES = st.sampled_from(
+    ["央行", "逆回购", "a", "A", "_", "a_b", "0", "007", "09869.hk", "1,000", "x.05", "1.2.3x",
+     "Ｏ０１", "\ue000", "𠀀", "\U0001f600", "é", "ß", "٣", "²", "ǅ", "\u0301", "\ud800", " ", "\n",
+     "。", "，", "（来源：新华社）", "【快讯】", "北向资金净流入超40亿", "Fed cut 25bp"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(title=st.lists(_TOKEN_PIECES, max_size=8).map("".join),
+       body=st.lists(_TOKEN_PIECES | st.text(max_size=3), max_size=120).map("".join),
+       repeat=st.booleans())
+@example(title="央行", body="央行", repeat=False)
+@example(title="a", body="a b", repeat=False)
+@example(title="", body="", repeat=False)
+def test_candidates_are_made_as_through_a_string_per_token(title: str, body: str,
+                                                           repeat: bool) -> None:
+    title = title.replace("\ud800", "")  # a lone surrogate: no content hash
+    body = title + body if repeat else body
+    if "\ud800" not in body:
+        a = article("p:1", title, body, url="https://x.cn/a")
+        made = Candidate.of(a)
+        assert (made.fingerprint, made.exact_keys) == _plain_candidate(a)
+    teaser = article("p:2", title, digest=body)  # no body: the digest is fingerprinted
+    made = Candidate.of(teaser)
+    assert (made.fingerprint, made.exact_keys) == _plain_candidate(teaser)
+
+
+def test_candidates_are_made_as_through_a_string_per_token_on_the_corpus() -> None:
+    items = list(labelled_items("near_duplicates").values()) + list(posts().values())
+    assert all((c.fingerprint, c.exact_keys) == _plain_candidate(a)
+               for a in items for c in (Candidate.of(a),))

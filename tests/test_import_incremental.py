@@ -392,3 +392,70 @@ def test_cpu_times_are_read_from_proc_stat() -> None:
     assert 0 <= idle <= total
     later = importer._cpu_times()
     assert later is not None and later[0] >= total
+
+
+class _Later:
+    """A worker's result that is ready only after a few looks: the reader is behind."""
+
+    def __init__(self, value: list[Any], looks: int) -> None:
+        self.value, self.looks = value, looks
+
+    def ready(self) -> bool:
+        self.looks -= 1
+        return self.looks < 0
+
+    def wait(self, timeout: float | None = None) -> None:
+        self.looks = -1
+
+    def get(self, timeout: float | None = None) -> list[Any]:
+        return self.value
+
+
+class _SlowPool:
+    """Reads each parcel when it is sent (here), and says it is done a few looks later."""
+
+    def __init__(self, looks: int) -> None:
+        self.looks = looks
+        self.sent: list[str] = []
+
+    def apply_async(self, func: Any, args: tuple[Any, ...]) -> _Later:
+        self.sent += [job.path for job in args[0]]
+        return _Later(func(*args), self.looks)
+
+
+@pytest.mark.parametrize("looks", [0, 2, 40])
+def test_the_reads_shared_with_this_process_come_in_the_order_of_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, looks: int
+) -> None:
+    monkeypatch.setattr(importer, "WINDOW", 10)
+    monkeypatch.setattr(importer, "PARCEL", 3)
+    tree = tmp_path / "posts"
+    _copies(tree, 80)
+    jobs = [importer._Job(str(p), str(p)) for p in sorted(tree.iterdir())]
+    pool = _SlowPool(looks)
+    reads = list(importer._Shared(pool, iter(jobs)).reads())  # type: ignore[arg-type]
+    here = {job.path for job in jobs} - set(pool.sent)
+    assert [r for r in reads if r is not None] == [importer._read(job, True) for job in jobs]
+    assert sorted(pool.sent + list(here)) == sorted(job.path for job in jobs)
+    if looks == 0:  # the workers are never behind: this process only stores
+        assert not here and None not in reads
+    if looks == 40:  # always behind: this process reads whatever waits
+        assert len(here) > 10
+
+
+def test_the_reads_a_worker_sends_arrive_as_they_were_read(posts: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "2021-12-08-bad.md"
+    bad.write_bytes(b"---\ntitle: \xff\n---\n")
+    files = sorted(posts.iterdir())[:20]
+    known = importer._Record(1, 2, importer._read(importer._Job(str(files[0]), "k")).digest,
+                             "jekyll:x", ("a repair",))
+    jobs = [importer._Job(str(f), str(f), 5, 6) for f in files]
+    jobs += [importer._Job(str(bad), "b"), importer._Job(str(tmp_path / "gone.md"), "g"),
+             importer._Job(str(files[0]), "k", 1, 2, known)]
+    reads = importer._read_in_worker(jobs)
+    assert {r.problem is not None for r in reads} == {True, False}
+    assert reads[-1].parsed is None and reads[-1].problem is None  # the recorded bytes
+    sent = importer._received(importer._read_to_send(jobs))
+    assert sent == reads
+    assert [type(r.parsed and r.parsed.article.post_style) for r in sent] == \
+        [type(r.parsed and r.parsed.article.post_style) for r in reads]

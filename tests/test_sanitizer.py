@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from selectolax.lexbor import LexborHTMLParser
 
 from caixun.normalize import html_to_text, sanitize_html
@@ -103,3 +105,30 @@ def test_clean_real_body_is_kept_byte_for_byte() -> None:
 def test_text_extraction_drops_markup_and_indents() -> None:
     html = "<p>\u3000\u3000第一段&nbsp;文字</p>\n <p>第二段<br>换行</p><p>  </p>"
     assert html_to_text(html) == "第一段 文字\n第二段\n换行"
+
+
+def _html_to_text_line_by_line(body_html: str) -> str:
+    """html_to_text as first written: spaces collapsed line by line."""
+    if not body_html.strip():
+        return ""
+    from selectolax.lexbor import LexborHTMLParser
+
+    from caixun.normalize import _BLOCK_TAG, _SPACES
+
+    marked = _BLOCK_TAG.sub(lambda m: "\n" + m.group(0), body_html)
+    body = LexborHTMLParser(f"<body>{marked}</body>").body
+    raw = body.text(deep=True, separator="", strip=False) if body is not None else ""
+    lines = (_SPACES.sub(" ", line).strip(" \u3000") for line in raw.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+_HTML_PIECES = st.sampled_from(["<p>", "</p>", "<br>", "<div>", "</div>", "<li>", "<b>", "</b>",
+                                " ", "\t", "\u00a0", "\u2002", "\u200b", "\u3000", "\n", "\r",
+                                "\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\u2029", "&nbsp;",
+                                "&amp;", "央行", "a b", "<pre>\n", "<!-- x -->"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_HTML_PIECES | st.text(max_size=3), max_size=40).map("".join))
+def test_html_to_text_collapses_spaces_as_line_by_line(body: str) -> None:
+    assert html_to_text(body) == _html_to_text_line_by_line(body)

@@ -14,6 +14,7 @@ from conftest import POSTS
 from test_dedup import labelled_items
 from caixun import dedup
 from caixun.archive import SqliteArchive, StoreResult, open_archive
+from caixun.archive import stories as story_index
 from caixun.archive.migrations import MIGRATIONS
 from caixun.archive.sqlite import identity_of
 from caixun.fetch import Fetcher, FetchSettings, fetch_round
@@ -177,8 +178,16 @@ def test_store_is_atomic_with_the_story(archive: SqliteArchive, monkeypatch: pyt
     assert archive.get("em:2") is None and archive.count() == 1
 
 
-def test_the_archive_clusters_as_the_reference_does(tmp_path: Path) -> None:
-    """One article at a time through SQL lookups = dedup.cluster over the whole batch."""
+@pytest.mark.parametrize("max_story", [dedup.MAX_STORY, 2])
+def test_the_archive_clusters_as_the_reference_does(tmp_path: Path, max_story: int,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """One article at a time through SQL lookups = dedup.cluster over the whole batch.
+
+    With stories of two at most, the best match of many an article is a full
+    story: it joins the best open one, or none, as in the reference.
+    """
+    monkeypatch.setattr(dedup, "MAX_STORY", max_story)
+    monkeypatch.setattr("caixun.archive.stories.MAX_STORY", max_story)
     items = labelled_items("stories")
     # As imported posts (a post style, never fetched), exact copies are stored
     # rather than merged; the archive keeps one article per identity (one East
@@ -322,3 +331,26 @@ def test_placement_compares_the_newest_look_alikes_only(
     assert len({rows[f"t:{n}"][0] for n in range(12)}) == 12
     assert rows["t:11e"] == ("t:11", None)
     assert rows["t:0e"] == ("t:0e", None)
+
+
+def test_key_ids_are_each_keys_id() -> None:
+    keys = ["url:example.com/a", "t0:0a1b2c3d", "", "文本:中文", "7:9f0c12ab34cd56ef"]
+    assert story_index.key_ids(keys) == [story_index.key_id(k) for k in keys]
+    assert story_index.key_ids([]) == []
+
+
+def test_the_keys_of_a_print_are_written_in_parts_as_one_by_one() -> None:
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE dedup_prints (article_id INTEGER PRIMARY KEY, fingerprint BLOB, "
+               "exact_keys TEXT)")
+    db.execute("CREATE TABLE dedup_keys (key INTEGER NOT NULL, published_ts INTEGER NOT NULL, "
+               "article_id INTEGER NOT NULL, PRIMARY KEY (key, published_ts, article_id)) "
+               "WITHOUT ROWID")
+    new = dedup.Candidate.of(_article("k:1"))
+    keys = [n * 7919 % 1000 - 500 for n in range(700)]  # more than one statement's rows, repeats
+    story_index._write_print(db, 1, new, keys)
+    story_index._write_print(db, 2, new, [])
+    ts = int(new.published_at.timestamp())
+    assert sorted(db.execute("SELECT key, published_ts, article_id FROM dedup_keys")) == \
+        sorted({(key, ts, 1) for key in keys})
+    assert db.execute("SELECT count(*) FROM dedup_prints").fetchone() == (2,)

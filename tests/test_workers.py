@@ -68,3 +68,22 @@ def test_workers_die_with_their_parent() -> None:
 def test_a_plain_pool_outlives_its_parent_which_is_why() -> None:
     """The reference: without the request, workers go on after the parent is killed."""
     assert any(state not in ("Z", "gone") for state in _states_after_parent_killed(ours=False))
+
+
+def _square(n: int) -> int:
+    return n * n
+
+
+def test_workers_that_end_are_replaced_and_the_pool_closes() -> None:
+    """The thread that keeps the workers going wakes on their sentinels and on the
+    pool's notices only (not on every result): it still replaces a worker that ends."""
+    import multiprocessing
+
+    from caixun.workers import _Pool
+
+    with _Pool(1, maxtasksperchild=2, context=multiprocessing.get_context("fork")) as pool:
+        assert [pool.apply_async(_square, (n,)).get(timeout=20) for n in range(7)] == \
+            [n * n for n in range(7)]
+        assert pool.map(_square, range(20), chunksize=1) == [n * n for n in range(20)]
+        pool.close()
+        pool.join()

@@ -16,18 +16,23 @@ no file recorded whose article is missing.
 
 from __future__ import annotations
 
+import copyreg
+import dataclasses
+import functools
 import hashlib
+import io
 import itertools
 import json
-import multiprocessing
+import operator
 import os
+import pickle
 import sqlite3
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from multiprocessing.pool import IMapIterator
+from multiprocessing.pool import AsyncResult, Pool
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from caixun.workers import worker_pool
 from caixun.archive import SqliteArchive, StoreResult
@@ -37,6 +42,7 @@ from caixun.dedup import Candidate
 from caixun.securities import Scanned
 from caixun.errors import ArchiveError, PostFormatError
 from caixun.segment import IndexedText, index_text, index_text_normalized
+from caixun.model import Article, PostStyle
 from caixun.sources.jekyll import ParsedPost, parse_post_bytes, post_files
 
 __all__ = ["FileOutcome", "ImportReport", "default_jobs", "import_posts"]
@@ -153,7 +159,7 @@ def _cpu_times() -> tuple[int, int] | None:
 # that stores spends a quarter less CPU time from 1,000 files on, so with an
 # idle core it pays from there; with none it never does (see default_jobs).
 PARALLEL_FROM = 1000
-# Files handed to the workers at a time; two such windows are in flight.
+# Files walked and checked ahead, and handed to the workers, at a time.
 WINDOW = 1000
 PARCEL = 32  # files a worker reads per task
 
@@ -273,19 +279,59 @@ def _read_in_worker(parcel: list[_Job]) -> list[_Read]:
     return [_read(job, fingerprint=True) for job in parcel]
 
 
+def _read_to_send(parcel: list[_Job]) -> bytes:
+    """:func:`_read_in_worker`, pickled as :func:`_received` unpickles it."""
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = _dispatch_table()
+    pickler.dump(_read_in_worker(parcel))
+    return out.getvalue()
+
+
+def _received(data: bytes) -> list[_Read]:
+    reads: list[_Read] = pickle.loads(data)
+    return reads
+
+
+@functools.cache
+def _dispatch_table() -> dict[type, Callable[[Any], Any]]:
+    """Reads pickled as their constructors' calls: each value a field of its class in
+    order (a dataclass's own pickling calls Python for every field twice, on both
+    sides: the reads of a parcel were pickled in twice the time, unpickled in a
+    third more). The same objects come out (tests/test_import_incremental.py)."""
+    table: dict[type, Callable[[Any], Any]] = dict(copyreg.dispatch_table)
+    for cls in (_Read, _Job, ParsedPost, Article, PostStyle, IndexedText, Candidate, Scanned):
+        fields = dataclasses.fields(cls)
+        if len(fields) > 1 and all(f.init and not f.kw_only for f in fields):
+            table[cls] = _reducer(cls, operator.attrgetter(*(f.name for f in fields)))
+    return table
+
+
+def _reducer(cls: type, values: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, ...]]:
+    def reduce(obj: Any) -> tuple[Any, ...]:
+        if type(obj) is not cls:  # a subclass: pickled as usual
+            return obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
+        return cls, values(obj)  # attrgetter of several names: a tuple
+
+    return reduce
+
+
 def _parcels(files: Iterator[_Job]) -> list[list[_Job]]:
     """The next window of files, in parcels of ``PARCEL``: a worker's task."""
     window = list(itertools.islice(files, WINDOW))
     return [window[start:start + PARCEL] for start in range(0, len(window), PARCEL)]
 
 
-def _read_all(todo: Iterator[_Job], jobs: int) -> Iterator[_Read | None]:
+def _read_all(todo: Iterator[_Job], jobs: int,
+              held: Callable[[], int] = lambda: 0) -> Iterator[_Read | None]:
     """Every file of ``todo`` read, in order; on ``jobs`` cores when there are many.
 
-    ``jobs=0``: as many as :func:`default_jobs` finds idle.
+    ``jobs=0``: as many as :func:`default_jobs` finds idle. ``held``: how many
+    reads the caller holds, not stored yet (see :class:`_Shared`).
 
-    With workers, ``None`` says that the next file is not read yet: time to
-    store what was read (rather than wait for a full batch).
+    With workers, ``None`` says that the next file is not read yet and this
+    process has nothing to read meanwhile: time to store what was read
+    (rather than wait for a full batch).
     """
     head = list(itertools.islice(todo, PARALLEL_FROM))
     if len(head) >= PARALLEL_FROM and jobs == 0:
@@ -293,38 +339,107 @@ def _read_all(todo: Iterator[_Job], jobs: int) -> Iterator[_Read | None]:
     if jobs <= 1 or len(head) < PARALLEL_FROM:
         yield from map(_read, itertools.chain(head, todo))
         return
-    # Two windows of files in flight: the workers read the next window while
-    # this process stores the last one, and what waits in memory stays bounded
-    # (a pool left to itself reads ahead of the writes until memory runs out).
-    # This process is one of the ``jobs``: it stores, the part that cannot be
-    # shared, and the workers keep it fed.
-    files = itertools.chain(head, todo)
     index_text("预热", "", "A股")  # the segmenter loaded once, before the workers fork
     with worker_pool(jobs - 1) as pool:
-        pending = pool.imap(_read_in_worker, _parcels(files))
+        yield from _Shared(pool, itertools.chain(head, todo), held).reads()
+
+
+class _Parcel:
+    """A worker's task: files to read, sent to a worker (``sent``) or read here.
+
+    ``tail``: the reads of its last files, when this process read them while
+    the workers were behind (the other files are then read as before).
+    """
+
+    __slots__ = ("files", "sent", "tail")
+
+    def __init__(self, files: list[_Job]) -> None:
+        self.files = files
+        self.sent: AsyncResult[bytes] | None = None
+        self.tail: deque[_Read] = deque()
+
+
+class _Shared:
+    """The files read by the workers and, while they are behind, by this process too.
+
+    This process is one of the ``jobs``: it stores, the part that cannot be
+    shared. The workers are sent the parcels in order, a window and a bit
+    ahead of what is stored (enough to keep them busy while a batch is
+    stored; a pool left to itself reads ahead of the writes until memory runs
+    out). Another window waits behind those. When the next parcel is not read
+    yet, this process reads the last waiting file itself rather than wait: a
+    batch is then stored whole, not in the small parts that cost the writer
+    more, and no core is idle while the workers are behind. (One file at a
+    time: when the workers are ahead after all, storing waits a file's time
+    at most.) The reads are yielded in the order of the files, whoever read them.
+
+    Once every file is handed out, what this process ``held`` unstored it
+    must store after the workers are done, alone: so it reads only while
+    more files wait than it holds, and it stores what it holds (``None``)
+    as soon as that is as many as are left to read, while the workers read
+    them. The batches get smaller towards the end, and the last one is small.
+    """
+
+    def __init__(self, pool: Pool, files: Iterator[_Job],
+                 held: Callable[[], int] = lambda: 0) -> None:
+        self.pool = pool
+        self.files: Iterator[_Job] | None = files
+        self.held = held
+        self.order: deque[_Parcel] = deque()  # not yielded yet, in the files' order
+        self.waiting: deque[_Parcel] = deque()  # of those, the ones not sent
+        self.sent = 0  # parcels sent and not yielded yet
+        self.ahead = -(-WINDOW // PARCEL) + 8  # parcels sent ahead, at most
+
+    def reads(self) -> Iterator[_Read | None]:
         while True:
-            parcels = _parcels(files)
-            following = pool.imap(_read_in_worker, parcels) if parcels else None
-            yield from _as_read(pending)
-            if following is None:
+            self._plan()
+            if not self.order:
                 return
-            pending = following
+            if self.files is None and self.held() >= self._unread():
+                yield None  # store now, while the workers read the rest: see above
+            parcel = self.order[0]
+            if parcel.sent is not None and not parcel.sent.ready():
+                if self.waiting and (self.files is not None or self._unsent() > self.held()):
+                    # read the last waiting file here meanwhile
+                    last = self.waiting[-1]
+                    last.tail.appendleft(_read(last.files.pop(), fingerprint=True))
+                    if not last.files:
+                        self.waiting.pop()
+                    continue
+                yield None
+                parcel.sent.wait()
+            self.order.popleft()
+            if parcel.sent is not None:
+                self.sent -= 1
+                yield from _received(parcel.sent.get())
+            elif parcel.files:  # never sent: read here
+                self.waiting.remove(parcel)
+                yield from _read_in_worker(parcel.files)
+            yield from parcel.tail
 
+    def _unsent(self) -> int:
+        return sum(len(parcel.files) for parcel in self.waiting)
 
-def _as_read(results: IMapIterator[list[_Read]]) -> Iterator[_Read | None]:
-    """The reads in order, and ``None`` each time the next ones are not ready."""
-    while True:
-        try:
-            parcel = results.next(timeout=0)
-        except multiprocessing.TimeoutError:
-            yield None
-            try:
-                parcel = results.next()
-            except StopIteration:
-                return
-        except StopIteration:
-            return
-        yield from parcel
+    def _unread(self) -> int:
+        """Files not yielded yet (not all of them unread: a rough measure is enough)."""
+        return sum(len(parcel.files) + len(parcel.tail) for parcel in self.order)
+
+    def _plan(self) -> None:
+        """Walk and check a window more when few parcels wait; send the workers theirs."""
+        window = -(-WINDOW // PARCEL)
+        # What was read here waits its turn in memory too: at most two windows more.
+        if (self.files is not None and len(self.waiting) < window
+                and len(self.order) < self.ahead + 2 * window):
+            parcels = [_Parcel(files) for files in _parcels(self.files)]
+            if parcels:
+                self.order.extend(parcels)
+                self.waiting.extend(parcels)
+            else:
+                self.files = None
+        while self.waiting and self.sent < self.ahead:
+            parcel = self.waiting.popleft()
+            parcel.sent = self.pool.apply_async(_read_to_send, (parcel.files,))
+            self.sent += 1
 
 
 # -- store ----------------------------------------------------------------------------
@@ -399,7 +514,7 @@ def import_posts(
         batch.clear()
 
     todo = _check(_walk(paths), archive, emit)
-    for read in _read_all(todo, jobs or 0):
+    for read in _read_all(todo, jobs or 0, batch.__len__):
         if read is None:  # the workers are behind: store what they have read
             if batch:
                 flush()

@@ -153,8 +153,9 @@ def html_to_text(body_html: str) -> str:
     parsed = LexborHTMLParser(f"<body>{marked}</body>")
     body = parsed.body
     raw = body.text(deep=True, separator="", strip=False) if body is not None else ""
-    lines = (_SPACES.sub(" ", line).strip(" \u3000") for line in raw.splitlines())
-    return "\n".join(line for line in lines if line)
+    # Spaces collapsed in one pass: no character of _SPACES ends a line.
+    lines = [line.strip(" \u3000") for line in _SPACES.sub(" ", raw).splitlines()]
+    return "\n".join(filter(None, lines))
 
 
 def text_to_html(text: str) -> str:

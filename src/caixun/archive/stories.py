@@ -18,13 +18,14 @@ import dataclasses
 import functools
 import hashlib
 import sqlite3
+import struct
 from collections import Counter
 from datetime import datetime, timezone
 from typing import Iterable, NamedTuple, Sequence
 
 from caixun.dedup import MAX_STORY, WINDOW, Candidate, Clusterer, lsh_keys
 
-__all__ = ["VERSION", "Lookup", "Placement", "Recent", "look_up", "clear", "forget", "key_id", "keyed", "members", "others", "place", "replace_print"]
+__all__ = ["VERSION", "Lookup", "Placement", "Recent", "look_up", "clear", "forget", "key_id", "key_ids", "keyed", "members", "others", "place", "replace_print"]
 
 VERSION = "4"  # bump when fingerprints, keys or limits change: the archive then re-clusters
 _WINDOW_SECONDS = int(WINDOW.total_seconds())
@@ -87,7 +88,8 @@ def _exact_ids(db: sqlite3.Connection, keys: list[int], ts: int) -> list[int]:
 
 
 def _band_ids(db: sqlite3.Connection, keys: list[int], ts: int) -> list[int]:
-    """The MAX_CANDIDATES articles in the window sharing the most keys (newest first)."""
+    """The MAX_CANDIDATES articles in the window sharing the most keys (those
+    sharing as many: the newest), in no particular order."""
     cap, low, high = KEY_ROWS * len(keys), ts - _WINDOW_SECONDS, ts + _WINDOW_SECONDS
     rows = db.execute("SELECT article_id FROM dedup_keys WHERE key IN ("
                       + ",".join("?" * len(keys)) + ") AND published_ts BETWEEN ? AND ? LIMIT ?",
@@ -97,7 +99,9 @@ def _band_ids(db: sqlite3.Connection, keys: list[int], ts: int) -> list[int]:
         for key in keys:
             params += (key, low, high, KEY_ROWS)
         rows = db.execute(_band_sql(len(keys)), params).fetchall()
-    shared = Counter(row[0] for row in rows)
+    shared = Counter([article_id for article_id, in rows])
+    if len(shared) <= MAX_CANDIDATES:  # every one of them: their order does not matter
+        return list(shared)
     return sorted(shared, key=lambda i: (-shared[i], -i))[:MAX_CANDIDATES]
 
 
@@ -139,17 +143,42 @@ def _write_print(db: sqlite3.Connection, article_id: int, new: Candidate,
                "ON CONFLICT (article_id) DO UPDATE SET fingerprint = excluded.fingerprint, "
                "exact_keys = excluded.exact_keys",
                (article_id, new.fingerprint, "\n".join(new.exact_keys)))
+    if not keys:
+        return
     ts = _ts(new.published_at)
-    db.executemany("INSERT OR IGNORE INTO dedup_keys (key, published_ts, article_id) "
-                   "VALUES (?, ?, ?)", [(key, ts, article_id) for key in keys])
+    # One statement for all the rows (or a few): the same rows as one execution
+    # each, in the same order, in a third less time.
+    for start in range(0, len(keys), _KEY_ROWS_PER_INSERT):
+        part = keys[start:start + _KEY_ROWS_PER_INSERT]
+        params: list[int] = []
+        for key in part:
+            params += (key, ts, article_id)
+        db.execute(_insert_keys_sql(len(part)), params)
+
+
+_KEY_ROWS_PER_INSERT = 250  # 750 parameters: below every SQLite's limit (999 before 3.32)
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_keys_sql(rows: int) -> str:
+    return ("INSERT OR IGNORE INTO dedup_keys (key, published_ts, article_id) VALUES "
+            + ",".join(["(?, ?, ?)"] * rows))
 
 
 def _key_ids(new: Candidate) -> tuple[list[int], list[int]]:
     """The ids of the new article's exact keys and of its LSH keys."""
     if new.key_ids is not None:
         return list(new.key_ids[0]), list(new.key_ids[1])
-    return ([key_id(k) for k in new.exact_keys],
-            [key_id(k) for k in lsh_keys(new.fingerprint)])
+    return key_ids(new.exact_keys), key_ids(lsh_keys(new.fingerprint))
+
+
+def key_ids(keys: Sequence[str]) -> list[int]:
+    """:func:`key_id` of each key (the digests unpacked at once)."""
+    if not keys:
+        return []
+    blake2b = hashlib.blake2b
+    digests = b"".join([blake2b(key.encode("utf-8"), digest_size=8).digest() for key in keys])
+    return list(struct.unpack(f"<{len(keys)}q", digests))
 
 
 def keyed(new: Candidate) -> Candidate:
@@ -195,10 +224,19 @@ def place(db: sqlite3.Connection, article_id: int, new: Candidate | Lookup,
     lookup = new if isinstance(new, Lookup) else look_up(db, new, article_id, recent)
     new, keys, found, same = lookup
     duplicate_of = _original(db, same.ref) if same is not None else None
-    full = _full_stories(db, {int(c.story_id) for c in found})
-    open_ = [c for c in found if int(c.story_id) not in full]
-    # No exact copy among all the candidates: none among the open ones either.
-    chosen = _CLUSTERER.assign(new, open_, exact=same is not None)
+    # The story it joins among the candidates whose stories are not full: a
+    # part of all the candidates. What the clusterer chooses among all of them
+    # it chooses among the open ones too, if it is one of them (its choice is
+    # the first best, or the first exact copy); if it chooses nothing among
+    # all, nothing among the open ones either. So the candidates' stories are
+    # only counted when its choice is full. (No exact copy among all the
+    # candidates: none among the open ones either.)
+    exact = same is not None
+    chosen = _CLUSTERER.assign(new, found, exact=exact)
+    if chosen is not None and _full_stories(db, {int(chosen)}):
+        full = _full_stories(db, {int(c.story_id) for c in found})
+        open_ = [c for c in found if int(c.story_id) not in full]
+        chosen = _CLUSTERER.assign(new, open_, exact=exact)
     story = int(chosen) if chosen is not None else article_id
     db.execute("UPDATE articles SET story_id = ?, duplicate_of = ? WHERE id = ?",
                (story, duplicate_of, article_id))
