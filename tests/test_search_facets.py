@@ -12,12 +12,8 @@ deletes, and an archive upgraded from before the facets are covered too.
 
 from __future__ import annotations
 
-import random
-import tempfile
-from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -29,6 +25,7 @@ from caixun.archive.migrations import MIGRATIONS
 from caixun.model import Article
 from caixun.normalize import BEIJING
 from caixun.segment import parse_query
+from test_search_dates import stored
 
 START = datetime(2021, 11, 20, tzinfo=BEIJING)
 START_TS = int(START.timestamp())
@@ -106,15 +103,6 @@ def corpora(draw: st.DrawFn) -> list[Article]:
 spans = st.tuples(st.none() | moments, st.none() | moments)
 searches = st.tuples(st.sampled_from(WORDS + ["央行 降准", "银行 -利率", "汽车 OR 芯片"]),
                      st.none() | st.sampled_from([o[1] for o in OUTLETS]), spans)
-
-
-@contextmanager
-def stored(articles: list[Article], seed: int = 0) -> Iterator[SqliteArchive]:
-    order = list(articles)
-    random.Random(seed).shuffle(order)
-    with tempfile.TemporaryDirectory() as work, open_archive(Path(work) / "a.db") as archive:
-        archive.store_many(order)
-        yield archive
 
 
 def brute_force(archive: SqliteArchive, query: str, outlet: str | None,
