@@ -59,6 +59,8 @@ body_html = st.lists(
 
 @settings(max_examples=200)
 @given(body_html)
+@example("<p><p>&#13</p></p>")  # a reference to CR, which a post file reads back as LF
+@example("<p><b>&#1;&#x0d;&#10;</b></p>")
 def test_any_html_body_survives_export_and_import(raw: str) -> None:
     clean = sanitize_html(raw)
     article = _article(body_html=clean, body_text="", post_style=PostStyle(body_format="html"))

@@ -123,7 +123,9 @@ def sanitize_html(body: str) -> str:
     cleaned = _clean(body)
     if cleaned == body or _only_gt_escaped(cleaned, body) or _tree(cleaned) == _tree(body):
         return body
-    return cleaned
+    # A character reference (&#13;) becomes the character itself: CR and controls
+    # again, which a post file would not keep (its reader sees LF).
+    return clean_text(cleaned)
 
 
 def _only_gt_escaped(cleaned: str, body: str) -> bool:
