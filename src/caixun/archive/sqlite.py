@@ -131,6 +131,12 @@ class SearchHit:
 # title counts as much as several in the body.
 _FIELD_WEIGHTS = (6.0, 6.0, 1.0, 1.0, 0.0)  # the facets only filter
 _SEARCH_COLUMNS = ("title_words", "title_grams", "text_words", "text_grams", "facets")
+# The index row's statements, with the facets column (schema 14) and without: made once.
+_INDEX_ROW = {facets: f"INSERT INTO search (rowid, {', '.join(_SEARCH_COLUMNS[:4 + facets])}) "
+                      f"VALUES (?{', ?' * (4 + facets)})" for facets in (False, True)}
+_UNINDEX_ROW = {facets: "INSERT INTO search (search, rowid, "
+                        f"{', '.join(_SEARCH_COLUMNS[:4 + facets])}) "
+                        f"VALUES ('delete', ?{', ?' * (4 + facets)})" for facets in (False, True)}
 # Recency: a bonus that halves after _RECENCY_SCALE seconds (a week), worth
 # about as much as one more title hit for today's news.
 _RECENCY_WEIGHT = 3.0
@@ -1370,7 +1376,7 @@ class SqliteArchive:
     def _index(self, article_id: int, title: str, digest: str, body_text: str,
                outlet_slug: str, published_ts: int, indexed: IndexedText | None = None) -> None:
         indexed = indexed or index_text(title, digest, body_text)
-        self._db.execute(self._index_row, (article_id, *indexed.values(),
+        self._db.execute(_INDEX_ROW[self._has_facets], (article_id, *indexed.values(),
                                            *self._facets(outlet_slug, published_ts)))
         if self._has_static_terms and indexed.static:
             self._db.execute(
@@ -1384,23 +1390,11 @@ class SqliteArchive:
         # row means naming the tokens it was indexed with: segmenting the old
         # text again gives exactly those, as long as segment.VERSION is unchanged.
         values = index_text(title, digest, body_text).values()
-        self._db.execute(self._unindex_row, (article_id, *values,
+        self._db.execute(_UNINDEX_ROW[self._has_facets], (article_id, *values,
                                              *self._facets(outlet_slug, published_ts)))
 
     def _facets(self, outlet_slug: str, published_ts: int) -> tuple[str, ...]:
         return (article_facets(outlet_slug, published_ts),) if self._has_facets else ()
-
-    @property
-    def _index_row(self) -> str:
-        columns = _SEARCH_COLUMNS[:5 if self._has_facets else 4]
-        return (f"INSERT INTO search (rowid, {', '.join(columns)}) "
-                f"VALUES (?, {', '.join('?' * len(columns))})")
-
-    @property
-    def _unindex_row(self) -> str:
-        columns = _SEARCH_COLUMNS[:5 if self._has_facets else 4]
-        return (f"INSERT INTO search (search, rowid, {', '.join(columns)}) "
-                f"VALUES ('delete', ?, {', '.join('?' * len(columns))})")
 
     # Whether the archive has the day index (articles_day, see _ensure_day_index).
     _day_index = False
