@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
+import uuid
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -22,10 +25,48 @@ def corpus_posts() -> list[Path]:
     return sorted(POSTS.iterdir())
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A PostgreSQL server for the session: $CAIXUN_TEST_POSTGRES, or a throwaway cluster."""
+    import pgserver
+
+    url = os.environ.get(pgserver.ENV)
+    if url:
+        yield url
+        return
+    base = Path(tempfile.mkdtemp(prefix="caixun-pg-"))  # not under pytest's 0700 tmp: the
+    try:                                                 # server runs as the postgres user
+        yield pgserver.start(base)
+    finally:
+        pgserver.stop(base)
+
+
 @pytest.fixture
-def archive(tmp_path: Path) -> SqliteArchive:
-    with open_archive(tmp_path / "caixun.db") as db:
-        yield db  # type: ignore[misc]
+def pg_url(pg_server: str) -> Iterator[str]:
+    """The URL of a new, empty database on the test server; dropped afterwards."""
+    import psycopg
+
+    name = "caixun_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name} TEMPLATE template0 STRATEGY FILE_COPY")
+    yield pg_server.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def archive_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where an archive goes, for each backend: an SQLite file, or a PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "caixun.db")
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def archive(archive_url: str) -> Iterator[SqliteArchive]:
+    """A new, empty archive of each backend (every test using it runs on both)."""
+    with open_archive(archive_url) as db:
+        yield db
 
 
 # CI runs derandomized so a red build is reproducible; locally, Hypothesis explores.

@@ -30,7 +30,8 @@ import pytest
 
 import newsserver as ns
 from caixun.archive import SourceHealth, SqliteArchive, open_archive
-from caixun.archive.sqlite import BuildState, is_busy
+from caixun.archive import BuildState
+from caixun.archive.worker import is_busy
 from caixun.archive.worker import ArchiveWorker, BusyLog, on_archive
 from caixun.errors import ArchiveError, CaixunError
 from caixun.fetch import FetchSettings

@@ -242,7 +242,7 @@ def test_past_the_rank_window_only_the_newest_matches_are_ranked(
     archive.store_many([_article(n, "央行公告" if n == 1 else f"消息{n}", f"今日央行操作{n}号")
                         for n in range(1, 11)])
     assert [h.ref.uid for h in archive.search("央行", limit=1)] == ["t:1"]
-    monkeypatch.setattr("caixun.archive.sqlite.RANK_WINDOW", 4)
+    monkeypatch.setattr("caixun.archive.base.RANK_WINDOW", 4)
     ranked = [h.ref.uid for h in archive.search("央行", limit=10)]
     assert "t:1" in ranked and len(ranked) == 10  # a page past the window widens it
     assert {h.ref.uid for h in archive.search("央行", limit=4)} == {"t:7", "t:8", "t:9", "t:10"}
@@ -253,7 +253,7 @@ def test_a_broad_query_ranks_its_window_by_title_hits_then_recency(
         archive: SqliteArchive, monkeypatch: pytest.MonkeyPatch) -> None:
     archive.store_many([_article(n, "央行公告" if n in (1, 8) else f"消息{n}", f"今日央行操作{n}号")
                         for n in range(1, 11)])
-    monkeypatch.setattr("caixun.archive.sqlite.RANK_WINDOW", 4)
+    monkeypatch.setattr("caixun.archive.base.RANK_WINDOW", 4)
     hits = archive.search("央行", limit=4, now=datetime(2021, 12, 9, tzinfo=BEIJING).timestamp())
     assert [h.ref.uid for h in hits] == ["t:8", "t:10", "t:9", "t:7"]
     assert hits[0].score > hits[1].score > hits[2].score > hits[3].score

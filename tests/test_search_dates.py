@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from caixun.archive import SqliteArchive, open_archive
+from caixun.archive import base as archive_base
 from caixun.archive import sqlite as archive_sqlite
 from caixun.model import Article
 from caixun.normalize import BEIJING
@@ -43,7 +44,7 @@ def reference_search(archive: SqliteArchive, query: str, outlet: str | None,
                      since_ts: int | None, until_ts: int | None, limit: int,
                      offset: int) -> list[Hit]:
     """``SqliteArchive._search`` as it was before the filtered ids were put in a set."""
-    db, m = archive._db, archive_sqlite
+    db, m = archive._db, archive_base
     parsed = parse_query(query)
     where, params = ["search MATCH ?"], list[Any]([parsed.match])
     if outlet:
@@ -190,7 +191,7 @@ def test_filtered_search_finds_what_the_plain_scan_found(
             expected = brute_force(archive, query, outlet, since_ts, until_ts)
             every = searched(archive, query, outlet, since_ts, until_ts, limit=10_000)
             assert {uid for uid, _, _ in every} == expected
-            monkeypatch.setattr(archive_sqlite, "RANK_WINDOW", window)  # broad and narrow
+            monkeypatch.setattr(archive_base, "RANK_WINDOW", window)  # broad and narrow
             assert searched(archive, query, outlet, since_ts, until_ts, limit, offset) == \
                 reference_search(archive, query, outlet, since_ts, until_ts, limit, offset)
             monkeypatch.undo()

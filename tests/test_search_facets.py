@@ -198,7 +198,7 @@ def test_a_long_reindex_is_announced_before_it_starts(tmp_path: Path,
     path = tmp_path / "old.db"
     with SqliteArchive(path, migrations=[m for m in MIGRATIONS if m.version < 14]) as old:
         old.store_many([article(n, ["银行"], 0, START_TS + n * 600) for n in range(5)])
-    monkeypatch.setattr("caixun.archive.sqlite.REINDEX_NOTICE_FROM", 5)
+    monkeypatch.setattr("caixun.archive.base.REINDEX_NOTICE_FROM", 5)
     told: list[str] = []
     with SqliteArchive(path, notice=told.append) as archive:
         assert len(results(archive, "银行", None, None, None)) == 5

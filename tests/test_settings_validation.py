@@ -184,6 +184,8 @@ def test_the_reported_values_are_refused(key: str, value: Any) -> None:
 # Values of the right type that are still wrong, for every text setting.
 BAD_TEXT: dict[str, list[str]] = {
     "archive.path": ["", "   ", "."],  # "." is a directory
+    "archive.url": ["caixun.db", "mysql://db/news", "postgresql://db/news x",
+                    "http://db/news", "postgresql://db/\nnews"],
     "site.title": ["财讯\n", "a\x00b"],
     "site.url": ["", "ftp://example.org/", "example.org", "http://", "http://exa mple.org/",
                  "https://example.org:99999/", "javascript:alert(1)", "5"],
@@ -201,6 +203,7 @@ GOOD_TEXT: dict[str, list[str]] = {
     "site.theme": ["theme"],  # made by the test
     "jekyll.base_url": ["//finews.example.com", "https://finews.example.com", "/news"],
     "archive.path": ["data/news.db"],
+    "archive.url": ["postgresql://caixun:pw@db.example.com:5432/news", "postgres://db/news", ""],
     "fetch.user_agent": ["Mozilla/5.0 (X11; Linux x86_64)"],
 }
 
@@ -428,8 +431,10 @@ def _uncommented(template: str) -> str:
     """The template with every commented setting and option written out."""
     lines = [re.sub(r"^# (\[\[sources\]\]|\w+ = .*)$", r"\1", line)
              for line in template.splitlines()]
-    return "\n".join("url = \"https://example.org/feed.xml\"" if line == 'url = ""' else line
-                     for line in lines) + "\n"
+    first_source = lines.index("[[sources]]")  # a feed's url option; [archive] url stays ""
+    return "\n".join("url = \"https://example.org/feed.xml\""
+                     if line == 'url = ""' and at > first_source else line
+                     for at, line in enumerate(lines)) + "\n"
 
 
 def test_init_writes_a_config_that_loads_even_with_every_line_uncommented(

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from caixun.archive import ArticleRef, SqliteArchive
+from caixun.archive import Archive, ArticleRef, SqliteArchive
 from caixun.model import Article
 from caixun.publish import paths
 from caixun.publish.feeds import entry_id
@@ -189,14 +189,14 @@ def test_a_site_without_watches_has_nothing_of_them(archive: SqliteArchive,
 
 def _count_watch_queries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
-    original = SqliteArchive.watch_refs
+    original = Archive.watch_refs
 
-    def counted(self: SqliteArchive, watch: Watch, *args: Any, **kwargs: Any
+    def counted(self: Archive, watch: Watch, *args: Any, **kwargs: Any
                 ) -> list[ArticleRef]:
         calls.append(watch.name)
         return original(self, watch, *args, **kwargs)
 
-    monkeypatch.setattr(SqliteArchive, "watch_refs", counted)
+    monkeypatch.setattr(Archive, "watch_refs", counted)
     return calls
 
 

@@ -42,7 +42,7 @@ def corpus_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path
     with open_archive(tmp / "caixun.db") as archive:
         import_posts([POSTS], archive)
         build_site(archive, tmp / "site", CONFIG, jobs=1)
-        texts = static_search._texts(archive.path, 0, ALL)
+        texts = archive.index_texts(0, ALL)
     yield tmp / "site", texts
 
 
@@ -311,19 +311,15 @@ def test_terms_kept_at_write_time_build_the_index_a_recomputation_would(
         archive: SqliteArchive, tmp_path: Path) -> None:
     """The build reads the terms the archive kept; without them (an older archive, other
     term rules) it segments the articles itself: the same files either way."""
-    import sqlite3
-
     import_posts([POSTS], archive)
     _add(archive, range(1, 30))
     kept = _full_copy(archive, tmp_path, "kept")
-    stored = sqlite3.connect(archive.path).execute(
-        "SELECT count(*) FROM static_terms").fetchone()[0]
+    stored = archive._db.execute("SELECT count(*) FROM static_terms").fetchone()[0]
     assert stored == archive.count()
-    db = sqlite3.connect(archive.path)
-    db.execute("UPDATE static_terms SET version = version + 1 WHERE article_id % 3 = 0")
-    db.execute("DELETE FROM static_terms WHERE article_id % 3 = 1")
-    db.commit()
-    db.close()
+    with archive.transaction():
+        archive._db.execute("UPDATE static_terms SET version = version + 1 "
+                            "WHERE article_id % 3 = 0")
+        archive._db.execute("DELETE FROM static_terms WHERE article_id % 3 = 1")
     assert _full_copy(archive, tmp_path, "recomputed") == kept
     # An edited article's kept terms follow its text.
     article = archive.get("test:5")

@@ -59,7 +59,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         with open_archive(tmp / "caixun.db") as archive:
             import_posts([POSTS], archive)
             build_site(archive, site, SiteConfig(url=base), jobs=1)
-            texts = static_search._texts(archive.path, 0, 10**9)
+            texts = archive.index_texts(0, 10**9)
         yield base, site, texts
 
 

@@ -16,7 +16,7 @@ from caixun import dedup
 from caixun.archive import SqliteArchive, StoreResult, open_archive
 from caixun.archive import stories as story_index
 from caixun.archive.migrations import MIGRATIONS
-from caixun.archive.sqlite import identity_of
+from caixun.archive.base import identity_of
 from caixun.fetch import Fetcher, FetchSettings, fetch_round
 from caixun.importer import import_posts
 from caixun.model import Article, PostStyle
@@ -40,13 +40,9 @@ def _article(uid: str, body: str = BODY, *, outlet: str = "财联社", slug: str
 
 def _story_rows(archive: SqliteArchive) -> dict[str, tuple[str, str | None]]:
     """uid → (uid of the story's first article, uid of the original or None)."""
-    db = sqlite3.connect(archive.path)
-    try:
-        rows = db.execute(
-            "SELECT a.uid, s.uid, o.uid FROM articles a JOIN articles s ON s.id = a.story_id "
-            "LEFT JOIN articles o ON o.id = a.duplicate_of").fetchall()
-    finally:
-        db.close()
+    rows = archive._db.execute(
+        "SELECT a.uid, s.uid, o.uid FROM articles a JOIN articles s ON s.id = a.story_id "
+        "LEFT JOIN articles o ON o.id = a.duplicate_of").fetchall()
     return {uid: (story, original) for uid, story, original in rows}
 
 
@@ -234,12 +230,8 @@ def test_workers_fingerprint_as_the_writer_would(tmp_path: Path,
 
 
 def _keys(archive: SqliteArchive) -> set[tuple[str, int, int]]:
-    db = sqlite3.connect(archive.path)
-    try:
-        return set(db.execute("SELECT a.uid, k.key, k.published_ts FROM dedup_keys k "
-                              "JOIN articles a ON a.id = k.article_id"))
-    finally:
-        db.close()
+    return set(archive._db.execute("SELECT a.uid, k.key, k.published_ts FROM dedup_keys k "
+                                   "JOIN articles a ON a.id = k.article_id"))
 
 
 def test_search_finds_an_exact_copy_once(archive: SqliteArchive) -> None:

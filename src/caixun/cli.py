@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
-    from caixun.archive import SqliteArchive
+    from caixun.archive import Archive
     from caixun.archive.securities import SecurityRow
     from caixun.fetch import FetchSettings
     from caixun.importer import FileOutcome
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+SERVER_SCHEMES = ("postgresql://", "postgres://")
 BAR_DELAY = 1.0  # seconds: a build done sooner shows no progress bar
 
 
@@ -55,15 +56,29 @@ class AppContext:
         return Console(stderr=True)
 
     @property
-    def archive_path(self) -> Path:
-        return Path(self.settings["archive.path"])
+    def archive_location(self) -> str:
+        """The archive: [archive] url (a PostgreSQL database) if set, else the SQLite file."""
+        return str(self.settings["archive.url"] or self.settings["archive.path"])
 
-    def open_archive(self, read_only: bool = False) -> SqliteArchive:
+    @property
+    def archive_name(self) -> str:
+        """The archive, for messages (a URL without its password)."""
+        if self.settings["archive.url"]:
+            from caixun.archive.postgres import describe
+
+            return describe(self.settings["archive.url"])
+        return str(self.settings["archive.path"])
+
+    def archive_exists(self) -> bool:
+        """Whether there is an archive to read (a server's is opened to find out)."""
+        return bool(self.settings["archive.url"]) or Path(self.settings["archive.path"]).is_file()
+
+    def open_archive(self, read_only: bool = False) -> Archive:
         """The archive; ``read_only`` for commands that only read (nothing is created)."""
         from caixun.archive import open_archive
 
         # An upgrade that rebuilds the index says so first, -q or not: it can take minutes.
-        return open_archive(self.archive_path, read_only=read_only,
+        return open_archive(self.archive_location, read_only=read_only,
                             notice=lambda message: click.echo(message, err=True))
 
     def fetch_settings(self) -> FetchSettings:
@@ -146,8 +161,18 @@ class CaixunGroup(click.Group):
 
 
 def archive_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--archive", "archive_path", type=click.Path(dir_okay=False),
-                        help="Archive file (default: [archive] path, or caixun.db).")(func)
+    return click.option("--archive", "archive_path", metavar="PATH|URL",
+                        help="Archive: an SQLite file, or a postgresql:// URL "
+                             "(default: [archive] url or path, or caixun.db).")(func)
+
+
+def _archive_overrides(location: str | None) -> dict[str, str | None]:
+    """--archive: a URL selects PostgreSQL, a path an SQLite file (and no server)."""
+    if location is None:
+        return {}
+    if location.startswith(SERVER_SCHEMES):  # caixun.archive.is_server_url, without its imports
+        return {"archive.url": location}
+    return {"archive.path": location, "archive.url": ""}
 
 
 @click.group(cls=CaixunGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -162,7 +187,7 @@ def main(ctx: click.Context, archive_path: str | None, config_path: Path | None,
     """caixun (财讯): aggregate, archive and publish Chinese financial news."""
     from caixun.settings import load_settings
 
-    settings = load_settings(config_path, {"archive.path": archive_path})
+    settings = load_settings(config_path, _archive_overrides(archive_path))
     ctx.obj = AppContext(settings, quiet)
 
 
@@ -207,6 +232,38 @@ def _report_outcome(app: AppContext, outcome: FileOutcome) -> None:
         app.error(f"{outcome.path}: {outcome.problem} (skipped)")
     for repair in outcome.repairs:
         app.warn(f"{outcome.path}: {repair}")
+
+
+@main.group("archive")
+def archive_group() -> None:
+    """Work on whole archives: copy one into another (SQLite and PostgreSQL)."""
+
+
+@archive_group.command("copy")
+@click.argument("source", metavar="SOURCE")
+@click.argument("target", metavar="TARGET")
+@click.pass_obj
+def archive_copy(app: AppContext, source: str, target: str) -> None:
+    """Copy the archive SOURCE into the new, empty archive TARGET.
+
+    Each is an SQLite file or a postgresql:// URL, either way round: every
+    article, version, alias, story, tag, watch and the build state arrive
+    with their ids, and TARGET builds its own search index. All or nothing.
+    """
+    from caixun.archive import open_archive
+    from caixun.archive.copy import copy_archive, rows_to_copy
+
+    def notice(message: str) -> None:
+        click.echo(message, err=True)
+
+    with open_archive(source, read_only=True) as src, \
+            open_archive(target, notice=notice) as dst:
+        with app.progress("copying", None) as bar:
+            task = bar.add_task("copying", total=rows_to_copy(src)) if bar is not None else None
+            copied = copy_archive(src, dst, None if bar is None or task is None
+                                  else lambda n: bar.advance(task, n))
+        app.info(f"copied {copied:,} rows ({dst.count():,} articles) from {src.path} "
+                 f"to {dst.path}")
 
 
 @main.group("export")
@@ -353,9 +410,9 @@ def serve_command(app: AppContext, site_dir: Path | None, host: str, port: int) 
     from caixun.serve import serve
 
     directory = site_dir or Path(app.settings["site.out"])
-    routes = search_routes(app.archive_path, app.site_config().base_path)
-    if not app.archive_path.is_file():  # the API opens it read-only: nothing is created
-        app.warn(f"no archive at {app.archive_path}: /api/search answers 503 until "
+    routes = search_routes(app.archive_location, app.site_config().base_path)
+    if not app.archive_exists():  # the API opens it read-only: nothing is created
+        app.warn(f"no archive at {app.archive_name}: /api/search answers 503 until "
                  "`caixun import` or `caixun fetch` makes one")
     app.info(f"serving {directory} at http://{host}:{port}/ (search API: /api/search?q=…)")
     serve(directory, host, port, routes)
@@ -402,7 +459,7 @@ def fetch_command(app: AppContext, names: tuple[str, ...]) -> None:
         raise click.ClickException("some sources failed; see above")
 
 
-async def _deliver_due(app: AppContext, archive: SqliteArchive) -> Any:
+async def _deliver_due(app: AppContext, archive: Archive) -> Any:
     """Send the watches' notifications that are due; report the failures."""
     from caixun.watch import Deliverer, deliver_pending
 
@@ -490,7 +547,7 @@ def sources_command(app: AppContext, as_json: bool) -> None:
     configs = app.source_configs()
     for config in configs:  # an unknown kind or a bad option is an error, as in fetch
         load_source(config)
-    if not app.archive_path.is_file():  # nothing polled yet; don't create an archive to say so
+    if not app.archive_exists():  # nothing polled yet; don't create an archive to say so
         rows = [(c, SourceHealth(c.name)) for c in configs]
     else:
         with app.open_archive(read_only=True) as archive:
@@ -541,7 +598,7 @@ def securities_group(ctx: click.Context, as_json: bool) -> None:
 
     app: AppContext = ctx.obj
     rows: list[SecurityRow] = []
-    if app.archive_path.is_file():  # no archive: nothing known, and nothing to create
+    if app.archive_exists():  # no archive: nothing known, and nothing to create
         with app.open_archive(read_only=True) as archive:
             rows = archive.securities()
     if as_json:
@@ -552,7 +609,7 @@ def securities_group(ctx: click.Context, as_json: bool) -> None:
         } for r in rows], ensure_ascii=False, indent=2))
         return
     if not rows:
-        click.echo(f"no securities in {app.archive_path} yet: `caixun fetch` learns them from "
+        click.echo(f"no securities in {app.archive_name} yet: `caixun fetch` learns them from "
                    "the sources, `caixun securities import FILE.csv` from your own list")
         return
     from rich.console import Console
@@ -622,15 +679,15 @@ def securities_retag(app: AppContext, everything: bool) -> None:
     until nothing is left, with a progress bar on a terminal. An interrupted
     re-tag goes on where it stopped. Prints how many articles were read.
     """
-    if not app.archive_path.is_file():
-        raise click.ClickException(f"no archive at {app.archive_path}; run `caixun import` or "
+    if not app.archive_exists():
+        raise click.ClickException(f"no archive at {app.archive_name}; run `caixun import` or "
                                    "`caixun fetch` first")
     with app.open_archive() as archive:
         read = _retag(app, archive, everything)
     app.info(f"re-tagged: read {read} article(s)")
 
 
-def _retag(app: AppContext, archive: SqliteArchive, everything: bool) -> int:
+def _retag(app: AppContext, archive: Archive, everything: bool) -> int:
     """Run the archive's re-tag until it is done; how many articles it read."""
     total = archive.count() if everything else None  # by name: not known beforehand
     read = 0
@@ -819,25 +876,32 @@ def _csv_code(raw: str, market: str) -> str:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
               help="Port to serve on.")
+@click.option("--role", type=click.Choice(["all", "fetch", "publish"]), default="all",
+              show_default=True,
+              help="fetch: poll and store only (run several, on several machines); publish: "
+                   "build, serve and notify only (one); all: both, in one process.")
 @click.pass_obj
 def run_command(app: AppContext, no_serve: bool, out_dir: Path | None, host: str,
-                port: int) -> None:
+                port: int, role: str) -> None:
     """The main job: poll every source on its schedule, store, rebuild, serve.
 
     Logs one line per source per round. Ctrl-C or SIGTERM stops it cleanly;
     unreachable sources are reported and retried with backoff while the site
-    stays up.
+    stays up. With --role, the work splits: fetchers share the sources (a
+    lease per poll, so no source is polled by two at once) and each host's
+    gap between requests; the publisher builds when they store news.
     """
     import asyncio
 
     from caixun.run import RunOptions, run_daemon
 
     options = RunOptions(
-        archive_path=Path(app.settings["archive.path"]),
+        archive_path=app.archive_location,
         out=out_dir or Path(app.settings["site.out"]), site=app.site_config(),
         fetch=app.fetch_settings(), max_backoff=app.settings["fetch.max_backoff"],
-        serve=not no_serve, host=host, port=port, watches=app.settings.watches)
-    configs = app.source_configs()
+        serve=not no_serve, host=host, port=port, watches=app.settings.watches, role=role,
+        lease=app.settings["fetch.lease"])
+    configs = app.source_configs() if role != "publish" else []  # a publisher polls none
     asyncio.run(run_daemon(options, configs, lambda line: click.echo(line, err=True)))
 
 
@@ -908,20 +972,91 @@ def _day_bounds(since: datetime | None, until: datetime | None) -> tuple[int | N
 
 
 @main.command("init")
-@click.option("--force", is_flag=True, help="Overwrite an existing caixun.toml.")
+@click.option("--force", is_flag=True,
+              help="Overwrite an existing caixun.toml (with --systemd or --github-pages: the "
+                   "unit or workflow; an existing caixun.toml is then kept).")
+@click.option("--systemd", is_flag=True,
+              help="Write caixun.service, a systemd unit that runs `caixun run`.")
+@click.option("--github-pages", "github_pages", is_flag=True,
+              help="Write .github/workflows/caixun.yml: fetch, build and publish to GitHub "
+                   "Pages on a schedule.")
+@click.option("--user", default="caixun", show_default=True, metavar="NAME",
+              help="The dedicated user the systemd unit runs as.")
+@click.option("--archive", "archive_location", metavar="PATH|URL",
+              help="The archive to write into caixun.toml ([archive] path, or url for a "
+                   "postgresql:// URL), made (or upgraded) now.")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path), default="caixun.toml")
-@click.pass_obj
-def init_command(app: AppContext, path: Path, force: bool) -> None:
-    """Write a commented caixun.toml with every setting and every built-in source."""
+@click.pass_context
+def init_command(ctx: click.Context, path: Path, force: bool, systemd: bool,
+                 github_pages: bool, user: str, archive_location: str | None) -> None:
+    """Write a commented caixun.toml with every setting and every built-in source.
+
+    With --archive (here or before the command), caixun.toml names that
+    archive, and the archive is made now: a PostgreSQL server that cannot be
+    reached, or a role without rights, is told at once.
+
+    With --systemd or --github-pages (or both), write the systemd unit or the
+    GitHub Actions workflow instead, for the settings in PATH (or --config);
+    PATH is then written only if it is missing.
+    """
+    from click.core import ParameterSource
+
     from caixun.config_template import config_template
 
-    if path.exists() and not force:
-        raise click.ClickException(f"{path} exists; use --force to overwrite it")
-    path.write_text(config_template(), encoding="utf-8")
-    app.info(f"wrote {path}: edit it, then run `caixun run`")
+    app: AppContext = ctx.obj
+    explicit = {name for name in ("path", "user")
+                if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT}
+    archive = archive_location or ctx.find_root().params["archive_path"]
+    chosen = {k: v for k, v in _archive_overrides(archive).items() if v}
+    if not (systemd or github_pages):
+        if "user" in explicit:
+            raise click.UsageError("--user is for --systemd")
+        if path.exists() and not force:
+            raise click.ClickException(f"{path} exists; use --force to overwrite it")
+        if archive is not None:
+            from caixun.archive import open_archive
+
+            open_archive(archive).close()  # made now: a bad URL fails before the file
+        path.write_text(config_template(chosen), encoding="utf-8")
+        app.info(f"wrote {path}: edit it, then run `caixun run`")
+        return
+
+    from caixun import deploy
+
+    root = ctx.find_root().params
+    if root["config_path"] is not None and "path" in explicit:
+        raise click.UsageError("give the settings file as --config or as PATH, not both")
+    config: Path = root["config_path"] or path
+    targets = [p for p, wanted in ((deploy.UNIT_FILE, systemd),
+                                   (deploy.WORKFLOW_FILE, github_pages)) if wanted]
+    for target in targets:
+        if target.exists() and not force:
+            raise click.ClickException(f"{target} exists; use --force to overwrite it")
+    if systemd:
+        deploy.check_user(user)  # before anything is written
+    if not config.exists():
+        config.write_text(config_template(), encoding="utf-8")
+        app.info(f"wrote {config}: edit it")
+    settings = deploy.deploy_settings(config, app.settings, root["archive_path"] is not None)
+    if systemd:
+        service = deploy.service_for(settings, config, user)
+        deploy.UNIT_FILE.write_text(deploy.systemd_unit(service), encoding="utf-8")
+        steps = deploy.install_steps(service, deploy.UNIT_FILE)
+        app.info(f"wrote {deploy.UNIT_FILE}, a systemd unit for `caixun run`; to install it:\n"
+                 + "\n".join(f"  {step}" for step in steps))
+        for note in deploy.service_notes(service):
+            app.warn(note)
+    if github_pages:
+        pages = deploy.pages_for(settings, config)
+        deploy.WORKFLOW_FILE.parent.mkdir(parents=True, exist_ok=True)
+        deploy.WORKFLOW_FILE.write_text(deploy.pages_workflow(pages), encoding="utf-8")
+        app.info(f"wrote {deploy.WORKFLOW_FILE}: commit it with {config}, then choose "
+                 "Settings > Pages > Source: GitHub Actions in the repository")
+        for note in deploy.pages_notes(pages, settings["site.url"]):
+            app.warn(note)
 
 
-def _refuse_post_clashes(archive: SqliteArchive) -> None:
+def _refuse_post_clashes(archive: Archive) -> None:
     """Before writing anything: no two articles may have one post file."""
     clashes = [c for c in archive.output_clashes() if c[0].endswith(".md")]
     if clashes:

@@ -7,7 +7,7 @@ families, so the template cannot fall behind the code.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Mapping
 
 from caixun.settings import SETTINGS
 from caixun.sources.base import Source, available_kinds
@@ -68,7 +68,7 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"no TOML literal for {value!r}")
 
 
-def _settings_part() -> list[str]:
+def _settings_part(values: Mapping[str, Any]) -> list[str]:
     lines: list[str] = []
     section = ""
     for setting in SETTINGS:
@@ -76,7 +76,10 @@ def _settings_part() -> list[str]:
             section = setting.section
             lines += ["", f"[{section}]"]
         lines.append(f"# {setting.help}")
-        lines.append(f"# {setting.name} = {toml_value(setting.default)}")
+        if setting.key in values:
+            lines.append(f"{setting.name} = {toml_value(values[setting.key])}")
+        else:
+            lines.append(f"# {setting.name} = {toml_value(setting.default)}")
     return lines
 
 
@@ -113,7 +116,8 @@ def _source_part() -> list[str]:
     return lines
 
 
-def config_template() -> str:
+def config_template(values: Mapping[str, Any] | None = None) -> str:
+    """The commented settings file; ``values`` (setting key → value) are written set."""
     header = ["# caixun.toml — settings for caixun (财讯).",
               "# Commented lines show the defaults; uncomment to change one."]
-    return "\n".join(header + _settings_part() + _source_part()) + "\n"
+    return "\n".join(header + _settings_part(values or {}) + _source_part()) + "\n"

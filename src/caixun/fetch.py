@@ -79,7 +79,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from caixun.archive import SourceHealth, SqliteArchive, StoreResult
+from caixun.archive import Archive, SourceHealth, StoreResult
 from caixun.archive.worker import ArchiveWorker, on_archive
 from caixun.errors import ArchiveError, FetchError, PayloadError, SourceError
 from caixun.model import Article
@@ -114,7 +114,7 @@ MAX_RETRY_AFTER = 120.0
 FAILING_SINCE = "_failing_since"
 DEFAULT_USER_AGENT = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
                       "(KHTML, like Gecko) Chrome/120.0 Safari/537.36 caixun")
-# Articles one re-tag step reads at most (SqliteArchive.retag's limit).
+# Articles one re-tag step reads at most (Archive.retag's limit).
 RETAG_STEP = 500
 
 
@@ -167,6 +167,9 @@ class HostGate:
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._next_start: dict[str, float] = {}
+        # Books a start with the other fetchers of one archive (Archive.reserve_host):
+        # (host, gap) → seconds to wait. None: this process is the only one.
+        self.shared: Callable[[str, float], Awaitable[float]] | None = None
 
     def defer(self, host: str, seconds: float) -> None:
         """The host asked us to wait (``Retry-After``): no request before then."""
@@ -179,6 +182,10 @@ class HostGate:
             delay = self._next_start.get(host, 0.0) - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if self.shared is not None:
+                delay = await self.shared(host, self.min_gap)
+                if delay > 0:
+                    await asyncio.sleep(delay)
             self._next_start[host] = time.monotonic() + self.min_gap
 
     async def run(self, host: str, call: Any) -> Any:
@@ -736,7 +743,7 @@ class SourceReport:
         return text
 
 
-async def poll_source(source: Source, fetcher: Fetcher, archive: SqliteArchive | ArchiveWorker,
+async def poll_source(source: Source, fetcher: Fetcher, archive: Archive | ArchiveWorker,
                       state: Mapping[str, Mapping[str, str]]) -> SourceReport:
     """One round: lists, then full texts of new or changed items, then store.
 
@@ -807,12 +814,12 @@ def _request_state(lists: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str
 
 
 async def fetch_round(sources: Sequence[Source], fetcher: Fetcher,
-                      archive: SqliteArchive | ArchiveWorker, *, due_only: bool = True,
+                      archive: Archive | ArchiveWorker, *, due_only: bool = True,
                       max_backoff: float = 3600.0) -> list[SourceReport]:
     """Poll every due source (or all of them) concurrently; each records its health."""
     now = time.time()
     chosen = [s for s in sources if not due_only
-              or (await on_archive(archive, SqliteArchive.source_health, s.name)).next_poll <= now]
+              or (await on_archive(archive, Archive.source_health, s.name)).next_poll <= now]
     reports = list(await asyncio.gather(
         *(poll_and_record(source, fetcher, archive, max_backoff) for source in chosen)))
     if reports:
@@ -825,28 +832,28 @@ async def fetch_round(sources: Sequence[Source], fetcher: Fetcher,
     return reports
 
 
-async def retag_step(archive: SqliteArchive | ArchiveWorker, limit: int = RETAG_STEP) -> int:
+async def retag_step(archive: Archive | ArchiveWorker, limit: int = RETAG_STEP) -> int:
     """One bounded step of the archive's re-tag, when one is pending: up to ``limit``
     articles stored before names were learned are tagged with them. Returns how
     many articles it read (0: nothing was pending, or ``limit`` is 0)."""
-    if limit <= 0 or not await on_archive(archive, SqliteArchive.retag_pending):
+    if limit <= 0 or not await on_archive(archive, Archive.retag_pending):
         return 0
-    return await on_archive(archive, SqliteArchive.retag, limit)
+    return await on_archive(archive, Archive.retag, limit)
 
 
 async def poll_and_record(source: Source, fetcher: Fetcher,
-                          archive: SqliteArchive | ArchiveWorker,
+                          archive: Archive | ArchiveWorker,
                           max_backoff: float = 3600.0) -> SourceReport:
     """One round of one source, with its health record updated afterwards."""
-    health = await on_archive(archive, SqliteArchive.source_health, source.name)
+    health = await on_archive(archive, Archive.source_health, source.name)
     report = await poll_source(source, fetcher, archive, health.lists)
-    await on_archive(archive, SqliteArchive.save_source_health,
+    await on_archive(archive, Archive.save_source_health,
                      next_health(health, report, source.config.every, time.time(), max_backoff))
     return report
 
 
 async def _list_entries(source: Source, fetcher: Fetcher,
-                        archive: SqliteArchive | ArchiveWorker,
+                        archive: Archive | ArchiveWorker,
                         report: SourceReport) -> list[Entry]:
     """The entries of every list of the round: each list's first page, then its
     older pages while they are needed (see the module docstring)."""
@@ -881,7 +888,7 @@ async def _first_page(source: Source, fetcher: Fetcher, request: Request,
     return payload, items
 
 
-async def _older_pages(source: Source, fetcher: Fetcher, archive: SqliteArchive | ArchiveWorker,
+async def _older_pages(source: Source, fetcher: Fetcher, archive: Archive | ArchiveWorker,
                        first: Request, payload: Any, items: list[Entry],
                        entries: dict[str, Entry], report: SourceReport) -> None:
     """Follow ``source.next_page`` from a list's first page while it is needed.
@@ -912,7 +919,7 @@ async def _older_pages(source: Source, fetcher: Fetcher, archive: SqliteArchive 
 
 
 async def _learn_names(source: NameSource, fetcher: Fetcher,
-                       archive: SqliteArchive | ArchiveWorker, report: SourceReport) -> None:
+                       archive: Archive | ArchiveWorker, report: SourceReport) -> None:
     """Every list of a names source, page by page, each page's names stored at once.
 
     A list that fails does not stop the next; the failures together fail the
@@ -929,7 +936,7 @@ async def _learn_names(source: NameSource, fetcher: Fetcher,
 
 
 async def _learn_list(source: NameSource, fetcher: Fetcher,
-                      archive: SqliteArchive | ArchiveWorker, first: Request,
+                      archive: Archive | ArchiveWorker, first: Request,
                       report: SourceReport) -> None:
     request, page = first, 1
     while True:
@@ -948,7 +955,7 @@ async def _learn_list(source: NameSource, fetcher: Fetcher,
         report.not_securities += names.ignored
         report.item_errors.extend(names.skipped)
         if names.names:
-            new = await on_archive(archive, SqliteArchive.learn_securities, names.names)
+            new = await on_archive(archive, Archive.learn_securities, names.names)
             report.names_new += len(new)
         following = source.next_page(request, payload, [])
         if following is None:
@@ -969,17 +976,17 @@ def _add(entries: dict[str, Entry], items: list[Entry]) -> bool:
     return len(entries) > before
 
 
-async def _any_stored(source: Source, archive: SqliteArchive | ArchiveWorker,
+async def _any_stored(source: Source, archive: Archive | ArchiveWorker,
                       items: list[Entry]) -> bool:
     """Whether the source already stored one of ``items``: paging has caught up."""
     uids = [source.uid(entry.native_id) for entry in items]
-    return bool(await on_archive(archive, SqliteArchive.list_hashes, uids))
+    return bool(await on_archive(archive, Archive.list_hashes, uids))
 
 
 async def _store_entries(source: Source, fetcher: Fetcher,
-                         archive: SqliteArchive | ArchiveWorker,
+                         archive: Archive | ArchiveWorker,
                          entries: list[Entry], report: SourceReport) -> None:
-    known = await on_archive(archive, SqliteArchive.list_hashes,
+    known = await on_archive(archive, Archive.list_hashes,
                              [source.uid(e.native_id) for e in entries])
     fresh = [e for e in entries if known.get(source.uid(e.native_id)) != e.list_hash]
     report.unchanged += len(entries) - len(fresh)
@@ -1005,12 +1012,21 @@ async def _store_entries(source: Source, fetcher: Fetcher,
             report.unchanged += 1
 
 
-def _store_batch(archive: SqliteArchive, articles: list[Article],
+def _store_batch(archive: Archive, articles: list[Article],
                  hashes: dict[str, str]) -> list[StoreResult]:
+    from caixun.archive.securities import scan_article
+    from caixun.dedup import Candidate
+    from caixun.segment import index_text
+
+    # Segmenting, fingerprinting and scanning for securities need no lock: done
+    # first, other writers (more fetchers, an import) wait only for the writes.
+    indexed = [index_text(a.title, a.digest, a.body_text) for a in articles]
+    prints = [Candidate.of(a) for a in articles]
+    scans = [scan_article(a) for a in articles]
     # One transaction: the articles and their "seen" marks land together, and
     # a retry after a busy archive repeats all of it or none.
     with archive.transaction():
-        stored = archive.store_many(articles)
+        stored = archive.store_many(articles, indexed, prints, scans)
         archive.set_list_hashes(hashes)
     return stored
 

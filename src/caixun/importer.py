@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from caixun.workers import worker_pool
-from caixun.archive import SqliteArchive, StoreResult
+from caixun.archive import Archive, StoreResult
 from caixun.archive.securities import scan_article
 from caixun.archive.stories import keyed
 from caixun.dedup import Candidate
@@ -205,7 +205,7 @@ def _walk(paths: Iterable[Path]) -> Iterator[tuple[str, str]]:
             yield name, f"{base}{os.sep}{name[len(prefix):]}"
 
 
-def _check(files: Iterator[tuple[str, str]], archive: SqliteArchive,
+def _check(files: Iterator[tuple[str, str]], archive: Archive,
            unchanged: OutcomeCallback) -> Iterator[_Job]:
     """The files to read; ``unchanged`` hears of each file with its recorded stat."""
     while chunk := list(itertools.islice(files, CHECK_BATCH)):
@@ -444,7 +444,7 @@ class _Shared:
 
 # -- store ----------------------------------------------------------------------------
 
-_Row = tuple[str, int, int, bytes, str, str]  # what SqliteArchive.record_imports takes
+_Row = tuple[str, int, int, bytes, str, str]  # what Archive.record_imports takes
 
 
 def _record(read: _Read, uid: str, repairs: tuple[str, ...]) -> _Row:
@@ -453,7 +453,7 @@ def _record(read: _Read, uid: str, repairs: tuple[str, ...]) -> _Row:
             json.dumps(list(repairs), ensure_ascii=False))
 
 
-def _store_batch(archive: SqliteArchive, batch: list[_Read]) -> list[StoreResult]:
+def _store_batch(archive: Archive, batch: list[_Read]) -> list[StoreResult]:
     """Store a batch and record its files in one transaction: all of it, or (full disk…) none.
 
     Returns the results of the parsed reads; the others (same bytes as
@@ -482,7 +482,7 @@ def _store_batch(archive: SqliteArchive, batch: list[_Read]) -> list[StoreResult
 
 def import_posts(
     paths: Iterable[Path],
-    archive: SqliteArchive,
+    archive: Archive,
     on_outcome: OutcomeCallback | None = None,
     batch_size: int = BATCH_SIZE,
     jobs: int | None = None,

@@ -177,6 +177,12 @@ def file_path() -> Rule:
                 lambda v: v.strip() != "" and not Path(v).is_dir())
 
 
+def postgres_url_or_empty() -> Rule:
+    return text('"" or a postgresql:// URL (postgresql://user:password@host:port/database)',
+                lambda v: v == "" or (v.startswith(("postgresql://", "postgres://"))
+                                      and not any(c.isspace() for c in v)))
+
+
 def directory_or_empty() -> Rule:
     return text('"" or an existing directory', lambda v: v == "" or Path(v).is_dir())
 

@@ -38,16 +38,17 @@ import os
 import signal
 import socket
 import time
+import threading
 import traceback
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator, Sequence
+from typing import Any, Awaitable, Callable, Iterator, Sequence, TypeVar
 
 import uvicorn
 
-from caixun.archive import SqliteArchive, open_archive
+from caixun.archive import Archive, open_archive
 from caixun.archive.worker import ArchiveWorker, BusyLog, retry_busy
 from caixun.errors import CaixunError, ConfigError
 from caixun.fetch import Fetcher, FetchSettings, poll_and_record, retag_step
@@ -55,17 +56,21 @@ from caixun.watch import Deliverer, Watch, deliver_pending
 from caixun.publish.site import BuildReport, SiteConfig, build_site
 from caixun.sources.base import Source, SourceConfig, load_source
 
-__all__ = ["RESTART_FIRST", "RESTART_MAX", "RunOptions", "run_daemon"]
+__all__ = ["LEASE_SECONDS", "RESTART_FIRST", "RESTART_MAX", "ROLES", "RunOptions", "run_daemon"]
 
 Log = Callable[[str], None]
+T = TypeVar("T")
 
 RESTART_FIRST = 1.0  # seconds before a failed task runs again; doubles while it keeps failing
 RESTART_MAX = 60.0
+ROLES = ("all", "fetch", "publish")
+LEASE_SECONDS = 60.0  # a killed fetcher's source is polled by another at most this late
+CHANGES_WAIT = 2.0  # seconds a publisher waits for a change notice before it looks anyway
 
 
 @dataclass(frozen=True, slots=True)
 class RunOptions:
-    archive_path: Path
+    archive_path: str | Path  # an SQLite file, or a PostgreSQL URL
     out: Path
     site: SiteConfig
     fetch: FetchSettings
@@ -76,6 +81,8 @@ class RunOptions:
     tick: float = 1.0  # longest sleep between checks for due sources
     watches: tuple[Watch, ...] = ()  # the [[watch]] tables
     deliver_every: float = 5.0  # seconds between looks for notifications due for a retry
+    role: str = "all"  # "fetch": poll and store; "publish": build, serve, notify; "all": both
+    lease: float = LEASE_SECONDS  # a fetcher's hold on the source it polls, renewed meanwhile
 
 
 class _QuietServer(uvicorn.Server):
@@ -208,13 +215,25 @@ async def _source_loop(source: Source, fetcher: Fetcher, archive: ArchiveWorker,
 
     After each round ``retag`` is set: the retag task then runs one step.
     """
+    holder = _holder()
     while not stop.is_set():
-        health = await archive.run(SqliteArchive.source_health, source.name)
+        health = await archive.run(Archive.source_health, source.name)
         wait = health.next_poll - time.time()
         if wait > 0:
             await _pause(stop, min(wait, options.tick))
             continue
-        report = await poll_and_record(source, fetcher, archive, options.max_backoff)
+        if not await archive.run(Archive.claim_source, source.name, holder, options.lease):
+            await _pause(stop, options.tick)  # another fetcher polls it now
+            continue
+        try:
+            # Due still? Another fetcher may have polled it between our two looks.
+            if (await archive.run(Archive.source_health, source.name)).next_poll > time.time():
+                continue
+            report = await _holding(source.name, holder, archive, options, log,
+                                    poll_and_record(source, fetcher, archive,
+                                                    options.max_backoff))
+        finally:
+            await archive.run(Archive.release_source, source.name, holder)
         log(f"{_stamp()} {report.summary()}")
         if report.changed:
             dirty.set()
@@ -222,6 +241,61 @@ async def _source_loop(source: Source, fetcher: Fetcher, archive: ArchiveWorker,
                 deliver.set()
         if retag is not None:
             retag.set()
+
+
+def _holder() -> str:
+    """Who holds a lease: this machine and process, and a task of it."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
+async def _holding(name: str, holder: str, archive: ArchiveWorker, options: RunOptions,
+                   log: Log, work: Awaitable[T]) -> T:
+    """``work``, renewing the lease on source ``name`` every third of its length meanwhile."""
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(options.lease / 3)
+            if not await archive.run(Archive.claim_source, name, holder, options.lease):
+                log(f"{_stamp()} {name}: lost the lease (this fetcher was too slow to "
+                    "renew it); another fetcher may poll it too")
+
+    renewal = asyncio.create_task(renew())
+    try:
+        return await work
+    finally:
+        renewal.cancel()
+        await asyncio.gather(renewal, return_exceptions=True)
+
+
+async def _follow_changes(options: RunOptions, stop: asyncio.Event,
+                          dirty: asyncio.Event) -> None:
+    """A publisher: set ``dirty`` when fetchers (other processes) stored news.
+
+    PostgreSQL says so at once (LISTEN/NOTIFY); SQLite is looked at every
+    CHANGES_WAIT seconds. Either way the change log decides: a notice
+    without new changes builds nothing.
+    """
+    loop = asyncio.get_running_loop()
+    done = threading.Event()
+
+    def follow() -> None:
+        with open_archive(options.archive_path) as archive:
+            seen = archive.last_change_seq()
+            while not done.is_set():
+                archive.wait_for_changes(CHANGES_WAIT)
+                last = archive.last_change_seq()
+                if last != seen:
+                    seen = last
+                    loop.call_soon_threadsafe(dirty.set)
+
+    watcher = asyncio.create_task(asyncio.to_thread(follow))
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({watcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        done.set()  # the thread ends within CHANGES_WAIT
+        stopper.cancel()
+        await asyncio.gather(stopper, return_exceptions=True)
+    await watcher  # what stopped it, if not a stop: the supervisor starts it again
 
 
 async def _retag_loop(archive: ArchiveWorker, options: RunOptions, stop: asyncio.Event,
@@ -314,31 +388,46 @@ async def run_daemon(options: RunOptions, configs: Sequence[SourceConfig], log: 
 
     Raises ``CaixunError`` when the site cannot be served or its server stops.
     """
-    sources = [load_source(config) for config in configs]
+    if options.role not in ROLES:
+        raise ConfigError(f"unknown role {options.role!r} (one of: {', '.join(ROLES)})")
+    fetches, publishes = options.role in ("all", "fetch"), options.role in ("all", "publish")
+    sources = [load_source(config) for config in configs] if fetches else []
     stop = stop or asyncio.Event()
     _watch_signals(stop)
     archive = await ArchiveWorker.open(
         options.archive_path, BusyLog(lambda line: log(f"{_stamp()} {line}"), "sources"))
     fetcher = Fetcher(options.fetch)
+    if options.role == "fetch" and options.fetch.min_gap > 0:
+        # Several fetchers: the gap between two requests to a host holds across all of them.
+        fetcher.gate.shared = lambda host, gap: archive.run(Archive.reserve_host, host, gap)
     server: tuple[_QuietServer, asyncio.Task[None]] | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
         dirty = asyncio.Event()
-        dirty.set()  # the first build: the site as the archive holds it
-        tasks.append(_start("build", lambda: _build_loop(options, stop, dirty, log), stop, log))
-        if options.serve:
+        if publishes:
+            dirty.set()  # the first build: the site as the archive holds it
+            tasks.append(_start("build", lambda: _build_loop(options, stop, dirty, log),
+                                stop, log))
+        if publishes and options.serve:
             server = await _serve(options)
             log(f"{_stamp()} serving {options.out} at http://{options.host}:{options.port}/")
+        if options.role == "publish":
+            tasks.append(_start("changes", lambda: _follow_changes(options, stop, dirty),
+                                stop, log))
         retag = asyncio.Event()
-        tasks.append(_start("retag", lambda: _retag_loop(archive, options, stop, retag, dirty,
-                                                         log), stop, log))
-        await archive.run(SqliteArchive.use_watches, options.watches)
+        if fetches:
+            tasks.append(_start("retag", lambda: _retag_loop(archive, options, stop, retag,
+                                                             dirty, log), stop, log))
+        await archive.run(Archive.use_watches, options.watches)
         deliver: asyncio.Event | None = None
-        if any(w.notifies for w in options.watches):
+        if publishes and any(w.notifies for w in options.watches):
             wanted = deliver = asyncio.Event()
             tasks.append(_start("notify", lambda: _deliver_loop(archive, options, stop, wanted,
                                                                 log), stop, log))
-        log(f"{_stamp()} polling {len(sources)} source(s); Ctrl-C stops")
+        if fetches:
+            log(f"{_stamp()} polling {len(sources)} source(s); Ctrl-C stops")
+        else:
+            log(f"{_stamp()} publishing what the fetchers store; Ctrl-C stops")
         tasks += [_start(s.name, _poller(s, fetcher, archive, options, stop, dirty, log, retag,
                                          deliver), stop, log) for s in sources]
         await _until_stopped(stop, server[1] if server else None)

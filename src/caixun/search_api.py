@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from caixun.archive import SearchHit, SqliteArchive
+    from caixun.archive import SearchHit, Archive
     from caixun.archive.securities import SecurityRow
 
 __all__ = ["MAX_RUNNING", "MAX_STOCKS", "MAX_WAITING", "PAGE_SIZE", "Busy", "SearchPool",
@@ -141,14 +141,14 @@ def search_record(hit: SearchHit, base_path: str = "",
     }
 
 
-def search_records(archive: SqliteArchive, hits: Sequence[SearchHit],
+def search_records(archive: Archive, hits: Sequence[SearchHit],
                    base_path: str = "") -> list[dict[str, Any]]:
     """The results as JSON, each with its securities (read in one query)."""
     codes = archive.article_codes([hit.ref.id for hit in hits]) if hits else {}
     return [search_record(hit, base_path, codes.get(hit.ref.id, ())) for hit in hits]
 
 
-def resolve_stocks(archive: SqliteArchive, values: Sequence[str]) -> list[str]:
+def resolve_stocks(archive: Archive, values: Sequence[str]) -> list[str]:
     """The canonical codes of ``values``, in order, without repeats.
 
     A value is a code in any spelling :func:`~caixun.securities.from_native`
@@ -256,7 +256,7 @@ def _error(message: str, status: int, retry_after: int | None = None) -> JSONRes
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def search_routes(archive_path: Path, base_path: str = "", *, running: int = MAX_RUNNING,
+def search_routes(archive_path: str | Path, base_path: str = "", *, running: int = MAX_RUNNING,
                   waiting: int = MAX_WAITING) -> list[Route]:
     """The API routes, reading the archive at ``archive_path`` (read-only, a connection per request).
 

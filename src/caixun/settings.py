@@ -22,6 +22,7 @@ from caixun.rules import (
     language_tag,
     like,
     number,
+    postgres_url_or_empty,
     text,
     time_zone,
     whole,
@@ -63,6 +64,11 @@ def _base_url(value: str) -> bool:
 SETTINGS: tuple[Setting, ...] = (
     Setting("archive", "path", "caixun.db",
             "The archive's SQLite file (relative to the working directory).", file_path()),
+    Setting("archive", "url", "",
+            "A PostgreSQL database to keep the archive in instead "
+            "(postgresql://user:password@host:port/database; the password may come from "
+            "PGPASSWORD or ~/.pgpass instead). Several fetchers on several machines "
+            "can share it.", postgres_url_or_empty()),
     Setting("site", "title", "财讯", "The site's name, shown on every page and in feeds."),
     Setting("site", "url", "http://127.0.0.1:8000",
             "The site's absolute URL (feeds, sitemap and canonical links use it; "
@@ -112,6 +118,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("fetch", "retag_step", 500,
             "Articles re-tagged at most after a round of fetching, when securities' names "
             "were learned since older articles were stored (0: never).", whole(0, 100_000)),
+    Setting("fetch", "lease", 60.0,
+            "Seconds a fetcher (`caixun run --role fetch`) holds the source it polls, "
+            "renewed while it polls: a fetcher killed meanwhile has its source polled by "
+            "another this late at most.", number(1, 3600)),
     Setting("fetch", "max_backoff", 3600.0,
             "Longest wait, in seconds, before polling a failing source again.",
             number(0, WEEK)),

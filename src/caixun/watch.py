@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 if TYPE_CHECKING:
-    from caixun.archive import SqliteArchive
+    from caixun.archive import Archive
     from caixun.archive.worker import ArchiveWorker
 
 __all__ = ["DeliveryReport", "Delivery", "Deliverer", "Notification", "Watch", "WatchError",
@@ -242,7 +242,7 @@ class DeliveryReport:
                 f"{self.failed} failed")
 
 
-async def deliver_pending(archive: SqliteArchive | ArchiveWorker, deliverer: Deliverer, *,
+async def deliver_pending(archive: Archive | ArchiveWorker, deliverer: Deliverer, *,
                           limit: int = 100, concurrency: int = 8,
                           clock: Callable[[], float] = time.time) -> DeliveryReport:
     """Send the notifications due now (at most ``limit``), ``concurrency`` at a time,
@@ -250,11 +250,11 @@ async def deliver_pending(archive: SqliteArchive | ArchiveWorker, deliverer: Del
     :func:`backoff`, or failed (a 4xx answer, or :data:`MAX_ATTEMPTS` reached)."""
     import asyncio
 
-    from caixun.archive import SqliteArchive
+    from caixun.archive import Archive
     from caixun.archive.worker import on_archive
 
     report = DeliveryReport()
-    due = await on_archive(archive, SqliteArchive.pending_notifications, clock(), limit)
+    due = await on_archive(archive, Archive.pending_notifications, clock(), limit)
     gate = asyncio.Semaphore(concurrency)
 
     async def one(notification: Notification) -> None:
@@ -262,16 +262,16 @@ async def deliver_pending(archive: SqliteArchive | ArchiveWorker, deliverer: Del
             outcome = await deliverer.deliver(notification)
         attempts = notification.attempts + 1
         if outcome.delivered:
-            await on_archive(archive, SqliteArchive.record_delivery, notification.id, True)
+            await on_archive(archive, Archive.record_delivery, notification.id, True)
             report.delivered += 1
             return
         message = f"watch {notification.watch}, {notification.uid}: {outcome.error}"
         if outcome.retry and attempts < MAX_ATTEMPTS:
-            await on_archive(archive, SqliteArchive.record_delivery, notification.id, False,
+            await on_archive(archive, Archive.record_delivery, notification.id, False,
                              outcome.error, clock() + backoff(attempts))
             report.retrying += 1
         else:
-            await on_archive(archive, SqliteArchive.record_delivery, notification.id, False,
+            await on_archive(archive, Archive.record_delivery, notification.id, False,
                              outcome.error)
             report.failed += 1
             deliverer.log(f"{message} (given up)")

@@ -2,8 +2,8 @@
 
 Tables (migration 12): ``securities`` (one row per canonical code: its current
 name, market, the other listing of the same company), ``security_names``
-(every spelling ever learned, with where and when; its rowid is the order
-learned, which the re-tag follows), ``article_securities`` (code, article) and
+(every spelling ever learned, with where and when; its rowid — in PostgreSQL
+a column of that name — is the order learned, which the re-tag follows), ``article_securities`` (code, article) and
 ``stock_changes`` (which stock pages a change in the ``changes`` log touches,
 for incremental builds).
 
@@ -14,7 +14,7 @@ tags are written together or not at all.
 
 from __future__ import annotations
 
-import sqlite3
+from caixun.archive.connection import Connection
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
@@ -75,7 +75,7 @@ def article_text(article: Article) -> str:
     return f"{article.title}\n{indexed_body(article.digest, article.body_text)}"
 
 
-def learn(db: sqlite3.Connection, names: Iterable[SecurityName],
+def learn(db: Connection, names: Iterable[SecurityName],
           renamed: set[str] | None = None) -> list[SecurityName]:
     """Store the names; returns those that were new spellings (in order).
 
@@ -98,33 +98,35 @@ def learn(db: sqlite3.Connection, names: Iterable[SecurityName],
             "INSERT INTO securities (code, name, market, source, learned_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (code) DO UPDATE SET "
             "name = CASE WHEN excluded.source NOT LIKE 'link:%' AND ? = 'short' "
-            "THEN excluded.name ELSE name END, "
+            "THEN excluded.name ELSE securities.name END, "
             "updated_at = CASE WHEN excluded.source NOT LIKE 'link:%' AND ? = 'short' "
-            "AND name <> excluded.name THEN excluded.updated_at ELSE updated_at END",
+            "AND securities.name <> excluded.name THEN excluded.updated_at "
+            "ELSE securities.updated_at END",
             (entry.code, entry.name, market, entry.source, now, now, entry.kind, entry.kind))
         cursor = db.execute(
-            "INSERT OR IGNORE INTO security_names (code, name, kind, source, learned_at) "
-            "VALUES (?, ?, ?, ?, ?)", (entry.code, entry.name, entry.kind, entry.source, now))
+            "INSERT INTO security_names (code, name, kind, source, learned_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (entry.code, entry.name, entry.kind, entry.source, now))
         if cursor.rowcount:
             new.append(entry)
     return new
 
 
-def set_pair(db: sqlite3.Connection, code: str, other: str) -> None:
+def set_pair(db: Connection, code: str, other: str) -> None:
     """Link two listings of one company (A and H shares)."""
     db.execute("UPDATE securities SET pair = ? WHERE code = ?", (other, code))
     db.execute("UPDATE securities SET pair = ? WHERE code = ?", (code, other))
 
 
-def tagger_names(db: sqlite3.Connection) -> list[tuple[str, str]]:
+def tagger_names(db: Connection) -> list[tuple[str, str]]:
     return db.execute("SELECT code, name FROM security_names ORDER BY rowid").fetchall()
 
 
-def load_tagger(db: sqlite3.Connection) -> Tagger:
+def load_tagger(db: Connection) -> Tagger:
     return Tagger(tagger_names(db))
 
 
-def article_codes(db: sqlite3.Connection, article_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
+def article_codes(db: Connection, article_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
     """The codes each article is tagged with (articles without tags are left out)."""
     found: dict[int, list[str]] = {}
     for start in range(0, len(article_ids), 500):
@@ -136,7 +138,7 @@ def article_codes(db: sqlite3.Connection, article_ids: Sequence[int]) -> dict[in
     return {k: tuple(v) for k, v in found.items()}
 
 
-def set_tags(db: sqlite3.Connection, article_id: int, codes: Sequence[str],
+def set_tags(db: Connection, article_id: int, codes: Sequence[str],
              change_seq: int, published_ts: int, old_ts: int | None = None,
              new: bool = False) -> bool:
     """Make the article's tags ``codes``; log the stock pages that change. True if tags did.
@@ -164,12 +166,12 @@ def set_tags(db: sqlite3.Connection, article_id: int, codes: Sequence[str],
     return bool(added or removed)
 
 
-def forget(db: sqlite3.Connection, article_id: int, change_seq: int, published_ts: int) -> None:
+def forget(db: Connection, article_id: int, change_seq: int, published_ts: int) -> None:
     """A deleted article leaves its stock pages."""
     set_tags(db, article_id, (), change_seq, published_ts)
 
 
-def list_securities(db: sqlite3.Connection, counts: bool = True) -> list[SecurityRow]:
+def list_securities(db: Connection, counts: bool = True) -> list[SecurityRow]:
     """Every security with its spellings and article count, most articles first
     (without ``counts``, each count is 0 and nothing reads the tags: by code)."""
     counts_of = dict(db.execute(

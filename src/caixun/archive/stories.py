@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import sqlite3
+from caixun.archive.connection import Connection
 import struct
 from collections import Counter
 from datetime import datetime, timezone
@@ -62,20 +62,21 @@ def _ts(value: datetime) -> int:
 @functools.lru_cache(maxsize=64)
 def _exact_sql(keys: int) -> str:
     first = ("SELECT article_id FROM (SELECT article_id FROM dedup_keys WHERE key = ? "
-             "ORDER BY published_ts, article_id LIMIT ?)")
+             "ORDER BY published_ts, article_id LIMIT ?) AS k")
     in_window = ("SELECT article_id FROM (SELECT article_id FROM dedup_keys WHERE key = ? "
-                 "AND published_ts >= ? ORDER BY published_ts, article_id LIMIT ?)")
+                 "AND published_ts >= ? ORDER BY published_ts, article_id LIMIT ?) AS k")
     return " UNION ".join([first, in_window] * keys)
 
 
 @functools.lru_cache(maxsize=64)
 def _band_sql(keys: int) -> str:
     newest = ("SELECT article_id FROM (SELECT article_id FROM dedup_keys WHERE key = ? AND "
-              "published_ts BETWEEN ? AND ? ORDER BY published_ts DESC, article_id DESC LIMIT ?)")
+              "published_ts BETWEEN ? AND ? ORDER BY published_ts DESC, article_id DESC LIMIT ?) "
+              "AS k")
     return " UNION ALL ".join([newest] * keys)
 
 
-def _exact_ids(db: sqlite3.Connection, keys: list[int], ts: int) -> list[int]:
+def _exact_ids(db: Connection, keys: list[int], ts: int) -> list[int]:
     cap = KEY_ROWS * len(keys)
     rows = db.execute("SELECT article_id FROM dedup_keys WHERE key IN ("
                       + ",".join("?" * len(keys)) + ") LIMIT ?", [*keys, cap + 1]).fetchall()
@@ -87,7 +88,7 @@ def _exact_ids(db: sqlite3.Connection, keys: list[int], ts: int) -> list[int]:
     return [row[0] for row in rows]
 
 
-def _band_ids(db: sqlite3.Connection, keys: list[int], ts: int) -> list[int]:
+def _band_ids(db: Connection, keys: list[int], ts: int) -> list[int]:
     """The MAX_CANDIDATES articles in the window sharing the most keys (those
     sharing as many: the newest), in no particular order."""
     cap, low, high = KEY_ROWS * len(keys), ts - _WINDOW_SECONDS, ts + _WINDOW_SECONDS
@@ -105,7 +106,7 @@ def _band_ids(db: sqlite3.Connection, keys: list[int], ts: int) -> list[int]:
     return sorted(shared, key=lambda i: (-shared[i], -i))[:MAX_CANDIDATES]
 
 
-def _candidates(db: sqlite3.Connection, new: Candidate, exact: list[int], bands: list[int],
+def _candidates(db: Connection, new: Candidate, exact: list[int], bands: list[int],
                 article_id: int, recent: Recent | None) -> list[Candidate]:
     """The stored articles sharing a key with the new one, by id."""
     ts = _ts(new.published_at)
@@ -137,7 +138,7 @@ def _candidate(story: int, published_ts: int, print_: bytes, keys: str, ref: int
                      tuple(keys.split("\n")) if keys else (), ref)
 
 
-def _write_print(db: sqlite3.Connection, article_id: int, new: Candidate,
+def _write_print(db: Connection, article_id: int, new: Candidate,
                  keys: Sequence[int]) -> None:
     db.execute("INSERT INTO dedup_prints (article_id, fingerprint, exact_keys) VALUES (?, ?, ?) "
                "ON CONFLICT (article_id) DO UPDATE SET fingerprint = excluded.fingerprint, "
@@ -161,8 +162,8 @@ _KEY_ROWS_PER_INSERT = 250  # 750 parameters: below every SQLite's limit (999 be
 
 @functools.lru_cache(maxsize=64)
 def _insert_keys_sql(rows: int) -> str:
-    return ("INSERT OR IGNORE INTO dedup_keys (key, published_ts, article_id) VALUES "
-            + ",".join(["(?, ?, ?)"] * rows))
+    return ("INSERT INTO dedup_keys (key, published_ts, article_id) VALUES "
+            + ",".join(["(?, ?, ?)"] * rows) + " ON CONFLICT DO NOTHING")
 
 
 def _key_ids(new: Candidate) -> tuple[list[int], list[int]]:
@@ -210,7 +211,7 @@ class Lookup(NamedTuple):
         return self.same
 
 
-def look_up(db: sqlite3.Connection, new: Candidate, article_id: int = 0,
+def look_up(db: Connection, new: Candidate, article_id: int = 0,
             recent: Recent | None = None) -> Lookup:
     """The stored articles that may be the new one's story (exact and LSH keys)."""
     exact, bands = _key_ids(new)
@@ -218,7 +219,7 @@ def look_up(db: sqlite3.Connection, new: Candidate, article_id: int = 0,
     return Lookup(new, exact + bands, found, _CLUSTERER.exact_match(new, found))
 
 
-def place(db: sqlite3.Connection, article_id: int, new: Candidate | Lookup,
+def place(db: Connection, article_id: int, new: Candidate | Lookup,
           recent: Recent | None = None) -> Placement:
     """Give a newly stored article its story (and, for an exact copy, its original)."""
     lookup = new if isinstance(new, Lookup) else look_up(db, new, article_id, recent)
@@ -250,7 +251,7 @@ def place(db: sqlite3.Connection, article_id: int, new: Candidate | Lookup,
     return Placement(story, duplicate_of, others)
 
 
-def _full_stories(db: sqlite3.Connection, story_ids: set[int]) -> set[int]:
+def _full_stories(db: Connection, story_ids: set[int]) -> set[int]:
     """The stories among ``story_ids`` that have MAX_STORY articles already."""
     if not story_ids:
         return set()
@@ -260,19 +261,19 @@ def _full_stories(db: sqlite3.Connection, story_ids: set[int]) -> set[int]:
         "HAVING count(*) >= ?", [*story_ids, MAX_STORY])}
 
 
-def _original(db: sqlite3.Connection, article_id: int) -> int:
+def _original(db: Connection, article_id: int) -> int:
     row = db.execute("SELECT duplicate_of FROM articles WHERE id = ?", (article_id,)).fetchone()
     return int(row[0]) if row and row[0] is not None else article_id
 
 
-def replace_print(db: sqlite3.Connection, article_id: int, new: Candidate) -> None:
+def replace_print(db: Connection, article_id: int, new: Candidate) -> None:
     """An article's text changed: new fingerprint and keys; it keeps its story."""
     db.execute("DELETE FROM dedup_keys WHERE article_id = ?", (article_id,))
     exact, bands = _key_ids(new)
     _write_print(db, article_id, new, exact + bands)
 
 
-def forget(db: sqlite3.Connection, article_id: int) -> list[int]:
+def forget(db: Connection, article_id: int) -> list[int]:
     """Before an article is deleted: unlink it; returns the other members of its story.
 
     Its exact copies now duplicate the earliest of them instead.
@@ -294,14 +295,14 @@ def forget(db: sqlite3.Connection, article_id: int) -> list[int]:
     return others
 
 
-def others(db: sqlite3.Connection, article_id: int) -> list[int]:
+def others(db: Connection, article_id: int) -> list[int]:
     """The other articles of an article's story."""
     return [r[0] for r in db.execute(
         "SELECT b.id FROM articles a JOIN articles b ON b.story_id = a.story_id "
         "WHERE a.id = ? AND b.id <> a.id", (article_id,))]
 
 
-def clear(db: sqlite3.Connection) -> None:
+def clear(db: Connection) -> None:
     """Forget every story (before :func:`place` is run again on every article)."""
     db.execute("DELETE FROM dedup_keys")
     db.execute("DELETE FROM dedup_prints")
@@ -309,7 +310,7 @@ def clear(db: sqlite3.Connection) -> None:
                "WHERE story_id IS NOT NULL OR duplicate_of IS NOT NULL")
 
 
-def members(db: sqlite3.Connection, story_ids: Iterable[int]) -> dict[int, list[int]]:
+def members(db: Connection, story_ids: Iterable[int]) -> dict[int, list[int]]:
     """The article ids of each story, oldest publication first."""
     wanted = sorted(set(story_ids))
     out: dict[int, list[int]] = {}

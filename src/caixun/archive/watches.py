@@ -14,7 +14,7 @@ per watch and article whatever happens.
 from __future__ import annotations
 
 import json
-import sqlite3
+from caixun.archive.connection import Connection
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
@@ -27,14 +27,14 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def in_sync(db: sqlite3.Connection, watches: Sequence[Watch]) -> bool:
+def in_sync(db: Connection, watches: Sequence[Watch]) -> bool:
     """Whether the stored watches are ``watches`` already (a read: no write lock)."""
     known = {name: (definition, notifies) for name, definition, notifies in db.execute(
         "SELECT name, definition, notifies FROM watches")}
     return known == {w.name: (w.definition(), int(w.notifies)) for w in watches}
 
 
-def sync(db: sqlite3.Connection, watches: Sequence[Watch]) -> list[str]:
+def sync(db: Connection, watches: Sequence[Watch]) -> list[str]:
     """Make the stored watches those configured; returns the names added or changed."""
     known = {name: (definition, notifies) for name, definition, notifies in db.execute(
         "SELECT name, definition, notifies FROM watches")}
@@ -60,12 +60,12 @@ def sync(db: sqlite3.Connection, watches: Sequence[Watch]) -> list[str]:
     return added
 
 
-def watch_condition(watch: Watch, match: str | None) -> tuple[str, tuple[Any, ...]]:
+def watch_condition(watch: Watch, match: Any, in_search: str) -> tuple[str, tuple[Any, ...]]:
     """The articles ``a`` a watch matches, as a WHERE condition (``match``: the
-    query's FTS5 expression, None without a query)."""
+    query as the archive's ``in_search`` condition takes it, None without a query)."""
     either, values = [], list[Any]()
     if match is not None:
-        either.append("a.id IN (SELECT rowid FROM search WHERE search MATCH ?)")
+        either.append(in_search)
         values.append(match)
     if watch.stocks:
         either.append("a.id IN (SELECT article_id FROM article_securities WHERE code IN ("
@@ -78,12 +78,12 @@ def watch_condition(watch: Watch, match: str | None) -> tuple[str, tuple[Any, ..
     return condition, tuple(values)
 
 
-def match_new(db: sqlite3.Connection, article_id: int, matches: Iterable[tuple[Watch, str | None]],
-              row: dict[str, Any]) -> int:
+def match_new(db: Connection, article_id: int, matches: Iterable[tuple[Watch, Any]],
+              row: dict[str, Any], in_search: str) -> int:
     """Queue a notification for each watch the new article ``article_id`` matches."""
     queued = 0
     for watch, match in matches:
-        condition, values = watch_condition(watch, match)
+        condition, values = watch_condition(watch, match, in_search)
         hit = db.execute(f"SELECT 1 FROM articles a WHERE a.id = ? AND {condition} AND "
                          "a.id > (SELECT after_id FROM watches WHERE name = ?)",
                          (article_id, *values, watch.name)).fetchone()
@@ -91,14 +91,14 @@ def match_new(db: sqlite3.Connection, article_id: int, matches: Iterable[tuple[W
             continue
         body = payload(watch.name, row["uid"], row["title"], row["url"], row["outlet"],
                        row["published_at"], row["stocks"], row["snippet"])
-        db.execute("INSERT OR IGNORE INTO outbox (watch, uid, payload, created_at) "
-                   "VALUES (?, ?, ?, ?)", (watch.name, row["uid"],
-                                           json.dumps(body, ensure_ascii=False), _now()))
+        db.execute("INSERT INTO outbox (watch, uid, payload, created_at) "
+                   "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                   (watch.name, row["uid"], json.dumps(body, ensure_ascii=False), _now()))
         queued += 1
     return queued
 
 
-def claim_pending(db: sqlite3.Connection, now: float, limit: int) -> list[Notification]:
+def claim_pending(db: Connection, now: float, limit: int) -> list[Notification]:
     """Pending notifications due at ``now``, oldest first."""
     return [Notification(i, watch, uid, json.loads(body), attempts)
             for i, watch, uid, body, attempts in db.execute(
@@ -106,7 +106,7 @@ def claim_pending(db: sqlite3.Connection, now: float, limit: int) -> list[Notifi
                 "AND next_at <= ? ORDER BY id LIMIT ?", (now, limit))]
 
 
-def finish(db: sqlite3.Connection, notification_id: int, delivered: bool, error: str,
+def finish(db: Connection, notification_id: int, delivered: bool, error: str,
            retry_at: float | None) -> None:
     """Record an attempt: delivered, pending again from ``retry_at``, or failed."""
     if delivered:
@@ -120,5 +120,5 @@ def finish(db: sqlite3.Connection, notification_id: int, delivered: bool, error:
                    "last_error = ? WHERE id = ?", (_now(), error, notification_id))
 
 
-def pending_count(db: sqlite3.Connection) -> int:
+def pending_count(db: Connection) -> int:
     return int(db.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()[0])

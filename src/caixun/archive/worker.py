@@ -27,7 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Awaitable, Callable, Concatenate, ParamSpec, TypeVar
 
-from caixun.archive.sqlite import SqliteArchive, is_busy
+from caixun.archive.base import Archive
+from caixun.archive.sqlite import is_locked
 from caixun.errors import ArchiveError
 
 __all__ = ["BUSY_PATIENCE", "ArchiveWorker", "BusyLog", "on_archive", "retry_busy"]
@@ -91,18 +92,18 @@ async def retry_busy(attempt: Callable[[], Awaitable[T]], waits: BusyLog | None 
 class ArchiveWorker:
     """An archive whose connection lives on a thread of its own (see the module doc).
 
-    ``await worker.run(SqliteArchive.source_health, name)`` runs the call on
+    ``await worker.run(Archive.source_health, name)`` runs the call on
     that thread, waiting while the archive is busy. Open it with ``open``,
     close it with ``aclose``, which lets a write in progress finish first.
     """
 
     def __init__(self, path: str | Path, waits: BusyLog | None = None,
                  patience: float | None = BUSY_PATIENCE) -> None:
-        self.path = Path(path)
+        self.path = path
         self.waits = waits or BusyLog(None)
         self.patience = patience
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="caixun-archive")
-        self._archive: SqliteArchive | None = None
+        self._archive: Archive | None = None
 
     @classmethod
     async def open(cls, path: str | Path, waits: BusyLog | None = None,
@@ -119,19 +120,21 @@ class ArchiveWorker:
 
     def _open(self) -> None:
         # An upgrade that rebuilds the index goes to the same log as the waits.
-        self._archive = SqliteArchive(self.path, notice=self.waits.log)
+        from caixun.archive import open_archive
+
+        self._archive = open_archive(self.path, notice=self.waits.log)
         self._archive.set_busy_timeout(WORKER_BUSY_TIMEOUT)
 
     async def _on_thread(self, call: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, call)
 
-    def _call(self, fn: Callable[Concatenate[SqliteArchive, P], T],
+    def _call(self, fn: Callable[Concatenate[Archive, P], T],
               *args: P.args, **kwargs: P.kwargs) -> T:
         if self._archive is None:
             raise ArchiveError(f"{self.path}: the archive is closed")
         return fn(self._archive, *args, **kwargs)
 
-    async def run(self, fn: Callable[Concatenate[SqliteArchive, P], T],
+    async def run(self, fn: Callable[Concatenate[Archive, P], T],
                   *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(archive, *args, **kwargs)`` on the archive's thread."""
         call = functools.partial(self._call, fn, *args, **kwargs)
@@ -149,8 +152,30 @@ class ArchiveWorker:
             self._archive = None
 
 
-async def on_archive(archive: SqliteArchive | ArchiveWorker,
-                     fn: Callable[Concatenate[SqliteArchive, P], T],
+# PostgreSQL's lock_not_available: a statement gave up waiting (lock_timeout).
+_POSTGRES_LOCKED = "55P03"
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc``, or what caused it, is the database saying another connection holds
+    a lock.
+
+    Such an error is worth waiting out: the statement failed as a whole and
+    its transaction was rolled back (:func:`retry_busy`).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if is_locked(current) or getattr(current, "sqlstate", None) == _POSTGRES_LOCKED:
+            return True
+        # e.g. "cannot rollback" raised while handling the lock error that caused it
+        current = current.__cause__ or current.__context__
+    return False
+
+
+async def on_archive(archive: Archive | ArchiveWorker,
+                     fn: Callable[Concatenate[Archive, P], T],
                      *args: P.args, **kwargs: P.kwargs) -> T:
     """``fn(archive, …)``: on the worker's thread, or inline on a plain archive.
 

@@ -20,7 +20,7 @@ from caixun.publish.atomic import atomic_file
 __all__ = ["Linked", "Tagged", "article_record", "write_jsonl", "write_jsonl_file"]
 
 # (article, story uid, uid of the original or None, alias uids): as
-# ``SqliteArchive.iter_articles_linked`` gives them.
+# ``Archive.iter_articles_linked`` gives them.
 Linked = tuple[Article, str, str | None, Sequence[str]]
 # The same and the codes of its securities: as ``iter_articles_linked`` gives them.
 Tagged = tuple[Article, str, str | None, Sequence[str], Sequence[str]]

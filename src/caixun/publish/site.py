@@ -48,7 +48,7 @@ import markupsafe
 from markupsafe import Markup
 
 from caixun import __version__
-from caixun.archive import ArticleRef, BuildState, SqliteArchive, Stories, open_archive
+from caixun.archive import ArticleRef, BuildState, Archive, Stories, open_archive
 from caixun.errors import ConfigError, PublishError
 from caixun.model import Article
 from caixun.publish import feeds, paths, static_search
@@ -765,7 +765,7 @@ def _run_job(job: _Job) -> tuple[BuildReport, set[str]]:
 STORY_WINDOW = 1000
 
 
-def _in_windows(archive: SqliteArchive, articles: Iterator[tuple[int, Article]]
+def _in_windows(archive: Archive, articles: Iterator[tuple[int, Article]]
                 ) -> Iterator[tuple[int, Article, Stories, StockLinks]]:
     """Each article with the stories of its window of STORY_WINDOW articles, and its securities."""
     while window := list(itertools.islice(articles, STORY_WINDOW)):
@@ -776,7 +776,7 @@ def _in_windows(archive: SqliteArchive, articles: Iterator[tuple[int, Article]]
             yield article_id, article, stories, stocks.get(article_id, ())
 
 
-def stock_links(archive: SqliteArchive, article_ids: Sequence[int]) -> dict[int, StockLinks]:
+def stock_links(archive: Archive, article_ids: Sequence[int]) -> dict[int, StockLinks]:
     """The securities of these articles with their current names (untagged ones left out)."""
     codes = archive.article_codes(article_ids)
     if not codes:
@@ -786,7 +786,7 @@ def stock_links(archive: SqliteArchive, article_ids: Sequence[int]) -> dict[int,
             for article_id, found in codes.items()}
 
 
-def _full_outlets(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+def _full_outlets(archive: Archive, renderer: Renderer, writer: SiteWriter,
                   slugs: Sequence[str]) -> None:
     """Every article page and outlet page of ``slugs``, streaming outlet by outlet.
 
@@ -824,7 +824,7 @@ def _put_article(renderer: Renderer, writer: SiteWriter, ref: ArticleRef, articl
         writer.put(path, renderer.article(article, ref, prev, next_, stories, stocks))
 
 
-def _outlet_lists(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+def _outlet_lists(archive: Archive, renderer: Renderer, writer: SiteWriter,
                   refs: list[ArticleRef]) -> None:
     slug, outlet, total = refs[0].outlet_slug, refs[-1].outlet, len(refs)
     per_page = renderer.config.per_page
@@ -835,7 +835,7 @@ def _outlet_lists(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter
             slug, outlet, refs[-per_page:][::-1], total, front_older_link(slug, total, per_page)))
 
 
-def _outlet_feed(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter, slug: str,
+def _outlet_feed(archive: Archive, renderer: Renderer, writer: SiteWriter, slug: str,
                  outlet: str) -> None:
     """Written before the outlet's pages, which link it (no stub stands in for a feed)."""
     path = paths.outlet_feed_path(slug)
@@ -845,10 +845,10 @@ def _outlet_feed(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
 
 
 class _Summaries:
-    """Feed summaries, as ``SqliteArchive.newest_with_summary`` cuts them, read an
+    """Feed summaries, as ``Archive.newest_with_summary`` cuts them, read an
     article at a time and kept: an article is in the feed of each of its securities."""
 
-    def __init__(self, archive: SqliteArchive) -> None:
+    def __init__(self, archive: Archive) -> None:
         self.archive = archive
         self._made: dict[int, str] = {}
 
@@ -871,7 +871,7 @@ def _summary(article: Article, length: int = SUMMARY_LENGTH) -> str:
     return text if len(text) <= length else text[:length] + "…"
 
 
-def _full_stocks(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+def _full_stocks(archive: Archive, renderer: Renderer, writer: SiteWriter,
                  codes: Sequence[str]) -> None:
     """Every page and feed of these securities."""
     names = archive.security_names(codes)
@@ -904,7 +904,7 @@ def _stock_feed(renderer: Renderer, writer: SiteWriter, summaries: _Summaries, c
                                        summaries.of(newest[:FEED_SIZE])))
 
 
-def _stock_pages(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+def _stock_pages(archive: Archive, renderer: Renderer, writer: SiteWriter,
                  summaries: _Summaries, code: str, name: str, first: int) -> None:
     """The security's feed, its numbered pages from ``first`` on and its front page
     (as :func:`_outlet_pages`); all go when it has no articles left."""
@@ -932,7 +932,7 @@ def _stock_pages(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
     remove_chunks_after(writer, code, last, paths.stock_chunk_path)
 
 
-def _stock_index(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+def _stock_index(archive: Archive, renderer: Renderer, writer: SiteWriter,
                  counts: dict[str, int]) -> None:
     """The list of the securities with articles; none when there are none."""
     if not counts:
@@ -943,7 +943,7 @@ def _stock_index(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
             (code, names.get(code, ""), count) for code, count in counts.items()))
 
 
-def _stock_search(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+def _stock_search(archive: Archive, renderer: Renderer, writer: SiteWriter,
                   counts: dict[str, int]) -> bool:
     """``search/codes.json`` and the script reading it (``assets/search-stocks.js``),
     by which the search page finds a security by code or name; none (and False) when
@@ -965,7 +965,7 @@ def _stock_search(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter
 
 # -- watch lists ------------------------------------------------------------------------
 
-def _watch_pages(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+def _watch_pages(archive: Archive, renderer: Renderer, writer: SiteWriter,
                  watches: Sequence[Watch], stale: bool = False) -> None:
     """Each watch's feed, its FEED_SIZE newest matches over the whole archive (one query
     a watch, then the summaries), and the index of the watches: nothing without watches.
@@ -993,7 +993,7 @@ def _watch_pages(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
                 writer.remove(path)
 
 
-def _watch_rows(archive: SqliteArchive, watches: Sequence[Watch]
+def _watch_rows(archive: Archive, watches: Sequence[Watch]
                 ) -> list[tuple[str, str, list[str], list[str]]]:
     """What the index shows of each watch: its name, query, securities and outlets."""
     codes = sorted({code for watch in watches for code in watch.stocks})
@@ -1026,13 +1026,13 @@ def _watch_print(watches: Sequence[Watch]) -> str:
     return WATCHES_MARK + hashlib.sha256(defined.encode()).hexdigest()
 
 
-def _full_days(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+def _full_days(archive: Archive, renderer: Renderer, writer: SiteWriter,
                days: Sequence[date]) -> None:
     for day in days:
         _write_day(archive, renderer, writer, day)
 
 
-def _write_day(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter, day: date) -> None:
+def _write_day(archive: Archive, renderer: Renderer, writer: SiteWriter, day: date) -> None:
     if not writer.wants(paths.day_path(day)):
         return
     start = datetime(day.year, day.month, day.day, tzinfo=renderer.tz)
@@ -1056,20 +1056,20 @@ def _balanced(weights: dict[str, int], parts: int) -> list[tuple[str, ...]]:
     return [tuple(sorted(g)) for g in groups if g]
 
 
-def _full_build(archive: SqliteArchive, out: Path, config: SiteConfig, jobs: int,
+def _full_build(archive: Archive, out: Path, config: SiteConfig, jobs: int,
                 record_paths: bool, progress: Callable[[str, int, int], None],
                 watches: Sequence[Watch] = ()) -> tuple[BuildReport, SiteWriter]:
     renderer = Renderer(config)
     counts = archive.outlet_counts()
     stocks = archive.stock_counts()
     days = {day.isoformat(): n for day, n in _day_counts(archive, renderer)}
-    work = [_Job(str(archive.path), str(out), config, "outlets", keys, record_paths)
+    work = [_Job(archive.location, str(out), config, "outlets", keys, record_paths)
             for keys in _balanced(counts, jobs)]
     # A security costs its front page and feed, and its numbered pages.
     stock_weights = {code: 2 + chunk_count(n, config.per_page) for code, n in stocks.items()}
-    work += [_Job(str(archive.path), str(out), config, "stocks", keys, record_paths)
+    work += [_Job(archive.location, str(out), config, "stocks", keys, record_paths)
              for keys in _balanced(stock_weights, jobs)]
-    work += [_Job(str(archive.path), str(out), config, "days", keys, record_paths)
+    work += [_Job(archive.location, str(out), config, "days", keys, record_paths)
              for keys in _balanced(days, jobs)]
     fresh = _is_empty(out)  # then every file in it at the end is one this build wrote
     writer = SiteWriter(out, record_paths)
@@ -1108,7 +1108,7 @@ def _is_built(out: Path) -> bool:
     return (out / paths.HOME).is_file()
 
 
-def _full_new_pages(archive: SqliteArchive, renderer: Renderer, out: Path,
+def _full_new_pages(archive: Archive, renderer: Renderer, out: Path,
                     record_paths: bool) -> NewPages:
     """The first pass of a full build over a built site: its new article, outlet and day pages."""
     with archive.snapshot():
@@ -1124,7 +1124,7 @@ def _full_new_pages(archive: SqliteArchive, renderer: Renderer, out: Path,
     return first
 
 
-def _first_pass(archive: SqliteArchive, renderer: Renderer, first: NewPages,
+def _first_pass(archive: Archive, renderer: Renderer, first: NewPages,
                 refs: list[ArticleRef], outlets: list[tuple[str, int]], days: list[date],
                 stories: Stories, stocks: list[tuple[str, int]] | None = None,
                 stock_counts: dict[str, int] | None = None,
@@ -1185,7 +1185,7 @@ def _files_not_in(root: Path, produced: set[str]) -> Iterator[str]:
 
 # -- pages every build writes ----------------------------------------------------------
 
-def _day_counts(archive: SqliteArchive, renderer: Renderer) -> list[tuple[date, int]]:
+def _day_counts(archive: Archive, renderer: Renderer) -> list[tuple[date, int]]:
     offset = renderer.tz.utcoffset(datetime.now())
     seconds = int(offset.total_seconds()) if offset is not None else 0
     if isinstance(renderer.tz, ZoneInfo) and renderer.tz.key not in ("Asia/Shanghai", "UTC"):
@@ -1193,7 +1193,7 @@ def _day_counts(archive: SqliteArchive, renderer: Renderer) -> list[tuple[date, 
     return [(date.fromisoformat(day), n) for day, n in archive.day_counts(seconds)]
 
 
-def _day_counts_slow(archive: SqliteArchive, renderer: Renderer) -> list[tuple[date, int]]:
+def _day_counts_slow(archive: Archive, renderer: Renderer) -> list[tuple[date, int]]:
     counts: dict[date, int] = {}
     for ref in archive.iter_refs():
         day = renderer.local_day(ref.published_ts)
@@ -1201,7 +1201,7 @@ def _day_counts_slow(archive: SqliteArchive, renderer: Renderer) -> list[tuple[d
     return sorted(counts.items(), reverse=True)
 
 
-def _site_wide(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+def _site_wide(archive: Archive, renderer: Renderer, writer: SiteWriter,
                changed_ids: set[int] | None = None, jobs: int = 1,
                stocks: dict[str, int] | None = None, stock_index: bool = True,
                watches: Sequence[Watch] = (), stale_watches: bool = False) -> None:
@@ -1239,7 +1239,7 @@ def _site_wide(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
                                          bool(watches)))
 
 
-def _sitemap(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+def _sitemap(archive: Archive, renderer: Renderer, writer: SiteWriter,
              days: list[tuple[date, int]], changed_ids: set[int] | None,
              stocks: dict[str, int], watch_index: bool = False) -> None:
     """``sitemap.xml``; past the protocol's limit an index of parts.
@@ -1276,7 +1276,7 @@ def _sitemap(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
             writer.remove(old.name)
 
 
-def _page_urls(archive: SqliteArchive, renderer: Renderer, days: list[tuple[date, int]],
+def _page_urls(archive: Archive, renderer: Renderer, days: list[tuple[date, int]],
                stocks: dict[str, int], watch_index: bool = False) -> list[SitemapUrl]:
     base, per_page = renderer.config.base_url, renderer.config.per_page
     urls = [SitemapUrl(base + "/"), SitemapUrl(base + paths.url_of(paths.ARCHIVE))]
@@ -1306,7 +1306,7 @@ def _article_entries(base: str, refs: Iterable[ArticleRef]) -> Iterator[str]:
 
 # -- incremental build ----------------------------------------------------------------
 
-def _incremental(archive: SqliteArchive, out: Path, config: SiteConfig, since: int,
+def _incremental(archive: Archive, out: Path, config: SiteConfig, since: int,
                  until: int, record_paths: bool, progress: Callable[[str, int, int], None],
                  watches: Sequence[Watch] = ()) -> tuple[BuildReport, dict[str, str | None]]:
     renderer = Renderer(config)
@@ -1387,7 +1387,7 @@ def _redirects(renderer: Renderer, writer: SiteWriter,
             writer.put(path, renderer.redirect(ref))
 
 
-def _affected_refs(archive: SqliteArchive, uids: set[str],
+def _affected_refs(archive: Archive, uids: set[str],
                    positions: set[tuple[str, int]]) -> list[ArticleRef]:
     """The changed articles and their neighbours, in page order."""
     refs = {ref.uid: ref for ref in archive.refs_by_uid(uids)}
@@ -1397,7 +1397,7 @@ def _affected_refs(archive: SqliteArchive, uids: set[str],
     return sorted(refs.values(), key=lambda r: (r.outlet_slug, r.published_ts, r.id))
 
 
-def _incremental_articles(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter,
+def _incremental_articles(archive: Archive, renderer: Renderer, writer: SiteWriter,
                           refs: list[ArticleRef], stories: Stories,
                           links: dict[int, StockLinks]) -> dict[str, str]:
     """Article pages; returns where each article's page is."""
@@ -1417,7 +1417,7 @@ def _incremental_articles(archive: SqliteArchive, renderer: Renderer, writer: Si
     return uid_paths
 
 
-def _first_outlet_pages(archive: SqliteArchive, renderer: Renderer,
+def _first_outlet_pages(archive: Archive, renderer: Renderer,
                         positions: set[tuple[str, int]]) -> list[tuple[str, int]]:
     """Each changed outlet with the first of its numbered pages to rewrite."""
     per_page = renderer.config.per_page
@@ -1430,7 +1430,7 @@ def _first_outlet_pages(archive: SqliteArchive, renderer: Renderer,
             for slug, ts in sorted(earliest.items())]
 
 
-def _first_stock_pages(archive: SqliteArchive, renderer: Renderer,
+def _first_stock_pages(archive: Archive, renderer: Renderer,
                        positions: set[tuple[str, int]]) -> list[tuple[str, int]]:
     """Each changed security with the first of its numbered pages to rewrite (as outlets')."""
     per_page = renderer.config.per_page
@@ -1441,7 +1441,7 @@ def _first_stock_pages(archive: SqliteArchive, renderer: Renderer,
             for code, ts in sorted(earliest.items())]
 
 
-def _outlet_pages(archive: SqliteArchive, renderer: Renderer, writer: SiteWriter, slug: str,
+def _outlet_pages(archive: Archive, renderer: Renderer, writer: SiteWriter, slug: str,
                   first: int) -> None:
     """The outlet's feed, its numbered pages from ``first`` on and its front page."""
     per_page = renderer.config.per_page
@@ -1483,7 +1483,7 @@ def fingerprint(config: SiteConfig) -> str:
     return digest.hexdigest()
 
 
-def build_site(archive: SqliteArchive, out: Path, config: SiteConfig, *, full: bool = False,
+def build_site(archive: Archive, out: Path, config: SiteConfig, *, full: bool = False,
                jobs: int | None = None, record_paths: bool = False,
                progress: Callable[[str, int, int], None] | None = None) -> BuildReport:
     """Build the site into ``out``: incrementally when a previous build is known.
@@ -1512,7 +1512,7 @@ def build_site(archive: SqliteArchive, out: Path, config: SiteConfig, *, full: b
     return report
 
 
-def _refuse_clashes(archive: SqliteArchive, uids: set[str] | None) -> None:
+def _refuse_clashes(archive: Archive, uids: set[str] | None) -> None:
     """Fail before writing anything when two articles would have one page."""
     clashes = [c for c in archive.output_clashes(uids) if c[0].endswith(".html")]
     if clashes:
@@ -1522,7 +1522,7 @@ def _refuse_clashes(archive: SqliteArchive, uids: set[str] | None) -> None:
                            "nothing was built")
 
 
-def _build(archive: SqliteArchive, out: Path, config: SiteConfig, full: bool,
+def _build(archive: Archive, out: Path, config: SiteConfig, full: bool,
            jobs: int | None, record_paths: bool,
            progress: Callable[[str, int, int], None]) -> BuildReport:
     key = str(out.resolve())

@@ -76,7 +76,6 @@ import hashlib
 import itertools
 import json
 import operator
-import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone, tzinfo
@@ -86,7 +85,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Protocol, Sequence
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
-from caixun.archive import ArticleRef, SqliteArchive, open_archive
+from caixun.archive import ArticleRef, Archive, open_archive
 from caixun.publish import paths
 from caixun.securities import canonical_code, from_native, name_forms, normalize_name
 from caixun.segment import STATIC_VERSION, normalize, static_terms, unpack_terms
@@ -432,55 +431,12 @@ def build_block(block: Block | Tail, docs: Iterable[Sequence[Doc]]) -> tuple[dic
 
 # -- reading the archive -------------------------------------------------------------
 
-def _texts(archive_path: Path, first: int, last: int,
-           only: Iterable[int] | None = None) -> dict[int, str]:
-    """Index text of the articles with ids in [first, last], as segment.index_text joins it.
-
-    ``only``: just these ids. Read through a connection of its own: the
-    archive has no method returning the digests and bodies of an id range.
-    """
-    db = sqlite3.connect(f"file:{archive_path}?mode=ro", uri=True)
-    try:
-        sql = "SELECT id, title, digest, body_text FROM articles WHERE id BETWEEN ? AND ?"
-        if only is None:
-            rows = db.execute(sql, (first, last)).fetchall()
-        else:
-            wanted = sorted(only)
-            rows = [row for start in range(0, len(wanted), 500)
-                    for row in db.execute(
-                        sql + f" AND id IN ({','.join('?' * len(wanted[start:start + 500]))})",
-                        (first, last, *wanted[start:start + 500]))]
-    finally:
-        db.close()
-    out = {}
-    for article_id, title, digest, body in rows:
-        text = f"{digest}\n{body}" if digest and digest not in body else body
-        out[article_id] = f"{title}\n{text}"
-    return out
-
-
-def _stored_terms(archive_path: Path, first: int, last: int) -> dict[int, bytes]:
-    """The terms the archive kept at write time for ids in [first, last] (current version),
-    packed."""
-    db = sqlite3.connect(f"file:{archive_path}?mode=ro", uri=True)
-    try:
-        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'static_terms'").fetchone() \
-                is None:
-            return {}  # an archive an older caixun wrote and nothing upgraded yet
-        rows = db.execute("SELECT article_id, terms FROM static_terms WHERE article_id "
-                          "BETWEEN ? AND ? AND version = ?",
-                          (first, last, STATIC_VERSION)).fetchall()
-    finally:
-        db.close()
-    return {article_id: bytes(terms) for article_id, terms in rows}
-
-
 # Articles read from the archive at a time when a block is built (a multiple of
 # DOCS_PER_CHUNK, so that each d-file is made from one run).
 RUN_SIZE = 16 * 1024
 
 
-def block_doc_runs(archive: SqliteArchive, block: Block | Tail, tz: tzinfo,
+def block_doc_runs(archive: Archive, block: Block | Tail, tz: tzinfo,
                    upto: int | None = None) -> Iterator[list[Doc]]:
     """The articles of a block with ids up to ``upto`` (the cut; None: all), in runs of ids.
 
@@ -494,21 +450,21 @@ def block_doc_runs(archive: SqliteArchive, block: Block | Tail, tz: tzinfo,
             yield run
 
 
-def block_docs(archive: SqliteArchive, block: Block | Tail, tz: tzinfo,
+def block_docs(archive: Archive, block: Block | Tail, tz: tzinfo,
                upto: int | None = None) -> list[Doc]:
     """Every article of :func:`block_doc_runs` in one list."""
     return [doc for run in block_doc_runs(archive, block, tz, upto) for doc in run]
 
 
-def block_docs_between(archive: SqliteArchive, first: int, last: int, tz: tzinfo) -> list[Doc]:
+def block_docs_between(archive: Archive, first: int, last: int, tz: tzinfo) -> list[Doc]:
     """The articles with ids in [first, last], ascending, with their terms or text."""
     refs = sorted(archive.refs_in_id_range(first, last), key=lambda ref: ref.id)
     if not refs:
         return []
-    sources: dict[int, bytes | str] = dict(_stored_terms(archive.path, first, last))
+    sources: dict[int, bytes | str] = dict(archive.static_terms(first, last, STATIC_VERSION))
     missing = [ref.id for ref in refs if ref.id not in sources]
     if missing:
-        texts = _texts(archive.path, first, last, missing)
+        texts = archive.index_texts(first, last, missing)
         sources.update((i, texts.get(i, "")) for i in missing)
     return [Doc(ref.id, sources[ref.id], _meta(ref, tz)) for ref in refs]
 
@@ -557,7 +513,7 @@ def _old_entries(root: Path) -> tuple[dict[Block, dict[str, object]], int] | Non
             old_cut)
 
 
-def write_index(archive: SqliteArchive, writer: Writer, tz: tzinfo,
+def write_index(archive: Archive, writer: Writer, tz: tzinfo,
                 changed_ids: set[int] | None = None, jobs: int = 1) -> None:
     """Write the blocks holding ``changed_ids`` (None: every block), then the manifest.
 
@@ -602,7 +558,7 @@ def write_index(archive: SqliteArchive, writer: Writer, tz: tzinfo,
 _Built = tuple[Block | Tail, dict[str, bytes], int]
 
 
-def _build_blocks(archive: SqliteArchive, blocks: list[Block | Tail], tz: tzinfo,
+def _build_blocks(archive: Archive, blocks: list[Block | Tail], tz: tzinfo,
                   jobs: int, top: int) -> Iterator[_Built]:
     """Each block's files, from its articles up to the cut ``top`` (the tail's: all)."""
     if jobs <= 1 or len(blocks) <= 1:
@@ -612,7 +568,7 @@ def _build_blocks(archive: SqliteArchive, blocks: list[Block | Tail], tz: tzinfo
         return
     from caixun.workers import worker_pool  # multiprocessing: for a full build's blocks
 
-    work = [(str(archive.path), block, tz, top) for block in blocks]
+    work = [(archive.location, block, tz, top) for block in blocks]
     with worker_pool(min(jobs, len(blocks))) as pool:
         yield from pool.imap(_build_in_worker, work)
 

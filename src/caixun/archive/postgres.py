@@ -1,0 +1,349 @@
+"""The PostgreSQL archive: a server several machines share. ``postgresql://`` selects it.
+
+The storage logic is :mod:`caixun.archive.base`'s, the same as SQLite's; this
+module holds what differs:
+
+- **Turns.** A write transaction takes a transaction-level advisory lock
+  first, so writers take turns as they do in SQLite: the change log's numbers
+  are then given in commit order, and a publisher that has read up to one of
+  them never misses an earlier one committed later; story placement sees the
+  articles stored before it. Readers never wait. Unique constraints and
+  ``ON CONFLICT`` keep a uid, an alias or a tag from being stored twice even so.
+- **Search.** The segmented terms of each article are a ``tsvector`` in table
+  ``search`` with a GIN index; queries are the same parser's expressions,
+  translated by :mod:`caixun.archive.pgsearch`, ranked by the same BM25 as
+  FTS5 computes, and the same recency blend.
+- **Streaming.** Long reads go through server-side cursors inside a
+  repeatable-read transaction: memory stays flat and the rows are one state.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+
+from caixun.archive import base, pgsearch
+from caixun.archive.base import Archive, SearchHit, _now, _span
+from caixun.archive.connection import Cursor
+from caixun.archive.migrations import POSTGRES_MIGRATIONS, Migration
+from caixun.errors import ArchiveError
+from caixun.segment import IndexedText, Query, index_text, parse_query
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["PostgresArchive", "describe"]
+
+# pg_advisory_xact_lock keys (any two numbers no other program on the server uses).
+WRITE_LOCK = 0x6361_6978_756E  # "caixun": one writer at a time
+MIGRATION_LOCK = WRITE_LOCK + 1  # one process upgrades the schema, the others wait
+CONNECT_TIMEOUT = 10  # seconds
+CHANNEL = "caixun_changes"  # NOTIFY after every write: publishers build without polling
+# The identity columns (SQLite's rowids): their sequences follow copied rows.
+_IDENTITIES = (("articles", "id"), ("changes", "seq"), ("security_names", "rowid"),
+               ("outbox", "id"))
+
+
+def describe(url: str) -> str:
+    """The server and database a URL names, for messages: never its password."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception:  # a malformed URL: say no more than its scheme
+        return "postgresql://…"
+    host = parts.get("host") or "localhost"
+    port = f":{parts['port']}" if parts.get("port") else ""
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    return f"postgresql://{user}{host}{port}/{parts.get('dbname') or ''}"
+
+
+@functools.lru_cache(maxsize=2048)
+def _placeholders(sql: str) -> str:
+    """``?`` placeholders (the archive's SQL) as psycopg's ``%s``."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _Connection:
+    """A psycopg connection that runs the archive's ``?``-style SQL."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.raw = conn
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
+        return self.raw.execute(_placeholders(sql), tuple(parameters))
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> None:
+        rows = [tuple(row) for row in parameters]
+        if rows:
+            with self.raw.cursor() as cursor:
+                cursor.executemany(_placeholders(sql), rows)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class PostgresArchive(Archive):
+    """An archive in a PostgreSQL database. Not shared between threads."""
+
+    _search_condition = ("EXISTS (SELECT 1 FROM search s WHERE s.article_id = a.id "
+                         "AND s.terms @@ ?::tsquery)")
+    _clock = "extract(epoch FROM statement_timestamp())::float8"
+    _greatest = "greatest"
+
+    def __init__(self, url: str, migrations: Sequence[Migration] = POSTGRES_MIGRATIONS, *,
+                 read_only: bool = False, notice: Callable[[str], None] | None = None) -> None:
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise ArchiveError("a PostgreSQL archive needs psycopg: "
+                               "pip install 'caixun[postgresql]'") from exc
+        self.path = describe(url)
+        self.location = url
+        self._db_errors = (psycopg.Error,)
+        self._init_state(read_only, notice)
+        self._cursors = itertools.count()
+        self._listening = False
+        try:
+            raw = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                                  application_name="caixun")
+        except psycopg.Error as exc:
+            raise ArchiveError(f"{self.path}: cannot connect to the PostgreSQL server: "
+                               f"{_reason(exc)}") from exc
+        self._db: _Connection = _Connection(raw)
+        try:
+            if read_only:
+                raw.execute("SET default_transaction_read_only = on")
+                self._check_schema(migrations)
+            else:
+                self._migrate(migrations)
+            self._start()
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raw.close()
+            raise ArchiveError(f"{self.path}: the role may not do what caixun needs here "
+                               f"({_reason(exc)}); grant it the rights on the database "
+                               "(CREATE on its schema to make the tables)") from exc
+        except psycopg.Error as exc:
+            raw.close()
+            raise ArchiveError(f"{self.path}: cannot open the archive: {_reason(exc)}") from exc
+        except BaseException:
+            raw.close()
+            raise
+
+    def __enter__(self) -> PostgresArchive:
+        return self
+
+    # -- schema -------------------------------------------------------------------
+
+    def _check_schema(self, migrations: Sequence[Migration]) -> None:
+        """Read-only: the schema must be the one this caixun writes (see SqliteArchive's)."""
+        known = max((m.version for m in migrations), default=0)
+        found = self._db.execute("SELECT to_regclass('schema_migrations')").fetchone()[0]
+        if found is None:
+            raise ArchiveError(f"{self.path} is not a caixun archive (it has no schema); "
+                               "run `caixun import` or `caixun fetch` first")
+        current = self.schema_version
+        if current > known:
+            raise ArchiveError(f"{self.path}: schema version {current} is newer than this "
+                               f"caixun knows ({known}); upgrade caixun")
+        if current < known:
+            raise ArchiveError(
+                f"{self.path}: the archive's schema is version {current}, this caixun reads "
+                f"version {known}; run a command that writes to it once to upgrade it")
+
+    def _migrate(self, migrations: Sequence[Migration]) -> None:
+        # Several fetchers may start at once on a new database: one migrates.
+        self._db.execute("SELECT pg_advisory_lock(?)", (MIGRATION_LOCK,))
+        try:
+            super()._migrate(migrations)
+        finally:
+            self._db.execute("SELECT pg_advisory_unlock(?)", (MIGRATION_LOCK,))
+
+    def _apply(self, migration: Migration) -> None:
+        with self.transaction():  # DDL is transactional: a failed migration leaves nothing
+            self._db.raw.execute(migration.sql)
+            self._db.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, _now()))
+
+    # -- transactions -------------------------------------------------------------
+
+    def _begin(self) -> None:
+        self._db.execute("BEGIN")
+        self._db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+        self._writing = True
+
+    def _join(self) -> None:
+        if not getattr(self, "_writing", False):  # a write inside a snapshot: take the turn
+            self._db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+            self._writing = True
+
+    def _commit(self) -> None:
+        self._writing = False
+        try:
+            # Delivered at the commit, to every publisher waiting in wait_for_changes.
+            self._db.execute(f"NOTIFY {CHANNEL}")
+            self._db.execute("COMMIT")
+        except self._db_errors as exc:
+            self._rollback()
+            raise ArchiveError(f"{self.path}: cannot commit: {_reason(exc)}") from exc
+
+    def _rollback(self) -> None:
+        from psycopg.pq import TransactionStatus
+
+        self._writing = False
+        self._outlets.clear()
+        if self._db.raw.info.transaction_status != TransactionStatus.IDLE:
+            try:
+                self._db.execute("ROLLBACK")
+            except self._db_errors:
+                pass  # the error being raised says more
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read transaction: every query inside sees one state of the archive."""
+        if self._depth:
+            yield
+            return
+        self._db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._rollback()
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._depth = 0
+            self._writing = False
+
+    def _stream(self, sql: str, params: Sequence[Any] = (), size: int = 500) -> Iterator[Any]:
+        # A server-side cursor lives in a transaction: the snapshot's, or its own.
+        with self.snapshot():
+            with self._db.raw.cursor(name=f"caixun_{next(self._cursors)}") as cursor:
+                cursor.itersize = size
+                cursor.execute(_placeholders(sql), tuple(params))
+                yield from cursor
+
+    def wait_for_changes(self, seconds: float) -> None:
+        """Block until a writer commits (LISTEN/NOTIFY) or ``seconds`` pass."""
+        if not self._listening:
+            self._db.execute(f"LISTEN {CHANNEL}")
+            self._listening = True
+        for _ in self._db.raw.notifies(timeout=seconds, stop_after=1):
+            pass
+
+    def set_busy_timeout(self, seconds: float) -> None:
+        # A writer waiting for its turn gives up after this (lock_not_available),
+        # and caixun.archive.worker tries again.
+        self._db.execute(f"SET lock_timeout = {max(0, int(seconds * 1000))}")
+
+    def day_counts(self, utc_offset_seconds: int) -> list[tuple[str, int]]:
+        return [(day, n) for day, n in self._db.execute(
+            "SELECT to_char(to_timestamp(published_ts + ?) AT TIME ZONE 'UTC', 'YYYY-MM-DD') "
+            "AS day, count(*) FROM articles GROUP BY day ORDER BY day DESC",
+            (utc_offset_seconds,))]
+
+    def _insert_copied(self, table: str, columns: Sequence[str],
+                       rows: Sequence[Sequence[Any]]) -> None:
+        # The ids come with the rows, generated-always identity columns included.
+        self._db.executemany(f"INSERT INTO {table} ({', '.join(columns)}) OVERRIDING SYSTEM "
+                             f"VALUE VALUES ({', '.join('?' * len(columns))})", rows)
+
+    def _after_copy(self) -> None:
+        super()._after_copy()
+        for table, column in _IDENTITIES:  # the next id follows the copied ones
+            self._db.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+                             f"coalesce((SELECT max({column}) FROM {table}), 0) + 1, false)")
+
+    # -- search index -------------------------------------------------------------
+
+    def _index(self, article_id: int, title: str, digest: str, body_text: str,
+               outlet_slug: str, published_ts: int, indexed: IndexedText | None = None) -> None:
+        indexed = indexed or index_text(title, digest, body_text)
+        terms, length = pgsearch.index_row(indexed)
+        self._db.execute("INSERT INTO search (article_id, terms, doc_len) VALUES "
+                         "(?, ?::tsvector, ?) ON CONFLICT (article_id) DO UPDATE SET "
+                         "terms = excluded.terms, doc_len = excluded.doc_len",
+                         (article_id, terms, length))
+        self._keep_static_terms(article_id, indexed)
+
+    def _unindex(self, article_id: int, title: str, digest: str, body_text: str,
+                 outlet_slug: str, published_ts: int) -> None:
+        self._db.execute("DELETE FROM search WHERE article_id = ?", (article_id,))
+
+    def _clear_index(self) -> None:
+        self._db.execute("DELETE FROM search")
+
+    def _search_value(self, match: str) -> str:
+        return pgsearch.tsquery(match)
+
+    def _match_ids(self, match: str) -> list[int]:
+        return [row[0] for row in self._db.execute(
+            "SELECT article_id FROM search WHERE terms @@ ?::tsquery ORDER BY article_id",
+            (pgsearch.tsquery(match),))]
+
+    def _search(self, query: str, outlet: str | None, since_ts: int | None,
+                until_ts: int | None, limit: int, offset: int,
+                now: float | None, stocks: tuple[str, ...] = ()) -> list[SearchHit]:
+        parsed = parse_query(query)
+        if stocks and not self._has_securities:
+            return []
+        kept, params = self._kept(outlet or None, _span(since_ts, until_ts), stocks)
+        where = "s.terms @@ ?::tsquery" + (f" AND {kept}" if kept else "")
+        window = [tuple(row) for row in self._db.execute(
+            "SELECT s.article_id, a.published_ts FROM search s JOIN articles a "
+            f"ON a.id = s.article_id WHERE {where} ORDER BY s.article_id DESC LIMIT ?",
+            (pgsearch.tsquery(parsed.match), *params, max(base.RANK_WINDOW, offset + limit)))]
+        if not window:
+            return []
+        ids = [article_id for article_id, _ in window]
+        if len(window) >= base.RANK_WINDOW:  # broad: title hits, as SqliteArchive._relevance
+            relevance = {row[0]: -base._TITLE_HIT for row in self._db.execute(
+                "SELECT article_id FROM search WHERE article_id = ANY(?::bigint[]) "
+                "AND terms @@ ?::tsquery", (ids, pgsearch.tsquery(parsed.title_match)))}
+        else:
+            relevance = self._bm25(parsed, ids)
+        return self._hits(parsed, window, relevance, offset, limit, now)
+
+    def _bm25(self, parsed: Query, ids: list[int]) -> dict[int, float]:
+        """FTS5's bm25 of each article, from its terms' positions (see pgsearch.bm25)."""
+        phrases = pgsearch.phrases(parsed.match)
+        rows, total = self._db.execute(
+            "SELECT count(*), coalesce(sum(doc_len), 0) FROM search").fetchone()
+        counted: dict[str, int] = {}
+        for phrase in phrases:
+            query = pgsearch.phrase_tsquery(phrase)
+            if query not in counted:
+                counted[query] = int(self._db.execute(
+                    "SELECT count(*) FROM search WHERE terms @@ ?::tsquery",
+                    (query,)).fetchone()[0])
+        hits = [counted[pgsearch.phrase_tsquery(p)] for p in phrases]
+        exact = sorted({lexeme for p in phrases for lexeme in p.lexemes})
+        prefixes = sorted({_like_prefix(p.lexemes[-1]) for p in phrases if p.prefix and p.lexemes})
+        positions: dict[int, dict[str, list[tuple[int, str]]]] = {i: {} for i in ids}
+        lengths: dict[int, int] = {}
+        for article_id, length, lexeme, places, weights in self._db.execute(
+                "SELECT s.article_id, s.doc_len, u.lexeme, u.positions, u.weights "
+                "FROM search s, unnest(s.terms) u WHERE s.article_id = ANY(?::bigint[]) "
+                "AND (u.lexeme = ANY(?::text[]) OR u.lexeme LIKE ANY(?::text[]))", (ids, exact, prefixes)):
+            lengths[article_id] = length
+            positions[article_id][lexeme] = list(zip(places, weights))
+        for article_id, length in self._db.execute(
+                "SELECT article_id, doc_len FROM search WHERE article_id = ANY(?::bigint[])", (ids,)):
+            lengths[article_id] = length
+        return {article_id: pgsearch.bm25(phrases, positions[article_id], lengths[article_id],
+                                          hits, int(rows), int(total))
+                for article_id in ids if article_id in lengths}
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _reason(exc: BaseException) -> str:
+    """A driver error in one line (psycopg's messages span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

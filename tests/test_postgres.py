@@ -1,0 +1,189 @@
+"""The PostgreSQL archive against a real server: the same archive, site and search as SQLite's.
+
+The archive suite itself runs on both backends (conftest's ``archive``
+fixture); these tests compare the two on the real corpus and cover what only
+a server has: connection errors, rights, several writers at once, copying.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from conftest import POSTS, REPO
+from site_helpers import tree
+from test_dedup import labelled_items
+from caixun.archive import Archive, open_archive
+from caixun.archive.copy import copy_archive
+from caixun.archive.postgres import describe
+from caixun.errors import ArchiveError
+from caixun.importer import import_posts
+from caixun.publish.jsonl import write_jsonl
+from caixun.publish.site import SiteConfig, build_site
+
+CONFIG = SiteConfig(title="财讯", url="https://news.example.com/")
+NOW = 1_790_000_000.0  # a fixed clock for the recency blend
+# The search benchmark's queries (benchmarks/search.py) and the kinds around them:
+# two-character words, phrases, OR, NOT, English, a single character.
+QUERIES = ["央行", "降准", "人民币", "美联储 加息", '"货币政策"', "央行 OR 美联储", "股市 -美股",
+           "A股", "5G", "芯片", "新能源汽车", "证券", "银行", "Fed", "AI", "市场", "中国 经济",
+           "上海", "油价", "黄金", "比特币", "涨", "(央行 OR 银行) 利率", "特朗普", "关税",
+           "稀土", "华为", "tariff"]
+
+
+def _stored(location: str) -> Archive:
+    """An archive at ``location`` holding the real corpus: the posts and the rss-days items."""
+    archive = open_archive(location)
+    import_posts([POSTS], archive)
+    items = sorted(labelled_items("near_duplicates").values(),
+                   key=lambda a: (a.published_at, a.uid))
+    for start in range(0, len(items), 500):
+        archive.store_many(items[start:start + 500])
+    return archive
+
+
+@pytest.fixture(scope="module")
+def both(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The same corpus in an SQLite file and in a PostgreSQL database."""
+    name = "caixun_both"
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {name} TEMPLATE template0")
+    url = pg_server.rsplit("/", 1)[0] + "/" + name
+    lite = _stored(str(tmp_path_factory.mktemp("lite") / "caixun.db"))
+    server = _stored(url)
+    yield lite, server
+    lite.close()
+    server.close()
+
+
+def test_both_archives_hold_the_same_articles_stories_and_tags(both: Any) -> None:
+    lite, server = both
+    assert lite.count() == server.count() > 2900  # 4,005 items: copies merge, repeats update
+    assert _export(lite) == _export(server)
+
+
+def _export(archive: Archive) -> str:
+    import io
+
+    out = io.StringIO()
+    for _ in write_jsonl(archive.iter_articles_linked(), out):
+        pass
+    return out.getvalue()
+
+
+def test_most_queries_find_articles_in_both(both: Any) -> None:
+    """The comparison below means something: the corpus answers most of its queries."""
+    lite, server = both
+    answered = [q for q in QUERIES if lite.search(q, limit=1) and server.search(q, limit=1)]
+    assert len(answered) >= 20, set(QUERIES) - set(answered)
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_search_finds_and_ranks_as_sqlite_does(both: Any, query: str) -> None:
+    lite, server = both
+    for options in ({}, {"outlet": "huaerjiejianwen"}, {"since_ts": 1_760_000_000}):
+        found = [(h.ref.uid, round(h.score, 9)) for h in
+                 lite.search(query, limit=50, now=NOW, **options)]
+        assert [(h.ref.uid, round(h.score, 9)) for h in
+                server.search(query, limit=50, now=NOW, **options)] == found
+
+
+def test_a_site_built_from_postgresql_is_the_site_built_from_sqlite(
+        both: Any, tmp_path: Path) -> None:
+    lite, server = both
+    build_site(lite, tmp_path / "lite", CONFIG, jobs=1)
+    build_site(server, tmp_path / "server", CONFIG, jobs=2)  # workers open it again
+    assert tree(tmp_path / "server") == tree(tmp_path / "lite")
+
+
+def test_copy_from_sqlite_to_postgresql_and_back_keeps_every_row(
+        both: Any, pg_url: str, tmp_path: Path) -> None:
+    lite, _ = both
+    with open_archive(pg_url) as server:
+        copy_archive(lite, server)
+        with open_archive(tmp_path / "back.db") as back:
+            copy_archive(server, back)
+            assert _export(server) == _export(lite) == _export(back)
+            assert server.changes_since() == lite.changes_since() == back.changes_since()
+            assert server.search("央行", now=NOW) == lite.search("央行", now=NOW)
+        server.store(_one_more(lite))  # ids go on after the copied ones
+        assert server.max_article_id() == lite.max_article_id() + 1
+
+
+def _one_more(archive: Archive) -> Any:
+    article = next(archive.iter_articles())
+    return article.evolve(uid="test:after-copy", file_id="after-copy", url="",
+                          title="复制之后的新文章", identity="")
+
+
+def test_copy_refuses_an_archive_that_is_not_empty(both: Any) -> None:
+    lite, server = both
+    with pytest.raises(ArchiveError, match="empty archive"):
+        copy_archive(lite, server)
+
+
+def _import(url: str, barrier: Any) -> int:
+    with open_archive(url) as archive:
+        barrier.wait()
+        return import_posts([POSTS], archive).counts["new"]
+
+
+def test_two_imports_at_once_store_each_post_once(pg_url: str, tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Manager().Barrier(2)
+    with context.Pool(2) as pool:
+        results = [pool.apply_async(_import, (pg_url, barrier)) for _ in range(2)]
+        new = [r.get(timeout=300) for r in results]
+    with open_archive(pg_url) as archive:
+        uids = sorted(a.uid for a in archive.iter_articles())
+    with open_archive(tmp_path / "alone.db") as alone:  # the same posts, one import
+        import_posts([POSTS], alone)
+        expected = sorted(a.uid for a in alone.iter_articles())
+    assert uids == expected and sum(new) == len(expected)  # each stored once, by one of them
+
+
+def test_an_unreachable_server_is_named_without_its_password() -> None:
+    with pytest.raises(ArchiveError) as caught:
+        open_archive("postgresql://caixun:s3cret@127.0.0.1:1/news")
+    message = str(caught.value)
+    assert "postgresql://caixun@127.0.0.1:1/news" in message and "s3cret" not in message
+    assert "cannot connect" in message
+
+
+def test_a_role_without_rights_is_told_so(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS caixun_reader")
+        admin.execute("CREATE ROLE caixun_reader LOGIN")
+        admin.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    url = pg_url.replace("://caixun@", "://caixun_reader@")
+    with pytest.raises(ArchiveError, match="rights"):
+        open_archive(url)
+
+
+def test_read_only_refuses_a_database_without_an_archive(pg_url: str) -> None:
+    with pytest.raises(ArchiveError, match="not a caixun archive"):
+        open_archive(pg_url, read_only=True)
+
+
+def test_describe_keeps_host_port_user_and_database_only() -> None:
+    assert describe("postgresql://u:pw@db.example.com:5433/news?sslmode=require") == \
+        "postgresql://u@db.example.com:5433/news"
+
+
+def test_the_cli_takes_a_url_for_archive(pg_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    run = [sys.executable, "-m", "caixun.cli", "--archive", pg_url]
+    subprocess.run([*run, "import", str(POSTS)], check=True, env=env, cwd=tmp_path,
+                   capture_output=True)
+    found = subprocess.run([*run, "search", "央行"], check=True, env=env, cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert "央行" in found.stdout
+    assert not (tmp_path / "caixun.db").exists()  # nothing went to an SQLite file
