@@ -85,7 +85,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import caixun
 from caixun.archive import SqliteArchive, open_archive
-from caixun.archive import sqlite as archive_sqlite
+from caixun.archive import base as archive_base
 from caixun.cli import _day_bounds  # the CLI's own day → timestamp conversion
 from caixun.segment import IndexedText, index_text, parse_query
 from caixun.sources.jekyll import parse_post
@@ -238,17 +238,17 @@ def bulk_store(archive: SqliteArchive, parsed: list[Any]) -> int:
     private helpers, so the rows and the index are exactly the library's.
     """
     db = archive._db
-    columns = ", ".join(archive_sqlite._CONTENT_COLUMNS)
-    marks = ", ".join("?" * len(archive_sqlite._CONTENT_COLUMNS))
+    columns = ", ".join(archive_base._CONTENT_COLUMNS)
+    marks = ", ".join("?" * len(archive_base._CONTENT_COLUMNS))
     with archive.transaction():
         for p in parsed:
             article = p.article
             archive._ensure_outlet(article.outlet_slug, article.outlet)
-            now = archive_sqlite._now()
+            now = archive_base._now()
             cursor = db.execute(
                 f"INSERT INTO articles (uid, fetched_at, stored_at, updated_at, {columns}) "
                 f"VALUES (?, NULL, ?, ?, {marks})",
-                (article.uid, now, now, *archive_sqlite._content_row(article)))
+                (article.uid, now, now, *archive_base._content_row(article)))
             archive._index(cursor.lastrowid or 0, article.title, article.digest,
                            article.body_text)
             if p.slug_alias:

@@ -187,3 +187,21 @@ def test_the_cli_takes_a_url_for_archive(pg_url: str, tmp_path: Path) -> None:
                            capture_output=True, text=True)
     assert "央行" in found.stdout
     assert not (tmp_path / "caixun.db").exists()  # nothing went to an SQLite file
+
+
+def test_init_with_a_url_writes_it_and_makes_the_archive(pg_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    done = subprocess.run([sys.executable, "-m", "caixun.cli", "init", "--archive", pg_url],
+                          env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    from caixun.settings import load_settings
+
+    settings = load_settings(tmp_path / "caixun.toml")
+    assert settings["archive.url"] == pg_url and settings["archive.path"] == "caixun.db"
+    with open_archive(pg_url, read_only=True) as archive:  # made: its schema is current
+        assert archive.count() == 0
+    bad = subprocess.run([sys.executable, "-m", "caixun.cli", "init", "--force", "--archive",
+                          "postgresql://caixun:pw@127.0.0.1:1/news"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "cannot connect" in bad.stderr and "pw" not in bad.stderr
+    assert load_settings(tmp_path / "caixun.toml")["archive.url"] == pg_url  # left as it was

@@ -184,8 +184,8 @@ def test_bad_queries_say_what_is_wrong(archive: SqliteArchive, query: str, messa
         archive.search(query)
 
 
-def test_search_api(tmp_path: Path) -> None:
-    path = tmp_path / "a.db"
+def test_search_api(archive_url: str) -> None:
+    path = archive_url  # a PostgreSQL archive is searched over a pool of connections
     with open_archive(path) as archive:
         import_posts([POSTS], archive)
     app = Starlette(routes=search_routes(path, "/news"))
@@ -221,8 +221,8 @@ def test_search_api(tmp_path: Path) -> None:
         assert bad.status_code == 400 and message in bad.json()["error"], params
 
 
-def test_search_command(tmp_path: Path) -> None:
-    db = str(tmp_path / "a.db")
+def test_search_command(archive_url: str) -> None:
+    db = archive_url
     CliRunner().invoke(main, ["--archive", db, "import", str(POSTS)])
     result = CliRunner().invoke(main, ["--archive", db, "search", "降准"])
     assert result.exit_code == 0

@@ -29,10 +29,11 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, ContextManager, Sequence, TypeVar
 
 from caixun.archive import open_archive
 from caixun.errors import ArchiveError
@@ -256,6 +257,36 @@ def _error(message: str, status: int, retry_after: int | None = None) -> JSONRes
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+def _opener(location: str | Path, size: int) -> Callable[[], ContextManager[Archive]]:
+    """Opens the archive read-only for one search: an SQLite file anew each time (cheap);
+    a PostgreSQL archive over a connection of a pool, made on the first search."""
+    from caixun.archive import is_server_url
+
+    if not is_server_url(location):
+        return lambda: open_archive(location, read_only=True)
+    from caixun.archive.postgres import PostgresArchive, connection_pool, describe
+
+    pools: list[Any] = []
+
+    @contextmanager
+    def borrowed() -> Iterator[Archive]:
+        if not pools:
+            pools.append(connection_pool(str(location), size))
+        from psycopg_pool import PoolTimeout
+
+        try:
+            conn = pools[0].getconn()
+        except PoolTimeout as exc:  # no connection within the pool's timeout: a dead server
+            raise ArchiveError(f"{describe(str(location))}: {exc}") from exc
+        try:
+            with PostgresArchive(str(location), read_only=True, connection=conn) as archive:
+                yield archive
+        finally:
+            pools[0].putconn(conn)
+
+    return borrowed
+
+
 def search_routes(archive_path: str | Path, base_path: str = "", *, running: int = MAX_RUNNING,
                   waiting: int = MAX_WAITING) -> list[Route]:
     """The API routes, reading the archive at ``archive_path`` (read-only, a connection per request).
@@ -266,11 +297,12 @@ def search_routes(archive_path: str | Path, base_path: str = "", *, running: int
     from starlette.routing import Route
 
     pool = SearchPool(running, waiting)
+    opened = _opener(archive_path, running)
 
     def run(query: str, stocks: list[str], outlet: str | None,
             bounds: tuple[int | None, int | None], page: int
             ) -> tuple[list[str], list[dict[str, Any]]]:
-        with open_archive(archive_path, read_only=True) as archive:
+        with opened() as archive:
             try:
                 codes = resolve_stocks(archive, stocks)
             except UnknownStock as exc:

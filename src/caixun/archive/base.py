@@ -447,6 +447,31 @@ class Archive(ABC):
         finally:
             self._depth = 0
 
+    @abstractmethod
+    def _has_schema(self) -> bool:
+        """Whether the database has caixun's schema table."""
+
+    def _check_schema(self, migrations: Sequence[Migration]) -> None:
+        """Read-only: the schema must be the one this caixun writes, as nothing is upgraded.
+
+        An older schema is refused rather than read as well as possible: every
+        query is written for the current tables, and one writing command
+        upgrades the archive in a moment.
+        """
+        known = max((m.version for m in migrations), default=0)
+        if not self._has_schema():
+            raise ArchiveError(f"{self.path} is not a caixun archive (it has no schema); "
+                               "run `caixun import` or `caixun fetch` first")
+        current = self.schema_version
+        if current > known:
+            raise ArchiveError(f"{self.path}: schema version {current} is newer than this "
+                               f"caixun knows ({known}); upgrade caixun")
+        if current < known:
+            raise ArchiveError(
+                f"{self.path}: the archive's schema is version {current}, this caixun reads "
+                f"version {known}; run a command that writes to it once (`caixun import`, "
+                "`caixun fetch` or `caixun build`) to upgrade it")
+
     @property
     def schema_version(self) -> int:
         row = self._db.execute("SELECT max(version) FROM schema_migrations").fetchone()

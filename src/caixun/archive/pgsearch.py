@@ -60,7 +60,7 @@ there. Which row that is depends on where FTS5's scan started (the SQLite
 archive's own bm25 of a row changes with its ``rowid >=`` bound). :func:`bm25`
 reads one row and counts what FTS5 counts when no iterator is left behind:
 the phrases of the parts of the expression that match the row. (On the
-corpus: about one score in 30,000, in queries with OR.)
+corpus: a few scores in 100,000, of queries with OR.)
 
 Nothing else differs: on the real corpus (``tests/test_pgsearch.py``) the
 matches are FTS5's and the scores are equal to the last bit.
@@ -306,12 +306,12 @@ def _clamped_family(title: list[str], text: list[str]) -> dict[str, list[str]]:
 def _fit(grams: dict[str, list[str]], words: dict[str, list[str]]
          ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """The families without what PostgreSQL refuses: too long a lexeme, too big a vector."""
-    longest = max(max(map(len, grams), default=0), max(map(len, words), default=0) + 2)
-    # Each lexeme takes its bytes (4 a character at most), an alignment byte at most, 2
-    # bytes for its number of positions and 2 for each position.
+    longest = max(max(map(len, grams), default=0), max(map(len, words), default=0))
+    # Each lexeme takes its bytes (4 a character at most, "w:" 2 more), an alignment byte
+    # at most, 2 bytes for its number of positions and 2 for each position.
     size = 4 * (sum(map(len, grams)) + sum(map(len, words))) + 5 * len(words) \
         + 3 * len(grams) + 2 * (sum(map(len, grams.values())) + sum(map(len, words.values())))
-    if longest * 4 <= MAX_LEXEME_BYTES and size <= MAX_TSVECTOR_BYTES:
+    if longest <= _LONGEST_TOKEN and size <= MAX_TSVECTOR_BYTES:
         return grams, words
     entries = [(len(token.encode()) + len(prefix), prefix, token, marks)
                for prefix, family in (("", grams), (WORDS, words))
@@ -619,7 +619,7 @@ def _expression(phrases: Sequence[Phrase]) -> _Node:
     tree = phrases[0].expression if phrases else None
     if tree is None:
         return _And(tuple(range(len(phrases))))
-    if any(p.expression is not tree or p.index != i for i, p in enumerate(phrases)):
+    if any(p.expression != tree or p.index != i for i, p in enumerate(phrases)):
         raise ValueError("bm25() needs the phrases of one expression, as phrases() gives them")
     return tree
 

@@ -33,8 +33,9 @@ from caixun.segment import IndexedText, Query, index_text, parse_query
 
 if TYPE_CHECKING:
     import psycopg
+    import psycopg_pool
 
-__all__ = ["PostgresArchive", "describe"]
+__all__ = ["PostgresArchive", "connection_pool", "describe"]
 
 # pg_advisory_xact_lock keys (any two numbers no other program on the server uses).
 WRITE_LOCK = 0x6361_6978_756E  # "caixun": one writer at a time
@@ -94,7 +95,10 @@ class PostgresArchive(Archive):
     _greatest = "greatest"
 
     def __init__(self, url: str, migrations: Sequence[Migration] = POSTGRES_MIGRATIONS, *,
-                 read_only: bool = False, notice: Callable[[str], None] | None = None) -> None:
+                 read_only: bool = False, notice: Callable[[str], None] | None = None,
+                 connection: psycopg.Connection[Any] | None = None) -> None:
+        """``connection``: one to use (an autocommit connection to ``url``, e.g. from a
+        pool: see :func:`connection_pool`), left open by :meth:`close`."""
         try:
             import psycopg
         except ImportError as exc:
@@ -106,9 +110,11 @@ class PostgresArchive(Archive):
         self._init_state(read_only, notice)
         self._cursors = itertools.count()
         self._listening = False
+        self._borrowed = connection is not None
         try:
-            raw = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-                                  application_name="caixun")
+            raw = connection or psycopg.connect(url, autocommit=True,
+                                                connect_timeout=CONNECT_TIMEOUT,
+                                                application_name="caixun")
         except psycopg.Error as exc:
             raise ArchiveError(f"{self.path}: cannot connect to the PostgreSQL server: "
                                f"{_reason(exc)}") from exc
@@ -121,37 +127,33 @@ class PostgresArchive(Archive):
                 self._migrate(migrations)
             self._start()
         except psycopg.errors.InsufficientPrivilege as exc:
-            raw.close()
+            self.close()
             raise ArchiveError(f"{self.path}: the role may not do what caixun needs here "
                                f"({_reason(exc)}); grant it the rights on the database "
                                "(CREATE on its schema to make the tables)") from exc
         except psycopg.Error as exc:
-            raw.close()
+            self.close()
             raise ArchiveError(f"{self.path}: cannot open the archive: {_reason(exc)}") from exc
         except BaseException:
-            raw.close()
+            self.close()
             raise
 
     def __enter__(self) -> PostgresArchive:
         return self
 
+    def close(self) -> None:
+        if not self._borrowed:
+            self._db.close()
+            return
+        self._rollback()  # a borrowed connection goes back clean
+        if self._listening:
+            self._db.execute(f"UNLISTEN {CHANNEL}")
+
     # -- schema -------------------------------------------------------------------
 
-    def _check_schema(self, migrations: Sequence[Migration]) -> None:
-        """Read-only: the schema must be the one this caixun writes (see SqliteArchive's)."""
-        known = max((m.version for m in migrations), default=0)
-        found = self._db.execute("SELECT to_regclass('schema_migrations')").fetchone()[0]
-        if found is None:
-            raise ArchiveError(f"{self.path} is not a caixun archive (it has no schema); "
-                               "run `caixun import` or `caixun fetch` first")
-        current = self.schema_version
-        if current > known:
-            raise ArchiveError(f"{self.path}: schema version {current} is newer than this "
-                               f"caixun knows ({known}); upgrade caixun")
-        if current < known:
-            raise ArchiveError(
-                f"{self.path}: the archive's schema is version {current}, this caixun reads "
-                f"version {known}; run a command that writes to it once to upgrade it")
+    def _has_schema(self) -> bool:
+        return self._db.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] \
+            is not None
 
     def _migrate(self, migrations: Sequence[Migration]) -> None:
         # Several fetchers may start at once on a new database: one migrates.
@@ -338,6 +340,24 @@ class PostgresArchive(Archive):
         return {article_id: pgsearch.bm25(phrases, positions[article_id], lengths[article_id],
                                           hits, int(rows), int(total))
                 for article_id in ids if article_id in lengths}
+
+
+def connection_pool(url: str, size: int) -> psycopg_pool.ConnectionPool[Any]:
+    """Up to ``size`` read-only connections to ``url``, made as needed and kept (the
+    search API's: a connection per search would cost more than most searches)."""
+    try:
+        from psycopg_pool import ConnectionPool
+    except ImportError as exc:
+        raise ArchiveError("a PostgreSQL archive needs psycopg_pool: "
+                           "pip install 'caixun[postgresql]'") from exc
+
+    def read_only(conn: psycopg.Connection[Any]) -> None:
+        conn.execute("SET default_transaction_read_only = on")
+
+    return ConnectionPool(url, min_size=0, max_size=size, open=True, configure=read_only,
+                          check=ConnectionPool.check_connection,
+                          kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT,
+                                  "application_name": "caixun"})
 
 
 def _like_prefix(text: str) -> str:

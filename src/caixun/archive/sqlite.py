@@ -22,14 +22,7 @@ from caixun.archive.base import (
     _FIELD_WEIGHTS,
     _TITLE_HIT,
     Archive,
-    ArticleRef,
-    ArticleVersion,
-    BuildState,
-    Change,
     SearchHit,
-    SourceHealth,
-    Stories,
-    StoreResult,
     _filter_condition,
     _now,
     _span,
@@ -39,8 +32,7 @@ from caixun.archive.migrations import MIGRATIONS, Migration
 from caixun.errors import ArchiveError
 from caixun.segment import IndexedText, Query, index_text, parse_query
 
-__all__ = ["ArticleRef", "ArticleVersion", "BuildState", "Change", "SearchHit",
-           "SourceHealth", "SqliteArchive", "Stories", "StoreResult", "is_locked"]
+__all__ = ["SqliteArchive", "is_locked"]
 
 _SEARCH_COLUMNS = ("title_words", "title_grams", "text_words", "text_grams", "facets")
 
@@ -214,27 +206,9 @@ class SqliteArchive(Archive):
         except sqlite3.Error as exc:
             raise ArchiveError(f"{self.path}: cannot open the archive: {exc}") from exc
 
-    def _check_schema(self, migrations: Sequence[Migration]) -> None:
-        """Read-only: the schema must be the one this caixun writes, as nothing is upgraded.
-
-        An older schema is refused rather than read as well as possible: every
-        query is written for the current tables, and one writing command
-        upgrades the file in a moment.
-        """
-        known = max((m.version for m in migrations), default=0)
-        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
-                            "AND name = 'schema_migrations'").fetchone() is None:
-            raise ArchiveError(f"{self.path} is not a caixun archive (it has no schema); "
-                               "run `caixun import` or `caixun fetch` first")
-        current = self.schema_version
-        if current > known:
-            raise ArchiveError(f"{self.path}: schema version {current} is newer than this "
-                               f"caixun knows ({known}); upgrade caixun")
-        if current < known:
-            raise ArchiveError(
-                f"{self.path}: the archive's schema is version {current}, this caixun reads "
-                f"version {known}; run a command that writes to it once (`caixun import`, "
-                "`caixun fetch` or `caixun build`) to upgrade it")
+    def _has_schema(self) -> bool:
+        return self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                "AND name = 'schema_migrations'").fetchone() is not None
 
     def __enter__(self) -> SqliteArchive:
         return self
