@@ -5,6 +5,7 @@ a durable throwaway cluster is made in a temporary directory unless ``--pg``
 names a server, or ``--pg-dir`` a cluster directory to keep between runs)::
 
     python benchmarks/postgres.py store --n 20000 --procs 1 2 4
+    python benchmarks/postgres.py store --n 0       # the 4,005 real rss-days items
     python benchmarks/postgres.py search --sqlite /work/s1m/n1000000/archive.db \\
         --pg-dir /work/pgbench            # copies the archive the first time
     python benchmarks/postgres.py build --sqlite /tmp/fb.db
@@ -59,6 +60,7 @@ def _module(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"caixun_bench_{name}", HERE / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -89,6 +91,14 @@ def database(url: str, name: str, fresh: bool) -> str:
 # -- store -----------------------------------------------------------------------------
 
 def _articles(n: int, part: int, parts: int) -> list[Any]:
+    """Every ``parts``-th of the articles from ``part``: generated ones, or (n == 0) the
+    4,005 real rss-days items, oldest first."""
+    if n == 0:
+        import test_dedup
+
+        items = sorted({a.uid: a for a in test_dedup.labelled_items(
+            "near_duplicates").values()}.values(), key=lambda a: (a.published_at, a.uid))
+        return items[part::parts]
     search = _module("search")
     corpus = search.bench_build.Corpus(search.parse_args([]))
     return [p.article for p in search.parsed_batch(corpus, part, n, n)[::parts]]
@@ -123,8 +133,9 @@ def _store_run(location: str, n: int, procs: int, batch: int) -> tuple[float, in
 def store(args: argparse.Namespace) -> None:
     url, base = server(args)
     try:
-        print(f"store: {args.n:,} generated articles, batches of {args.batch}, as a fetcher "
-              "stores them (caixun.fetch._store_batch)")
+        what = f"{args.n:,} generated articles" if args.n else "the real rss-days items"
+        print(f"store: {what}, batches of {args.batch}, as a fetcher stores them "
+              "(caixun.fetch._store_batch)")
         with tempfile.TemporaryDirectory() as tmp:
             wall, count = _store_run(str(Path(tmp) / "a.db"), args.n, 1, args.batch)
             print(f"  SQLite      1 process : {count / wall:8.0f} articles/s ({wall:.1f} s)")
@@ -268,7 +279,8 @@ def main() -> None:
     parser.add_argument("--pg-dir", type=Path, help="a cluster directory kept between runs")
     parser.add_argument("--pg-settings", default="-c shared_buffers=1GB",
                         help="-c options of the throwaway cluster")
-    parser.add_argument("--n", type=int, default=20_000, help="articles stored (store)")
+    parser.add_argument("--n", type=int, default=20_000,
+                        help="generated articles stored (store); 0: the real rss-days items")
     parser.add_argument("--procs", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--batch", type=int, default=100, help="articles per transaction")
     parser.add_argument("--sqlite", type=Path, help="the SQLite archive (search, build)")

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import SHARED
-from caixun.archive import SqliteArchive
+from caixun.archive import Archive, SqliteArchive, open_archive
 from caixun.archive.migrations import MIGRATIONS
 from caixun.archive.securities import article_text, scan_article
 from caixun.segment import index_text_normalized, normalize
@@ -220,6 +220,23 @@ def test_an_article_is_tagged_in_its_own_transaction(tmp_path: Path) -> None:
                 raise RuntimeError("disk gone")
         assert archive.stock_count("600519.SH") == 1
         assert archive.refs_by_uid(["t:2"]) == []
+
+
+def test_names_another_writer_learned_tag_at_the_next_transaction(archive_url: str) -> None:
+    """Two fetchers on one archive: what one learns, the other's tagger knows next time."""
+    with open_archive(archive_url) as first, open_archive(archive_url) as second:
+        second.store(article(1, "今日收盘", "沪指收涨"))  # its tagger is loaded now
+        first.learn_securities([SecurityName("600519.SH", "贵州茅台", "test")])
+        second.store(article(2, "贵州茅台提价", "贵州茅台宣布提价"))
+        assert tags_of(second, "t:2") == ("600519.SH",)
+        first.learn_securities([SecurityName("000858.SZ", "五粮液", "test")])
+        second.retag(everything=True)
+        assert archive_codes(second) == {"t:2": ("600519.SH",)}
+
+
+def archive_codes(archive: Archive) -> dict[str, tuple[str, ...]]:
+    refs = {ref.id: ref.uid for ref in archive.iter_refs()}
+    return {refs[i]: codes for i, codes in archive.article_codes(list(refs)).items()}
 
 
 def test_names_come_from_an_articles_own_links(tmp_path: Path) -> None:

@@ -302,6 +302,8 @@ class Archive(ABC):
         self._relinked: dict[int, None] = {}  # see _log_story_change
         self._stale_index = False
         self._tagger: Tagger | None = None  # loaded when the first article is tagged
+        self._tagger_seq = 0  # the last name it knows (security_names' rowid)
+        self._tagger_checked = False  # whether this transaction looked for newer names
         self._watching: list[tuple[Watch, Any]] = []  # see use_watches
 
     def _start(self) -> None:
@@ -365,6 +367,13 @@ class Archive(ABC):
             self._stale_index = True  # search() says so; everything else still reads
             return
         self.reindex()
+
+    def _redated(self, article_id: int, published_ts: int) -> None:
+        """An article's time was mended (see _repair_dates): what the index keeps of it.
+
+        SQLite's facet tokens keep the old day (a contentless FTS5 row can only
+        be removed with the tokens it was indexed with), until the next reindex.
+        """
 
     def _keep_static_terms(self, article_id: int, indexed: IndexedText) -> None:
         """The article's static-search terms, kept for the site's search index."""
@@ -434,6 +443,7 @@ class Archive(ABC):
             return
         self._begin()
         self._recent.clear()  # what another process wrote since is not in it
+        self._tagger_checked = False  # nor the names it learned
         self._relinked.clear()
         self._depth = 1
         try:
@@ -945,10 +955,26 @@ class Archive(ABC):
                 [(*by_id[i], now, i) for i in part if i in by_id])
 
     def tagger(self) -> Tagger:
-        """The tagger of every name the archive knows (kept up to date as it learns)."""
-        if self._tagger is None:
+        """The tagger of every name the archive knows (kept up to date as it learns).
+
+        Another process (a second fetcher) may learn names too: once per
+        transaction the archive's last name is looked at, and the tagger read
+        again when it moved.
+        """
+        if self._tagger is not None and self._tagger_checked:
+            return self._tagger
+        seq = self._last_name_seq() if self._has_securities else 0
+        if self._tagger is None or seq != self._tagger_seq:
             self._tagger = tags.load_tagger(self._db) if self._has_securities else Tagger()
+        self._tagger_seq, self._tagger_checked = seq, True
         return self._tagger
+
+    def _learned(self, names: Iterable[SecurityName]) -> None:
+        """Names this process stored: into its tagger, which knows the last one now."""
+        tagger = self.tagger()
+        for name in names:
+            tagger.learn(name.code, name.name)
+        self._tagger_seq = self._last_name_seq()
 
     def _tag(self, article_id: int, article: Article, change_seq: int, published_ts: int,
              old_ts: int | None = None, new: bool = False,
@@ -959,8 +985,8 @@ class Archive(ABC):
         tagger = self.tagger()
         learned = tags.learned_from(article)
         unknown = [n for n in learned if not tagger.knows(n.code, n.name)]
-        for name in tags.learn(self._db, unknown) if unknown else ():
-            tagger.learn(name.code, name.name)
+        if unknown:
+            self._learned(tags.learn(self._db, unknown))
         codes = tagger.tag_scanned(scanned or tags.scan_article(article, learned),
                                    tags.article_text(article))
         tags.set_tags(self._db, article_id, codes, change_seq, published_ts, old_ts, new=new)
@@ -976,9 +1002,7 @@ class Archive(ABC):
             renamed: set[str] = set()
             new = tags.learn(self._db, names, renamed)
             self._relink_tagged(renamed)
-        tagger = self.tagger()
-        for name in new:
-            tagger.learn(name.code, name.name)
+            self._learned(new)
         return new
 
     def _relink_tagged(self, codes: Iterable[str]) -> None:
@@ -1290,6 +1314,7 @@ class Archive(ABC):
                     "WHERE id = ?", (local.isoformat(), ts,
                                      json.dumps(data, ensure_ascii=False, sort_keys=True),
                                      article_id))
+                self._redated(article_id, ts)
                 self._db.execute("UPDATE changes SET published_ts = ? WHERE article_id = ?",
                                  (ts, article_id))
                 self._db.execute("UPDATE changes SET old_published_ts = ? WHERE article_id = ? "

@@ -398,9 +398,15 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
         CREATE TABLE search (
             article_id BIGINT PRIMARY KEY REFERENCES articles(id) ON DELETE CASCADE,
             terms TSVECTOR NOT NULL,
-            doc_len INTEGER NOT NULL
+            doc_len INTEGER NOT NULL,
+            -- the article's, so that a date or outlet filter and the terms combine
+            -- in one table's indexes (as SQLite's facet tokens do in the FTS5 index)
+            published_ts BIGINT NOT NULL,
+            outlet_slug {_T} NOT NULL
         );
         CREATE INDEX search_terms ON search USING GIN (terms);
+        CREATE INDEX search_published ON search (published_ts);
+        CREATE INDEX search_outlet ON search (outlet_slug, published_ts);
         CREATE TABLE dedup_prints (
             article_id BIGINT PRIMARY KEY REFERENCES articles(id) ON DELETE CASCADE,
             fingerprint BYTEA NOT NULL,
