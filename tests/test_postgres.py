@@ -205,3 +205,26 @@ def test_init_with_a_url_writes_it_and_makes_the_archive(pg_url: str, tmp_path: 
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "cannot connect" in bad.stderr and "pw" not in bad.stderr
     assert load_settings(tmp_path / "caixun.toml")["archive.url"] == pg_url  # left as it was
+
+
+def test_archive_copy_command_both_ways_gives_the_same_export(pg_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+
+    def caixun(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "caixun.cli", *args], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+    lite, back = str(tmp_path / "a.db"), str(tmp_path / "back.db")
+    assert caixun("--archive", lite, "import", str(POSTS)).returncode == 0
+    there = caixun("archive", "copy", lite, pg_url)
+    assert there.returncode == 0, there.stderr
+    assert "articles) from" in there.stderr and "caixun@" in there.stderr  # the -q-less summary
+    assert caixun("archive", "copy", pg_url, back).returncode == 0
+    exports = []
+    for location in (lite, pg_url, back):
+        out = tmp_path / f"export-{len(exports)}.jsonl"
+        assert caixun("--archive", location, "export", "jsonl", str(out)).returncode == 0
+        exports.append(out.read_bytes())
+    assert exports[0] == exports[1] == exports[2] and exports[0].count(b"\n") > 100
+    again = caixun("archive", "copy", lite, pg_url)  # the target holds articles now
+    assert again.returncode == 1 and "empty archive" in again.stderr

@@ -41,6 +41,7 @@ __all__ = ["PostgresArchive", "connection_pool", "describe"]
 WRITE_LOCK = 0x6361_6978_756E  # "caixun": one writer at a time
 MIGRATION_LOCK = WRITE_LOCK + 1  # one process upgrades the schema, the others wait
 CONNECT_TIMEOUT = 10  # seconds
+_FIRST_RANGE = 4  # times the window: the newest ids a search reads first
 CHANNEL = "caixun_changes"  # NOTIFY after every write: publishers build without polling
 # The identity columns (SQLite's rowids): their sequences follow copied rows.
 _IDENTITIES = (("articles", "id"), ("changes", "seq"), ("security_names", "rowid"),
@@ -328,10 +329,7 @@ class PostgresArchive(Archive):
             where += " AND s.published_ts >= ? AND s.published_ts < ?"
             values += span
         where += f" AND {kept}" if kept else ""
-        window = [tuple(row) for row in self._db.execute(
-            "SELECT s.article_id, a.published_ts FROM search s JOIN articles a "
-            f"ON a.id = s.article_id WHERE {where} ORDER BY s.article_id DESC LIMIT ?",
-            (*values, *params, max(base.RANK_WINDOW, offset + limit)))]
+        window = self._newest(where, (*values, *params), max(base.RANK_WINDOW, offset + limit))
         if not window:
             return []
         ids = [article_id for article_id, _ in window]
@@ -346,6 +344,30 @@ class PostgresArchive(Archive):
         else:
             relevance = self._bm25(parsed, ids)
         return self._hits(parsed, window, relevance, offset, limit, now)
+
+    def _newest(self, where: str, params: tuple[Any, ...], size: int) -> list[tuple[int, int]]:
+        """The ``size`` newest matches (highest ids): (article id, published_ts).
+
+        Read from the newest ids back, in id ranges growing eightfold: a word
+        most articles hold fills the window from the first few thousand ids,
+        where reading all its matches to keep the newest cost 0.1 s at 100,000.
+        """
+        first, last = self._db.execute(
+            "SELECT (SELECT min(article_id) FROM search), "
+            "(SELECT max(article_id) FROM search)").fetchone()
+        found: list[tuple[int, int]] = []
+        if first is None:
+            return found
+        high, span = last + 1, size * _FIRST_RANGE
+        while len(found) < size and high > first:
+            low = max(first, high - span)
+            found += [(row[0], row[1]) for row in self._db.execute(
+                "SELECT s.article_id, a.published_ts FROM search s JOIN articles a "
+                f"ON a.id = s.article_id WHERE {where} AND s.article_id >= ? "
+                "AND s.article_id < ? ORDER BY s.article_id DESC LIMIT ?",
+                (*params, low, high, size - len(found)))]
+            high, span = low, span * 8
+        return found
 
     def _bm25(self, parsed: Query, ids: list[int]) -> dict[int, float]:
         """FTS5's bm25 of each article, from its terms' positions (see pgsearch.bm25)."""
