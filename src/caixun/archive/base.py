@@ -30,7 +30,7 @@ from typing import (Any, Callable, ContextManager, Iterable, Iterator, Mapping, 
 from caixun.archive import securities as tags
 from caixun.archive import stories
 from caixun.archive import watches as watching
-from caixun.archive.connection import Connection
+from caixun.archive.connection import Connection, insert_returning_id
 from caixun.archive.migrations import Migration
 from caixun.dedup import Candidate
 from caixun.errors import ArchiveError
@@ -570,12 +570,11 @@ class Archive(ABC):
         if self._has_identity and not article.imported:
             article, content = self._unclashed(article, content)
         now = _now()
-        article_id = int(self._db.execute(
-            "INSERT INTO articles (uid, fetched_at, stored_at, updated_at, "
+        article_id = insert_returning_id(
+            self._db, "INSERT INTO articles (uid, fetched_at, stored_at, updated_at, "
             + ", ".join(self._columns) + ") VALUES (?, ?, ?, ?, "
-            + ", ".join("?" * len(self._columns)) + ") RETURNING id",
-            (article.uid, _fetched(article), now, now, *content),
-        ).fetchone()[0])
+            + ", ".join("?" * len(self._columns)) + ")",
+            (article.uid, _fetched(article), now, now, *content), "id")
         self._index(article_id, article.title, article.digest, article.body_text,
                     content[2], content[5], indexed)
         seq = self._log_change(article_id, article.uid, "new", content[2], content[5])
@@ -908,11 +907,10 @@ class Archive(ABC):
     def _log_change(self, article_id: int, uid: str, kind: str, slug: str, ts: int,
                     old: tuple[str, int] | None = None) -> int:
         old_slug, old_ts = old if old else (None, None)
-        return int(self._db.execute(
-            "INSERT INTO changes (uid, kind, outlet_slug, published_ts, at, old_outlet_slug, "
-            "old_published_ts, article_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-            (uid, kind, slug, ts, _now(), old_slug, old_ts, article_id),
-        ).fetchone()[0])
+        return insert_returning_id(
+            self._db, "INSERT INTO changes (uid, kind, outlet_slug, published_ts, at, "
+            "old_outlet_slug, old_published_ts, article_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (uid, kind, slug, ts, _now(), old_slug, old_ts, article_id), "seq")
 
     def delete(self, uid: str) -> bool:
         """Remove an article (and its versions); True if it existed."""
@@ -1015,10 +1013,10 @@ class Archive(ABC):
                 "article_securities s ON s.article_id = a.id WHERE s.code = ?", (code,)
             ).fetchall()
             for article_id, uid, slug, ts in rows:
-                seq = self._db.execute(
-                    "INSERT INTO changes (uid, kind, outlet_slug, published_ts, at, article_id, "
-                    "relink) VALUES (?, 'update', ?, ?, ?, ?, 1) RETURNING seq",
-                    (uid, slug, ts, now, article_id)).fetchone()[0]
+                seq = insert_returning_id(
+                    self._db, "INSERT INTO changes (uid, kind, outlet_slug, published_ts, at, "
+                    "article_id, relink) VALUES (?, 'update', ?, ?, ?, ?, 1)",
+                    (uid, slug, ts, now, article_id), "seq")
                 self._db.execute("INSERT INTO stock_changes (change_seq, code, published_ts) "
                                  "VALUES (?, ?, ?)", (seq, code, ts))
 
@@ -1189,10 +1187,10 @@ class Archive(ABC):
             if tuple(codes) != before:
                 # A relink for the build: the article's pages change, not its text.
                 ts = int(article.published_at.timestamp())
-                seq = self._db.execute(
-                    "INSERT INTO changes (uid, kind, outlet_slug, published_ts, at, article_id, "
-                    "relink) VALUES (?, 'update', ?, ?, ?, ?, 1) RETURNING seq",
-                    (article.uid, article.outlet_slug, ts, _now(), article_id)).fetchone()[0]
+                seq = insert_returning_id(
+                    self._db, "INSERT INTO changes (uid, kind, outlet_slug, published_ts, at, "
+                    "article_id, relink) VALUES (?, 'update', ?, ?, ?, ?, 1)",
+                    (article.uid, article.outlet_slug, ts, _now(), article_id), "seq")
                 tags.set_tags(self._db, article_id, codes, seq, ts)
 
     def use_watches(self, watches: Sequence[Watch]) -> list[str]:

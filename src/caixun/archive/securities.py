@@ -14,7 +14,7 @@ tags are written together or not at all.
 
 from __future__ import annotations
 
-from caixun.archive.connection import Connection
+from caixun.archive.connection import Connection, insert_ignoring
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
@@ -103,10 +103,9 @@ def learn(db: Connection, names: Iterable[SecurityName],
             "AND securities.name <> excluded.name THEN excluded.updated_at "
             "ELSE securities.updated_at END",
             (entry.code, entry.name, market, entry.source, now, now, entry.kind, entry.kind))
-        cursor = db.execute(
-            "INSERT INTO security_names (code, name, kind, source, learned_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (entry.code, entry.name, entry.kind, entry.source, now))
+        cursor = db.execute(insert_ignoring(
+            db, "INSERT INTO security_names (code, name, kind, source, learned_at) "
+            "VALUES (?, ?, ?, ?, ?)"), (entry.code, entry.name, entry.kind, entry.source, now))
         if cursor.rowcount:
             new.append(entry)
     return new

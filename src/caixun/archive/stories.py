@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-from caixun.archive.connection import Connection
+from caixun.archive.connection import Connection, is_sqlite
 import struct
 from collections import Counter
 from datetime import datetime, timezone
@@ -154,16 +154,19 @@ def _write_print(db: Connection, article_id: int, new: Candidate,
         params: list[int] = []
         for key in part:
             params += (key, ts, article_id)
-        db.execute(_insert_keys_sql(len(part)), params)
+        db.execute(_insert_keys_sql(len(part), is_sqlite(db)), params)
 
 
 _KEY_ROWS_PER_INSERT = 250  # 750 parameters: below every SQLite's limit (999 before 3.32)
 
 
-@functools.lru_cache(maxsize=64)
-def _insert_keys_sql(rows: int) -> str:
-    return ("INSERT INTO dedup_keys (key, published_ts, article_id) VALUES "
-            + ",".join(["(?, ?, ?)"] * rows) + " ON CONFLICT DO NOTHING")
+@functools.lru_cache(maxsize=128)
+def _insert_keys_sql(rows: int, sqlite: bool) -> str:
+    insert = ("INSERT INTO dedup_keys (key, published_ts, article_id) VALUES "
+              + ",".join(["(?, ?, ?)"] * rows))
+    # SQLite's own form: its ON CONFLICT takes three times as long here.
+    return insert.replace("INSERT", "INSERT OR IGNORE", 1) if sqlite else \
+        f"{insert} ON CONFLICT DO NOTHING"
 
 
 def _key_ids(new: Candidate) -> tuple[list[int], list[int]]:

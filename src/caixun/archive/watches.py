@@ -14,7 +14,7 @@ per watch and article whatever happens.
 from __future__ import annotations
 
 import json
-from caixun.archive.connection import Connection
+from caixun.archive.connection import Connection, insert_ignoring
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
@@ -91,8 +91,8 @@ def match_new(db: Connection, article_id: int, matches: Iterable[tuple[Watch, An
             continue
         body = payload(watch.name, row["uid"], row["title"], row["url"], row["outlet"],
                        row["published_at"], row["stocks"], row["snippet"])
-        db.execute("INSERT INTO outbox (watch, uid, payload, created_at) "
-                   "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        db.execute(insert_ignoring(db, "INSERT INTO outbox (watch, uid, payload, created_at) "
+                                       "VALUES (?, ?, ?, ?)"),
                    (watch.name, row["uid"], json.dumps(body, ensure_ascii=False), _now()))
         queued += 1
     return queued
