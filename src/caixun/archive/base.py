@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import (Any, Callable, ContextManager, Iterable, Iterator, Mapping, NamedTuple,
-                    Sequence)
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from caixun.archive import securities as tags
 from caixun.archive import stories
@@ -292,6 +291,7 @@ class Archive(ABC):
     _search_condition: str
     _clock: str  # SQL: the database's time, Unix seconds as a float
     _greatest: str  # SQL: the larger of two values
+    _read_begin: str  # SQL: begin a read transaction (see snapshot)
 
     def _init_state(self, read_only: bool, notice: Callable[[str], None] | None) -> None:
         self.read_only = read_only
@@ -345,9 +345,27 @@ class Archive(ABC):
     @abstractmethod
     def _rollback(self) -> None: ...
 
-    @abstractmethod
-    def snapshot(self) -> ContextManager[None]:
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
         """A read transaction: every query inside sees one state of the archive."""
+        if self._depth:
+            yield
+            return
+        self._db.execute(self._read_begin)
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._rollback()
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._depth = 0
+            self._snapshot_done()
+
+    def _snapshot_done(self) -> None:
+        """After a snapshot: what a backend resets."""
 
     @abstractmethod
     def _stream(self, sql: str, params: Sequence[Any] = (), size: int = 500) -> Iterator[Any]:

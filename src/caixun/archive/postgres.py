@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from caixun.archive import base, pgsearch
@@ -93,6 +92,7 @@ class PostgresArchive(Archive):
     _search_condition = ("EXISTS (SELECT 1 FROM search s WHERE s.article_id = a.id "
                          "AND s.terms @@ ?::tsquery)")
     _clock = "extract(epoch FROM statement_timestamp())::float8"
+    _read_begin = "BEGIN ISOLATION LEVEL REPEATABLE READ"  # one state for every read in it
     _greatest = "greatest"
 
     def __init__(self, url: str, migrations: Sequence[Migration] = POSTGRES_MIGRATIONS, *,
@@ -208,24 +208,8 @@ class PostgresArchive(Archive):
             except self._db_errors:
                 pass  # the error being raised says more
 
-    @contextmanager
-    def snapshot(self) -> Iterator[None]:
-        """A read transaction: every query inside sees one state of the archive."""
-        if self._depth:
-            yield
-            return
-        self._db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-        self._depth = 1
-        try:
-            yield
-        except BaseException:
-            self._rollback()
-            raise
-        else:
-            self._db.execute("COMMIT")
-        finally:
-            self._depth = 0
-            self._writing = False
+    def _snapshot_done(self) -> None:
+        self._writing = False
 
     def _stream(self, sql: str, params: Sequence[Any] = (), size: int = 500) -> Iterator[Any]:
         # A server-side cursor lives in a transaction: the snapshot's, or its own.

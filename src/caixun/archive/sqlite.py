@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -180,6 +179,7 @@ class SqliteArchive(Archive):
     _search_condition = "a.id IN (SELECT rowid FROM search WHERE search MATCH ?)"
     _clock = "((julianday('now') - 2440587.5) * 86400.0)"  # one value within a statement
     _greatest = "max"
+    _read_begin = "BEGIN"
 
     def __init__(self, path: str | Path, migrations: Sequence[Migration] = MIGRATIONS, *,
                  read_only: bool = False, notice: Callable[[str], None] | None = None) -> None:
@@ -470,20 +470,6 @@ class SqliteArchive(Archive):
         return dict(self._db.execute(
             f"SELECT rowid, bm25(search, {weights}) FROM search WHERE search MATCH ? AND "
             + where, (*_FIELD_WEIGHTS[:columns], parsed.match, *params)))
-
-    @contextmanager
-    def snapshot(self) -> Iterator[None]:
-        """A read transaction: every query inside sees one state of the archive."""
-        if self._depth:
-            yield
-            return
-        self._db.execute("BEGIN")
-        self._depth = 1
-        try:
-            yield
-        finally:
-            self._depth = 0
-            self._db.execute("COMMIT")
 
     def day_counts(self, utc_offset_seconds: int) -> list[tuple[str, int]]:
         """(YYYY-MM-DD, count) per local day, newest day first."""
