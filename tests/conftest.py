@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -39,6 +40,7 @@ def pg_server() -> Iterator[str]:
         yield pgserver.start(base)
     finally:
         pgserver.stop(base)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
