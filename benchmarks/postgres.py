@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import multiprocessing
 import shutil
 import statistics
@@ -42,27 +41,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(HERE))  # benchmarks/search.py: its queries and generated corpus
 
 import pgserver  # noqa: E402
 
 from caixun.archive import open_archive  # noqa: E402
 from caixun.archive.copy import copy_archive  # noqa: E402
-
-
-def _module(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"caixun_bench_{name}", HERE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def server(args: argparse.Namespace) -> tuple[str, Path | None]:
@@ -99,7 +89,8 @@ def _articles(n: int, part: int, parts: int) -> list[Any]:
         items = sorted({a.uid: a for a in test_dedup.labelled_items(
             "near_duplicates").values()}.values(), key=lambda a: (a.published_at, a.uid))
         return items[part::parts]
-    search = _module("search")
+    import search
+
     corpus = search.bench_build.Corpus(search.parse_args([]))
     return [p.article for p in search.parsed_batch(corpus, part, n, n)[::parts]]
 
@@ -203,7 +194,8 @@ def _query_times(location: str, qs: list[Any], repeat: int, read_only: bool
 def search(args: argparse.Namespace) -> None:
     url, base = server(args)
     try:
-        bench = _module("search")
+        import search as bench
+
         qs = bench.queries(bench.bench_build.Corpus(bench.parse_args([])))
         with open_archive(args.sqlite, read_only=True) as source:
             n = source.count()
