@@ -49,6 +49,10 @@ MIN_STORY_PRECISION = 0.9
 MIN_STORY_RECALL = 0.11  # 8 pairs
 MIN_NEAR_PRECISION = 0.75
 MIN_NEAR_RECALL = 0.21  # 6 pairs
+# On the held-out part (4 runs of days labelled for issue 14): 0.600 (3 of 5) / 0.088
+# (3 of 34 pairs, 17 of them cross-language). Floors one pair below.
+MIN_HELD_OUT_PRECISION = 0.5
+MIN_HELD_OUT_RECALL = 0.058  # 2 pairs
 
 
 # -- the labelled set ------------------------------------------------------------------------
@@ -111,7 +115,7 @@ class Truth:
 
 def truth(part: str) -> Truth:
     data = labels()[part]
-    if part == "stories":
+    if "stories" in data:
         story: dict[str, int] = {}
         version: dict[str, tuple[int, int]] = {}
         for n, s in enumerate(data["stories"]):
@@ -553,17 +557,29 @@ def test_labels_are_well_formed() -> None:
     refs = [r for s in data["stories"]["stories"] for v in s["versions"] for r in v]
     refs += [r for pair in data["stories"]["uncertain"] for r in pair]
     assert {_ref_unit(r) for r in refs} <= units
+    held_out = {unit(i) for i in labelled_items("held_out")}
+    refs = [r for s in data["held_out"]["stories"] for v in s["versions"] for r in v]
+    refs += [r for pair in data["held_out"]["uncertain"] for r in pair]
+    assert {_ref_unit(r) for r in refs} <= held_out
+    # Held out means apart: no day of it is in the part the experiments fit on.
+    assert not set(data["held_out"]["corpus"]["rss-days"]) & set(
+        data["stories"]["corpus"]["rss-days"])
     near_units = {unit(i) for i in labelled_items("near_duplicates")}
     refs = [r for a, b, _ in data["near_duplicates"]["same"] for r in (a, b)]
     refs += [r for pair in data["near_duplicates"]["uncertain"] for r in pair]
     assert {_ref_unit(r) for r in refs} <= near_units
-    assert not re.search(r"[\u4e00-\u9fff]{12}", LABELS.read_text("utf-8").split('"stories"')[1])
+    assert not re.search(r"[\u4e00-\u9fff]", re.sub(r'"rss-days/[^"]*"', "", json.dumps(
+        [data["stories"], data["held_out"], data["near_duplicates"]], ensure_ascii=False)))
     counts = data["counts"]
     stories, near = truth("stories"), truth("near_duplicates")
     assert counts["stories"]["items"] == len(items)
     assert counts["stories"]["distinct_items"] == len(units)
     assert counts["stories"]["same_story_pairs_of_distinct_items"] == len(stories.same)
     assert counts["stories"]["of_them_copy_tier"] == len(stories.copy)
+    assert counts["held_out"]["items"] == len(labelled_items("held_out"))
+    assert counts["held_out"]["distinct_items"] == len(held_out)
+    assert counts["held_out"]["same_story_pairs_of_distinct_items"] == len(truth("held_out").same)
+    assert counts["held_out"]["of_them_copy_tier"] == len(truth("held_out").copy)
     assert counts["near_duplicates"]["distinct_links"] == len(near_units)
     assert counts["near_duplicates"]["same_story_pairs"] == len(near.same)
 
@@ -571,6 +587,7 @@ def test_labels_are_well_formed() -> None:
 @pytest.mark.parametrize("part, min_p, min_r", [
     ("stories", MIN_STORY_PRECISION, MIN_STORY_RECALL),
     ("near_duplicates", MIN_NEAR_PRECISION, MIN_NEAR_RECALL),
+    ("held_out", MIN_HELD_OUT_PRECISION, MIN_HELD_OUT_RECALL),
 ])
 def test_precision_and_recall_on_the_labelled_set(part: str, min_p: float, min_r: float) -> None:
     items = labelled_items(part)

@@ -103,6 +103,7 @@ process); fingerprints are bytes that stay valid across runs and machines.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import operator
@@ -114,6 +115,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
+from caixun import events
+from caixun.events import EventTerms
 from caixun.model import Article
 
 if TYPE_CHECKING:
@@ -136,6 +139,8 @@ __all__ = [
     "TITLE_KEYS",
     "WINDOW",
     "Fingerprint",
+    "TermCounts",
+    "event_keys",
     "assign_story",
     "cluster",
     "containment",
@@ -793,20 +798,27 @@ class Candidate:
     # The ids of its exact keys and of its LSH keys, as the archive indexes them,
     # when computed ahead (``archive.stories.keyed``, in an import worker).
     key_ids: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    # What it says (caixun.events): ``terms`` as extracted, for a new article;
+    # ``event`` the features weighed by the archive's counts, for a stored one
+    # and for a new one once weighed (TermCounts.weigh, stories.look_up).
+    terms: EventTerms | None = None
+    event: bytes = b""
 
     @classmethod
     def of(cls, article: Article, story_id: str = "") -> Candidate:
-        """The fingerprint and exact keys of an article (its text cleaned once)."""
+        """The fingerprint, exact keys and event terms of an article (its text cleaned once)."""
         head = tokens(article.title)
+        terms = events.extract(article.title, _text_of(article), article.outlet)
         lead = _Lead.of(head, _text_of(article))
         if lead is None:  # a text the shortcut does not take
             parts = _parts(head, _text_of(article))
             return cls(story_id, article.published_at, _pack(parts, len(head)),
-                       tuple(_exact_keys(article, parts)))
+                       tuple(_exact_keys(article, parts)), terms=terms)
         count = min(lead.count, MAX_TOKENS)
         return cls(story_id, article.published_at,
                    _pack_hashed(head, count, lead.hashes(max(count, len(head)))),
-                   tuple(_exact_keys(article, lead.joined() if lead.count else None)))
+                   tuple(_exact_keys(article, lead.joined() if lead.count else None)),
+                   terms=terms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -845,6 +857,14 @@ class Clusterer:
         same = self._exact(new, mine, pool) if exact else None
         if same is not None:
             return same.story_id
+        best = self._by_shingles(new, mine, pool)
+        if new.event:
+            best = self._by_event(new, mine, pool, best)
+        return best[1] if best else None
+
+    def _by_shingles(self, new: Candidate, mine: Fingerprint,
+                     pool: list[Candidate]) -> tuple[float, str] | None:
+        """The best (score, story) among the near duplicates, if one reaches the threshold."""
         if mine.tokens < self.min_tokens or not mine.shingles:
             return None
         when, window, least = _utc(new.published_at), self.window, self.min_tokens
@@ -870,7 +890,31 @@ class Clusterer:
             score = _similarity(mine, theirs, j)
             if score >= threshold and (best is None or score > best[0]):
                 best = (score, other.story_id)
-        return best[1] if best else None
+        return best
+
+    def _by_event(self, new: Candidate, mine: Fingerprint, pool: list[Candidate],
+                  best: tuple[float, str] | None) -> tuple[float, str] | None:
+        """``best``, or the report of another outlet that the event model rates
+        higher, from :data:`caixun.events.EVENT_THRESHOLD` (the first of equals)."""
+        when, x = _utc(new.published_at), events.read(new.event)
+        rated = []
+        for other in pool:
+            apart = abs(when - other.published_at)
+            if other.event and apart <= self.window:
+                theirs = events.read(other.event)
+                if theirs.outlet != x.outlet:
+                    rated.append((other, theirs, apart))
+        rated.sort(key=lambda entry: (entry[0].published_at, entry[0].story_id))
+        for other, theirs, apart in rated:
+            print_ = read_fingerprint(other.fingerprint)
+            j = jaccard(mine, print_) if mine.shingles and print_.shingles else 0.0
+            conflict = not (mine.numbers <= print_.numbers or print_.numbers <= mine.numbers)
+            shingles = _similarity(mine, print_, j) if j else 0.0
+            score = events.event_score(events.inputs(x, theirs, shingles, conflict,
+                                                     apart.total_seconds() / 3600))
+            if score >= events.EVENT_THRESHOLD and (best is None or score > best[0]):
+                best = (score, other.story_id)
+        return best
 
     def exact_match(self, new: Candidate, candidates: Iterable[Candidate]) -> Candidate | None:
         """The earliest candidate that is the same article as the new one, if any.
@@ -958,14 +1002,15 @@ def cluster(articles: Sequence[Article], clusterer: Clusterer = _DEFAULT
     Articles with the same uid are one article.
     """
     by_key: dict[str, list[Candidate]] = {}  # exact keys: kept for ever
-    by_band: dict[str, deque[Candidate]] = {}  # LSH keys: only within the window
+    by_band: dict[str, deque[Candidate]] = {}  # LSH and event keys: only within the window
     stories: dict[str, str] = {}
     sizes: dict[str, int] = {}
+    counts = TermCounts()
     for article in sorted(articles, key=lambda a: (a.published_at, a.uid)):
         if article.uid in stories:
             continue
-        new = Candidate.of(article)
-        bands = lsh_keys(new.fingerprint)
+        new = counts.weigh(Candidate.of(article))
+        bands = lsh_keys(new.fingerprint) + event_keys(new.event)
         found: dict[int, Candidate] = {}
         for key in new.exact_keys:
             for other in by_key.get(key, ()):
@@ -979,14 +1024,45 @@ def cluster(articles: Sequence[Article], clusterer: Clusterer = _DEFAULT
                 found[id(other)] = other
         open_ = [c for c in found.values() if sizes.get(c.story_id, 0) < MAX_STORY]
         story = clusterer.assign(new, open_) or article.uid
+        counts.add(new)
         stories[article.uid] = story
         sizes[story] = sizes.get(story, 0) + 1
-        indexed = Candidate(story, new.published_at, new.fingerprint, new.exact_keys)
+        indexed = Candidate(story, new.published_at, new.fingerprint, new.exact_keys,
+                            event=new.event)
         for key in new.exact_keys:
             by_key.setdefault(key, []).append(indexed)
         for key in bands:
             by_band.setdefault(key, deque()).append(indexed)
     return stories
+
+
+class TermCounts:
+    """How many articles hold each event term, in memory: what :func:`cluster`
+    weighs with (the archive keeps the same counts in ``story_terms``)."""
+
+    def __init__(self) -> None:
+        self.docs: dict[int, int] = {}
+        self.total = 0
+
+    def weigh(self, new: Candidate) -> Candidate:
+        """The candidate with its event features weighed by the counts so far."""
+        if new.terms is None:
+            return new
+        return dataclasses.replace(new, event=events.weigh(new.terms, self.docs, self.total))
+
+    def add(self, new: Candidate) -> None:
+        """Count a new article's terms."""
+        if new.terms is None:
+            return
+        for key in events.every_term(new.terms):
+            self.docs[key] = self.docs.get(key, 0) + 1
+        self.total += 1
+
+
+def event_keys(event: bytes) -> list[str]:
+    """Index keys from weighed event features, ``e:<term id>``: the rarest figures and
+    heaviest words (:func:`caixun.events.key_terms`). None for an unweighed article."""
+    return [f"e:{key:x}" for key in events.key_terms(event)] if event else []
 
 
 def story_groups(stories: Mapping[str, str]) -> list[list[str]]:
