@@ -8,11 +8,15 @@ Run it by hand from the repository root::
     python benchmarks/dedup.py --only store flood  # just the archive parts (3 and 4)
     python benchmarks/dedup.py --only flood --flood 5000
 
-1. Quality. ``tests/data/dedup_labels.json`` has two parts (its ``method`` says
-   how they were made): ``stories``, exhaustive same-story labels of the 117
-   finews posts and 8 consecutive rss-days files (638 distinct items), and
+1. Quality. ``tests/data/dedup_labels.json`` has three parts (its ``method``
+   says how they were made): ``stories``, exhaustive same-story labels of the
+   117 finews posts and 8 consecutive rss-days files (638 distinct items; the
+   part the event model is fitted on), ``held_out``, the same for 14 rss-days
+   files in four runs of days (731 distinct items; never fitted on), and
    ``near_duplicates``, every candidate pair of the whole rss-days corpus
-   (2,835 links) judged. Articles are read as caixun reads them
+   (2,835 links) judged. For the two story-level parts each line also gives
+   the recall of each kind of pair: copies (one text) and other words;
+   Chinese-Chinese, English-English and cross-language (by the headlines). Articles are read as caixun reads them
    (``read_post``; the RSS source on ``rss_xml`` of each day, each day's item
    an item of its own), clustered with ``dedup.cluster`` and scored pairwise
    over distinct items (an rss link counts once) by ``pair_scores`` of
@@ -24,6 +28,12 @@ Run it by hand from the repository root::
    pipeline (exact keys, window, minimum length) with a 64-bit SimHash of the
    same shingles in place of MinHash, all pairs in the window compared, at
    several similarity thresholds (1 - Hamming distance / 64).
+
+1b. Events (``--only events``). The logistic model of ``caixun/events.py``
+   fitted again on ``stories`` (its coefficients printed beside the ones in
+   the code), then every pair in the window compared (no index) on
+   ``stories`` and ``held_out``, at three probability thresholds, for every
+   outlet and for other outlets only (what caixun does).
 
 2. Speed. Microseconds per ``fingerprint`` over the 4,122 corpus articles
    (mean and median, and for the 400-token leads alone), the same for the

@@ -334,14 +334,14 @@ def test_key_ids_are_each_keys_id() -> None:
 def test_the_keys_of_a_print_are_written_in_parts_as_one_by_one() -> None:
     db = sqlite3.connect(":memory:")
     db.execute("CREATE TABLE dedup_prints (article_id INTEGER PRIMARY KEY, fingerprint BLOB, "
-               "exact_keys TEXT)")
+               "exact_keys TEXT, event BLOB)")
     db.execute("CREATE TABLE dedup_keys (key INTEGER NOT NULL, published_ts INTEGER NOT NULL, "
                "article_id INTEGER NOT NULL, PRIMARY KEY (key, published_ts, article_id)) "
                "WITHOUT ROWID")
     new = dedup.Candidate.of(_article("k:1"))
     keys = [n * 7919 % 1000 - 500 for n in range(700)]  # more than one statement's rows, repeats
-    story_index._write_print(db, 1, new, keys)
-    story_index._write_print(db, 2, new, [])
+    story_index._write_print(db, 1, new, keys, True)
+    story_index._write_print(db, 2, new, [], True)
     ts = int(new.published_at.timestamp())
     assert sorted(db.execute("SELECT key, published_ts, article_id FROM dedup_keys")) == \
         sorted({(key, ts, 1) for key in keys})

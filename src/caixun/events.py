@@ -63,6 +63,7 @@ _ENGLISH_STOP = frozenset(
 _FIGURE = re.compile(r"(\d+(?:\.\d+)?)\s*(%|％|亿|万|美元|元|点|bp|个基点)?")
 _THOUSANDS = re.compile(r"(?<=\d)[,，](?=\d{3}(?!\d))")
 _CJK = re.compile("[\u3400-\u9fff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,8 @@ def figures(text: str) -> set[str]:
 
 def extract(title: str, text: str, outlet: str) -> EventTerms:
     """The features of an article (``text``: its body, or the digest of a teaser)."""
-    lead = text[:LEAD_CHARS]
+    # Lone surrogates (a broken feed's escapes) are no text jieba can take.
+    title, lead = _SURROGATE.sub(" ", title), _SURROGATE.sub(" ", text[:LEAD_CHARS])
     words: dict[int, int] = {}
     for word in _words(f"{title}\n{lead}"):
         key = term_id("w", word)

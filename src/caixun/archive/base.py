@@ -62,6 +62,7 @@ _OLD_ARTICLE_COLUMNS = "uid, fetched_at, " + ", ".join(_OLD_CONTENT_COLUMNS)
 _NO_LIMIT = 2**62  # LIMIT -1 is SQLite's, LIMIT ALL PostgreSQL's
 _SELECT_REF = ("SELECT id, uid, title, outlet, outlet_slug, published_ts, file_id "
                "FROM articles")
+RECLUSTER_BATCH = 2000  # articles re-clustered per transaction (see Archive.recluster)
 IDENTITY_VERSION = "1"  # bump when caixun.identity reads identities differently
 
 
@@ -248,6 +249,11 @@ def identity_of(article: Article) -> str:
         extra=article.extra, post_style=article.post_style is not None)
 
 
+def _partly(version: str) -> str:
+    """The stories version of an archive whose re-clustering to ``version`` is under way."""
+    return f"{version}-partly"
+
+
 def _article_from_row(row: Sequence[Any]) -> Article:
     uid, fetched_at, *content = row
     values = dict(zip(_CONTENT_COLUMNS, content))
@@ -315,6 +321,7 @@ class Archive(ABC):
         self._has_securities = version >= 12
         self._has_watches = version >= 13
         self._has_facets = version >= 14
+        self._has_events = version >= 16
         self._columns = _CONTENT_COLUMNS if self._has_identity else _OLD_CONTENT_COLUMNS
         self._article_columns = (_ARTICLE_COLUMNS if self._has_identity
                                  else _OLD_ARTICLE_COLUMNS)
@@ -582,7 +589,7 @@ class Archive(ABC):
         lookup = None
         if self._has_stories:
             lookup = stories.look_up(self._db, candidate or Candidate.of(article),
-                                     recent=self._recent)
+                                     recent=self._recent, with_events=self._has_events)
             if self._merge(article, lookup):
                 return StoreResult.MERGED
         if self._has_identity and not article.imported:
@@ -628,7 +635,8 @@ class Archive(ABC):
                         content[2], content[5], indexed)
         if self._has_stories and (old_title, old_digest, old_text, existing[5 + 11]) != (
                 article.title, article.digest, article.body_text, article.url_key):
-            stories.replace_print(self._db, article_id, candidate or Candidate.of(article))
+            stories.replace_print(self._db, article_id, candidate or Candidate.of(article),
+                                  self._has_events)
             self._recent.pop(article_id, None)
         self._recent.pop(article_id, None)  # its time may have changed
         assignments = ", ".join(f"{column} = ?" for column in self._columns)
@@ -1344,35 +1352,64 @@ class Archive(ABC):
         return [row[1] for row in rows]
 
     def _ensure_stories(self) -> None:
-        """Cluster again when fingerprints changed (or never were) since the last time."""
+        """Cluster again when fingerprints changed (or never were) since the last time,
+        or finish a re-clustering that was cut short."""
         row = self._db.execute(
             "SELECT value FROM search_meta WHERE key = 'stories_version'").fetchone()
         if row is not None and row[0] == stories.VERSION:
             return
-        self.recluster()
+        self.recluster(resume=row is not None and row[0] == _partly(stories.VERSION))
 
-    def recluster(self) -> int:
-        """Fingerprint and cluster every article again, oldest first; returns how many."""
-        with self.transaction():
-            stories.clear(self._db)
-            self._recent.clear()
-            count = 0
-            # Ids first: placing writes to the table a pending SELECT would read.
-            ids = [r[0] for r in self._db.execute(
-                "SELECT id FROM articles ORDER BY published_ts, id")]
-            for start in range(0, len(ids), 500):
-                part = ids[start:start + 500]
+    def recluster(self, resume: bool = False) -> int:
+        """Fingerprint and cluster every article again, oldest first; returns how many.
+
+        In transactions of RECLUSTER_BATCH articles, so that other writers wait
+        for one batch at most and an interruption loses one batch at most:
+        the version is marked partly done first, and a later opening goes on
+        with the articles that have no fingerprint yet (``resume``).
+        """
+        if not resume:
+            with self.transaction():
+                stories.clear(self._db, self._has_events)
+                self._recent.clear()
+                self._set_stories_version(_partly(stories.VERSION))
+                self._set_meta("stories_cursor", "")
+        count = 0
+        while True:
+            with self.transaction():
+                row = self._db.execute(
+                    "SELECT value FROM search_meta WHERE key = 'stories_cursor'").fetchone()
+                ts, last = map(int, row[0].split(":")) if row and row[0] else (-(1 << 62), 0)
+                # Ids first: placing writes to the table a pending SELECT would read.
+                # An article another writer stored meanwhile has its story already.
+                part = self._db.execute(
+                    "SELECT id, published_ts FROM articles a WHERE (published_ts > ? OR "
+                    "(published_ts = ? AND id > ?)) ORDER BY published_ts, id LIMIT ?",
+                    (ts, ts, last, RECLUSTER_BATCH)).fetchall()
+                if not part:
+                    self._set_stories_version(stories.VERSION)
+                    return count
+                ids = [article_id for article_id, _ in part]
+                placed = {r[0] for r in self._db.execute(
+                    "SELECT article_id FROM dedup_prints WHERE article_id IN ("
+                    + ",".join("?" * len(ids)) + ")", ids)}
                 rows = self._db.execute(
                     f"SELECT id, {self._article_columns} FROM articles WHERE id IN ("
-                    + ",".join("?" * len(part)) + ")", part).fetchall()
+                    + ",".join("?" * len(ids)) + ")", ids).fetchall()
                 by_id = {row[0]: _article_from_row(row[1:]) for row in rows}
-                for article_id in part:
-                    stories.place(self._db, article_id, Candidate.of(by_id[article_id]))
-                count += len(part)
-            self._db.execute(
-                "INSERT INTO search_meta (key, value) VALUES ('stories_version', ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (stories.VERSION,))
-        return count
+                for article_id in ids:
+                    if article_id not in placed:
+                        stories.place(self._db, article_id, Candidate.of(by_id[article_id]),
+                                      with_events=self._has_events)
+                count += len(ids) - len(placed)
+                self._set_meta("stories_cursor", "%d:%d" % (part[-1][1], part[-1][0]))
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT INTO search_meta (key, value) VALUES (?, ?) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def _set_stories_version(self, version: str) -> None:
+        self._set_meta("stories_version", version)
 
     def reindex(self) -> int:
         """Rebuild the whole search index; returns how many articles it indexed."""

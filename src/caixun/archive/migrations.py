@@ -292,6 +292,17 @@ MIGRATIONS += (
     """),
 )
 
+MIGRATIONS += (
+    Migration(16, "stories of one event told in other words: each article's weighed terms and "
+                  "figures, and how many articles hold each term (see caixun/events.py)", """
+        ALTER TABLE dedup_prints ADD COLUMN event BLOB NOT NULL DEFAULT x'';
+        CREATE TABLE story_terms (
+            term INTEGER PRIMARY KEY,
+            docs INTEGER NOT NULL
+        );
+    """),
+)
+
 # PostgreSQL starts at SQLite's version 14: the same tables in its dialect
 # (identity columns for rowids, BYTEA for BLOB, a tsvector for the FTS5 index;
 # see caixun.archive.postgres and caixun.archive.pgsearch). A later migration
@@ -507,6 +518,17 @@ POSTGRES_MIGRATIONS += (
         CREATE TABLE host_gaps (
             host {_T} PRIMARY KEY,
             next_at DOUBLE PRECISION NOT NULL
+        );
+    """),
+)
+
+POSTGRES_MIGRATIONS += (
+    Migration(16, "stories of one event told in other words: each article's weighed terms and "
+                  "figures, and how many articles hold each term (see caixun/events.py)", """
+        ALTER TABLE dedup_prints ADD COLUMN event BYTEA NOT NULL DEFAULT '';
+        CREATE TABLE story_terms (
+            term BIGINT PRIMARY KEY,
+            docs BIGINT NOT NULL
         );
     """),
 )

@@ -1,9 +1,12 @@
 """Stories in the archive: fingerprints, identity and LSH keys, story ids.
 
-Every stored article gets a row in ``dedup_prints`` (its MinHash fingerprint
-and exact keys) and rows in ``dedup_keys`` (each key as a 64-bit integer with
-the publication time, so near-duplicate keys are looked up inside the time
-window with one index range per key). ``articles.story_id`` is the id of the
+Every stored article gets a row in ``dedup_prints`` (its MinHash fingerprint,
+exact keys and weighed event features) and rows in ``dedup_keys`` (each key as
+a 64-bit integer with the publication time, so near-duplicate and event keys
+are looked up inside the time window with one index range per key).
+``story_terms`` counts the articles holding each event term (and, under
+:data:`TOTAL_TERM`, the articles counted): the rarity :mod:`caixun.events`
+weighs a new article's terms by. ``articles.story_id`` is the id of the
 story's first stored article; ``articles.duplicate_of`` is set when an article
 is an exact duplicate (same URL, same content) of an earlier one, and names
 that one. :mod:`caixun.dedup` decides; this module only stores and looks up.
@@ -23,11 +26,14 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Iterable, NamedTuple, Sequence
 
-from caixun.dedup import MAX_STORY, WINDOW, Candidate, Clusterer, lsh_keys
+from caixun import events
+from caixun.dedup import MAX_STORY, WINDOW, Candidate, Clusterer, event_keys, lsh_keys
 
-__all__ = ["VERSION", "Lookup", "Placement", "Recent", "look_up", "clear", "forget", "key_id", "key_ids", "keyed", "members", "others", "place", "replace_print"]
+__all__ = ["TOTAL_TERM", "VERSION", "Lookup", "Placement", "Recent", "look_up", "clear", "forget",
+           "key_id", "key_ids", "keyed", "members", "others", "place", "replace_print", "weigh"]
 
-VERSION = "4"  # bump when fingerprints, keys or limits change: the archive then re-clusters
+VERSION = "5"  # bump when fingerprints, keys or limits change: the archive then re-clusters
+TOTAL_TERM = 0  # the row of story_terms that counts the articles counted
 _WINDOW_SECONDS = int(WINDOW.total_seconds())
 _CLUSTERER = Clusterer()
 # What one placement reads, at most, however many articles share its keys (a
@@ -107,7 +113,7 @@ def _band_ids(db: Connection, keys: list[int], ts: int) -> list[int]:
 
 
 def _candidates(db: Connection, new: Candidate, exact: list[int], bands: list[int],
-                article_id: int, recent: Recent | None) -> list[Candidate]:
+                article_id: int, recent: Recent | None, with_events: bool) -> list[Candidate]:
     """The stored articles sharing a key with the new one, by id."""
     ts = _ts(new.published_at)
     ids: set[int] = set()
@@ -125,25 +131,35 @@ def _candidates(db: Connection, new: Candidate, exact: list[int], bands: list[in
         marks = ",".join("?" * len(missing))
         rows = db.execute(
             "SELECT a.id, coalesce(a.story_id, a.id), a.published_ts, p.fingerprint, "
-            "p.exact_keys FROM articles a JOIN dedup_prints p ON p.article_id = a.id "
-            f"WHERE a.id IN ({marks})", missing).fetchall()
-        for ref, story, published, print_, keys in rows:
-            known[ref] = _candidate(story, published, bytes(print_), keys, ref)
+            f"p.exact_keys, {'p.event' if with_events else 'NULL'} FROM articles a "
+            f"JOIN dedup_prints p ON p.article_id = a.id WHERE a.id IN ({marks})",
+            missing).fetchall()
+        for ref, story, published, print_, keys, event in rows:
+            known[ref] = _candidate(story, published, bytes(print_), keys, ref,
+                                    bytes(event) if event else b"")
     return [known[i] for i in sorted(ids) if i in known]
 
 
-def _candidate(story: int, published_ts: int, print_: bytes, keys: str, ref: int) -> Candidate:
+def _candidate(story: int, published_ts: int, print_: bytes, keys: str, ref: int,
+               event: bytes) -> Candidate:
     """A stored article as the clusterer sees it (as read from its rows)."""
     return Candidate(str(story), datetime.fromtimestamp(published_ts, timezone.utc), print_,
-                     tuple(keys.split("\n")) if keys else (), ref)
+                     tuple(keys.split("\n")) if keys else (), ref, event=event)
 
 
 def _write_print(db: Connection, article_id: int, new: Candidate,
-                 keys: Sequence[int]) -> None:
-    db.execute("INSERT INTO dedup_prints (article_id, fingerprint, exact_keys) VALUES (?, ?, ?) "
-               "ON CONFLICT (article_id) DO UPDATE SET fingerprint = excluded.fingerprint, "
-               "exact_keys = excluded.exact_keys",
-               (article_id, new.fingerprint, "\n".join(new.exact_keys)))
+                 keys: Sequence[int], with_events: bool) -> None:
+    if with_events:
+        db.execute("INSERT INTO dedup_prints (article_id, fingerprint, exact_keys, event) "
+                   "VALUES (?, ?, ?, ?) ON CONFLICT (article_id) DO UPDATE SET "
+                   "fingerprint = excluded.fingerprint, exact_keys = excluded.exact_keys, "
+                   "event = excluded.event",
+                   (article_id, new.fingerprint, "\n".join(new.exact_keys), new.event))
+    else:  # an archive from before event features (schema 15 or older)
+        db.execute("INSERT INTO dedup_prints (article_id, fingerprint, exact_keys) "
+                   "VALUES (?, ?, ?) ON CONFLICT (article_id) DO UPDATE SET "
+                   "fingerprint = excluded.fingerprint, exact_keys = excluded.exact_keys",
+                   (article_id, new.fingerprint, "\n".join(new.exact_keys)))
     if not keys:
         return
     ts = _ts(new.published_at)
@@ -204,10 +220,11 @@ RECENT_LIMIT = 20_000
 class Lookup(NamedTuple):
     """What the index knows about a new article, before it is stored."""
 
-    candidate: Candidate
-    keys: list[int]  # the ids of its exact keys, then of its LSH keys
+    candidate: Candidate  # with its event features weighed (with_events)
+    keys: list[int]  # the ids of its exact keys, then of its LSH and event keys
     found: list[Candidate]
     same: Candidate | None  # the stored article it is an exact copy of, if any
+    with_events: bool = True  # the archive keeps event features (schema 16)
 
     def original(self) -> Candidate | None:
         """The stored article the new one is an exact copy of, if any."""
@@ -215,18 +232,45 @@ class Lookup(NamedTuple):
 
 
 def look_up(db: Connection, new: Candidate, article_id: int = 0,
-            recent: Recent | None = None) -> Lookup:
-    """The stored articles that may be the new one's story (exact and LSH keys)."""
+            recent: Recent | None = None, with_events: bool = True) -> Lookup:
+    """The stored articles that may be the new one's story (exact, LSH and event keys)."""
     exact, bands = _key_ids(new)
-    found = _candidates(db, new, exact, bands, article_id, recent)
-    return Lookup(new, exact + bands, found, _CLUSTERER.exact_match(new, found))
+    if with_events:
+        new = weigh(db, new)
+        bands = bands + key_ids(event_keys(new.event))
+    found = _candidates(db, new, exact, bands, article_id, recent, with_events)
+    return Lookup(new, exact + bands, found, _CLUSTERER.exact_match(new, found), with_events)
+
+
+def weigh(db: Connection, new: Candidate) -> Candidate:
+    """The candidate with its event features weighed by the archive's counts."""
+    if new.terms is None:
+        return new
+    terms = events.every_term(new.terms)
+    docs: dict[int, int] = {}
+    for start in range(0, len(terms) + 1, 500):
+        part = [TOTAL_TERM, *terms[start:start + 500]]
+        docs.update(db.execute("SELECT term, docs FROM story_terms WHERE term IN ("
+                               + ",".join("?" * len(part)) + ")", part).fetchall())
+    total = docs.pop(TOTAL_TERM, 0)
+    return dataclasses.replace(new, event=events.weigh(new.terms, docs, total))
+
+
+def _count_terms(db: Connection, new: Candidate) -> None:
+    """One more article holds each of the new one's terms."""
+    if new.terms is None:
+        return
+    db.executemany("INSERT INTO story_terms (term, docs) VALUES (?, 1) ON CONFLICT (term) "
+                   "DO UPDATE SET docs = story_terms.docs + 1",
+                   [(term,) for term in [TOTAL_TERM, *events.every_term(new.terms)]])
 
 
 def place(db: Connection, article_id: int, new: Candidate | Lookup,
-          recent: Recent | None = None) -> Placement:
+          recent: Recent | None = None, with_events: bool = True) -> Placement:
     """Give a newly stored article its story (and, for an exact copy, its original)."""
-    lookup = new if isinstance(new, Lookup) else look_up(db, new, article_id, recent)
-    new, keys, found, same = lookup
+    lookup = (new if isinstance(new, Lookup)
+              else look_up(db, new, article_id, recent, with_events))
+    new, keys, found, same, with_events = lookup
     duplicate_of = _original(db, same.ref) if same is not None else None
     # The story it joins among the candidates whose stories are not full: a
     # part of all the candidates. What the clusterer chooses among all of them
@@ -244,10 +288,12 @@ def place(db: Connection, article_id: int, new: Candidate | Lookup,
     story = int(chosen) if chosen is not None else article_id
     db.execute("UPDATE articles SET story_id = ?, duplicate_of = ? WHERE id = ?",
                (story, duplicate_of, article_id))
-    _write_print(db, article_id, new, keys)
+    _write_print(db, article_id, new, keys, with_events)
+    if with_events:
+        _count_terms(db, new)
     if recent is not None:
         recent[article_id] = _candidate(story, _ts(new.published_at), new.fingerprint,
-                                        "\n".join(new.exact_keys), article_id)
+                                        "\n".join(new.exact_keys), article_id, new.event)
     others = [row[0] for row in db.execute(
         "SELECT id FROM articles WHERE story_id = ? AND id <> ?",
         (story, article_id))] if story != article_id else []
@@ -269,11 +315,19 @@ def _original(db: Connection, article_id: int) -> int:
     return int(row[0]) if row and row[0] is not None else article_id
 
 
-def replace_print(db: Connection, article_id: int, new: Candidate) -> None:
-    """An article's text changed: new fingerprint and keys; it keeps its story."""
+def replace_print(db: Connection, article_id: int, new: Candidate,
+                  with_events: bool = True) -> None:
+    """An article's text changed: new fingerprint and keys; it keeps its story.
+
+    Its new terms are weighed by the counts as they are; the counts, which
+    hold its old terms, stay (a count is a rarity, not an inventory).
+    """
     db.execute("DELETE FROM dedup_keys WHERE article_id = ?", (article_id,))
     exact, bands = _key_ids(new)
-    _write_print(db, article_id, new, exact + bands)
+    if with_events:
+        new = weigh(db, new)
+        bands = bands + key_ids(event_keys(new.event))
+    _write_print(db, article_id, new, exact + bands, with_events)
 
 
 def forget(db: Connection, article_id: int) -> list[int]:
@@ -305,10 +359,12 @@ def others(db: Connection, article_id: int) -> list[int]:
         "WHERE a.id = ? AND b.id <> a.id", (article_id,))]
 
 
-def clear(db: Connection) -> None:
+def clear(db: Connection, with_events: bool = True) -> None:
     """Forget every story (before :func:`place` is run again on every article)."""
     db.execute("DELETE FROM dedup_keys")
     db.execute("DELETE FROM dedup_prints")
+    if with_events:
+        db.execute("DELETE FROM story_terms")
     db.execute("UPDATE articles SET story_id = NULL, duplicate_of = NULL "
                "WHERE story_id IS NOT NULL OR duplicate_of IS NOT NULL")
 
