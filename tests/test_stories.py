@@ -165,7 +165,7 @@ def test_store_is_atomic_with_the_story(archive: SqliteArchive, monkeypatch: pyt
                                         ) -> None:
     archive.store(_article("cls:1"))
 
-    def broken(*args: object) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr("caixun.archive.stories.place", broken)

@@ -128,6 +128,7 @@ __all__ = [
     "Clusterer",
     "LONG_TOKENS",
     "LSH_ROWS",
+    "EVENT_CANDIDATES",
     "MAX_STORY",
     "MAX_TOKENS",
     "MIN_TOKENS",
@@ -167,6 +168,7 @@ MIN_TOKENS = 20  # shorter texts are merged only as exact duplicates
 LONG_TOKENS = 50  # texts this long merge on equal content at any distance in time
 WINDOW = timedelta(days=3)  # largest distance in publication time within a story
 MAX_STORY = 50  # a story this large takes no more articles (they start stories of their own)
+EVENT_CANDIDATES = 8  # reports of other outlets the event model rates per new article, at most
 
 _VERSION = 2
 _HEADER = struct.Struct("<BHHBB")  # version, tokens, distinct shingles, titles, numbers
@@ -895,23 +897,39 @@ class Clusterer:
     def _by_event(self, new: Candidate, mine: Fingerprint, pool: list[Candidate],
                   best: tuple[float, str] | None) -> tuple[float, str] | None:
         """``best``, or the report of another outlet that the event model rates
-        higher, from :data:`caixun.events.EVENT_THRESHOLD` (the first of equals)."""
-        when, x = _utc(new.published_at), events.read(new.event)
+        higher, from :data:`caixun.events.EVENT_THRESHOLD` (the first of equals).
+
+        The model's terms but the shingle similarity and the headline-figure
+        conflict are computed for all the candidates at once; only those that
+        could still reach the threshold are compared shingle by shingle.
+        """
+        when, outlet = _utc(new.published_at), events.outlet_of(new.event)
         rated = []
         for other in pool:
             apart = abs(when - other.published_at)
-            if other.event and apart <= self.window:
-                theirs = events.read(other.event)
-                if theirs.outlet != x.outlet:
-                    rated.append((other, theirs, apart))
+            if other.event and apart <= self.window and events.outlet_of(other.event) != outlet:
+                rated.append((other, apart.total_seconds() / 3600))
+        if not rated:
+            return best
+        if len(rated) > EVENT_CANDIDATES:  # a flood of look-alikes: the nearest in time
+            rated.sort(key=lambda entry: (entry[1], entry[0].published_at, entry[0].story_id))
+            del rated[EVENT_CANDIDATES:]
         rated.sort(key=lambda entry: (entry[0].published_at, entry[0].story_id))
-        for other, theirs, apart in rated:
-            print_ = read_fingerprint(other.fingerprint)
-            j = jaccard(mine, print_) if mine.shingles and print_.shingles else 0.0
-            conflict = not (mine.numbers <= print_.numbers or print_.numbers <= mine.numbers)
-            shingles = _similarity(mine, print_, j) if j else 0.0
-            score = events.event_score(events.inputs(x, theirs, shingles, conflict,
-                                                     apart.total_seconds() / 3600))
+        rater = events.Rater(new.event)
+        partial = rater.partial([other.event for other, _ in rated], [h for _, h in rated])
+        hopeful = [(other, value) for (other, _), value, bound
+                   in zip(rated, partial.tolist(), rater.bound(partial).tolist())
+                   if bound >= events.logit(events.EVENT_THRESHOLD)]
+        if not hopeful:
+            return best
+        jaccards = (_jaccards(new.fingerprint, [other.fingerprint for other, _ in hopeful])
+                    if mine.shingles else [0.0] * len(hopeful))
+        for (other, value), j in zip(hopeful, jaccards):
+            theirs = read_fingerprint(other.fingerprint)
+            j = j if theirs.shingles else 0.0
+            conflict = not (mine.numbers <= theirs.numbers or theirs.numbers <= mine.numbers)
+            score = rater.probability(value, _similarity(mine, theirs, j) if j else 0.0,
+                                      conflict)
             if score >= events.EVENT_THRESHOLD and (best is None or score > best[0]):
                 best = (score, other.story_id)
         return best
@@ -1048,13 +1066,14 @@ class TermCounts:
         """The candidate with its event features weighed by the counts so far."""
         if new.terms is None:
             return new
-        return dataclasses.replace(new, event=events.weigh(new.terms, self.docs, self.total))
+        docs = [self.docs.get(term, 0) for term in new.terms.every]
+        return dataclasses.replace(new, event=events.weigh(new.terms, docs, self.total))
 
     def add(self, new: Candidate) -> None:
         """Count a new article's terms."""
         if new.terms is None:
             return
-        for key in events.every_term(new.terms):
+        for key in new.terms.every:
             self.docs[key] = self.docs.get(key, 0) + 1
         self.total += 1
 

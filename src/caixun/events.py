@@ -37,16 +37,22 @@ import hashlib
 import math
 import re
 import struct
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-__all__ = ["COEFFICIENTS", "EVENT_THRESHOLD", "INPUTS", "KEY_TERMS", "TOP_TERMS", "EventTerms",
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+__all__ = ["COEFFICIENTS", "EVENT_THRESHOLD", "INPUTS", "KEY_RARITY", "KEY_TERMS", "TOP_TERMS", "EventTerms",
            "Features", "event_score", "every_term", "extract", "figures", "inputs",
-           "key_terms", "pair_features", "read", "term_id", "weigh"]
+           "key_terms", "logit", "outlet_of", "pair_features", "read", "term_id", "weigh",
+           "Rater"]
 
 LEAD_CHARS = 600  # characters of the text after the headline whose words count
 TOP_TERMS = 40  # terms kept per article (the heaviest): the vector the cosine compares
 KEY_TERMS = 8  # index keys per article: its rarest figures and heaviest words
+KEY_RARITY = 0.5  # a key term is held by fewer than about the square root of the articles
 _VERSION = 1
 
 # jieba's part-of-speech tags of words that name nothing: particles, pronouns,
@@ -64,15 +70,23 @@ _FIGURE = re.compile(r"(\d+(?:\.\d+)?)\s*(%|％|亿|万|美元|元|点|bp|个基
 _THOUSANDS = re.compile(r"(?<=\d)[,，](?=\d{3}(?!\d))")
 _CJK = re.compile("[\u3400-\u9fff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_NAMING = re.compile(r"[^\W_]")  # a letter or digit (a word is not only spaces and marks)
 
 
 @dataclass(frozen=True, slots=True)
 class EventTerms:
-    """An article's features before weighting (see :func:`extract`)."""
+    """An article's features before weighting (see :func:`extract`).
 
-    words: Mapping[int, int]  # term id → count in headline and lead
-    figures: frozenset[int]  # term ids of the figures
-    title: frozenset[int]  # term ids of the headline's words
+    ``every`` holds each term id once, in order; the others say where in it
+    the words, figures and headline terms are, so that weighing them is array
+    arithmetic on one array of counts.
+    """
+
+    every: tuple[int, ...]  # the term ids of its words and figures, ascending, each once
+    word_at: tuple[int, ...]  # where its words are in ``every``
+    word_counts: tuple[int, ...]  # how often each word occurs in headline and lead
+    figure_at: tuple[int, ...]  # where its figures are in ``every``
+    title_at: tuple[int, ...]  # where the headline's words are in ``every``
     chinese: bool  # the headline is Chinese
     outlet: int  # a 32-bit hash of the outlet's name
 
@@ -103,17 +117,14 @@ def _jieba() -> Any:
 
 
 def _words(text: str) -> list[str]:
-    found = []
-    for word, tag in _jieba().tag(text):
-        if tag in _SKIP_TAGS or len(word) < 2 or word.isdigit():
-            continue
-        word = word.lower()
-        if tag == "eng" and (word in _ENGLISH_STOP or len(word) < 3):
-            continue
-        if not word.strip() or not any(ch.isalnum() for ch in word):
-            continue
-        found.append(word)
-    return found
+    """The words of a text that name something, lower case (comprehensions: this
+    runs for every word of every article stored)."""
+    skip, stop = _SKIP_TAGS, _ENGLISH_STOP
+    tagged = [(word.lower(), tag) for word, tag in _jieba().tag(text)
+              if tag not in skip and len(word) > 1]
+    return [word for word, tag in tagged
+            if (tag != "eng" or (len(word) > 2 and word not in stop))
+            and not word.isdigit() and _NAMING.search(word)]
 
 
 def figures(text: str) -> set[str]:
@@ -130,56 +141,86 @@ def extract(title: str, text: str, outlet: str) -> EventTerms:
     """The features of an article (``text``: its body, or the digest of a teaser)."""
     # Lone surrogates (a broken feed's escapes) are no text jieba can take.
     title, lead = _SURROGATE.sub(" ", title), _SURROGATE.sub(" ", text[:LEAD_CHARS])
-    words: dict[int, int] = {}
-    for word in _words(f"{title}\n{lead}"):
-        key = term_id("w", word)
-        words[key] = words.get(key, 0) + 1
+    words = {term_id("w", word): count
+             for word, count in Counter(_words(f"{title}\n{lead}")).items()}
+    figures_ = {term_id("f", f) for f in figures(f"{title}\n{lead}")}
+    headline = {term_id("w", w) for w in _words(title)}
+    every = tuple(sorted(words.keys() | figures_ | headline))
+    at = {term: n for n, term in enumerate(every)}
     return EventTerms(
-        words=words,
-        figures=frozenset(term_id("f", f) for f in figures(f"{title}\n{lead}")),
-        title=frozenset(term_id("w", w) for w in _words(title)),
+        every=every,
+        word_at=tuple(at[term] for term in words),
+        word_counts=tuple(words.values()),
+        figure_at=tuple(sorted(at[term] for term in figures_)),
+        title_at=tuple(sorted(at[term] for term in headline)),
         chinese=bool(_CJK.search(title)),
         outlet=term_id("o", outlet) & 0xFFFFFFFF,
     )
 
 
-def every_term(terms: EventTerms) -> list[int]:
+def every_term(terms: EventTerms) -> tuple[int, ...]:
     """The term ids whose article counts the archive keeps (each once)."""
-    return sorted(set(terms.words) | terms.figures)
+    return terms.every
 
 
-_HEAD = struct.Struct("<BBIHBB")  # version, Chinese, outlet, words, figures, title terms
+_HEAD = struct.Struct("<BBIHBBB")  # version, Chinese, outlet, words, figures, title terms, keys
 
 
-def _rarity(docs: int, total: int) -> float:
-    """IDF relative to the archive's size: 1 for a term no other article has."""
-    return math.log((total + 1) / (docs + 1)) / math.log(total + 2) if total else 1.0
-
-
-def weigh(terms: EventTerms, docs: Mapping[int, int], total: int) -> bytes:
+def weigh(terms: EventTerms, docs: Sequence[int], total: int) -> bytes:
     """The stored features, weighted by the archive's counts (``docs``: the number
-    of articles holding each term, ``total``: the number of articles)."""
-    weighted = sorted(((1 + math.log(count)) * _rarity(docs.get(key, 0), total), key)
-                      for key, count in terms.words.items())
-    top = [(w, key) for w, key in reversed(weighted[-TOP_TERMS:]) if w > 0]
-    norm = math.sqrt(sum(w * w for w, _ in top)) or 1.0
-    figures_ = sorted(terms.figures)[:255]
-    title = sorted(terms.title)[:255]
-    parts = [_HEAD.pack(_VERSION, terms.chinese, terms.outlet, len(top), len(figures_),
-                        len(title))]
-    parts += [struct.pack("<qf", key, w / norm) for w, key in top]
-    parts += [struct.pack("<qf", key, _rarity(docs.get(key, 0), total)) for key in figures_]
-    parts += [struct.pack("<qf", key, _rarity(docs.get(key, 0), total)) for key in title]
-    return b"".join(parts)
+    of articles holding each term of ``terms.every``, ``total``: the number of
+    articles). A term's rarity is its IDF relative to the archive's size: 1 for
+    a term no other article holds."""
+    import numpy as np
+
+    keys = np.array(terms.every, dtype=np.int64)
+    if total:
+        rarity = np.log((total + 1) / (np.array(docs, dtype=np.float64) + 1)) / math.log(total + 2)
+    else:
+        rarity = np.ones(len(keys))
+    at = np.array(terms.word_at, dtype=np.intp)
+    weights = (1 + np.log(np.array(terms.word_counts, dtype=np.float64))) * rarity[at]
+    # The heaviest first; of equal weights, the larger id first.
+    order = np.lexsort((keys[at], weights))[::-1][:TOP_TERMS]
+    order = order[weights[order] > 0]
+    top = np.empty(len(order), dtype=_PAIRS)
+    top["key"] = keys[at[order]]
+    top["weight"] = weights[order] / (math.sqrt(float(np.square(weights[order]).sum())) or 1.0)
+    parts = [top]
+    for where in (terms.figure_at[:255], terms.title_at[:255]):
+        chosen = np.array(where, dtype=np.intp)
+        part = np.empty(len(chosen), dtype=_PAIRS)
+        part["key"], part["weight"] = keys[chosen], rarity[chosen]
+        parts.append(part)
+    parts.append(_key_terms(parts[1], top, rarity[at[order]]))
+    head = _HEAD.pack(_VERSION, terms.chinese, terms.outlet, len(top), len(parts[1]),
+                      len(parts[2]), len(parts[3]))
+    return head + b"".join(part.tobytes() for part in parts)
 
 
+def _key_terms(figures_: NDArray[Any], words: NDArray[Any],
+               word_rarity: NDArray[Any]) -> NDArray[Any]:
+    """The index keys (see :func:`key_terms`): the rarest figures, then the heaviest
+    words, of those at least KEY_RARITY rare, KEY_TERMS in all."""
+    import numpy as np
+
+    rare = figures_[figures_["weight"] >= KEY_RARITY]
+    rare = rare[np.lexsort((rare["key"], -rare["weight"]))][:KEY_TERMS // 2]
+    heavy = words[word_rarity >= KEY_RARITY][:KEY_TERMS - len(rare)]
+    keys = np.empty(len(rare) + len(heavy), dtype=_PAIRS)
+    keys["key"] = np.concatenate((rare["key"], heavy["key"]))
+    keys["weight"] = 0
+    return keys
+
+
+_PAIRS = [("key", "<i8"), ("weight", "<f4")]  # packed: struct's "<qf", 12 bytes
 _PAIR = struct.Struct("<qf")
 
 
 @functools.lru_cache(maxsize=4096)
 def read(data: bytes) -> Features:
     """Stored features back from their bytes (cached: candidates recur)."""
-    version, chinese, outlet, n_words, n_figures, n_title = _HEAD.unpack_from(data)
+    version, chinese, outlet, n_words, n_figures, n_title, _ = _HEAD.unpack_from(data)
     if version != _VERSION:
         raise ValueError(f"event features of version {version}, expected {_VERSION}")
     pairs = list(_PAIR.iter_unpack(data[_HEAD.size:]))
@@ -189,16 +230,17 @@ def read(data: bytes) -> Features:
 
 
 def key_terms(data: bytes) -> list[int]:
-    """An article's index keys: its :data:`KEY_TERMS` rarest figures and heaviest words.
+    """An article's index keys: its rarest figures and heaviest words, of those at
+    least :data:`KEY_RARITY` rare, :data:`KEY_TERMS` in all (chosen when weighed).
 
     Two reports of one event the model links share rare terms; looking up
     the new article's keys in the window brings the stored ones that share
-    one (see :func:`caixun.dedup.event_keys`).
+    one (see :func:`caixun.dedup.event_keys`). A term most articles hold is
+    no key: in a flood of look-alikes it would bring up the flood.
     """
-    x = read(data)
-    rare = sorted(x.figures, key=lambda k: (-x.figures[k], k))[:KEY_TERMS // 2]
-    heavy = sorted(x.words, key=lambda k: (-x.words[k], k))[:KEY_TERMS - len(rare)]
-    return rare + heavy
+    *_, n_words, n_figures, n_title, n_keys = _HEAD.unpack_from(data)
+    start = _HEAD.size + _PAIR.size * (n_words + n_figures + n_title)
+    return [key for key, _ in _PAIR.iter_unpack(data[start:start + _PAIR.size * n_keys])]
 
 
 def _shared(a: dict[int, float], b: dict[int, float]) -> float:
@@ -250,3 +292,104 @@ def event_score(values: Mapping[str, float],
     z = sum(coefficients[name] * value for name, value in values.items())
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
+
+
+def logit(probability: float) -> float:
+    """The model's value at which its probability is ``probability``."""
+    return math.log(probability / (1 - probability))
+
+
+# A term's id in the joined arrays of Rater: a headline term is a word too, so its
+# id is told apart with this mask (figures' ids are apart already).
+_TITLE_MASK = 0x7E1E_0000_0000_0001
+
+
+def outlet_of(data: bytes) -> int:
+    """The outlet hash of stored features, read from their header alone."""
+    outlet: int = _OUTLET.unpack_from(data, 2)[0]
+    return outlet
+
+
+_OUTLET = struct.Struct("<I")
+
+
+@functools.lru_cache(maxsize=4096)
+def _arrays(data: bytes) -> tuple[bool, NDArray[Any], NDArray[Any], NDArray[Any]]:
+    """Stored features as arrays (cached: candidates recur): Chinese headline; the
+    ids of the words, figures and headline terms joined (see _TITLE_MASK); their
+    weights as float64; which of the three each is (0, 1, 2)."""
+    import numpy as np
+
+    version, chinese, _, n_words, n_figures, n_title, _ = _HEAD.unpack_from(data)
+    if version != _VERSION:
+        raise ValueError(f"event features of version {version}, expected {_VERSION}")
+    pairs = np.frombuffer(data, dtype=_PAIRS, offset=_HEAD.size)
+    pairs = pairs[:n_words + n_figures + n_title]
+    keys = pairs["key"].copy()
+    keys[n_words + n_figures:] ^= _TITLE_MASK
+    groups = np.repeat(np.array([0, 1, 2], dtype=np.intp), [n_words, n_figures, n_title])
+    return bool(chinese), keys, pairs["weight"].astype(np.float64), groups
+
+
+class Rater:
+    """The model's value for one new article against many stored ones, in array
+    arithmetic: :meth:`partial` is all of it but the shingle similarity and the
+    headline-figure conflict, which only the pairs that can reach the threshold
+    need (:meth:`bound`); :meth:`probability` adds them. The same arithmetic as
+    :func:`inputs` and :func:`event_score`, which tests compare it with.
+    """
+
+    def __init__(self, new: bytes, coefficients: Mapping[str, float] = COEFFICIENTS) -> None:
+        self.coefficients = coefficients
+        self.chinese, keys, weights, groups = _arrays(new)
+        order = keys.argsort(kind="stable")
+        self.keys, self.weights, self.groups = keys[order], weights[order], groups[order]
+
+    def partial(self, others: Sequence[bytes], hours: Sequence[float]) -> NDArray[Any]:
+        """The model's value less its similarity and conflict terms, per stored article."""
+        import numpy as np
+
+        c = self.coefficients
+        parsed = [_arrays(other) for other in others]
+        cosine, figures_, title = self._shared(parsed)
+        chinese = np.array([p[0] for p in parsed], dtype=bool)
+        both = chinese if self.chinese else np.zeros(len(parsed), dtype=bool)
+        neither = np.zeros(len(parsed), dtype=bool) if self.chinese else ~chinese
+        value: NDArray[Any] = (c["bias"] + c["cosine"] * cosine
+                               + c["figures"] * np.minimum(figures_, 3.0)
+                               + c["title"] * np.minimum(title, 3.0)
+                               + c["log_hours"] * np.log1p(np.array(hours, dtype=np.float64))
+                               + c["chinese"] * both + c["english"] * neither)
+        return value
+
+    def bound(self, partial: NDArray[Any]) -> NDArray[Any]:
+        """The highest value each pair can reach, whatever its similarity and conflict."""
+        c = self.coefficients
+        return partial + max(c["similarity"], 0.0) + max(c["conflict"], 0.0)
+
+    def probability(self, partial: float, similarity: float, conflict: bool) -> float:
+        c = self.coefficients
+        z = partial + c["similarity"] * similarity + c["conflict"] * float(conflict)
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+    def _shared(self, parsed: list[tuple[bool, NDArray[Any], NDArray[Any], NDArray[Any]]]
+                ) -> NDArray[Any]:
+        """Per stored article: the cosine of the words, and the sums of the smaller
+        rarity of each shared figure and of each shared headline term (3 rows)."""
+        import numpy as np
+
+        out = np.zeros((3, len(parsed)))
+        if not len(self.keys) or not parsed:
+            return out
+        keys = np.concatenate([p[1] for p in parsed])
+        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        hit = self.keys[at] == keys
+        if not hit.any():
+            return out
+        owner = np.repeat(np.arange(len(parsed)), [len(p[1]) for p in parsed])[hit]
+        theirs = np.concatenate([p[2] for p in parsed])[hit]
+        ours, group = self.weights[at[hit]], self.groups[at[hit]]
+        values = np.where(group == 0, theirs * ours, np.minimum(theirs, ours))
+        counted: NDArray[Any] = np.bincount(group * len(parsed) + owner, weights=values,
+                                            minlength=3 * len(parsed)).reshape(3, -1)
+        return counted

@@ -305,6 +305,7 @@ class Archive(ABC):
         self._depth = 0
         self._outlets: dict[str, str] = {}
         self._recent: stories.Recent = {}  # see stories.Recent
+        self._terms = stories.TermCounts()  # see stories.TermCounts
         self._relinked: dict[int, None] = {}  # see _log_story_change
         self._stale_index = False
         self._tagger: Tagger | None = None  # loaded when the first article is tagged
@@ -468,14 +469,17 @@ class Archive(ABC):
             return
         self._begin()
         self._recent.clear()  # what another process wrote since is not in it
+        self._terms.clear()
         self._tagger_checked = False  # nor the names it learned
         self._relinked.clear()
         self._depth = 1
         try:
             yield
             self._flush_relinks()
+            self._terms.flush(self._db)
         except BaseException:
             self._rollback()
+            self._terms.clear()
             raise
         else:
             self._commit()
@@ -553,6 +557,11 @@ class Archive(ABC):
                 tokens = indexed if indexed is not None else [None] * len(batch)
                 found = prints if prints is not None else [None] * len(batch)
                 scanned = scans if scans is not None else [None] * len(batch)
+                if prints is not None and self._has_events:
+                    # The counts of every term of the batch in a few reads, not one per article.
+                    self._terms.read(self._db, sorted({term for candidate in prints
+                                                       if candidate.terms is not None
+                                                       for term in candidate.terms.every}))
                 return [self._store(a, i, c, t)
                         for a, i, c, t in zip(batch, tokens, found, scanned, strict=True)]
         except self._db_errors as exc:
@@ -589,7 +598,8 @@ class Archive(ABC):
         lookup = None
         if self._has_stories:
             lookup = stories.look_up(self._db, candidate or Candidate.of(article),
-                                     recent=self._recent, with_events=self._has_events)
+                                     recent=self._recent, with_events=self._has_events,
+                                     terms=self._terms)
             if self._merge(article, lookup):
                 return StoreResult.MERGED
         if self._has_identity and not article.imported:
@@ -607,7 +617,8 @@ class Archive(ABC):
         if self._watching:
             self._notify(article_id, article, codes)
         if lookup is not None:
-            placed = stories.place(self._db, article_id, lookup, self._recent)
+            placed = stories.place(self._db, article_id, lookup, self._recent,
+                                   terms=self._terms)
             self._log_story_change(placed.others)
         return StoreResult.NEW
 
@@ -636,7 +647,7 @@ class Archive(ABC):
         if self._has_stories and (old_title, old_digest, old_text, existing[5 + 11]) != (
                 article.title, article.digest, article.body_text, article.url_key):
             stories.replace_print(self._db, article_id, candidate or Candidate.of(article),
-                                  self._has_events)
+                                  self._has_events, self._terms)
             self._recent.pop(article_id, None)
         self._recent.pop(article_id, None)  # its time may have changed
         assignments = ", ".join(f"{column} = ?" for column in self._columns)
@@ -1372,6 +1383,7 @@ class Archive(ABC):
             with self.transaction():
                 stories.clear(self._db, self._has_events)
                 self._recent.clear()
+                self._terms.clear()
                 self._set_stories_version(_partly(stories.VERSION))
                 self._set_meta("stories_cursor", "")
         count = 0
@@ -1400,7 +1412,7 @@ class Archive(ABC):
                 for article_id in ids:
                     if article_id not in placed:
                         stories.place(self._db, article_id, Candidate.of(by_id[article_id]),
-                                      with_events=self._has_events)
+                                      with_events=self._has_events, terms=self._terms)
                 count += len(ids) - len(placed)
                 self._set_meta("stories_cursor", "%d:%d" % (part[-1][1], part[-1][0]))
 

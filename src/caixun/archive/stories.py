@@ -27,10 +27,11 @@ from datetime import datetime, timezone
 from typing import Iterable, NamedTuple, Sequence
 
 from caixun import events
-from caixun.dedup import MAX_STORY, WINDOW, Candidate, Clusterer, event_keys, lsh_keys
+from caixun.dedup import MAX_STORY, WINDOW, Candidate, Clusterer, lsh_keys
 
 __all__ = ["TOTAL_TERM", "VERSION", "Lookup", "Placement", "Recent", "look_up", "clear", "forget",
-           "key_id", "key_ids", "keyed", "members", "others", "place", "replace_print", "weigh"]
+           "key_id", "key_ids", "keyed", "members", "others", "place", "replace_print", "weigh",
+           "TermCounts"]
 
 VERSION = "5"  # bump when fingerprints, keys or limits change: the archive then re-clusters
 TOTAL_TERM = 0  # the row of story_terms that counts the articles counted
@@ -201,6 +202,16 @@ def key_ids(keys: Sequence[str]) -> list[int]:
     return list(struct.unpack(f"<{len(keys)}q", digests))
 
 
+# Event keys are term ids, told apart from the ids of other keys by this mask
+# (dedup.event_keys names them "e:<term id>" for the in-memory reference).
+_EVENT_KEYS = 0x5EC0_7E22_E4E1_7000
+
+
+def event_key_ids(event: bytes) -> list[int]:
+    """The ids of an article's event keys (:func:`caixun.events.key_terms`)."""
+    return [term ^ _EVENT_KEYS for term in events.key_terms(event)] if event else []
+
+
 def keyed(new: Candidate) -> Candidate:
     """The candidate with its key ids computed: work a worker process can take
     off the process that writes (a fifth of a placement's CPU time)."""
@@ -232,44 +243,86 @@ class Lookup(NamedTuple):
 
 
 def look_up(db: Connection, new: Candidate, article_id: int = 0,
-            recent: Recent | None = None, with_events: bool = True) -> Lookup:
+            recent: Recent | None = None, with_events: bool = True,
+            terms: TermCounts | None = None) -> Lookup:
     """The stored articles that may be the new one's story (exact, LSH and event keys)."""
     exact, bands = _key_ids(new)
     if with_events:
-        new = weigh(db, new)
-        bands = bands + key_ids(event_keys(new.event))
+        new = weigh(db, new, terms)
+        bands = bands + event_key_ids(new.event)
     found = _candidates(db, new, exact, bands, article_id, recent, with_events)
     return Lookup(new, exact + bands, found, _CLUSTERER.exact_match(new, found), with_events)
 
 
-def weigh(db: Connection, new: Candidate) -> Candidate:
+def weigh(db: Connection, new: Candidate, terms: TermCounts | None = None) -> Candidate:
     """The candidate with its event features weighed by the archive's counts."""
     if new.terms is None:
         return new
-    terms = events.every_term(new.terms)
-    docs: dict[int, int] = {}
-    for start in range(0, len(terms) + 1, 500):
-        part = [TOTAL_TERM, *terms[start:start + 500]]
-        docs.update(db.execute("SELECT term, docs FROM story_terms WHERE term IN ("
-                               + ",".join("?" * len(part)) + ")", part).fetchall())
-    total = docs.pop(TOTAL_TERM, 0)
+    total, *docs = (terms or TermCounts()).read(db, (TOTAL_TERM, *new.terms.every))
     return dataclasses.replace(new, event=events.weigh(new.terms, docs, total))
 
 
-def _count_terms(db: Connection, new: Candidate) -> None:
-    """One more article holds each of the new one's terms."""
-    if new.terms is None:
-        return
-    db.executemany("INSERT INTO story_terms (term, docs) VALUES (?, 1) ON CONFLICT (term) "
-                   "DO UPDATE SET docs = story_terms.docs + 1",
-                   [(term,) for term in [TOTAL_TERM, *events.every_term(new.terms)]])
+class TermCounts:
+    """The counts of ``story_terms`` read or changed in the current write transaction.
+
+    Writers take turns (SQLite's write lock, PostgreSQL's advisory lock), so
+    no other process changes them meanwhile: each term is read once per
+    transaction, and what the transaction added is written once, by
+    :meth:`flush` before the commit (a term in many articles of a batch is one
+    row written, not one per article). The archive clears it when a
+    transaction begins or rolls back.
+    """
+
+    def __init__(self) -> None:
+        self.docs: Counter[int] = Counter()
+        self.added: Counter[int] = Counter()
+
+    def read(self, db: Connection, terms: Sequence[int]) -> list[int]:
+        """The number of articles holding each term (0 for a term none holds)."""
+        docs = self.docs
+        counts = list(map(docs.get, terms))
+        if None not in counts:
+            return counts  # type: ignore[return-value]  # no None in it
+        missing = [term for term, count in zip(terms, counts) if count is None]
+        for start in range(0, len(missing), 500):
+            part = missing[start:start + 500]
+            found = dict(db.execute("SELECT term, docs FROM story_terms WHERE term IN ("
+                                    + ",".join("?" * len(part)) + ")", part).fetchall())
+            for term in part:
+                docs[term] = found.get(term, 0)
+        return [docs[term] for term in terms]
+
+    def add(self, new: Candidate) -> None:
+        """One more article (the new one) holds each of its terms (read by :func:`weigh`
+        through these counts, or never: then only what is added is right)."""
+        if new.terms is None:
+            return
+        terms = (TOTAL_TERM, *new.terms.every)
+        self.docs.update(terms)
+        self.added.update(terms)
+
+    def flush(self, db: Connection) -> None:
+        """Write what was added (before the transaction commits)."""
+        if self.added:
+            db.executemany("INSERT INTO story_terms (term, docs) VALUES (?, ?) ON CONFLICT "
+                           "(term) DO UPDATE SET docs = story_terms.docs + excluded.docs",
+                           sorted(self.added.items()))
+            self.added.clear()
+
+    def clear(self) -> None:
+        self.docs.clear()
+        self.added.clear()
 
 
 def place(db: Connection, article_id: int, new: Candidate | Lookup,
-          recent: Recent | None = None, with_events: bool = True) -> Placement:
-    """Give a newly stored article its story (and, for an exact copy, its original)."""
+          recent: Recent | None = None, with_events: bool = True,
+          terms: TermCounts | None = None) -> Placement:
+    """Give a newly stored article its story (and, for an exact copy, its original).
+
+    Its terms are counted in ``terms`` (written by its flush); without one, at once.
+    """
     lookup = (new if isinstance(new, Lookup)
-              else look_up(db, new, article_id, recent, with_events))
+              else look_up(db, new, article_id, recent, with_events, terms))
     new, keys, found, same, with_events = lookup
     duplicate_of = _original(db, same.ref) if same is not None else None
     # The story it joins among the candidates whose stories are not full: a
@@ -290,7 +343,10 @@ def place(db: Connection, article_id: int, new: Candidate | Lookup,
                (story, duplicate_of, article_id))
     _write_print(db, article_id, new, keys, with_events)
     if with_events:
-        _count_terms(db, new)
+        counts = terms if terms is not None else TermCounts()
+        counts.add(new)
+        if terms is None:
+            counts.flush(db)
     if recent is not None:
         recent[article_id] = _candidate(story, _ts(new.published_at), new.fingerprint,
                                         "\n".join(new.exact_keys), article_id, new.event)
@@ -316,7 +372,7 @@ def _original(db: Connection, article_id: int) -> int:
 
 
 def replace_print(db: Connection, article_id: int, new: Candidate,
-                  with_events: bool = True) -> None:
+                  with_events: bool = True, terms: TermCounts | None = None) -> None:
     """An article's text changed: new fingerprint and keys; it keeps its story.
 
     Its new terms are weighed by the counts as they are; the counts, which
@@ -325,8 +381,8 @@ def replace_print(db: Connection, article_id: int, new: Candidate,
     db.execute("DELETE FROM dedup_keys WHERE article_id = ?", (article_id,))
     exact, bands = _key_ids(new)
     if with_events:
-        new = weigh(db, new)
-        bands = bands + key_ids(event_keys(new.event))
+        new = weigh(db, new, terms)
+        bands = bands + event_key_ids(new.event)
     _write_print(db, article_id, new, exact + bands, with_events)
 
 
