@@ -332,8 +332,8 @@ def _arrays(data: bytes) -> tuple[bool, NDArray[Any], NDArray[Any], NDArray[Any]
 
 
 class Rater:
-    """The model's value for one new article against many stored ones, in array
-    arithmetic: :meth:`partial` is all of it but the shingle similarity and the
+    """The model's value for one new article against many stored reports of other
+    outlets (its same-outlet term is 0), in array arithmetic: :meth:`partial` is all of it but the shingle similarity and the
     headline-figure conflict, which only the pairs that can reach the threshold
     need (:meth:`bound`); :meth:`probability` adds them. The same arithmetic as
     :func:`inputs` and :func:`event_score`, which tests compare it with.

@@ -479,7 +479,6 @@ class Archive(ABC):
             self._terms.flush(self._db)
         except BaseException:
             self._rollback()
-            self._terms.clear()
             raise
         else:
             self._commit()

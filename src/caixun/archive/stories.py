@@ -270,7 +270,7 @@ class TermCounts:
     transaction, and what the transaction added is written once, by
     :meth:`flush` before the commit (a term in many articles of a batch is one
     row written, not one per article). The archive clears it when a
-    transaction begins or rolls back.
+    transaction begins, so what a rolled back one added is never written.
     """
 
     def __init__(self) -> None:
