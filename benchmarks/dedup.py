@@ -16,18 +16,19 @@ Run it by hand from the repository root::
    ``near_duplicates``, every candidate pair of the whole rss-days corpus
    (2,835 links) judged. For the two story-level parts each line also gives
    the recall of each kind of pair: copies (one text) and other words;
-   Chinese-Chinese, English-English and cross-language (by the headlines). Articles are read as caixun reads them
-   (``read_post``; the RSS source on ``rss_xml`` of each day, each day's item
-   an item of its own), clustered with ``dedup.cluster`` and scored pairwise
-   over distinct items (an rss link counts once) by ``pair_scores`` of
-   ``tests/test_dedup.py``; uncertain pairs are left out. Printed per
-   threshold: precision, recall, hits / predicted / true pairs, the recall of
-   the "copy" tier (one text) and, for ``stories``, the recall among pairs in
-   one language. Then the default threshold again with every article in the
-   window as a candidate (no LSH index: what the index loses), and the same
-   pipeline (exact keys, window, minimum length) with a 64-bit SimHash of the
-   same shingles in place of MinHash, all pairs in the window compared, at
-   several similarity thresholds (1 - Hamming distance / 64).
+   Chinese-Chinese, English-English and cross-language (by the headlines).
+   Articles are read as caixun reads them (``read_post``; the RSS source on
+   ``rss_xml`` of each day, each day's item an item of its own), clustered
+   with ``dedup.cluster`` (shingles from similarity t, and the event model of
+   ``caixun/events.py``) and scored pairwise over distinct items (an rss link
+   counts once) by ``pair_scores`` of ``tests/test_dedup.py``; uncertain pairs
+   are left out. Printed per shingle threshold: precision, recall, hits /
+   predicted / true pairs, the recall of the "copy" tier (one text). Then the
+   shingles alone at the default threshold with every article in the window
+   as a candidate (no LSH index, no event model), and the same pipeline
+   (exact keys, window, minimum length) with a 64-bit SimHash of the same
+   shingles in place of MinHash, all pairs in the window compared, at several
+   similarity thresholds (1 - Hamming distance / 64).
 
 1b. Events (``--only events``). The logistic model of ``caixun/events.py``
    fitted again on ``stories`` (its coefficients printed beside the ones in
@@ -183,7 +184,8 @@ def simhash(article: Article) -> int:
 
 
 def quality(args: argparse.Namespace) -> None:
-    print("Quality: pairwise over distinct items; (hits/predicted/true pairs)")
+    print("Quality: pairwise over distinct items; (hits/predicted/true pairs). 'caixun t': "
+          "dedup.cluster, shingles from similarity t, and the event model")
     for part in PARTS:
         items = td.labelled_items(part)
         articles = list(items.values())
@@ -193,12 +195,12 @@ def quality(args: argparse.Namespace) -> None:
         for threshold in THRESHOLDS:
             mark = " (default)" if threshold == dedup.THRESHOLD else ""
             stories = dedup.cluster(articles, Clusterer(threshold=threshold))
-            report(f"MinHash t={threshold}{mark}", items, stories, part)
+            report(f"caixun t={threshold}{mark}", items, stories, part)
         prints = {a.uid: dedup.fingerprint(a) for a in articles}
         stories = brute_force(articles, lambda a, b: dedup.similarity(prints[a.uid],
                                                                       prints[b.uid]),
                               dedup.THRESHOLD)
-        report(f"no LSH t={dedup.THRESHOLD}", items, stories, part)
+        report("shingles only, no LSH", items, stories, part)
         if args.simhash:
             hashes = {a.uid: simhash(a) for a in articles}
             for threshold in SIMHASH_THRESHOLDS:
@@ -308,7 +310,7 @@ def event_quality() -> None:
     for part in (FIT_PART, HELD_OUT):
         items = td.labelled_items(part)
         print(f"{part}{' (fitted on)' if part == FIT_PART else ' (not fitted on)'}:")
-        report("MinHash (default)", items, dedup.cluster(list(items.values())), part)
+        report("caixun (default)", items, dedup.cluster(list(items.values())), part)
         for same_outlet in (True, False):
             for threshold in (0.5, 0.7, 0.9):
                 name = f"events p>={threshold}" + ("" if same_outlet else " other outlets")
