@@ -11,8 +11,8 @@ Run it by hand from the repository root::
 1. Quality. ``tests/data/dedup_labels.json`` has three parts (its ``method``
    says how they were made): ``stories``, exhaustive same-story labels of the
    117 finews posts and 8 consecutive rss-days files (638 distinct items; the
-   part the event model is fitted on), ``held_out``, the same for 14 rss-days
-   files in four runs of days (731 distinct items; never fitted on), and
+   part the event model is fitted on), ``held_out``, the same for 21 rss-days
+   files in six runs of days (1,102 distinct items; never fitted on), and
    ``near_duplicates``, every candidate pair of the whole rss-days corpus
    (2,835 links) judged. For the two story-level parts each line also gives
    the recall of each kind of pair: copies (one text) and other words;
