@@ -180,11 +180,17 @@ class PostgresArchive(Archive):
     def _begin(self) -> None:
         self._db.execute("BEGIN")
         self._db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+        # A write transaction looks keys up by their index. With LIMIT, the
+        # planner may read the whole key table instead when its statistics
+        # say some keys are common (event keys are: measured 4 ms a lookup at
+        # 120,000 keys, against 0.02 ms by the index).
+        self._db.execute("SET LOCAL enable_seqscan = off")
         self._writing = True
 
     def _join(self) -> None:
         if not getattr(self, "_writing", False):  # a write inside a snapshot: take the turn
             self._db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+            self._db.execute("SET LOCAL enable_seqscan = off")  # as _begin
             self._writing = True
 
     def _commit(self) -> None:

@@ -175,6 +175,30 @@ def _write_print(db: Connection, article_id: int, new: Candidate,
 
 
 _KEY_ROWS_PER_INSERT = 250  # 750 parameters: below every SQLite's limit (999 before 3.32)
+_TERM_ROWS_PER_UPSERT = 400  # 800 parameters
+_TERMS_PER_READ = 500  # SQLite: terms per IN list (PostgreSQL takes them all as one array)
+
+
+def _parts(db: Connection, terms: list[int]) -> list[list[int]]:
+    if not terms:
+        return []
+    if not is_sqlite(db):
+        return [terms]
+    return [terms[start:start + _TERMS_PER_READ] for start in range(0, len(terms),
+                                                                     _TERMS_PER_READ)]
+
+
+@functools.lru_cache(maxsize=64)
+def _read_terms_sql(count: int) -> str:
+    """The counts of ``count`` terms (SQLite), or of an array of them (0: PostgreSQL)."""
+    where = f"IN ({','.join('?' * count)})" if count else "= ANY(?::bigint[])"
+    return f"SELECT term, docs FROM story_terms WHERE term {where}"
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert_terms_sql(rows: int) -> str:
+    return ("INSERT INTO story_terms (term, docs) VALUES " + ",".join(["(?, ?)"] * rows)
+            + " ON CONFLICT (term) DO UPDATE SET docs = story_terms.docs + excluded.docs")
 
 
 @functools.lru_cache(maxsize=128)
@@ -284,10 +308,9 @@ class TermCounts:
         if None not in counts:
             return counts  # type: ignore[return-value]  # no None in it
         missing = [term for term, count in zip(terms, counts) if count is None]
-        for start in range(0, len(missing), 500):
-            part = missing[start:start + 500]
-            found = dict(db.execute("SELECT term, docs FROM story_terms WHERE term IN ("
-                                    + ",".join("?" * len(part)) + ")", part).fetchall())
+        for part in _parts(db, missing):
+            found = dict(db.execute(_read_terms_sql(len(part) if is_sqlite(db) else 0),
+                                    part if is_sqlite(db) else [part]).fetchall())
             for term in part:
                 docs[term] = found.get(term, 0)
         return [docs[term] for term in terms]
@@ -302,12 +325,21 @@ class TermCounts:
         self.added.update(terms)
 
     def flush(self, db: Connection) -> None:
-        """Write what was added (before the transaction commits)."""
-        if self.added:
-            db.executemany("INSERT INTO story_terms (term, docs) VALUES (?, ?) ON CONFLICT "
-                           "(term) DO UPDATE SET docs = story_terms.docs + excluded.docs",
-                           sorted(self.added.items()))
-            self.added.clear()
+        """Write what was added (before the transaction commits): in statements of
+        many rows on SQLite, in one statement of two arrays on PostgreSQL."""
+        if not self.added:
+            return
+        rows = sorted(self.added.items())
+        if is_sqlite(db):
+            for start in range(0, len(rows), _TERM_ROWS_PER_UPSERT):
+                part = rows[start:start + _TERM_ROWS_PER_UPSERT]
+                db.execute(_upsert_terms_sql(len(part)), [v for row in part for v in row])
+        else:
+            db.execute("INSERT INTO story_terms (term, docs) SELECT * FROM "
+                       "unnest(?::bigint[], ?::bigint[]) ON CONFLICT (term) DO UPDATE "
+                       "SET docs = story_terms.docs + excluded.docs",
+                       ([term for term, _ in rows], [count for _, count in rows]))
+        self.added.clear()
 
     def clear(self) -> None:
         self.docs.clear()
