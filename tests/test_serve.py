@@ -348,3 +348,38 @@ def test_serve_on_a_busy_port_raises_config_error(site: Path) -> None:
         port = busy.getsockname()[1]
         with pytest.raises(ConfigError, match=f"127.0.0.1:{port}"):
             serve(site, port=port)
+
+
+def test_a_file_replaced_after_it_was_looked_up_is_sent_whole(tmp_path: Path) -> None:
+    """A rebuild renames a new page over the old one between StaticFiles' lookup
+    (stat) and the sending: the length and the bytes are those of one file."""
+    import asyncio
+    import os
+
+    from caixun.serve import SiteFiles
+
+    page = tmp_path / "index.html"
+    page.write_text("<p>旧</p>", encoding="utf-8")
+    looked_up = os.stat(page)
+    new = tmp_path / "new.html"
+    new.write_bytes(("<p>" + "新" * 30_000 + "</p>").encode("utf-8"))  # larger than a chunk
+    os.replace(new, page)
+    files = SiteFiles(directory=tmp_path, html=True)
+    scope = {"type": "http", "method": "GET", "headers": [], "path": "/"}
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        await asyncio.sleep(3600)  # the client stays connected
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    response = files.file_response(page, looked_up, scope)
+    asyncio.run(response(scope, receive, send))  # type: ignore[arg-type]
+    headers = dict(sent[0]["headers"])  # type: ignore[arg-type]
+    body = b"".join(m.get("body", b"") for m in sent[1:])  # type: ignore[misc]
+    assert body == page.read_bytes()
+    assert int(headers[b"content-length"]) == len(body)
+    assert not [fd for fd in os.listdir("/proc/self/fd")
+                if os.path.realpath(f"/proc/self/fd/{fd}") == str(page)]  # closed

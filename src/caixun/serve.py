@@ -246,6 +246,40 @@ class OriginFormOnly:
                        receive, send)
 
 
+class _OpenedFile(FileResponse):
+    """A file response for the file as it was opened.
+
+    ``StaticFiles`` stats a file, then opens it by name to send it: a rebuild
+    that replaced the file in between (``caixun run`` rebuilds while it
+    serves) got the new bytes sent under the old ``Content-Length``, a page
+    cut short or a broken connection. Here the length, ETag and bytes all come
+    from one open descriptor (read back through ``/proc/self/fd``), closed
+    when the response has been sent.
+    """
+
+    def __init__(self, fd: int, status_code: int, media_type: str | None) -> None:
+        self.fd = fd
+        try:
+            opened = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        self.size = opened.st_size
+        super().__init__(f"/proc/self/fd/{fd}", status_code=status_code, stat_result=opened,
+                         media_type=media_type)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 class SiteFiles(StaticFiles):
     """``StaticFiles`` with our content types, hidden dotfiles and a Chinese 404."""
 
@@ -263,19 +297,20 @@ class SiteFiles(StaticFiles):
         scope: Scope,
         status_code: int = 200,
     ) -> Response:
-        # Same as StaticFiles.file_response, which takes no media type.
-        response = FileResponse(
-            full_path,
-            status_code=status_code,
-            stat_result=stat_result,
-            media_type=_media_type(os.fspath(full_path)),
-        )
+        # Same as StaticFiles.file_response, which takes no media type, but for the
+        # file as it is opened now (see _OpenedFile), not as it was looked up.
+        response = _OpenedFile(os.open(full_path, os.O_RDONLY), status_code,
+                               _media_type(os.fspath(full_path)))
         request = Headers(scope=scope)
         if self.is_not_modified(response.headers, request):
+            response.close()
             return NotModifiedResponse(response.headers)
         if status_code != 200 or "range" not in request:  # Range applies to a 200 only
             return response
-        return _ranged(response, request, stat_result.st_size)
+        ranged = _ranged(response, request, response.size)
+        if not isinstance(ranged, _WithRange):
+            response.close()
+        return ranged
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         try:
