@@ -231,8 +231,8 @@ def _event_articles(items: Mapping[str, Article]) -> list[_Seen]:
     for number, (unit, article) in enumerate(sorted(_first_articles(items).items(),
                                                     key=lambda kv: (kv[1].published_at, kv[0]))):
         terms = ef.extract(article.title, article.body_text or article.digest, article.outlet)
-        features = ef.read(ef.weigh(terms, [docs[key] for key in terms.every], number))
-        for key in terms.every:
+        features = ef.read(ef.weigh(terms, [docs[key] for key in terms.ids()], number))
+        for key in terms.ids():
             docs[key] += 1
         out.append(_Seen(unit, article, dedup.read_fingerprint(dedup.fingerprint(article)),
                          features))

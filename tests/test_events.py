@@ -49,8 +49,13 @@ def test_extraction_is_pure_and_survives_a_worker() -> None:
     assert terms == events.extract(article.title, article.body_text or article.digest,
                                    article.outlet)
     assert pickle.loads(pickle.dumps(Candidate.of(article))).terms == terms
-    assert list(terms.every) == sorted(set(terms.every))
-    assert terms.word_at and terms.figure_at  # words and figures: 6.3565, 2018 ...
+    ids = terms.ids()
+    assert len(set(ids)) == len(ids)  # each term once
+    words = ids[:len(terms.word_weights) // 8]
+    assert words and ids[len(words):]  # words and figures: 6.3565, 2018 ...
+    # The headline's words first: those of the headline alone.
+    headline = events.extract(article.title, "", article.outlet)
+    assert set(words[:terms.title_words]) == set(headline.ids()[:headline.title_words])
     # Broken text (a lone surrogate from a bad feed) is no error.
     events.extract("标题\ud800", "正文\udfff内容", "x")
 
@@ -145,7 +150,7 @@ def _recount(archive: Archive) -> Counter[int]:
             continue
         terms = Candidate.of(article).terms
         assert terms is not None
-        counts.update(terms.every)
+        counts.update(terms.ids())
     counts[story_index.TOTAL_TERM] = len(placed)
     return counts
 

@@ -822,7 +822,7 @@ class Candidate:
     key_ids: tuple[tuple[int, ...], tuple[int, ...]] | None = None
     # What it says (caixun.events): ``terms`` as extracted, for a new article;
     # ``event`` the features weighed by the archive's counts, for a stored one
-    # and for a new one once weighed (TermCounts.weigh, stories.look_up).
+    # and for a new one once weighed (TermCounts.weigh, archive.stories.look_up).
     terms: EventTerms | None = None
     event: bytes = b""
 
@@ -880,7 +880,7 @@ class Clusterer:
         if same is not None:
             return same.story_id
         best = self._by_shingles(new, mine, pool)
-        if new.event:
+        if best is None and new.event:  # a copy's story first; else, the same event's
             best = self._by_event(new, mine, pool, best)
         return best[1] if best else None
 
@@ -1086,14 +1086,14 @@ class TermCounts:
         """The candidate with its event features weighed by the counts so far."""
         if new.terms is None:
             return new
-        docs = [self.docs.get(term, 0) for term in new.terms.every]
+        docs = [self.docs.get(term, 0) for term in new.terms.ids()]
         return dataclasses.replace(new, event=events.weigh(new.terms, docs, self.total))
 
     def add(self, new: Candidate) -> None:
         """Count a new article's terms."""
         if new.terms is None:
             return
-        for key in new.terms.every:
+        for key in new.terms.ids():
             self.docs[key] = self.docs.get(key, 0) + 1
         self.total += 1
 

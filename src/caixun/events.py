@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import math
 import re
 import struct
@@ -42,10 +43,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 if TYPE_CHECKING:
+    import numpy as np
     from numpy.typing import NDArray
 
 __all__ = ["COEFFICIENTS", "EVENT_THRESHOLD", "INPUTS", "KEY_RARITY", "KEY_TERMS", "TOP_TERMS", "EventTerms",
-           "Features", "event_score", "every_term", "extract", "figures", "inputs",
+           "Features", "event_score", "extract", "figures", "inputs",
            "key_terms", "logit", "outlet_of", "pair_features", "read", "term_id", "weigh",
            "Rater"]
 
@@ -77,18 +79,28 @@ _NAMING = re.compile(r"[^\W_]")  # a letter or digit (a word is not only spaces 
 class EventTerms:
     """An article's features before weighting (see :func:`extract`).
 
-    ``every`` holds each term id once, in order; the others say where in it
-    the words, figures and headline terms are, so that weighing them is array
-    arithmetic on one array of counts.
+    Its terms are its words in the order they first occur (so the headline's
+    come first), then its figures, each once; they are kept packed, as the
+    arrays the writer weighs and counts them with (an import worker or a
+    fetcher makes them, the one process that writes reads them without
+    building a Python object per term).
     """
 
-    every: tuple[int, ...]  # the term ids of its words and figures, ascending, each once
-    word_at: tuple[int, ...]  # where its words are in ``every``
-    word_counts: tuple[int, ...]  # how often each word occurs in headline and lead
-    figure_at: tuple[int, ...]  # where its figures are in ``every``
-    title_at: tuple[int, ...]  # where the headline's words are in ``every``
+    every: bytes  # the term ids of its words, then of its figures: little-endian int64
+    word_weights: bytes  # 1 + log of how often each word occurs in headline and lead: float64
+    title_words: int  # how many of the words, the first, are the headline's
     chinese: bool  # the headline is Chinese
     outlet: int  # a 32-bit hash of the outlet's name
+
+    def ids(self) -> list[int]:
+        """The term ids, as :attr:`every` packs them."""
+        return list(struct.unpack(f"<{len(self.every) // 8}q", self.every))
+
+    def array(self) -> NDArray[np.int64]:
+        """The term ids as an array (no copy)."""
+        np = _numpy()
+
+        return np.frombuffer(self.every, dtype="<i8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +117,21 @@ class Features:
 @functools.lru_cache(maxsize=1 << 16)
 def term_id(kind: str, term: str) -> int:
     """A term as a signed 64-bit integer (the key of ``story_terms``)."""
+    return _term_id(kind, term)
+
+
+def _term_id(kind: str, term: str) -> int:
     digest = hashlib.blake2b(f"{kind}\x1f{term}".encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "little", signed=True)
+
+
+@functools.cache
+def _numpy() -> Any:
+    """numpy, imported when first needed (an import statement in a function called
+    per article costs a microsecond or two each time)."""
+    import numpy
+
+    return numpy
 
 
 @functools.lru_cache(maxsize=1)
@@ -116,15 +141,39 @@ def _jieba() -> Any:
     return _jieba()
 
 
-def _words(text: str) -> list[str]:
-    """The words of a text that name something, lower case (comprehensions: this
-    runs for every word of every article stored)."""
-    skip, stop = _SKIP_TAGS, _ENGLISH_STOP
-    tagged = [(word.lower(), tag) for word, tag in _jieba().tag(text)
-              if tag not in skip and len(word) > 1]
-    return [word for word, tag in tagged
-            if (tag != "eng" or (len(word) > 2 and word not in stop))
-            and not word.isdigit() and _NAMING.search(word)]
+# (word, tag) → the word's term id, or 0 for a word that names nothing: articles
+# share most of their words, so each is judged and hashed once per process (a
+# third of extracting). Replaced, not cleared, when full: a thread reading the
+# old one meanwhile still finds what it put in.
+_WORD_IDS: dict[tuple[str, str], int] = {}
+_WORD_IDS_LIMIT = 1 << 19
+
+
+def _word_id(word: str, tag: str) -> int:
+    """A tagged word's term id, or 0 for a particle, pronoun, figure, mark and the like."""
+    if tag in _SKIP_TAGS or len(word) <= 1:
+        return 0
+    word = word.lower()
+    if tag == "eng" and (len(word) <= 2 or word in _ENGLISH_STOP):
+        return 0
+    if word.isdigit() or not _NAMING.search(word):
+        return 0
+    return _term_id("w", word)
+
+
+def _word_ids(text: str) -> list[int]:
+    """The term ids of the words of a text that name something, in order."""
+    global _WORD_IDS
+    tagged = _jieba().tag(text)
+    ids = _WORD_IDS
+    if len(ids) > _WORD_IDS_LIMIT:
+        ids = _WORD_IDS = {}
+    found = list(map(ids.get, tagged))
+    if None in found:
+        for n, pair in enumerate(tagged):
+            if found[n] is None:
+                found[n] = ids[pair] = _word_id(*pair)
+    return [term for term in found if term]  # type: ignore[misc]  # no None left
 
 
 def figures(text: str) -> set[str]:
@@ -139,78 +188,61 @@ def figures(text: str) -> set[str]:
 
 def extract(title: str, text: str, outlet: str) -> EventTerms:
     """The features of an article (``text``: its body, or the digest of a teaser)."""
+    np = _numpy()
     # Lone surrogates (a broken feed's escapes) are no text jieba can take.
-    title, lead = _SURROGATE.sub(" ", title), _SURROGATE.sub(" ", text[:LEAD_CHARS])
-    words = {term_id("w", word): count
-             for word, count in Counter(_words(f"{title}\n{lead}")).items()}
-    figures_ = {term_id("f", f) for f in figures(f"{title}\n{lead}")}
-    headline = {term_id("w", w) for w in _words(title)}
-    every = tuple(sorted(words.keys() | figures_ | headline))
-    at = {term: n for n, term in enumerate(every)}
+    title = _SURROGATE.sub(" ", title)
+    head_and_lead = f"{title}\n{_SURROGATE.sub(' ', text[:LEAD_CHARS])}"
+    words = Counter(_word_ids(head_and_lead))  # in the order they first occur
+    headline = set(_word_ids(title))
+    if headline != set(itertools.islice(words, len(headline))):
+        # jieba cut the headline otherwise alone (it does not): its words first all the same
+        words = Counter({term: words[term] for term in headline}) + words
+    figures_ = sorted({term_id("f", f) for f in figures(head_and_lead)} - words.keys())
+    every = (*words, *figures_)
     return EventTerms(
-        every=every,
-        word_at=tuple(at[term] for term in words),
-        word_counts=tuple(words.values()),
-        figure_at=tuple(sorted(at[term] for term in figures_)),
-        title_at=tuple(sorted(at[term] for term in headline)),
+        every=struct.pack(f"<{len(every)}q", *every),
+        word_weights=(1 + np.log(np.array(list(words.values()), dtype=np.float64))).tobytes(),
+        title_words=len(headline),
         chinese=bool(_CJK.search(title)),
         outlet=term_id("o", outlet) & 0xFFFFFFFF,
     )
 
 
-def every_term(terms: EventTerms) -> tuple[int, ...]:
-    """The term ids whose article counts the archive keeps (each once)."""
-    return terms.every
-
-
 _HEAD = struct.Struct("<BBIHBBB")  # version, Chinese, outlet, words, figures, title terms, keys
 
 
-def weigh(terms: EventTerms, docs: Sequence[int], total: int) -> bytes:
+def weigh(terms: EventTerms, docs: NDArray[Any] | Sequence[int], total: int) -> bytes:
     """The stored features, weighted by the archive's counts (``docs``: the number
     of articles holding each term of ``terms.every``, ``total``: the number of
     articles). A term's rarity is its IDF relative to the archive's size: 1 for
     a term no other article holds."""
-    import numpy as np
-
-    keys = np.array(terms.every, dtype=np.int64)
+    np = _numpy()
+    keys = terms.array()
     if total:
-        rarity = np.log((total + 1) / (np.array(docs, dtype=np.float64) + 1)) / math.log(total + 2)
+        rarity = np.log((total + 1) / (np.asarray(docs, dtype=np.float64) + 1)) / math.log(total + 2)
     else:
         rarity = np.ones(len(keys))
-    at = np.array(terms.word_at, dtype=np.intp)
-    weights = (1 + np.log(np.array(terms.word_counts, dtype=np.float64))) * rarity[at]
+    n_words = len(terms.word_weights) // 8
+    weights = np.frombuffer(terms.word_weights, dtype=np.float64) * rarity[:n_words]
     # The heaviest first; of equal weights, the larger id first.
-    order = np.lexsort((keys[at], weights))[::-1][:TOP_TERMS]
-    order = order[weights[order] > 0]
-    top = np.empty(len(order), dtype=_PAIRS)
-    top["key"] = keys[at[order]]
-    top["weight"] = weights[order] / (math.sqrt(float(np.square(weights[order]).sum())) or 1.0)
-    parts = [top]
-    for where in (terms.figure_at[:255], terms.title_at[:255]):
-        chosen = np.array(where, dtype=np.intp)
-        part = np.empty(len(chosen), dtype=_PAIRS)
-        part["key"], part["weight"] = keys[chosen], rarity[chosen]
-        parts.append(part)
-    parts.append(_key_terms(parts[1], top, rarity[at[order]]))
-    head = _HEAD.pack(_VERSION, terms.chinese, terms.outlet, len(top), len(parts[1]),
-                      len(parts[2]), len(parts[3]))
-    return head + b"".join(part.tobytes() for part in parts)
-
-
-def _key_terms(figures_: NDArray[Any], words: NDArray[Any],
-               word_rarity: NDArray[Any]) -> NDArray[Any]:
-    """The index keys (see :func:`key_terms`): the rarest figures, then the heaviest
-    words, of those at least KEY_RARITY rare, KEY_TERMS in all."""
-    import numpy as np
-
-    rare = figures_[figures_["weight"] >= KEY_RARITY]
-    rare = rare[np.lexsort((rare["key"], -rare["weight"]))][:KEY_TERMS // 2]
-    heavy = words[word_rarity >= KEY_RARITY][:KEY_TERMS - len(rare)]
-    keys = np.empty(len(rare) + len(heavy), dtype=_PAIRS)
-    keys["key"] = np.concatenate((rare["key"], heavy["key"]))
-    keys["weight"] = 0
-    return keys
+    top = np.lexsort((keys[:n_words], weights))[::-1][:TOP_TERMS]
+    top = top[weights[top] > 0]
+    # Figures and headline terms in the order of their ids.
+    figures_ = n_words + np.argsort(keys[n_words:], kind="stable")[:255]
+    title = np.argsort(keys[:terms.title_words], kind="stable")[:255]
+    stored = rarity.astype(np.float32)  # the key terms are chosen by the rarity as stored
+    rare = figures_[stored[figures_] >= KEY_RARITY]
+    rare = rare[np.lexsort((keys[rare], -stored[rare]))][:KEY_TERMS // 2]
+    heavy = top[rarity[top] >= KEY_RARITY][:KEY_TERMS - len(rare)]
+    at = np.concatenate((top, figures_, title, rare, heavy))
+    pairs = np.empty(len(at), dtype=_PAIRS)
+    pairs["key"] = keys[at]
+    pairs["weight"] = np.concatenate((
+        weights[top] / (math.sqrt(float(np.square(weights[top]).sum())) or 1.0),
+        rarity[figures_], rarity[title], np.zeros(len(rare) + len(heavy))))
+    head = _HEAD.pack(_VERSION, terms.chinese, terms.outlet, len(top), len(figures_),
+                      len(title), len(rare) + len(heavy))
+    return head + pairs.tobytes()
 
 
 _PAIRS = [("key", "<i8"), ("weight", "<f4")]  # packed: struct's "<qf", 12 bytes
@@ -318,7 +350,7 @@ def _arrays(data: bytes) -> tuple[bool, NDArray[Any], NDArray[Any], NDArray[Any]
     """Stored features as arrays (cached: candidates recur): Chinese headline; the
     ids of the words, figures and headline terms joined (see _TITLE_MASK); their
     weights as float64; which of the three each is (0, 1, 2)."""
-    import numpy as np
+    np = _numpy()
 
     version, chinese, _, n_words, n_figures, n_title, _ = _HEAD.unpack_from(data)
     if version != _VERSION:
@@ -347,7 +379,7 @@ class Rater:
 
     def partial(self, others: Sequence[bytes], hours: Sequence[float]) -> NDArray[Any]:
         """The model's value less its similarity and conflict terms, per stored article."""
-        import numpy as np
+        np = _numpy()
 
         c = self.coefficients
         parsed = [_arrays(other) for other in others]
@@ -376,7 +408,7 @@ class Rater:
                 ) -> NDArray[Any]:
         """Per stored article: the cosine of the words, and the sums of the smaller
         rarity of each shared figure and of each shared headline term (3 rows)."""
-        import numpy as np
+        np = _numpy()
 
         out = np.zeros((3, len(parsed)))
         if not len(self.keys) or not parsed:

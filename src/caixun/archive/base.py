@@ -305,7 +305,7 @@ class Archive(ABC):
         self._depth = 0
         self._outlets: dict[str, str] = {}
         self._recent: stories.Recent = {}  # see stories.Recent
-        self._terms = stories.TermCounts()  # see stories.TermCounts
+        self._terms = stories.TermCache()  # see stories.TermCache
         self._relinked: dict[int, None] = {}  # see _log_story_change
         self._stale_index = False
         self._tagger: Tagger | None = None  # loaded when the first article is tagged
@@ -558,9 +558,8 @@ class Archive(ABC):
                 scanned = scans if scans is not None else [None] * len(batch)
                 if prints is not None and self._has_events:
                     # The counts of every term of the batch in a few reads, not one per article.
-                    self._terms.read(self._db, sorted({term for candidate in prints
-                                                       if candidate.terms is not None
-                                                       for term in candidate.terms.every}))
+                    self._terms.prefetch(self._db, [candidate.terms for candidate in prints
+                                                    if candidate.terms is not None])
                 return [self._store(a, i, c, t)
                         for a, i, c, t in zip(batch, tokens, found, scanned, strict=True)]
         except self._db_errors as exc:
@@ -1408,10 +1407,14 @@ class Archive(ABC):
                     f"SELECT id, {self._article_columns} FROM articles WHERE id IN ("
                     + ",".join("?" * len(ids)) + ")", ids).fetchall()
                 by_id = {row[0]: _article_from_row(row[1:]) for row in rows}
-                for article_id in ids:
-                    if article_id not in placed:
-                        stories.place(self._db, article_id, Candidate.of(by_id[article_id]),
-                                      with_events=self._has_events, terms=self._terms)
+                new = {article_id: Candidate.of(by_id[article_id])
+                       for article_id in ids if article_id not in placed}
+                if self._has_events:
+                    self._terms.prefetch(self._db, [c.terms for c in new.values()
+                                                    if c.terms is not None])
+                for article_id, candidate in new.items():
+                    stories.place(self._db, article_id, candidate,
+                                  with_events=self._has_events, terms=self._terms)
                 count += len(ids) - len(placed)
                 self._set_meta("stories_cursor", "%d:%d" % (part[-1][1], part[-1][0]))
 
