@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import struct
 from collections import Counter
 from pathlib import Path
 
@@ -53,9 +54,11 @@ def test_extraction_is_pure_and_survives_a_worker() -> None:
     assert len(set(ids)) == len(ids)  # each term once
     words = ids[:len(terms.word_weights) // 8]
     assert words and ids[len(words):]  # words and figures: 6.3565, 2018 ...
-    # The headline's words first: those of the headline alone.
+    assert words == sorted(words, reverse=True)
+    # The headline's words are those of the headline alone.
     headline = events.extract(article.title, "", article.outlet)
-    assert set(words[:terms.title_words]) == set(headline.ids()[:headline.title_words])
+    title = [words[n] for n in struct.unpack(f"<{len(terms.title_at) // 2}H", terms.title_at)]
+    assert title and title == sorted(title) and set(title) <= set(headline.ids())
     # Broken text (a lone surrogate from a bad feed) is no error.
     events.extract("标题\ud800", "正文\udfff内容", "x")
 

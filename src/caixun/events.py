@@ -34,11 +34,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
 import math
 import re
 import struct
-from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -79,16 +77,17 @@ _NAMING = re.compile(r"[^\W_]")  # a letter or digit (a word is not only spaces 
 class EventTerms:
     """An article's features before weighting (see :func:`extract`).
 
-    Its terms are its words in the order they first occur (so the headline's
-    come first), then its figures, each once; they are kept packed, as the
+    Its terms are its words, the larger id first, then its figures, the
+    smaller id first, each once: the orders the stored features keep them in
+    (so the writer sorts nothing but weights). They are kept packed, as the
     arrays the writer weighs and counts them with (an import worker or a
-    fetcher makes them, the one process that writes reads them without
+    fetcher makes them; the one process that writes reads them without
     building a Python object per term).
     """
 
     every: bytes  # the term ids of its words, then of its figures: little-endian int64
     word_weights: bytes  # 1 + log of how often each word occurs in headline and lead: float64
-    title_words: int  # how many of the words, the first, are the headline's
+    title_at: bytes  # where the headline's words are among the words, smaller id first: uint16
     chinese: bool  # the headline is Chinese
     outlet: int  # a 32-bit hash of the outlet's name
 
@@ -98,9 +97,8 @@ class EventTerms:
 
     def array(self) -> NDArray[np.int64]:
         """The term ids as an array (no copy)."""
-        np = _numpy()
-
-        return np.frombuffer(self.every, dtype="<i8")
+        ids: NDArray[np.int64] = _numpy().frombuffer(self.every, dtype="<i8")
+        return ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +159,7 @@ def _word_id(word: str, tag: str) -> int:
     return _term_id("w", word)
 
 
-def _word_ids(text: str) -> list[int]:
+def _word_ids(text: str) -> NDArray[np.int64]:
     """The term ids of the words of a text that name something, in order."""
     global _WORD_IDS
     tagged = _jieba().tag(text)
@@ -173,7 +171,9 @@ def _word_ids(text: str) -> list[int]:
         for n, pair in enumerate(tagged):
             if found[n] is None:
                 found[n] = ids[pair] = _word_id(*pair)
-    return [term for term in found if term]  # type: ignore[misc]  # no None left
+    np = _numpy()
+    terms: NDArray[Any] = np.array(found, dtype=np.int64)
+    return terms[terms != 0]  # type: ignore[no-any-return]  # an int64 array
 
 
 def figures(text: str) -> set[str]:
@@ -192,20 +192,46 @@ def extract(title: str, text: str, outlet: str) -> EventTerms:
     # Lone surrogates (a broken feed's escapes) are no text jieba can take.
     title = _SURROGATE.sub(" ", title)
     head_and_lead = f"{title}\n{_SURROGATE.sub(' ', text[:LEAD_CHARS])}"
-    words = Counter(_word_ids(head_and_lead))  # in the order they first occur
-    headline = set(_word_ids(title))
-    if headline != set(itertools.islice(words, len(headline))):
-        # jieba cut the headline otherwise alone (it does not): its words first all the same
-        words = Counter({term: words[term] for term in headline}) + words
-    figures_ = sorted({term_id("f", f) for f in figures(head_and_lead)} - words.keys())
-    every = (*words, *figures_)
+    # The words, the larger id first, and how often each occurs.
+    ascending, counts = _distinct(_word_ids(head_and_lead))
+    # The headline's, the smaller id first: the larger position first.
+    title_ids = _distinct(_word_ids(title))[0]
+    title_ids = title_ids[_within(ascending, title_ids)][:255]
+    title_at = len(ascending) - 1 - np.searchsorted(ascending, title_ids)
+    figures_ = np.array(sorted({term_id("f", f) for f in figures(head_and_lead)}),
+                        dtype=np.int64)
+    figures_ = figures_[~_within(ascending, figures_)]
     return EventTerms(
-        every=struct.pack(f"<{len(every)}q", *every),
-        word_weights=(1 + np.log(np.array(list(words.values()), dtype=np.float64))).tobytes(),
-        title_words=len(headline),
+        every=np.concatenate((ascending[::-1], figures_)).astype("<i8").tobytes(),
+        word_weights=(1 + np.log(counts[::-1].astype(np.float64))).tobytes(),
+        title_at=title_at.astype("<u2").tobytes(),
         chinese=bool(_CJK.search(title)),
         outlet=term_id("o", outlet) & 0xFFFFFFFF,
     )
+
+
+def _distinct(ids: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.intp]]:
+    """The distinct ids, ascending, and how often each occurs (numpy's unique, without
+    the overhead that is most of its time on a hundred values)."""
+    np = _numpy()
+    ordered = np.sort(ids)
+    first = np.empty(len(ordered) + 1, dtype=bool)
+    first[0] = first[-1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:-1])
+    starts = np.flatnonzero(first)
+    distinct: NDArray[Any] = ordered[starts[:-1]]
+    counts: NDArray[Any] = np.diff(starts)
+    return distinct, counts
+
+
+def _within(ascending: NDArray[np.int64], ids: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Which of ``ids`` are in the ascending array ``ascending``."""
+    np = _numpy()
+    if not len(ascending):
+        return np.zeros(len(ids), dtype=bool)  # type: ignore[no-any-return]
+    found: NDArray[Any] = ascending[np.minimum(np.searchsorted(ascending, ids),
+                                                    len(ascending) - 1)] == ids
+    return found
 
 
 _HEAD = struct.Struct("<BBIHBBB")  # version, Chinese, outlet, words, figures, title terms, keys
@@ -224,12 +250,11 @@ def weigh(terms: EventTerms, docs: NDArray[Any] | Sequence[int], total: int) -> 
         rarity = np.ones(len(keys))
     n_words = len(terms.word_weights) // 8
     weights = np.frombuffer(terms.word_weights, dtype=np.float64) * rarity[:n_words]
-    # The heaviest first; of equal weights, the larger id first.
-    top = np.lexsort((keys[:n_words], weights))[::-1][:TOP_TERMS]
+    # The heaviest first; of equal weights, the larger id first (the words' order).
+    top = np.argsort(-weights, kind="stable")[:TOP_TERMS]
     top = top[weights[top] > 0]
-    # Figures and headline terms in the order of their ids.
-    figures_ = n_words + np.argsort(keys[n_words:], kind="stable")[:255]
-    title = np.argsort(keys[:terms.title_words], kind="stable")[:255]
+    figures_ = np.arange(n_words, min(len(keys), n_words + 255))
+    title = np.frombuffer(terms.title_at, dtype="<u2").astype(np.intp)
     stored = rarity.astype(np.float32)  # the key terms are chosen by the rarity as stored
     rare = figures_[stored[figures_] >= KEY_RARITY]
     rare = rare[np.lexsort((keys[rare], -stored[rare]))][:KEY_TERMS // 2]
@@ -242,7 +267,8 @@ def weigh(terms: EventTerms, docs: NDArray[Any] | Sequence[int], total: int) -> 
         rarity[figures_], rarity[title], np.zeros(len(rare) + len(heavy))))
     head = _HEAD.pack(_VERSION, terms.chinese, terms.outlet, len(top), len(figures_),
                       len(title), len(rare) + len(heavy))
-    return head + pairs.tobytes()
+    data: bytes = head + pairs.tobytes()
+    return data
 
 
 _PAIRS = [("key", "<i8"), ("weight", "<f4")]  # packed: struct's "<qf", 12 bytes
@@ -351,7 +377,6 @@ def _arrays(data: bytes) -> tuple[bool, NDArray[Any], NDArray[Any], NDArray[Any]
     ids of the words, figures and headline terms joined (see _TITLE_MASK); their
     weights as float64; which of the three each is (0, 1, 2)."""
     np = _numpy()
-
     version, chinese, _, n_words, n_figures, n_title, _ = _HEAD.unpack_from(data)
     if version != _VERSION:
         raise ValueError(f"event features of version {version}, expected {_VERSION}")
@@ -380,7 +405,6 @@ class Rater:
     def partial(self, others: Sequence[bytes], hours: Sequence[float]) -> NDArray[Any]:
         """The model's value less its similarity and conflict terms, per stored article."""
         np = _numpy()
-
         c = self.coefficients
         parsed = [_arrays(other) for other in others]
         cosine, figures_, title = self._shared(parsed)
@@ -409,8 +433,7 @@ class Rater:
         """Per stored article: the cosine of the words, and the sums of the smaller
         rarity of each shared figure and of each shared headline term (3 rows)."""
         np = _numpy()
-
-        out = np.zeros((3, len(parsed)))
+        out: NDArray[Any] = np.zeros((3, len(parsed)))
         if not len(self.keys) or not parsed:
             return out
         keys = np.concatenate([p[1] for p in parsed])
