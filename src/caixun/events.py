@@ -144,7 +144,7 @@ def _jieba() -> Any:
 # third of extracting). Replaced, not cleared, when full: a thread reading the
 # old one meanwhile still finds what it put in.
 _WORD_IDS: dict[tuple[str, str], int] = {}
-_WORD_IDS_LIMIT = 1 << 19
+_WORD_IDS_LIMIT = 1 << 17  # about 30 MB
 
 
 def _word_id(word: str, tag: str) -> int:
