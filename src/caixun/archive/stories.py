@@ -306,10 +306,11 @@ class TermCache:
         self.clear()
 
     def clear(self) -> None:
-        np = _numpy()
-        self.terms = np.empty(0, dtype=np.int64)  # sorted
-        self.docs = np.empty(0, dtype=np.int64)  # the counts now
-        self.docs_read = np.empty(0, dtype=np.int64)  # the counts as read (or last written)
+        # Arrays from the first read on: a transaction that reads no counts (an
+        # incremental build's) imports no numpy.
+        self.terms: Any = None  # sorted
+        self.docs: Any = None  # the counts now
+        self.docs_read: Any = None  # the counts as read (or last written)
         self.total: int | None = None  # the articles counted (TOTAL_TERM), now
         self.total_read = 0
         self._last: tuple[bytes, Any] | None = None  # an article's terms and where they are
@@ -339,9 +340,11 @@ class TermCache:
     def flush(self, db: Connection) -> None:
         """Write what was added (before the transaction commits): in statements of
         many rows on SQLite, in one statement of two arrays on PostgreSQL."""
+        if self.total is None:
+            return  # nothing read, nothing added
         np = _numpy()
         changed = np.flatnonzero(self.docs != self.docs_read)
-        added = self.total - self.total_read if self.total is not None else 0
+        added = self.total - self.total_read
         if not len(changed) and not added:
             return
         terms = [TOTAL_TERM, *self.terms[changed].tolist()]
@@ -356,7 +359,7 @@ class TermCache:
                        "unnest(?::bigint[], ?::bigint[]) ON CONFLICT (term) DO UPDATE "
                        "SET docs = story_terms.docs + excluded.docs", (terms, counts))
         self.docs_read = self.docs.copy()
-        self.total_read = self.total or 0
+        self.total_read = self.total
 
     def _where(self, db: Connection, article: events.EventTerms) -> Any:
         """Where an article's terms are in the arrays (read first if need be)."""
@@ -364,10 +367,11 @@ class TermCache:
             return self._last[1]
         np = _numpy()
         ids = article.array()
+        if self.total is None:
+            self._know(db, np.unique(ids))
         at = np.searchsorted(self.terms, ids)
-        if self.total is None or (len(ids) and not (
-                len(self.terms) and (self.terms[np.minimum(at, len(self.terms) - 1)]
-                                     == ids).all())):
+        if len(ids) and not (len(self.terms) and (
+                self.terms[np.minimum(at, len(self.terms) - 1)] == ids).all()):
             self._know(db, np.unique(ids))
             at = np.searchsorted(self.terms, ids)
         self._last = (article.every, at)
@@ -380,6 +384,8 @@ class TermCache:
             row = db.execute("SELECT docs FROM story_terms WHERE term = ?",
                              (TOTAL_TERM,)).fetchone()
             self.total = self.total_read = int(row[0]) if row else 0
+            self.terms, self.docs, self.docs_read = (np.empty(0, dtype=np.int64)
+                                                     for _ in range(3))
         ids = ids[ids != TOTAL_TERM]
         if len(self.terms):
             ids = ids[~np.isin(ids, self.terms, assume_unique=True)]
