@@ -189,9 +189,8 @@ def figures(text: str) -> set[str]:
 def extract(title: str, text: str, outlet: str) -> EventTerms:
     """The features of an article (``text``: its body, or the digest of a teaser)."""
     np = _numpy()
-    # Lone surrogates (a broken feed's escapes) are no text jieba can take.
-    title = _SURROGATE.sub(" ", title)
-    head_and_lead = f"{title}\n{_SURROGATE.sub(' ', text[:LEAD_CHARS])}"
+    head_and_lead = _without_surrogates(f"{title}\n{text[:LEAD_CHARS]}")
+    title = head_and_lead[:len(title)]
     # The words, the larger id first, and how often each occurs.
     ascending, counts = _distinct(_word_ids(head_and_lead))
     # The headline's, the smaller id first: the larger position first.
@@ -210,6 +209,16 @@ def extract(title: str, text: str, outlet: str) -> EventTerms:
     )
 
 
+def _without_surrogates(text: str) -> str:
+    """The text with lone surrogates (a broken feed's escapes, no text jieba can
+    take) made spaces; looked for only when the text cannot be encoded."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(" ", text)
+    return text
+
+
 def _distinct(ids: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.intp]]:
     """The distinct ids, ascending, and how often each occurs (numpy's unique, without
     the overhead that is most of its time on a hundred values)."""
@@ -220,7 +229,7 @@ def _distinct(ids: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int
     np.not_equal(ordered[1:], ordered[:-1], out=first[1:-1])
     starts = np.flatnonzero(first)
     distinct: NDArray[Any] = ordered[starts[:-1]]
-    counts: NDArray[Any] = np.diff(starts)
+    counts: NDArray[Any] = starts[1:] - starts[:-1]
     return distinct, counts
 
 

@@ -39,6 +39,7 @@ from caixun.archive import Archive, StoreResult
 from caixun.archive.securities import scan_article
 from caixun.archive.stories import keyed
 from caixun.dedup import Candidate
+from caixun.events import EventTerms
 from caixun.securities import Scanned
 from caixun.errors import ArchiveError, PostFormatError
 from caixun.segment import IndexedText, index_text, index_text_normalized
@@ -300,7 +301,8 @@ def _dispatch_table() -> dict[type, Callable[[Any], Any]]:
     sides: the reads of a parcel were pickled in twice the time, unpickled in a
     third more). The same objects come out (tests/test_import_incremental.py)."""
     table: dict[type, Callable[[Any], Any]] = dict(copyreg.dispatch_table)
-    for cls in (_Read, _Job, ParsedPost, Article, PostStyle, IndexedText, Candidate, Scanned):
+    for cls in (_Read, _Job, ParsedPost, Article, PostStyle, IndexedText, Candidate, Scanned,
+                EventTerms):
         fields = dataclasses.fields(cls)
         if len(fields) > 1 and all(f.init and not f.kw_only for f in fields):
             table[cls] = _reducer(cls, operator.attrgetter(*(f.name for f in fields)))
