@@ -126,6 +126,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import heapq
 import operator
 import re
 import struct
@@ -932,8 +933,8 @@ class Clusterer:
         if not rated:
             return best
         if len(rated) > EVENT_CANDIDATES:  # a flood of look-alikes: the nearest in time
-            rated.sort(key=lambda entry: (entry[1], entry[0].published_at, entry[0].story_id))
-            del rated[EVENT_CANDIDATES:]
+            rated = heapq.nsmallest(EVENT_CANDIDATES, rated, key=lambda entry: (
+                entry[1], entry[0].published_at, entry[0].story_id))
         rated.sort(key=lambda entry: (entry[0].published_at, entry[0].story_id))
         rater = events.Rater(new.event)
         partial = rater.partial([other.event for other, _ in rated], [h for _, h in rated])
