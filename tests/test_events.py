@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import struct
 from collections import Counter
@@ -128,6 +129,26 @@ def test_a_report_in_other_words_by_another_outlet_joins_the_story(archive: Sqli
     archive.store_many(articles)
     rows = _story_rows(archive)
     assert rows[first.uid][0] == rows[second.uid][0]
+
+
+def test_a_copy_joins_its_original_before_the_event_model_is_asked() -> None:
+    """A report the model links to another outlet's (probability 0.99) joins the
+    story of a stored near copy of it instead (similarity 0.58): a copy first."""
+    articles = _corpus()
+    first = _title(articles, "美股三大指数集体收涨 英特尔涨超7%")
+    second = _title(articles, "全球市场：道指、标普刷新纪录高位")
+    weighed = dict(zip([a.uid for a in articles], _weighed(articles)))
+    other = dataclasses.replace(weighed[first.uid], story_id="event")
+    new = weighed[second.uid]
+    copy = second.evolve(uid="x:copy", url="https://example.com/copy", share_url="",
+                         body_text=second.body_text[300:])  # a reprint, its lead cut
+    stored_copy = Candidate.of(copy, story_id="copy")
+    assert dedup.THRESHOLD <= dedup.similarity(stored_copy.fingerprint, new.fingerprint) < 0.9
+    assert not set(stored_copy.exact_keys) & set(new.exact_keys)  # not the same article
+    clusterer = dedup.Clusterer()
+    assert clusterer.assign(new, [other]) == "event"
+    assert clusterer.assign(new, [stored_copy]) == "copy"
+    assert clusterer.assign(new, [other, stored_copy]) == "copy"
 
 
 def test_two_reports_of_one_outlet_are_joined_as_copies_only(tmp_path: Path) -> None:
