@@ -64,6 +64,24 @@ def test_a_copy_from_another_outlet_is_a_duplicate_in_the_same_story(
     assert archive.stories([2]).originals == {2: 1}
 
 
+def test_a_merged_copy_is_never_weighed_or_looked_up_by_its_other_keys(
+        archive: SqliteArchive, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exact copy's lookup stops at its exact keys; one that is not merged (an
+    imported post) is completed, and lands as a full lookup would place it."""
+    weighed: list[str] = []
+    weigh = story_index.weigh
+    monkeypatch.setattr(story_index, "weigh", lambda db, new, terms=None: (
+        weighed.append(new.exact_keys[0]), weigh(db, new, terms))[1])
+    archive.store(_article("rss:a", url="https://www.cls.cn/detail/1"))
+    assert len(weighed) == 1
+    assert archive.store(_article("rss:c", minutes=50)) is StoreResult.MERGED  # same text
+    assert len(weighed) == 1
+    post = _article("jekyll:9", minutes=60).evolve(post_style=PostStyle())
+    assert archive.store(post) is StoreResult.NEW  # imported posts are never merged
+    assert len(weighed) == 2
+    assert _story_rows(archive)["jekyll:9"] == ("rss:a", "rss:a")
+
+
 def test_a_fetched_copy_in_the_same_outlet_is_merged(archive: SqliteArchive) -> None:
     """A feed that lists one article again under a new guid: one article, two uids."""
     assert archive.store(_article("rss:a", url="https://www.cls.cn/detail/1")) is StoreResult.NEW

@@ -212,9 +212,16 @@ def _insert_keys_sql(rows: int, sqlite: bool) -> str:
 
 def _key_ids(new: Candidate) -> tuple[list[int], list[int]]:
     """The ids of the new article's exact keys and of its LSH keys."""
-    if new.key_ids is not None:
-        return list(new.key_ids[0]), list(new.key_ids[1])
-    return key_ids(new.exact_keys), key_ids(lsh_keys(new.fingerprint))
+    return _exact_key_ids(new), _lsh_key_ids(new)
+
+
+def _exact_key_ids(new: Candidate) -> list[int]:
+    return list(new.key_ids[0]) if new.key_ids is not None else key_ids(new.exact_keys)
+
+
+def _lsh_key_ids(new: Candidate) -> list[int]:
+    return (list(new.key_ids[1]) if new.key_ids is not None
+            else key_ids(lsh_keys(new.fingerprint)))
 
 
 def key_ids(keys: Sequence[str]) -> list[int]:
@@ -255,11 +262,12 @@ RECENT_LIMIT = 20_000
 class Lookup(NamedTuple):
     """What the index knows about a new article, before it is stored."""
 
-    candidate: Candidate  # with its event features weighed (with_events)
-    keys: list[int]  # the ids of its exact keys, then of its LSH and event keys
-    found: list[Candidate]
+    candidate: Candidate  # with its event features weighed, once complete
+    keys: list[int]  # the ids of its exact keys, then (once complete) of its LSH and event keys
+    found: list[Candidate]  # by id
     same: Candidate | None  # the stored article it is an exact copy of, if any
     with_events: bool = True  # the archive keeps event features (schema 16)
+    complete: bool = True  # the candidates sharing an LSH or event key are found too
 
     def original(self) -> Candidate | None:
         """The stored article the new one is an exact copy of, if any."""
@@ -269,13 +277,40 @@ class Lookup(NamedTuple):
 def look_up(db: Connection, new: Candidate, article_id: int = 0,
             recent: Recent | None = None, with_events: bool = True,
             terms: TermCache | None = None) -> Lookup:
-    """The stored articles that may be the new one's story (exact, LSH and event keys)."""
-    exact, bands = _key_ids(new)
+    """The stored articles that may be the new one's story (exact, LSH and event keys).
+
+    An exact copy's lookup stops at its exact keys: it is most often merged
+    into the article it copies, and needs no more (a tenth of the real feed
+    items are such copies); :func:`place` completes it otherwise.
+    """
+    exact = _exact_key_ids(new)
+    found = _candidates(db, new, exact, [], article_id, recent, with_events)
+    same = _CLUSTERER.exact_match(new, found)
+    lookup = Lookup(new, exact, found, same, with_events, complete=False)
+    return lookup if same is not None else _complete(db, lookup, article_id, recent, terms)
+
+
+def _complete(db: Connection, lookup: Lookup, article_id: int, recent: Recent | None,
+              terms: TermCache | None) -> Lookup:
+    """The lookup with the candidates sharing an LSH or event key added (its event
+    features weighed first), as one lookup of all its keys would find them."""
+    if lookup.complete:
+        return lookup
+    new, with_events = lookup.candidate, lookup.with_events
+    bands = _lsh_key_ids(new)
     if with_events:
         new = weigh(db, new, terms)
         bands = bands + event_key_ids(new.event)
-    found = _candidates(db, new, exact, bands, article_id, recent, with_events)
-    return Lookup(new, exact + bands, found, _CLUSTERER.exact_match(new, found), with_events)
+    known = {c.ref for c in lookup.found}
+    found = sorted([*lookup.found, *(c for c in _candidates(db, new, [], bands, article_id,
+                                                             recent, with_events)
+                                     if c.ref not in known)], key=_ref)
+    return Lookup(new, lookup.keys + bands, found, _CLUSTERER.exact_match(new, found),
+                  with_events)
+
+
+def _ref(candidate: Candidate) -> int:
+    return candidate.ref
 
 
 def weigh(db: Connection, new: Candidate, terms: TermCache | None = None) -> Candidate:
@@ -419,9 +454,10 @@ def place(db: Connection, article_id: int, new: Candidate | Lookup,
 
     Its terms are counted in ``terms`` (written by its flush); without one, at once.
     """
-    lookup = (new if isinstance(new, Lookup)
-              else look_up(db, new, article_id, recent, with_events, terms))
-    new, keys, found, same, with_events = lookup
+    lookup = _complete(db, new if isinstance(new, Lookup) else
+                       look_up(db, new, article_id, recent, with_events, terms),
+                       article_id, recent, terms)
+    new, keys, found, same, with_events, _ = lookup
     duplicate_of = _original(db, same.ref) if same is not None else None
     # The story it joins among the candidates whose stories are not full: a
     # part of all the candidates. What the clusterer chooses among all of them
