@@ -159,7 +159,7 @@ def _word_id(word: str, tag: str) -> int:
     return _term_id("w", word)
 
 
-def _word_ids(text: str) -> NDArray[np.int64]:
+def _word_ids(text: str) -> list[int]:
     """The term ids of the words of a text that name something, in order."""
     global _WORD_IDS
     tagged = _jieba().tag(text)
@@ -171,9 +171,7 @@ def _word_ids(text: str) -> NDArray[np.int64]:
         for n, pair in enumerate(tagged):
             if found[n] is None:
                 found[n] = ids[pair] = _word_id(*pair)
-    np = _numpy()
-    terms: NDArray[Any] = np.array(found, dtype=np.int64)
-    return terms[terms != 0]  # type: ignore[no-any-return]  # an int64 array
+    return [term for term in found if term]
 
 
 def figures(text: str) -> set[str]:
@@ -189,14 +187,15 @@ def figures(text: str) -> set[str]:
 def extract(title: str, text: str, outlet: str) -> EventTerms:
     """The features of an article (``text``: its body, or the digest of a teaser)."""
     np = _numpy()
-    head_and_lead = _without_surrogates(f"{title}\n{text[:LEAD_CHARS]}")
-    title = head_and_lead[:len(title)]
+    title, lead = _without_surrogates(title), _without_surrogates(text[:LEAD_CHARS])
+    head_and_lead = f"{title}\n{lead}"
+    # jieba cuts no word across a line break: the headline's words, then the lead's,
+    # are the words of both together.
+    headline = _word_ids(title)
     # The words, the larger id first, and how often each occurs.
-    ascending, counts = _distinct(_word_ids(head_and_lead))
+    ascending, counts = _distinct(np.array(headline + _word_ids(lead), dtype=np.int64))
     # The headline's, the smaller id first: the larger position first.
-    title_ids = _distinct(_word_ids(title))[0]
-    title_ids = title_ids[_within(ascending, title_ids)][:255]
-    title_at = len(ascending) - 1 - np.searchsorted(ascending, title_ids)
+    title_at = len(ascending) - 1 - np.searchsorted(ascending, sorted(set(headline))[:255])
     figures_ = np.array(sorted({term_id("f", f) for f in figures(head_and_lead)}),
                         dtype=np.int64)
     figures_ = figures_[~_within(ascending, figures_)]
