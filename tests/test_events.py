@@ -6,6 +6,7 @@ import dataclasses
 import pickle
 import struct
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,114 @@ def test_two_reports_of_one_outlet_are_joined_as_copies_only(tmp_path: Path) -> 
         archive.store_many(renamed)
         rows = _story_rows(archive)
     assert rows[first.uid][0] != rows[second.uid][0]
+
+
+def _near_duplicates() -> list[Article]:
+    """The distinct items of the part ``near_duplicates``, oldest first."""
+    items = labelled_items("near_duplicates")
+    first: dict[str, Article] = {}
+    for item in sorted(items, key=lambda i: (items[i].published_at, i)):
+        first.setdefault(unit(item), items[item])
+    return list(first.values())
+
+
+def _assign(new: Article, stored: Article, story: str = "stored") -> str | None:
+    """The story a new article joins, the stored one its only candidate
+    (both weighed by the counts of the fit part, as an archive holding it would)."""
+    counts = dedup.TermCounts()
+    for candidate in _weighed(_corpus()):
+        counts.add(candidate)
+    old = dataclasses.replace(counts.weigh(Candidate.of(stored)), story_id=story)
+    counts.add(old)
+    return dedup.Clusterer().assign(counts.weigh(Candidate.of(new)), [old])
+
+
+def test_one_outlets_daily_column_is_not_one_story_with_yesterdays() -> None:
+    """Two real "全球市场" closing reports of one outlet, 23 hours apart: they share
+    the column's template (similarity above the threshold) but not the session."""
+    articles = _near_duplicates()
+    monday = _title(articles, "全球市场：美股三大指数收跌 纳指跌超1% 半导体")
+    tuesday = _title(articles, "全球市场：美股三大指数集体收跌 纳指、标普跌超1%")
+    similarity = dedup.similarity(dedup.fingerprint(monday), dedup.fingerprint(tuesday))
+    assert dedup.THRESHOLD <= similarity < dedup.COPY_SIMILARITY
+    assert monday.outlet == tuesday.outlet
+    assert tuesday.published_at - monday.published_at > dedup.SAME_OUTLET_APART
+    assert _assign(tuesday, monday) is None
+    # The rule, not the texts, keeps them apart: an hour apart, or by two outlets, one story.
+    hour_later = tuesday.evolve(published_at=monday.published_at + timedelta(hours=1))
+    assert _assign(hour_later, monday) == "stored"
+    other_outlet = tuesday.evolve(outlet="另一家", outlet_slug="another")
+    assert _assign(other_outlet, monday) == "stored"
+    # A day-old report of the outlet republished (a near copy) joins its story.
+    reprint = monday.evolve(uid="x:reprint", url="https://example.com/reprint", share_url="",
+                            published_at=tuesday.published_at,
+                            body_text=monday.body_text[:-200])
+    assert _assign(reprint, monday) == "stored"
+
+
+def test_a_digest_joins_no_report_it_rounds_up_only_its_copies() -> None:
+    """A real evening digest (氪星晚报｜A；B；C…) and a report made of one of its
+    items: similar enough to be one story by shingles, but a digest is a story
+    of its own, whichever comes first; a copy of the digest still joins it."""
+    digest = _title(_near_duplicates(), "氪星晚报｜爱立信")
+    assert events.is_digest_title(digest.title)
+    item = digest.title.split("｜", 1)[1].split("；")[1]
+    report = digest.evolve(uid="x:report", url="https://example.com/report", share_url="",
+                           outlet="中新网", outlet_slug="chinanews", title=item,
+                           published_at=digest.published_at + timedelta(minutes=30),
+                           body_text=digest.body_text[200:700])
+    assert not events.is_digest_title(report.title)
+    similarity = dedup.similarity(dedup.fingerprint(digest), dedup.fingerprint(report))
+    assert dedup.THRESHOLD <= similarity < dedup.COPY_SIMILARITY
+    assert _assign(report, digest) is None
+    assert _assign(digest.evolve(published_at=report.published_at + timedelta(minutes=30)),
+                   report) is None
+    # The same texts under a headline that is no digest's: one story.
+    assert _assign(report, digest.evolve(title=item + "等")) == "stored"
+    copy = digest.evolve(uid="x:copy", url="https://example.com/copy", share_url="",
+                         outlet="中新网", outlet_slug="chinanews",
+                         body_text=digest.body_text[:-100])
+    assert _assign(copy, digest) == "stored"
+
+
+def test_the_event_model_links_no_report_to_a_digest() -> None:
+    """A real report (肯德基…涨价) that the model links, in other words, to the evening
+    digest that rounded it up five hours before, when that digest is taken for a
+    plain report; as a digest it stays alone."""
+    articles = _near_duplicates()
+    digest = _title(articles, "氪星晚报｜爱立信")
+    report = _title(articles, "肯德基回应部分外送产品涨价")
+    assert dedup.similarity(dedup.fingerprint(digest), dedup.fingerprint(report)) < 0.1
+    counts = dedup.TermCounts()
+    for candidate in _weighed(_corpus()):
+        counts.add(candidate)
+
+    def stored(digest_flag: bool) -> Candidate:
+        made = Candidate.of(digest, story_id="digest")
+        assert made.terms is not None and made.terms.digest
+        return counts.weigh(dataclasses.replace(
+            made, terms=dataclasses.replace(made.terms, digest=digest_flag)))
+
+    new = Candidate.of(report)
+    assert dedup.Clusterer().assign(counts.weigh(new), [stored(False)]) == "digest"
+    assert dedup.Clusterer().assign(counts.weigh(new), [stored(True)]) is None
+
+
+@pytest.mark.parametrize("title, chinese", [("氪星晚报｜甲公司发布新品；乙公司裁员；丙公司上市", True),
+                                            ("Asia Morning Briefing: markets wait for the Fed",
+                                             False)])
+def test_the_digest_flag_is_stored_beside_the_language(title: str, chinese: bool) -> None:
+    """The header byte that said "Chinese" keeps that bit and adds the digest's;
+    reading either never mistakes one for the other."""
+    terms = events.extract(title, "正文" * 40 if chinese else "text " * 40, "outlet")
+    assert terms.digest and terms.chinese == chinese
+    data = events.weigh(terms, [0] * len(terms.ids()), 10)
+    assert events.is_digest(data)
+    assert events.read(data).chinese == chinese
+    assert events.Rater(data).chinese == chinese
+    plain = events.weigh(dataclasses.replace(terms, digest=False), [0] * len(terms.ids()), 10)
+    assert not events.is_digest(plain) and events.read(plain).chinese == chinese
+    assert plain[2:] == data[2:]  # the rest of the features as before
 
 
 def _recount(archive: Archive) -> Counter[int]:

@@ -190,6 +190,13 @@ LONG_TOKENS = 50  # texts this long merge on equal content at any distance in ti
 WINDOW = timedelta(days=3)  # largest distance in publication time within a story
 MAX_STORY = 50  # a story this large takes no more articles (they start stories of their own)
 EVENT_CANDIDATES = 8  # reports of other outlets the event model rates per new article, at most
+# Two reports are one story only as near copies (similarity from COPY_SIMILARITY)
+# when one is a digest (caixun.events.is_digest: it shares text with every report
+# it rounds up, and with the next digest), or when one outlet published them
+# SAME_OUTLET_APART or more apart: an outlet's daily column ("全球市场：美股三大
+# 指数收跌…") shares its template and half its words with yesterday's.
+COPY_SIMILARITY = 0.8
+SAME_OUTLET_APART = timedelta(hours=12)
 
 _VERSION = 2
 _HEADER = struct.Struct("<BHHBB")  # version, tokens, distinct shingles, titles, numbers
@@ -905,15 +912,33 @@ class Clusterer:
                    in zip(near, jaccards, _score_bounds(mine, near, jaccards))
                    if bound >= threshold]
         hopeful.sort(key=_hopeful_order)
+        floors = self._floors(new, when, [other for other, _, _ in hopeful])
         best: tuple[float, str] | None = None
-        for other, theirs, j in hopeful:
-            floor = threshold if best is None else best[0]
+        for (other, theirs, j), least_score in zip(hopeful, floors):
+            floor = least_score if best is None else max(best[0], least_score)
             if j < floor and _containment(mine, theirs, j) < floor:
                 continue
             score = _similarity(mine, theirs, j)
-            if score >= threshold and (best is None or score > best[0]):
+            if score >= least_score and (best is None or score > best[0]):
                 best = (score, other.story_id)
         return best
+
+    def _floors(self, new: Candidate, when: datetime, near: list[Candidate]) -> list[float]:
+        """The similarity each candidate must reach: the threshold, or
+        :data:`COPY_SIMILARITY` when it or the new one is a digest, or it is a
+        report of the new one's outlet published :data:`SAME_OUTLET_APART` or
+        more before or after it."""
+        if not new.event:  # no outlet known (an archive from before event features)
+            return [self.threshold] * len(near)
+        copy = max(self.threshold, COPY_SIMILARITY)
+        if events.is_digest(new.event):
+            return [copy] * len(near)
+        outlet = events.outlet_of(new.event)
+        return [copy if other.event and (
+                    events.is_digest(other.event)
+                    or (events.outlet_of(other.event) == outlet
+                        and abs(when - other.published_at) >= SAME_OUTLET_APART))
+                else self.threshold for other in near]
 
     def _by_event(self, new: Candidate, mine: Fingerprint, pool: list[Candidate],
                   best: tuple[float, str] | None) -> tuple[float, str] | None:
@@ -924,11 +949,14 @@ class Clusterer:
         conflict are computed for all the candidates at once; only those that
         could still reach the threshold are compared shingle by shingle.
         """
+        if events.is_digest(new.event):  # a digest joins its copies alone
+            return best
         when, outlet = _utc(new.published_at), events.outlet_of(new.event)
         rated = []
         for other in pool:
             apart = abs(when - other.published_at)
-            if other.event and apart <= self.window and events.outlet_of(other.event) != outlet:
+            if (other.event and apart <= self.window and events.outlet_of(other.event) != outlet
+                    and not events.is_digest(other.event)):
                 rated.append((other, apart.total_seconds() / 3600))
         if not rated:
             return best

@@ -69,6 +69,14 @@ _ENGLISH_STOP = frozenset(
 _FIGURE = re.compile(r"(\d+(?:\.\d+)?)\s*(%|％|亿|万|美元|元|点|bp|个基点)?")
 _THOUSANDS = re.compile(r"(?<=\d)[,，](?=\d{3}(?!\d))")
 _CJK = re.compile("[\u3400-\u9fff]")
+# A digest rounds up many reports (财经晚报, 早餐, 利好消息一览, "8点1氪丨A；B；C", a
+# morning briefing): it shares words, figures and shingles with each report it
+# rounds up, and with the next digest, without being one event with any of them.
+_DIGEST = re.compile(
+    r"早报|午报|晚报|夜报|早餐|周报|日报[｜|丨]|一览|汇总|速递|速览|要闻"
+    r"|[；;][^；;]+[；;]"  # three headlines in one
+    r"|\b(?:briefing|round-?up|what to watch|things to know)\b", re.IGNORECASE)
+_CHINESE_FLAG, _DIGEST_FLAG = 1, 2  # the bits of the stored header's flags byte
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _NAMING = re.compile(r"[^\W_]")  # a letter or digit (a word is not only spaces and marks)
 
@@ -90,6 +98,7 @@ class EventTerms:
     title_at: bytes  # where the headline's words are among the words, smaller id first: uint16
     chinese: bool  # the headline is Chinese
     outlet: int  # a 32-bit hash of the outlet's name
+    digest: bool = False  # the headline is a digest's (see is_digest)
 
     def ids(self) -> list[int]:
         """The term ids, as :attr:`every` packs them."""
@@ -205,7 +214,13 @@ def extract(title: str, text: str, outlet: str) -> EventTerms:
         title_at=title_at.astype("<u2").tobytes(),
         chinese=bool(_CJK.search(title)),
         outlet=term_id("o", outlet) & 0xFFFFFFFF,
+        digest=is_digest_title(title),
     )
+
+
+def is_digest_title(title: str) -> bool:
+    """Whether a headline is a digest's (a round-up of many reports, see _DIGEST)."""
+    return _DIGEST.search(title) is not None
 
 
 def _without_surrogates(text: str) -> str:
@@ -242,7 +257,7 @@ def _within(ascending: NDArray[np.int64], ids: NDArray[np.int64]) -> NDArray[np.
     return found
 
 
-_HEAD = struct.Struct("<BBIHBBB")  # version, Chinese, outlet, words, figures, title terms, keys
+_HEAD = struct.Struct("<BBIHBBB")  # version, flags (Chinese, digest), outlet, words, figures, title terms, keys
 
 
 def weigh(terms: EventTerms, docs: NDArray[Any] | Sequence[int], total: int) -> bytes:
@@ -273,7 +288,8 @@ def weigh(terms: EventTerms, docs: NDArray[Any] | Sequence[int], total: int) -> 
     pairs["weight"] = np.concatenate((
         weights[top] / (math.sqrt(float(np.square(weights[top]).sum())) or 1.0),
         rarity[figures_], rarity[title], np.zeros(len(rare) + len(heavy))))
-    head = _HEAD.pack(_VERSION, terms.chinese, terms.outlet, len(top), len(figures_),
+    flags = _CHINESE_FLAG * terms.chinese | _DIGEST_FLAG * terms.digest
+    head = _HEAD.pack(_VERSION, flags, terms.outlet, len(top), len(figures_),
                       len(title), len(rare) + len(heavy))
     data: bytes = head + pairs.tobytes()
     return data
@@ -286,11 +302,11 @@ _PAIR = struct.Struct("<qf")
 @functools.lru_cache(maxsize=4096)
 def read(data: bytes) -> Features:
     """Stored features back from their bytes (cached: candidates recur)."""
-    version, chinese, outlet, n_words, n_figures, n_title, _ = _HEAD.unpack_from(data)
+    version, flags, outlet, n_words, n_figures, n_title, _ = _HEAD.unpack_from(data)
     if version != _VERSION:
         raise ValueError(f"event features of version {version}, expected {_VERSION}")
     pairs = list(_PAIR.iter_unpack(data[_HEAD.size:]))
-    return Features(bool(chinese), outlet, dict(pairs[:n_words]),
+    return Features(bool(flags & _CHINESE_FLAG), outlet, dict(pairs[:n_words]),
                     dict(pairs[n_words:n_words + n_figures]),
                     dict(pairs[n_words + n_figures:n_words + n_figures + n_title]))
 
@@ -370,6 +386,11 @@ def logit(probability: float) -> float:
 _TITLE_MASK = 0x7E1E_0000_0000_0001
 
 
+def is_digest(data: bytes) -> bool:
+    """Whether stored features are a digest's, read from their header alone."""
+    return bool(data[1] & _DIGEST_FLAG)
+
+
 def outlet_of(data: bytes) -> int:
     """The outlet hash of stored features, read from their header alone."""
     outlet: int = _OUTLET.unpack_from(data, 2)[0]
@@ -385,7 +406,7 @@ def _arrays(data: bytes) -> tuple[bool, NDArray[Any], NDArray[Any], NDArray[Any]
     ids of the words, figures and headline terms joined (see _TITLE_MASK); their
     weights as float64; which of the three each is (0, 1, 2)."""
     np = _numpy()
-    version, chinese, _, n_words, n_figures, n_title, _ = _HEAD.unpack_from(data)
+    version, flags, _, n_words, n_figures, n_title, _ = _HEAD.unpack_from(data)
     if version != _VERSION:
         raise ValueError(f"event features of version {version}, expected {_VERSION}")
     pairs = np.frombuffer(data, dtype=_PAIRS, offset=_HEAD.size)
@@ -393,7 +414,7 @@ def _arrays(data: bytes) -> tuple[bool, NDArray[Any], NDArray[Any], NDArray[Any]
     keys = pairs["key"].copy()
     keys[n_words + n_figures:] ^= _TITLE_MASK
     groups = np.repeat(np.array([0, 1, 2], dtype=np.intp), [n_words, n_figures, n_title])
-    return bool(chinese), keys, pairs["weight"].astype(np.float64), groups
+    return bool(flags & _CHINESE_FLAG), keys, pairs["weight"].astype(np.float64), groups
 
 
 class Rater:
