@@ -27,7 +27,7 @@ from typing import Any, Iterable, Iterator
 
 import psycopg
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from caixun.archive import open_archive, pgsearch
@@ -289,7 +289,16 @@ def test_tokens_of_every_code_point_are_fts5s() -> None:
     assert tokens(text) == expected
 
 
+def test_a_combining_diacritic_starts_no_token_as_in_fts5() -> None:
+    """FTS5 takes U+0300..U+0331's diacritics within a token, never at its start."""
+    texts = [f"{before}{chr(code)}{after}" for code in range(0x300, 0x332)
+             for before, after in (("", ""), ("", "a"), ("a ", "b"), ("中", ""), ("", "中"))]
+    assert [tokens(text) for text in texts] == fts5_tokens(texts)
+
+
 @given(st.text())
+@example("\u0323")  # a diacritic alone: no token
+@example("\u0300 \u0300a")
 def test_tokens_of_any_text_are_fts5s(text: str) -> None:
     text = text.encode("utf-8", "replace").decode("utf-8")  # sqlite3 takes no lone surrogate
     assert tokens(text) == fts5_tokens([text])[0]

@@ -8,8 +8,9 @@ doc_len integer not null)`` (a GIN index on ``terms``, no extension):
 
 * :func:`tokens` is what FTS5's ``unicode61 remove_diacritics 0`` tokenizer
   makes of a string: its token characters (categories L*, N*, Co, 25
-  combining diacritics of U+0300..U+0331, and every code point its Unicode
-  table does not know, which it counts as a letter) and its case folding,
+  combining diacritics of U+0300..U+0331 but not at a token's start, and every
+  code point its Unicode table does not know, which it counts as a letter) and
+  its case folding,
   read off SQLite itself (``tests/test_pgsearch.py`` checks every code point).
 * :func:`index_row` makes ``terms``: the tokens of the four columns of
   :class:`~caixun.segment.IndexedText` as two families of lexemes, the grams
@@ -174,6 +175,10 @@ _FOLDS = (
     "10400-10427:+28"
 )
 
+# The combining diacritics FTS5 takes as token characters (sqlite3Fts5UnicodeIsdiacritic):
+# within a token only; one cannot start a token ("\u0301a" is the token "a").
+_DIACRITICS = "300-304 306-30c 30f 311 31b 323-328 32d-32e 330-331"
+
 # Text of Chinese characters and spaces only (the grams columns), or of ASCII and
 # Chinese characters (most words columns), is split without the full tables: every
 # code point of these Chinese ranges is a token character that folds to itself.
@@ -209,7 +214,9 @@ def _full_tokenizer() -> tuple[re.Pattern[str], re.Pattern[str], dict[int, int]]
     """The token runs, the characters that fold, and how they fold."""
     table = _fold_table()
     foldable = _class([(code, code) for code in sorted(table)])
-    return re.compile(f"[^{_class(_ranges(_SEPARATORS))}]+"), re.compile(f"[{foldable}]"), table
+    separators = _class(_ranges(_SEPARATORS))
+    runs = re.compile(f"[^{separators}{_class(_ranges(_DIACRITICS))}][^{separators}]*")
+    return runs, re.compile(f"[{foldable}]"), table
 
 
 def tokens(text: str) -> list[str]:
