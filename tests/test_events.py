@@ -9,7 +9,10 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from test_dedup import labelled_items, unit
 from test_stories import _story_rows
@@ -163,6 +166,13 @@ def test_two_reports_of_one_outlet_are_joined_as_copies_only(tmp_path: Path) -> 
         archive.store_many(renamed)
         rows = _story_rows(archive)
     assert rows[first.uid][0] != rows[second.uid][0]
+
+
+@given(st.lists(st.integers(min_value=-(2 ** 63), max_value=2 ** 63 - 1), max_size=60)
+       | st.lists(st.integers(min_value=-3, max_value=3), max_size=60))
+def test_sorted_unique_is_numpys_unique(values: list[int]) -> None:
+    ids = np.array(values, dtype=np.int64)
+    assert events.sorted_unique(ids).tolist() == np.unique(ids).tolist()
 
 
 def _near_duplicates() -> list[Article]:

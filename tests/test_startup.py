@@ -101,6 +101,19 @@ NOT_FOR_A_SMALL_BUILD = ("numpy", "multiprocessing", "urllib.request", "http.cli
                          "xml.sax", "rjieba", "rich")
 
 
+# ... nor a small import: no worker pool, and numpy without numpy.ma (np.unique's).
+NOT_FOR_A_SMALL_IMPORT = NEVER + ("multiprocessing", "numpy.ma", "rich")
+
+
+def test_a_small_import_imports_only_what_it_uses(tmp_path: Path) -> None:
+    posts = _posts(tmp_path, FEW_POSTS[:10])
+    modules, _ = _child(tmp_path, "-q", "--archive", str(tmp_path / "a.db"), "import", str(posts))
+    assert {"caixun.importer", "numpy", "rjieba"} <= modules
+    assert not modules & set(NOT_FOR_A_SMALL_IMPORT), sorted(modules & set(NOT_FOR_A_SMALL_IMPORT))
+    with open_archive(tmp_path / "a.db", read_only=True) as archive:
+        assert archive.count() == 10
+
+
 def test_a_small_incremental_build_imports_only_what_it_uses(tmp_path: Path) -> None:
     db, site = tmp_path / "a.db", tmp_path / "site"
     with open_archive(db) as archive:

@@ -450,7 +450,7 @@ class _Lead:
         if not len(codes):
             return head
         table, known = _char_hashes()
-        for code in np.unique(codes[~known[codes]]).tolist():
+        for code in set(codes[~known[codes]].tolist()):  # not np.unique: see events
             table[code] = _seed(chr(code).encode("utf-8"))
             known[code] = True
         body = table[codes]

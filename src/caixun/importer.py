@@ -30,11 +30,9 @@ import sqlite3
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from multiprocessing.pool import AsyncResult, Pool
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
 
-from caixun.workers import worker_pool
 from caixun.archive import Archive, StoreResult
 from caixun.archive.securities import scan_article
 from caixun.archive.stories import keyed
@@ -45,6 +43,9 @@ from caixun.errors import ArchiveError, PostFormatError
 from caixun.segment import IndexedText, index_text, index_text_normalized
 from caixun.model import Article, PostStyle
 from caixun.sources.jekyll import ParsedPost, parse_post_bytes, post_files
+
+if TYPE_CHECKING:
+    from multiprocessing.pool import AsyncResult, Pool
 
 __all__ = ["FileOutcome", "ImportReport", "default_jobs", "import_posts"]
 
@@ -341,6 +342,8 @@ def _read_all(todo: Iterator[_Job], jobs: int,
     if jobs <= 1 or len(head) < PARALLEL_FROM:
         yield from map(_read, itertools.chain(head, todo))
         return
+    from caixun.workers import worker_pool  # multiprocessing: not for a few files
+
     index_text("预热", "", "A股")  # the segmenter loaded once, before the workers fork
     with worker_pool(jobs - 1) as pool:
         yield from _Shared(pool, itertools.chain(head, todo), held).reads()

@@ -353,8 +353,8 @@ class TermCache:
     def prefetch(self, db: Connection, articles: Iterable[events.EventTerms]) -> None:
         """Read the counts of every term of these articles (those not read yet)."""
         np = _numpy()
-        self._know(db, np.unique(np.frombuffer(b"".join(a.every for a in articles),
-                                               dtype="<i8")))
+        self._know(db, events.sorted_unique(np.frombuffer(b"".join(a.every for a in articles),
+                                                           dtype="<i8")))
 
     def read(self, db: Connection, article: events.EventTerms) -> tuple[Any, int]:
         """The number of articles holding each of an article's terms (0 for a term
@@ -403,11 +403,11 @@ class TermCache:
         np = _numpy()
         ids = article.array()
         if self.total is None:
-            self._know(db, np.unique(ids))
+            self._know(db, events.sorted_unique(ids))
         at = np.searchsorted(self.terms, ids)
         if len(ids) and not (len(self.terms) and (
                 self.terms[np.minimum(at, len(self.terms) - 1)] == ids).all()):
-            self._know(db, np.unique(ids))
+            self._know(db, events.sorted_unique(ids))
             at = np.searchsorted(self.terms, ids)
         self._last = (article.every, at)
         return at
