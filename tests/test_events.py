@@ -322,6 +322,24 @@ def test_term_counts_are_the_articles_holding_each_term(archive: SqliteArchive,
     assert stored == dict(_recount(archive))
 
 
+def test_a_long_reclustering_is_announced_before_it_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "a.db"
+    with open_archive(path) as archive:
+        archive.store_many(_corpus()[:30])
+        count = archive.count()
+        archive._db.execute("UPDATE search_meta SET value = '4' WHERE key = 'stories_version'")
+    monkeypatch.setattr("caixun.archive.base.REINDEX_NOTICE_FROM", 5)
+    told: list[str] = []
+    with SqliteArchive(path, notice=told.append):
+        pass
+    assert len(told) == 1 and str(path) in told[0]
+    assert f"placing the {count:,} articles in stories again" in told[0]
+    with SqliteArchive(path, notice=told.append):
+        pass  # placed once: nothing more to say
+    assert len(told) == 1
+
+
 def test_reclustering_resumes_where_it_stopped(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     articles = _corpus()[:300]

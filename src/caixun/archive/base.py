@@ -279,6 +279,7 @@ def _article_from_row(row: Sequence[Any]) -> Article:
     )
 REINDEX_NOTICE_FROM = 20_000  # articles: below, a rebuilt index takes seconds
 REINDEX_RATE = 2_000  # articles a second (1,000,000 in 8 min on 2 cores)
+RECLUSTER_RATE = 700  # articles a second re-clustered (10,000 bench posts in 14.5 s)
 
 
 class Archive(ABC):
@@ -1367,7 +1368,9 @@ class Archive(ABC):
             "SELECT value FROM search_meta WHERE key = 'stories_version'").fetchone()
         if row is not None and row[0] == stories.VERSION:
             return
-        self.recluster(resume=row is not None and row[0] == _partly(stories.VERSION))
+        resume = row is not None and row[0] == _partly(stories.VERSION)
+        self._announce_reclustering(resume)
+        self.recluster(resume=resume)
 
     def recluster(self, resume: bool = False) -> int:
         """Fingerprint and cluster every article again, oldest first; returns how many.
@@ -1421,6 +1424,20 @@ class Archive(ABC):
     def _set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT INTO search_meta (key, value) VALUES (?, ?) "
                          "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def _announce_reclustering(self, resume: bool) -> None:
+        """Say before a long re-clustering starts that it will take a while, and why."""
+        if self._notice is None:
+            return
+        total = self.count()
+        if total < REINDEX_NOTICE_FROM:
+            return
+        seconds = total / RECLUSTER_RATE
+        self._notice(f"{self.path}: {'going on with placing' if resume else 'placing'} the "
+                     f"{total:,} articles in stories again, once, for this version of caixun "
+                     "(about " + (f"{seconds:.0f} s" if seconds < 90 else
+                                  f"{seconds / 60:.0f} min")
+                     + "; in batches of 2,000: other writers wait one batch at most)")
 
     def _set_stories_version(self, version: str) -> None:
         self._set_meta("stories_version", version)
