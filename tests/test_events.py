@@ -24,9 +24,10 @@ from caixun.dedup import Candidate
 from caixun.model import Article
 
 
-def _corpus() -> list[Article]:
-    """The fit part's distinct items (a link seen on several days: its first), oldest first."""
-    items = labelled_items("stories")
+def _corpus(part: str = "stories") -> list[Article]:
+    """A labelled part's distinct items (a link seen on several days: its first),
+    oldest first; by default the part the event model is fitted on."""
+    items = labelled_items(part)
     first: dict[str, Article] = {}
     for item in sorted(items, key=lambda i: (items[i].published_at, i)):
         first.setdefault(unit(item), items[item])
@@ -175,15 +176,6 @@ def test_sorted_unique_is_numpys_unique(values: list[int]) -> None:
     assert events.sorted_unique(ids).tolist() == np.unique(ids).tolist()
 
 
-def _near_duplicates() -> list[Article]:
-    """The distinct items of the part ``near_duplicates``, oldest first."""
-    items = labelled_items("near_duplicates")
-    first: dict[str, Article] = {}
-    for item in sorted(items, key=lambda i: (items[i].published_at, i)):
-        first.setdefault(unit(item), items[item])
-    return list(first.values())
-
-
 def _assign(new: Article, stored: Article, story: str = "stored") -> str | None:
     """The story a new article joins, the stored one its only candidate
     (both weighed by the counts of the fit part, as an archive holding it would)."""
@@ -198,7 +190,7 @@ def _assign(new: Article, stored: Article, story: str = "stored") -> str | None:
 def test_one_outlets_daily_column_is_not_one_story_with_yesterdays() -> None:
     """Two real "全球市场" closing reports of one outlet, 23 hours apart: they share
     the column's template (similarity above the threshold) but not the session."""
-    articles = _near_duplicates()
+    articles = _corpus("near_duplicates")
     monday = _title(articles, "全球市场：美股三大指数收跌 纳指跌超1% 半导体")
     tuesday = _title(articles, "全球市场：美股三大指数集体收跌 纳指、标普跌超1%")
     similarity = dedup.similarity(dedup.fingerprint(monday), dedup.fingerprint(tuesday))
@@ -222,7 +214,7 @@ def test_a_digest_joins_no_report_it_rounds_up_only_its_copies() -> None:
     """A real evening digest (氪星晚报｜A；B；C…) and a report made of one of its
     items: similar enough to be one story by shingles, but a digest is a story
     of its own, whichever comes first; a copy of the digest still joins it."""
-    digest = _title(_near_duplicates(), "氪星晚报｜爱立信")
+    digest = _title(_corpus("near_duplicates"), "氪星晚报｜爱立信")
     assert events.is_digest_title(digest.title)
     item = digest.title.split("｜", 1)[1].split("；")[1]
     report = digest.evolve(uid="x:report", url="https://example.com/report", share_url="",
@@ -247,7 +239,7 @@ def test_the_event_model_links_no_report_to_a_digest() -> None:
     """A real report (肯德基…涨价) that the model links, in other words, to the evening
     digest that rounded it up five hours before, when that digest is taken for a
     plain report; as a digest it stays alone."""
-    articles = _near_duplicates()
+    articles = _corpus("near_duplicates")
     digest = _title(articles, "氪星晚报｜爱立信")
     report = _title(articles, "肯德基回应部分外送产品涨价")
     assert dedup.similarity(dedup.fingerprint(digest), dedup.fingerprint(report)) < 0.1
