@@ -872,7 +872,11 @@ class Clusterer:
         2. One with the same content (``hash:``/``text:`` key): its story, if
            the two are within the window or the text has :data:`LONG_TOKENS`.
         3. The most similar article within the window whose similarity
-           reaches the threshold (both texts at least ``min_tokens`` long).
+           reaches the threshold (both texts at least ``min_tokens`` long), or
+           :data:`COPY_SIMILARITY` for a digest and for a report of the same
+           outlet :data:`SAME_OUTLET_APART` or more apart.
+        4. Else, when no article is that similar, the report of another
+           outlet that the event model rates highest (neither of the two a digest).
 
         ``exact=False`` skips steps 1 and 2, for a caller that knows that no
         candidate is the same article.
