@@ -267,7 +267,8 @@ def _within(ascending: NDArray[np.int64], ids: NDArray[np.int64]) -> NDArray[np.
     return found
 
 
-_HEAD = struct.Struct("<BBIHBBB")  # version, flags (Chinese, digest), outlet, words, figures, title terms, keys
+# version, flags (Chinese, digest), outlet, words, figures, title terms, keys
+_HEAD = struct.Struct("<BBIHBBB")
 
 
 def weigh(terms: EventTerms, docs: NDArray[Any] | Sequence[int], total: int) -> bytes:
