@@ -249,12 +249,7 @@ def _distinct(ids: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int
 
 def sorted_unique(ids: NDArray[Any]) -> NDArray[Any]:
     """``np.unique(ids)``: numpy 2's imports numpy.ma on first use (18 ms a process)."""
-    np = _numpy()
-    ordered = np.sort(ids)
-    first = np.ones(len(ordered), dtype=bool)
-    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    unique: NDArray[Any] = ordered[first]
-    return unique
+    return _distinct(ids)[0]
 
 
 def _within(ascending: NDArray[np.int64], ids: NDArray[np.int64]) -> NDArray[np.bool_]:

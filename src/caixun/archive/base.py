@@ -282,6 +282,11 @@ REINDEX_RATE = 2_000  # articles a second (1,000,000 in 8 min on 2 cores)
 RECLUSTER_RATE = 700  # articles a second re-clustered (10,000 bench posts in 14.5 s)
 
 
+def _about(seconds: float) -> str:
+    """An expected duration, for a notice: ``40 s``, ``8 min``."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
 class Archive(ABC):
     """The archive's storage logic over a backend's connection. Not shared between threads.
 
@@ -1435,9 +1440,8 @@ class Archive(ABC):
         seconds = total / RECLUSTER_RATE
         self._notice(f"{self.path}: {'going on with placing' if resume else 'placing'} the "
                      f"{total:,} articles in stories again, once, for this version of caixun "
-                     "(about " + (f"{seconds:.0f} s" if seconds < 90 else
-                                  f"{seconds / 60:.0f} min")
-                     + "; in batches of 2,000: other writers wait one batch at most)")
+                     f"(about {_about(seconds)}; in batches of 2,000: other writers wait one "
+                     "batch at most)")
 
     def _set_stories_version(self, version: str) -> None:
         self._set_meta("stories_version", version)
@@ -1448,9 +1452,8 @@ class Archive(ABC):
         if self._notice is not None and total >= REINDEX_NOTICE_FROM:
             seconds = total / REINDEX_RATE
             self._notice(f"{self.path}: rebuilding the search index of {total:,} articles "
-                         "once, for this version of caixun (about "
-                         + (f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min")
-                         + "; other writers wait meanwhile)")
+                         f"once, for this version of caixun (about {_about(seconds)}; "
+                         "other writers wait meanwhile)")
         with self.transaction():
             self._clear_index()
             count = 0
