@@ -127,7 +127,12 @@ def test_three_fetchers_share_the_sources_the_hosts_gap_and_a_killed_ones_lease(
             _wait("another fetcher polling the killed one's source",
                   lambda: any(t > killed for t in recorder.starts(path)), LEASE + 20)
             taken = min(t for t in recorder.starts(path) if t > killed)
-            time.sleep(2 * SLOW)
+            # Enough polls of every feed to see them follow one another. A fixed
+            # sleep here once left a feed with one poll on a loaded machine: the 8
+            # feeds share one host's gap, so a feed's turn comes every 2 s or later.
+            _wait("every feed polled three times since the start",
+                  lambda: all(len([t for t in recorder.starts(f"/feed{n}.xml") if t >= began])
+                              >= 3 for n in range(FEEDS)))
         finally:
             for process in [*fetchers, publisher]:
                 if process.poll() is None:
