@@ -77,3 +77,14 @@ from hypothesis import settings as _hypothesis_settings  # noqa: E402
 _hypothesis_settings.register_profile("ci", derandomize=True, deadline=None)
 _hypothesis_settings.register_profile("dev", deadline=None)
 _hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Playwright's expect() waits 5 s by default, whatever a context's default
+    # timeout: an in-browser search over the corpus on a loaded CI machine can
+    # take longer. (A test that fails still fails, 30 s later.)
+    try:
+        from playwright.sync_api import expect
+    except ImportError:  # not installed: no browser test can run
+        return
+    expect.set_options(timeout=30_000)

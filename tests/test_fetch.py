@@ -123,7 +123,9 @@ def test_politeness_gap_and_concurrency_per_host(server: ns.NewsServer) -> None:
     # Never faster than the host's limit (0.1 s); ungated they would start together.
     # The server stamps arrivals on its own threads: on a loaded machine a stamp
     # can come late, which makes the next gap look shorter by as much.
-    assert min(gaps) >= 0.07, gaps
+    # So each gap is checked loosely, and all of them together closely.
+    assert min(gaps) >= 0.03, gaps
+    assert starts[-1] - starts[0] >= 5 * 0.1 - 0.05, gaps
     # At most 2 in flight: the third start waits for the first to finish (0.15 s).
     assert starts[2] - starts[0] >= 0.15 - 0.01
 

@@ -302,7 +302,7 @@ def test_a_declared_length_over_the_limit_fails_before_reading(server: ns.NewsSe
                                          r"\(Content-Length 1,000,000,000,000; "
                                          r"fetch.max_bytes\)"):
         _run(_get(server.url("/huge"), settings))
-    assert time.monotonic() - started < 2.0  # the 5 s read timeout was never waited for
+    assert time.monotonic() - started < 4.0  # the 5 s read timeout was never waited for
     assert server.hits("/huge") == 1
 
 

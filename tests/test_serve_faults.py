@@ -476,7 +476,12 @@ def test_searches_past_the_bound_get_503_while_static_pages_stay_fast(
         with write_locked(db):
             searches.start()
             prober.start()
-            time.sleep(4.0)  # the lock is held this long (not an assertion)
+            # The lock is held 4 s, and until the home page was asked for 10 times
+            # (not an assertion: a loaded machine asks fewer times a second).
+            time.sleep(4.0)
+            deadline = time.monotonic() + 30
+            while len(static) < 10 and time.monotonic() < deadline:
+                time.sleep(0.1)
             stop.set()
             prober.join()
             released = time.monotonic()
@@ -492,7 +497,7 @@ def test_searches_past_the_bound_get_503_while_static_pages_stay_fast(
                for _, r in busy)
     assert all(r.json()["results"] for _, r in done)
     assert len(static) >= 10 and all(ok and status == 200 for _, status, ok in static)
-    assert max(seconds for seconds, _, _ in static) < 1.0, static  # vs. 4 s of lock
+    assert max(seconds for seconds, _, _ in static) < 2.5, static  # vs. 4 s of lock
 
 
 def test_two_hundred_concurrent_searches_get_200s_or_503s_never_500s(api: httpx.Client) -> None:
