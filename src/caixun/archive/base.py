@@ -1110,9 +1110,8 @@ class Archive(ABC):
         """How many of the security's articles come before (published_ts, id)."""
         row = self._db.execute(
             "SELECT count(*) FROM articles WHERE id IN (SELECT article_id FROM "
-            "article_securities WHERE code = ?) AND (published_ts < ? OR "
-            "(published_ts = ? AND id < ?))",
-            (code, published_ts, published_ts, article_id)).fetchone()
+            "article_securities WHERE code = ?) AND (published_ts, id) < (?, ?)",
+            (code, published_ts, article_id)).fetchone()
         return int(row[0])
 
     def stock_changes_since(self, seq: int = 0, until: int | None = None
@@ -1401,9 +1400,9 @@ class Archive(ABC):
                 # Ids first: placing writes to the table a pending SELECT would read.
                 # An article another writer stored meanwhile has its story already.
                 part = self._db.execute(
-                    "SELECT id, published_ts FROM articles a WHERE (published_ts > ? OR "
-                    "(published_ts = ? AND id > ?)) ORDER BY published_ts, id LIMIT ?",
-                    (ts, ts, last, RECLUSTER_BATCH)).fetchall()
+                    "SELECT id, published_ts FROM articles a WHERE (published_ts, id) > (?, ?) "
+                    "ORDER BY published_ts, id LIMIT ?",
+                    (ts, last, RECLUSTER_BATCH)).fetchall()
                 if not part:
                     self._set_stories_version(stories.VERSION)
                     return count
@@ -1624,21 +1623,20 @@ class Archive(ABC):
     def outlet_position(self, slug: str, published_ts: int, article_id: int = 0) -> int:
         """How many of the outlet's articles come before (published_ts, id)."""
         row = self._db.execute(
-            "SELECT count(*) FROM articles WHERE outlet_slug = ? AND "
-            "(published_ts < ? OR (published_ts = ? AND id < ?))",
-            (slug, published_ts, published_ts, article_id),
+            "SELECT count(*) FROM articles WHERE outlet_slug = ? AND (published_ts, id) < (?, ?)",
+            (slug, published_ts, article_id),
         ).fetchone()
         return int(row[0])
 
     def neighbors(self, slug: str, published_ts: int,
                   article_id: int) -> tuple[ArticleRef | None, ArticleRef | None]:
         """The outlet's articles just before and just after (published_ts, id)."""
-        before = self._refs(
-            "outlet_slug = ? AND (published_ts < ? OR (published_ts = ? AND id < ?))",
-            (slug, published_ts, published_ts, article_id), "published_ts DESC, id DESC", 1)
-        after = self._refs(
-            "outlet_slug = ? AND (published_ts > ? OR (published_ts = ? AND id > ?))",
-            (slug, published_ts, published_ts, article_id), "published_ts, id", 1)
+        # Row values, not "ts < ? OR (ts = ? AND id < ?)": with the OR, SQLite scans
+        # the outlet's whole index (1 ms at 17,000 articles) instead of seeking.
+        before = self._refs("outlet_slug = ? AND (published_ts, id) < (?, ?)",
+                            (slug, published_ts, article_id), "published_ts DESC, id DESC", 1)
+        after = self._refs("outlet_slug = ? AND (published_ts, id) > (?, ?)",
+                           (slug, published_ts, article_id), "published_ts, id", 1)
         return (before[0] if before else None, after[0] if after else None)
 
     def around(self, slug: str, published_ts: int) -> list[ArticleRef]:
