@@ -5,12 +5,14 @@ archive (the neighbours of an outlet's newest article took 1 ms at 17,000
 articles of one outlet, every incremental build, for every new article, and
 the re-clustering cursor read the whole time index once per batch). So what
 is checked is the plan SQLite chooses for the statements these calls run,
-captured as they run.
+captured as they run, with the parameters they were run with (with the values
+written in, SQLite plans for those values: it finds a range in
+"ts < 5 OR (ts = 5 AND id < 3)" that it cannot with "?").
 """
 
 from __future__ import annotations
 
-import re
+import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
@@ -30,41 +32,50 @@ def _article(n: int, slug: str) -> Article:
                    body_text=f"{slug} 报道的第{n}条正文，内容各不相同：{n * 7919}。")
 
 
+class RecordingConnection(sqlite3.Connection):
+    """A connection that notes each statement it executes, and its parameters."""
+
+    statements: list[tuple[str, tuple[object, ...]]] | None = None
+
+    def execute(self, sql: str, parameters: object = (), /) -> sqlite3.Cursor:  # type: ignore[override]
+        if self.statements is not None:
+            self.statements.append((sql, tuple(parameters)))  # type: ignore[arg-type]
+        return super().execute(sql, parameters)  # type: ignore[arg-type]
+
+
 @pytest.fixture
-def archive(tmp_path: Path) -> SqliteArchive:
+def recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Archives opened in the test run on a RecordingConnection."""
+    connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda *args, **kwargs: connect(
+        *args, **kwargs, factory=RecordingConnection))
+
+
+@pytest.fixture
+def archive(tmp_path: Path, recorded: None) -> SqliteArchive:
     archive = SqliteArchive(tmp_path / "caixun.db")
     archive.store_many([_article(n, slug) for slug in ("alpha", "beta") for n in range(40)])
     return archive
 
 
-def _selects(archive: SqliteArchive, call: Callable[[], object]) -> list[str]:
-    """The SELECT statements ``call`` runs, with their parameters in place."""
-    seen: list[str] = []
-    archive._db.set_trace_callback(seen.append)
+def _selects(archive: SqliteArchive, call: Callable[[], object]
+             ) -> list[tuple[str, tuple[object, ...]]]:
+    """The SELECT statements ``call`` runs, and their parameters."""
+    db = archive._db
+    assert isinstance(db, RecordingConnection)
+    db.statements = []
     try:
         call()
+        return [(sql, params) for sql, params in db.statements
+                if sql.lstrip().upper().startswith("SELECT")]
     finally:
-        archive._db.set_trace_callback(None)
-    return [s for s in seen if s.lstrip().upper().startswith("SELECT")]
+        db.statements = None
 
 
-_LITERAL = re.compile(r"'(?:[^']|'')*'|(?<![\w.])-?\d+(?![\w.])")
-
-
-def _plan(archive: SqliteArchive, sql: str) -> str:
-    """SQLite's plan for a statement as traced (its values in place), its values
-    bound again as parameters: with literals, SQLite plans for those values (and
-    finds a range in "ts < 5 OR (ts = 5 AND id < 3)" that it cannot with "?")."""
-    values: list[object] = []
-
-    def parameter(match: re.Match[str]) -> str:
-        text = match.group()
-        values.append(text[1:-1].replace("''", "'") if text.startswith("'") else int(text))
-        return "?"
-
-    bound = _LITERAL.sub(parameter, sql)
-    return " | ".join(row[3] for row in archive._db.execute(f"EXPLAIN QUERY PLAN {bound}",
-                                                            values))
+def _plan(archive: SqliteArchive, statement: tuple[str, tuple[object, ...]]) -> str:
+    sql, params = statement
+    return " | ".join(row[3] for row in archive._db.execute(f"EXPLAIN QUERY PLAN {sql}",
+                                                            params))
 
 
 def _refs(archive: SqliteArchive, slug: str) -> list[tuple[int, int]]:
@@ -94,9 +105,33 @@ def test_an_outlets_neighbours_and_position_seek_the_time_index(
 
 def test_the_reclustering_cursor_seeks_the_time_index(archive: SqliteArchive) -> None:
     statements = _selects(archive, archive.recluster)
-    cursor = [s for s in statements if "ORDER BY published_ts, id LIMIT" in s]
+    cursor = [s for s in statements if "ORDER BY published_ts, id LIMIT" in s[0]]
     assert cursor, statements
     for sql in cursor:
         plan = _plan(archive, sql)
         assert "SEARCH" in plan and "articles_published (published_ts>?)" in plan, plan
     assert archive.count() == 80
+
+
+def test_beijing_day_counts_read_the_day_index_and_count_every_day(
+        tmp_path: Path, recorded: None) -> None:
+    archive = SqliteArchive(tmp_path / "days.db")
+    # Either side of Beijing midnight (16:00 UTC), and of UTC midnight.
+    times = [datetime(2026, 3, d, h, m, s, tzinfo=timezone.utc)
+             for d in (1, 2, 3) for h, m, s in ((15, 59, 59), (16, 0, 0), (0, 0, 0), (23, 59, 59))]
+    archive.store_many([Article(uid=f"t:day:{n}", outlet="甲", outlet_slug="jia",
+                                title=f"第{n}条", published_at=when, file_id=f"d{n}",
+                                body_text=f"正文{n * 7919}") for n, when in enumerate(times)])
+    expected: dict[str, int] = {}
+    for when in times:
+        day = (when + timedelta(hours=8)).date().isoformat()
+        expected[day] = expected.get(day, 0) + 1
+    beijing = archive.day_counts(8 * 3600)
+    assert beijing == sorted(expected.items(), reverse=True)
+    assert [s for s in _selects(archive, lambda: archive.day_counts(8 * 3600))
+            if "articles_day" in _plan(archive, s)]
+    # Any other offset: per article, as before.
+    utc: dict[str, int] = {}
+    for when in times:
+        utc[when.date().isoformat()] = utc.get(when.date().isoformat(), 0) + 1
+    assert archive.day_counts(0) == sorted(utc.items(), reverse=True)

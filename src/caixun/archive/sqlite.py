@@ -473,6 +473,13 @@ class SqliteArchive(Archive):
 
     def day_counts(self, utc_offset_seconds: int) -> list[tuple[str, int]]:
         """(YYYY-MM-DD, count) per local day, newest day first."""
+        if utc_offset_seconds == _DAY_SHIFT:
+            # Beijing days are what articles_day indexes: counted from its entries
+            # (8 ms at 100,000 articles) rather than a date() per article (31 ms).
+            # published_ts is never negative, so the division is the floor.
+            return [(day, n) for day, n in self._db.execute(
+                f"SELECT date(d * 86400, 'unixepoch'), n FROM (SELECT {_DAY} AS d, "
+                "count(*) AS n FROM articles GROUP BY d) ORDER BY d DESC")]
         return [(day, n) for day, n in self._db.execute(
             "SELECT date(published_ts + ?, 'unixepoch') AS day, count(*) FROM articles "
             "GROUP BY day ORDER BY day DESC", (utc_offset_seconds,))]
