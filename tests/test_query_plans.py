@@ -135,3 +135,18 @@ def test_beijing_day_counts_read_the_day_index_and_count_every_day(
     for when in times:
         utc[when.date().isoformat()] = utc.get(when.date().isoformat(), 0) + 1
     assert archive.day_counts(0) == sorted(utc.items(), reverse=True)
+
+
+def test_the_home_pages_outlet_blocks_read_no_article_but_theirs(archive: SqliteArchive) -> None:
+    archive.store_many([_article(n, "gamma") for n in range(3)])
+    with archive.transaction():  # an outlet whose articles are gone: no block
+        archive._db.execute("INSERT INTO outlets (slug, name) VALUES ('empty', '空')")
+    blocks = archive.newest_per_outlet(5)
+    for statement in _selects(archive, lambda: archive.newest_per_outlet(5)):
+        plan = _plan(archive, statement)
+        assert "SCAN articles" not in plan, (statement, plan)
+    # Each outlet's 5 newest, newest first; the outlets by their newest, newest first.
+    expected = sorted(((slug, sorted(_refs(archive, slug), reverse=True)[:5])
+                       for slug in ("alpha", "beta", "gamma")), key=lambda b: b[1][0],
+                      reverse=True)
+    assert [(slug, [(r.published_ts, r.id) for r in refs]) for slug, refs in blocks] == expected

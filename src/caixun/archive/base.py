@@ -1650,11 +1650,11 @@ class Archive(ABC):
 
     def newest_per_outlet(self, limit: int) -> list[tuple[str, list[ArticleRef]]]:
         """Each outlet's ``limit`` newest articles, outlets with the latest news first."""
-        # One index lookup per outlet: cheaper than a window over every article.
-        latest = self._db.execute(
-            "SELECT outlet_slug, max(published_ts) AS ts FROM articles "
-            "GROUP BY outlet_slug ORDER BY ts DESC, outlet_slug").fetchall()
-        blocks = [(slug, self.outlet_newest(slug, limit)) for slug, _ in latest]
+        # One index lookup per outlet, the outlets read from their own table (every
+        # article's outlet is there): a GROUP BY over the articles, or a window,
+        # reads every article (10 ms at 100,000, at every build).
+        slugs = [slug for slug, in self._db.execute("SELECT slug FROM outlets")]
+        blocks = [(slug, refs) for slug in slugs if (refs := self.outlet_newest(slug, limit))]
         return sorted(blocks, key=lambda kv: (-kv[1][0].published_ts, -kv[1][0].id))
 
     def refs_in_id_range(self, first_id: int, last_id: int) -> list[ArticleRef]:
