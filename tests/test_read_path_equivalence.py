@@ -61,7 +61,7 @@ from caixun.segment import (
     static_terms,
 )
 from caixun.sources import jekyll
-from caixun.sources.jekyll import _YAML_LOADER, parse_post_bytes
+from caixun.sources.jekyll import _yaml, parse_post_bytes
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CORPUS = SHARED / "corpus"
@@ -193,7 +193,7 @@ def reference_yaml_string(raw: str) -> str | None:
     if raw.lstrip()[0] not in "\"'":
         return raw.strip()  # a plain scalar: taken as the text it is
     try:
-        value = yaml.load(raw, Loader=_YAML_LOADER)
+        value = yaml.load(raw, Loader=_yaml()[1])
     except yaml.YAMLError:
         return None
     return value if isinstance(value, str) else None

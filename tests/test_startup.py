@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,21 @@ def test_a_small_import_imports_only_what_it_uses(tmp_path: Path) -> None:
     assert not modules & set(NOT_FOR_A_SMALL_IMPORT), sorted(modules & set(NOT_FOR_A_SMALL_IMPORT))
     with open_archive(tmp_path / "a.db", read_only=True) as archive:
         assert archive.count() == 10
+
+
+def test_a_re_import_of_unchanged_files_imports_no_parser(tmp_path: Path) -> None:
+    posts = _posts(tmp_path, FEW_POSTS[:10])
+    hour_ago = time.time() - 3600  # older than a stat can be trusted for (RECENT_NS)
+    for post in posts.iterdir():
+        os.utime(post, (hour_ago, hour_ago))
+    db = tmp_path / "a.db"
+    with open_archive(db) as archive:
+        import_posts([posts], archive)
+    modules, _ = _child(tmp_path, "--archive", str(db), "import", str(posts))
+    assert "caixun.importer" in modules
+    # Nothing is read, so nothing parses, segments or fingerprints.
+    unused = {"yaml", "rjieba", "numpy"}
+    assert not modules & unused, sorted(modules & unused)
 
 
 def test_a_small_incremental_build_imports_only_what_it_uses(tmp_path: Path) -> None:

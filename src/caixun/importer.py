@@ -220,14 +220,15 @@ def _check(files: Iterator[tuple[str, str]], archive: Archive,
                 yield _Job(path, key)  # reading it says what is wrong
                 continue
             raw = records.get(key)
-            record = _Record(*raw[:4], _repairs(raw[4])) if raw else None
+            if raw is not None and raw[0] == stat.st_size and raw[1] == stat.st_mtime_ns:
+                # Unchanged, most files of a re-import: nothing more is made for it.
+                unchanged(FileOutcome(path, StoreResult.UNCHANGED, _repairs(raw[4]), read=False))
+                continue
             mtime = stat.st_mtime_ns if stat.st_mtime_ns < recent else -1
-            if record is None or record.size != stat.st_size:
+            if raw is None or raw[0] != stat.st_size:
                 yield _Job(path, key, stat.st_size, mtime)
-            elif record.mtime_ns != stat.st_mtime_ns:
-                yield _Job(path, key, stat.st_size, mtime, record)
             else:
-                unchanged(FileOutcome(path, StoreResult.UNCHANGED, record.repairs, read=False))
+                yield _Job(path, key, stat.st_size, mtime, _Record(*raw[:4], _repairs(raw[4])))
 
 
 def _repairs(recorded: str) -> tuple[str, ...]:

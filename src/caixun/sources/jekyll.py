@@ -25,14 +25,13 @@ repaired and listed in ``ParsedPost.repairs``; what cannot be read raises
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator
-
-import yaml
+from typing import Any, Iterable, Iterator
 
 from caixun.errors import PostFormatError
 from caixun.identity import stored_identity
@@ -283,14 +282,21 @@ def _yaml_string(raw: str) -> str | None:
     simple = _SIMPLE_QUOTED.fullmatch(raw)
     if simple is not None:
         return simple.group(1)
+    yaml, loader = _yaml()
     try:
-        value = yaml.load(raw, Loader=_YAML_LOADER)
+        value = yaml.load(raw, Loader=loader)
     except yaml.YAMLError:
         return None
     return value if isinstance(value, str) else None
 
 
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+@functools.cache
+def _yaml() -> tuple[Any, Any]:
+    """PyYAML and its fastest safe loader, imported for the first title that needs
+    them (few do, see _SIMPLE_QUOTED): a re-import of unchanged files reads none."""
+    import yaml
+
+    return yaml, getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # A double-quoted scalar without escapes, of characters YAML takes as they are
 # (no control characters, line breaks, BOM or surrogates), is the text between
 # its quotes: how nearly every title is written, read ten times faster than
