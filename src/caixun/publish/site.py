@@ -502,9 +502,11 @@ class Renderer:
                      lambda: self._make_list_item(ref, show_outlet, with_date))
 
     def _make_list_item(self, ref: ArticleRef, show_outlet: bool, with_date: bool) -> str:
-        local = self._local(ref.published_ts)
-        when = local.strftime("%m-%d %H:%M" if with_date else "%H:%M")
-        item = (f'\n<li><time datetime="{local.isoformat()}">{when}</time> '
+        stamp = self._local(ref.published_ts).isoformat()  # 2026-03-01T16:00:00+08:00
+        # "%m-%d %H:%M" or "%H:%M" cut from it: strftime took a quarter of an item's
+        # time (a home page of 2,000 outlets lists 10,000). Years are 1970-2099.
+        when = f"{stamp[5:10]} {stamp[11:16]}" if with_date else stamp[11:16]
+        item = (f'\n<li><time datetime="{stamp}">{when}</time> '
                 f'<a href="{_escape(self._url(ref))}">{_escape(ref.title)}</a>')
         if show_outlet:
             outlet_url = paths.url_of(paths.outlet_path(ref.outlet_slug), self.config.base_path)
