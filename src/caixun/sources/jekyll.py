@@ -297,6 +297,8 @@ def _yaml() -> tuple[Any, Any]:
     import yaml
 
     return yaml, getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 # A double-quoted scalar without escapes, of characters YAML takes as they are
 # (no control characters, line breaks, BOM or surrogates), is the text between
 # its quotes: how nearly every title is written, read ten times faster than
