@@ -150,3 +150,17 @@ def test_the_home_pages_outlet_blocks_read_no_article_but_theirs(archive: Sqlite
                        for slug in ("alpha", "beta", "gamma")), key=lambda b: b[1][0],
                       reverse=True)
     assert [(slug, [(r.published_ts, r.id) for r in refs]) for slug, refs in blocks] == expected
+
+
+def test_the_outlets_by_their_newest_article_read_the_outlet_index_alone(
+        archive: SqliteArchive) -> None:
+    archive.store_many([_article(n, "gamma") for n in range(3)])
+    with archive.transaction():
+        archive._db.execute("INSERT INTO outlets (slug, name) VALUES ('empty', '空')")
+    statements = _selects(archive, archive.outlets_by_newest)
+    assert len(statements) == 1
+    plan = _plan(archive, statements[0])
+    assert "SCAN articles" not in plan and "SCAN a " not in plan, plan
+    assert "COVERING INDEX articles_outlet_published" in plan, plan
+    newest = {slug: max(_refs(archive, slug)) for slug in ("alpha", "beta", "gamma")}
+    assert archive.outlets_by_newest() == sorted(newest, key=newest.__getitem__, reverse=True)

@@ -11,13 +11,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import feedparser
 import pytest
 
 from caixun.archive import SqliteArchive, open_archive
 from caixun.importer import import_posts
-from caixun.publish.site import SiteConfig, build_site
+from caixun.publish.site import Renderer, SiteConfig, build_site
 from conftest import POSTS, REPO
 from site_helpers import broken_links, make_article, mtimes, tree
 
@@ -159,6 +160,36 @@ def test_incremental_build_equals_full_build(archive: SqliteArchive, tmp_path: P
 
     again = build_site(archive, out, CONFIG)
     assert again.mode == "unchanged" and again.written == 0
+
+
+def test_an_incremental_build_makes_only_the_home_blocks_of_changed_outlets(
+        archive: SqliteArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import_posts([POSTS], archive)
+    out = tmp_path / "site"
+    build_site(archive, out, CONFIG)
+    made: list[str] = []
+    make_block = Renderer.outlet_block
+
+    def outlet_block(self: Renderer, slug: str, *args: Any) -> str:
+        made.append(slug)
+        return make_block(self, slug, *args)
+
+    monkeypatch.setattr(Renderer, "outlet_block", outlet_block)
+    outlets = {a.outlet_slug for a in archive.iter_articles()}
+    assert len(outlets) >= 3
+    # One new article: its outlet's block is made, the others' are the page's.
+    archive.store(make_article(1, "东财滚动新闻", "emnews", day=9, minute=30))
+    assert build_site(archive, out, CONFIG).mode == "incremental"
+    assert made == ["emnews"]
+    full = _full_tree(archive, tmp_path, CONFIG)
+    assert (out / "index.html").read_bytes() == full["index.html"]
+    # Without the home page on disk (or with one caixun did not write), every block is.
+    (out / "index.html").write_text("<html>not ours</html>", encoding="utf-8")
+    made.clear()
+    archive.store(make_article(2, "东财滚动新闻", "emnews", day=9, minute=31))
+    build_site(archive, out, CONFIG)
+    assert sorted(made) == sorted(outlets)
+    assert tree(out) == _full_tree(archive, tmp_path, CONFIG)
 
 
 @pytest.mark.parametrize("sitemap_limit", [50_000, 60])  # 60: the sitemap is split in parts
