@@ -84,6 +84,6 @@ def test_outlet_blocks_equal_the_template_loop(
     expected = renderer.env.from_string(REFERENCE_OUTLETS).render(outlets=outlets)
     made = renderer.env.from_string(
         '\n<section class="outlets">\n{{- outlet_blocks(outlets) }}\n</section>'
-    ).render(outlets=outlets)
+    ).render(outlets=[renderer.outlet_block(*outlet) for outlet in outlets])
     assert made == expected
     assert expected.startswith('\n<section class="outlets">')

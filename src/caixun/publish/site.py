@@ -478,15 +478,16 @@ class Renderer:
         items.append("\n</ol>")
         return Markup("".join(items))
 
-    def outlet_blocks(self, outlets: Iterable[str | tuple[str, str, list[ArticleRef]]]
-                      ) -> Markup:
-        """The home page's block of each outlet (slug, name, newest articles; or the
-        block as made before, see :func:`_home_blocks`), as the loop in home.html made
-        them: a site has hundreds of outlets, a loop of Jinja took most of the page's time."""
-        return Markup("".join(outlet if isinstance(outlet, str) else self.outlet_block(*outlet)
-                              for outlet in outlets))
+    @staticmethod
+    def outlet_blocks(blocks: Iterable[str]) -> Markup:
+        """The home page's outlet blocks (:meth:`outlet_block`, or as a page held them,
+        see :func:`_home_blocks`), in their order."""
+        return Markup("".join(blocks))
 
     def outlet_block(self, slug: str, outlet: str, refs: list[ArticleRef]) -> str:
+        """An outlet's block on the home page (slug, name, newest articles), as the loop
+        in home.html made it: a site has hundreds of outlets, a loop of Jinja took most
+        of the page's time."""
         url = paths.url_of(paths.outlet_path(slug), self.config.base_path)
         return (f'\n<section class="outlet-block">\n<h2><a href="{_escape(url)}">'
                 f'{_escape(outlet)}</a></h2>\n{self.list_items(refs, False, True)}\n</section>')
@@ -611,7 +612,7 @@ class Renderer:
         return self.render("archive.html", days=days)
 
     def home(self, latest: list[ArticleRef],
-             outlets: Sequence[str | tuple[str, str, list[ArticleRef]]],
+             outlets: Sequence[str],
              stories: Stories = Stories({}, {}), stock_index: bool = False,
              watch_index: bool = False) -> bytes:
         """``stock_index``: the site has stock pages, and the home page links their index;
