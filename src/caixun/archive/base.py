@@ -1693,8 +1693,15 @@ class Archive(ABC):
         return self._refs("published_ts >= ? AND published_ts < ?", (start_ts, end_ts),
                           "published_ts DESC, id DESC")
 
-    def stories(self, article_ids: Iterable[int] | None = None) -> Stories:
-        """The stories of these articles (of all when None) that have several articles."""
+    def stories(self, article_ids: Iterable[int] | None = None,
+                known: dict[int, tuple[ArticleRef, ...]] | None = None) -> Stories:
+        """The stories of these articles (of all when None) that have several articles.
+
+        ``known``: story id → its articles, as read by an earlier call of the
+        same snapshot; those stories are not read again, and the ones read are
+        added (the caller bounds it). A full build reads the stories of one
+        window of articles after another, and a story spans many windows.
+        """
         if article_ids is None:
             story_ids = [r[0] for r in self._db.execute(
                 "SELECT story_id FROM articles WHERE story_id IS NOT NULL "
@@ -1713,20 +1720,28 @@ class Archive(ABC):
                         story_ids.append(story)
                     if original is not None:
                         originals[article_id] = original
-        members: dict[int, tuple[ArticleRef, ...]] = {}
+        groups = {} if known is None else known
         unique = sorted(set(story_ids))
-        for start in range(0, len(unique), 500):
-            part = unique[start:start + 500]
-            groups: dict[int, list[ArticleRef]] = {}
+        self._read_stories([story for story in unique if story not in groups], groups)
+        members: dict[int, tuple[ArticleRef, ...]] = {}
+        for story in unique:
+            refs = groups[story]
+            if len(refs) > 1:
+                members.update(dict.fromkeys((r.id for r in refs), refs))
+        return Stories(members, originals)
+
+    def _read_stories(self, story_ids: list[int],
+                      into: dict[int, tuple[ArticleRef, ...]]) -> None:
+        """Each story's articles, oldest first, into ``into`` (a story not found: none)."""
+        for start in range(0, len(story_ids), 500):
+            part = story_ids[start:start + 500]
+            groups: dict[int, list[ArticleRef]] = {story: [] for story in part}
             for story, *ref in self._db.execute(
                     "SELECT story_id, id, uid, title, outlet, outlet_slug, published_ts, file_id "
                     "FROM articles WHERE story_id IN (" + ",".join("?" * len(part)) + ") "
                     "ORDER BY published_ts, id", part):
-                groups.setdefault(story, []).append(ArticleRef(*ref))
-            for refs in groups.values():
-                if len(refs) > 1:
-                    members.update(dict.fromkeys((r.id for r in refs), tuple(refs)))
-        return Stories(members, originals)
+                groups[story].append(ArticleRef(*ref))
+            into.update((story, tuple(refs)) for story, refs in groups.items())
 
     def newest(self, limit: int) -> list[ArticleRef]:
         return self._refs("TRUE", (), "published_ts DESC, id DESC", limit)

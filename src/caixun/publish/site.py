@@ -144,7 +144,10 @@ class SiteWriter:
 
     def __init__(self, root: Path, record_paths: bool = False) -> None:
         self.root = root
-        self.tmp = root / paths.TMP_DIR
+        # One directory of temporary files per process: creating a file locks its
+        # directory, and the workers of a full build contended for a shared one
+        # (a spinning lock: a third of the build's system time on ext4).
+        self.tmp = root / paths.TMP_DIR / str(os.getpid())
         try:
             self.tmp.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -175,7 +178,7 @@ class SiteWriter:
     def _replace(self, target: Path, data: bytes) -> None:
         self._make_parent(target)
         self._counter += 1
-        tmp = self.tmp / f"{os.getpid()}-{self._counter}"
+        tmp = self.tmp / str(self._counter)
         try:
             tmp.write_bytes(data)
             os.replace(tmp, target)
@@ -768,12 +771,25 @@ def _run_job(job: _Job) -> tuple[BuildReport, set[str]]:
 STORY_WINDOW = 1000
 
 
+# Stories a full build's job keeps read (see Archive.stories): the windows of an
+# outlet and the days of a job meet the same stories again and again.
+STORIES_KEPT = 20_000
+
+
+def _kept_stories(kept: dict[int, tuple[ArticleRef, ...]]) -> dict[int, tuple[ArticleRef, ...]]:
+    """``kept``, emptied when it has grown past STORIES_KEPT stories (memory flat in N)."""
+    if len(kept) > STORIES_KEPT:
+        kept.clear()
+    return kept
+
+
 def _in_windows(archive: Archive, articles: Iterator[tuple[int, Article]]
                 ) -> Iterator[tuple[int, Article, Stories, StockLinks]]:
     """Each article with the stories of its window of STORY_WINDOW articles, and its securities."""
+    kept: dict[int, tuple[ArticleRef, ...]] = {}
     while window := list(itertools.islice(articles, STORY_WINDOW)):
         ids = [article_id for article_id, _ in window]
-        stories = archive.stories(ids)
+        stories = archive.stories(ids, _kept_stories(kept))
         stocks = stock_links(archive, ids)
         for article_id, article in window:
             yield article_id, article, stories, stocks.get(article_id, ())
@@ -1031,18 +1047,20 @@ def _watch_print(watches: Sequence[Watch]) -> str:
 
 def _full_days(archive: Archive, renderer: Renderer, writer: SiteWriter,
                days: Sequence[date]) -> None:
+    kept: dict[int, tuple[ArticleRef, ...]] = {}
     for day in days:
-        _write_day(archive, renderer, writer, day)
+        _write_day(archive, renderer, writer, day, _kept_stories(kept))
 
 
-def _write_day(archive: Archive, renderer: Renderer, writer: SiteWriter, day: date) -> None:
+def _write_day(archive: Archive, renderer: Renderer, writer: SiteWriter, day: date,
+               kept: dict[int, tuple[ArticleRef, ...]] | None = None) -> None:
     if not writer.wants(paths.day_path(day)):
         return
     start = datetime(day.year, day.month, day.day, tzinfo=renderer.tz)
     end = start + timedelta(days=1)
     refs = archive.refs_between(int(start.timestamp()), int(end.timestamp()))
     if refs:
-        stories = archive.stories(r.id for r in refs) if renderer.config.stories else None
+        stories = archive.stories((r.id for r in refs), kept) if renderer.config.stories else None
         writer.put(paths.day_path(day), renderer.day(day, refs, stories or Stories({}, {})))
     else:
         writer.remove(paths.day_path(day))
