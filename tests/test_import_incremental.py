@@ -339,16 +339,56 @@ def test_importing_in_worker_processes_equals_importing_in_one(
     # Touched and edited files, read again in workers.
     for path in sorted(tree.iterdir())[:60]:
         _touch(path)
-    edited = sorted(tree.iterdir())[5]
-    edited.write_text(edited.read_text(encoding="utf-8").replace('title: "', 'title: "更正：', 1),
-                      encoding="utf-8")
-    _touch(edited)
+    # Enough edited files (PARALLEL_FROM counts the files to parse) for the workers,
+    # which read the touched ones among them too.
+    for edited in sorted(tree.iterdir())[5:150:6]:
+        edited.write_text(edited.read_text(encoding="utf-8").replace('title: "', 'title: "更正：', 1),
+                          encoding="utf-8")
+        _touch(edited)
     for jobs, db in dbs.items():
         report, _ = _import(tree, db, jobs=jobs, batch_size=40)
         assert (report.counts["updated"], report.counts["unchanged"],
-                report.counts["unread"]) == (1, 149, 90)
+                report.counts["unread"]) == (25, 125, 75)
     assert _articles(dbs[1]) == _articles(dbs[2])
     assert _records(dbs[1]) == _records(dbs[2])
+
+
+def test_files_only_to_digest_do_not_start_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Touched files and a few new ones: the few are parsed here, with no core
+    sampling and no worker processes (they pay only for files to parse)."""
+    import caixun.workers as workers
+
+    monkeypatch.setattr(importer, "PARALLEL_FROM", 20)
+    started: list[str] = []
+    start_pool, sample = workers.worker_pool, importer.default_jobs
+    monkeypatch.setattr(workers, "worker_pool",
+                        lambda n: started.append("pool") or start_pool(n))
+    monkeypatch.setattr(importer, "default_jobs", lambda: started.append("sample") or 2)
+    tree, more = tmp_path / "posts", tmp_path / "more"
+    _copies(tree, 120)
+    _copies(more, 160)  # the same 120, and 40 more
+    db = tmp_path / "a.db"
+    report, _ = _import(tree, db)
+    assert report.counts["new"] == 120 and started == ["sample", "pool"]
+    started.clear()
+    for path in tree.iterdir():
+        _touch(path)  # digested, found unchanged
+    newer = sorted(more.iterdir())[120:]
+    for path in newer[:15]:
+        shutil.copy(path, tree / path.name)
+    report, _ = _import(tree, db)
+    assert (report.counts["new"], report.counts["unchanged"], report.counts["unread"]) == (
+        15, 120, 0)
+    assert started == []
+    for path in tree.iterdir():
+        _touch(path)
+    for path in newer[15:]:
+        shutil.copy(path, tree / path.name)  # 25 to parse: the workers pay again
+    report, _ = _import(tree, db)
+    assert (report.counts["new"], report.counts["unchanged"]) == (25, 135)
+    assert started == ["sample", "pool"]
 
 
 def test_caixun_import_says_how_many_files_it_did_not_read(posts: Path, tmp_path: Path) -> None:

@@ -161,6 +161,8 @@ def _cpu_times() -> tuple[int, int] | None:
 # that stores spends a quarter less CPU time from 1,000 files on, so with an
 # idle core it pays from there; with none it never does (see default_jobs).
 PARALLEL_FROM = 1000
+# Files looked at, at most, for PARALLEL_FROM to parse (see _look_ahead).
+LOOK_AHEAD = 8 * PARALLEL_FROM
 # Files walked and checked ahead, and handed to the workers, at a time.
 WINDOW = 1000
 PARCEL = 32  # files a worker reads per task
@@ -337,10 +339,10 @@ def _read_all(todo: Iterator[_Job], jobs: int,
     process has nothing to read meanwhile: time to store what was read
     (rather than wait for a full batch).
     """
-    head = list(itertools.islice(todo, PARALLEL_FROM))
-    if len(head) >= PARALLEL_FROM and jobs == 0:
+    head, to_parse = _look_ahead(todo)
+    if to_parse >= PARALLEL_FROM and jobs == 0:
         jobs = default_jobs()  # sampled only when the workers would pay
-    if jobs <= 1 or len(head) < PARALLEL_FROM:
+    if jobs <= 1 or to_parse < PARALLEL_FROM:
         yield from map(_read, itertools.chain(head, todo))
         return
     from caixun.workers import worker_pool  # multiprocessing: not for a few files
@@ -348,6 +350,26 @@ def _read_all(todo: Iterator[_Job], jobs: int,
     index_text("预热", "", "A股")  # the segmenter loaded once, before the workers fork
     with worker_pool(jobs - 1) as pool:
         yield from _Shared(pool, itertools.chain(head, todo), held).reads()
+
+
+def _look_ahead(todo: Iterator[_Job]) -> tuple[list[_Job], int]:
+    """The first files of ``todo``, until PARALLEL_FROM of them are to be parsed, and
+    how many are (at most LOOK_AHEAD files).
+
+    A file of the recorded size is most often only digested and found unchanged
+    (touched, or written too recently to trust its time when imported): some 30
+    µs, against a millisecond to parse a new one. Counted as files to read, the
+    1,200 such files of a re-import after a corpus was generated started the
+    workers, and sampled the cores for 0.2 s, to parse 100 new posts.
+    """
+    head: list[_Job] = []
+    to_parse = 0
+    for job in itertools.islice(todo, LOOK_AHEAD):
+        head.append(job)
+        to_parse += job.known is None
+        if to_parse >= PARALLEL_FROM:
+            break
+    return head, to_parse
 
 
 class _Parcel:
@@ -495,7 +517,7 @@ def import_posts(
 ) -> ImportReport:
     """Import every post under ``paths``; ``on_outcome`` hears about each file.
 
-    When at least ``PARALLEL_FROM`` files are to be read, ``jobs`` - 1
+    When at least ``PARALLEL_FROM`` files are to be parsed, ``jobs`` - 1
     worker processes read, parse, segment and fingerprint them while this
     one stores them (``jobs`` defaults to one per core); then a batch is
     stored whenever the workers are behind, not only when it is full.
