@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ GOLDEN_POSTS = [
     "2021-12-01-init.md",                   # the site post
 ]
 CONFIG = SiteConfig(title="财讯测试", url="https://news.example.com", per_page=3)
+TEMPLATES = REPO / "src" / "caixun" / "publish" / "templates"
 
 
 def _import(archive: SqliteArchive, names: list[str], tmp_path: Path) -> None:
@@ -253,6 +255,39 @@ def test_a_theme_overrides_a_template(archive: SqliteArchive, tmp_path: Path) ->
     build_site(archive, out, SiteConfig(url=CONFIG.url, theme=str(theme)))
     assert '<p class="mine">2021-12-08: 3</p>' in (out / "2021/12/08/index.html").read_text()
     assert "<h1>" in (out / "archive/index.html").read_text()  # others stay built-in
+
+
+_LINK_FILTERS = re.compile(
+    r"\{\{ (?P<value>[^|{}]+?) \| (?:(?P<path>\w+_path) \| )?(?P<link>url|absolute|article_url) \}\}")
+
+
+def _as_functions(template: str) -> str:
+    """A built-in template with its link filters written as the functions a theme calls:
+    ``{{ day | day_path | url }}`` as ``{{ url(day_path(day)) }}``."""
+    def call(match: re.Match[str]) -> str:
+        value = match["value"]
+        inner = f"{match['path']}({value})" if match["path"] else value
+        return f"{{{{ {match['link']}({inner}) }}}}"
+
+    return _LINK_FILTERS.sub(call, template)
+
+
+def test_a_theme_calling_the_link_functions_builds_the_same_site(
+        archive: SqliteArchive, tmp_path: Path) -> None:
+    _import(archive, GOLDEN_POSTS, tmp_path)
+    theme = tmp_path / "theme"
+    theme.mkdir()
+    rewritten = 0
+    for template in TEMPLATES.glob("*.html"):
+        text = template.read_text(encoding="utf-8")
+        (theme / template.name).write_text(_as_functions(text), encoding="utf-8")
+        rewritten += _as_functions(text) != text
+    assert rewritten >= 10 and "| url" not in "".join(
+        p.read_text(encoding="utf-8") for p in theme.iterdir())
+    config = SiteConfig(title=CONFIG.title, url="https://news.example.com/news")  # a base path
+    build_site(archive, tmp_path / "built-in", config)
+    build_site(archive, tmp_path / "themed", replace(config, theme=str(theme)))
+    assert tree(tmp_path / "themed") == tree(tmp_path / "built-in")
 
 
 def test_autorefresh_only_on_list_pages(archive: SqliteArchive, tmp_path: Path) -> None:

@@ -423,21 +423,23 @@ class Renderer:
         self._items: dict[tuple[ArticleRef, bool, bool], str] = {}
         self._links: dict[ArticleRef, str] = {}
         base = config.base_path
-        self.env.globals.update(
-            site=config,
-            url=lambda path: paths.url_of(path, base),
-            absolute=lambda path: config.base_url + paths.url_of(path),
-            article_url=lambda ref: paths.url_of(_article_path(ref), base),
-            outlet_path=paths.outlet_path,
-            outlet_feed_path=paths.outlet_feed_path,
-            stock_path=paths.stock_path,
-            stock_feed_path=paths.stock_feed_path,
-            watch_feed_path=paths.watch_feed_path,
-            day_path=paths.day_path,
-            refresh=0,
-            list_items=self.list_items,
-            outlet_blocks=self.outlet_blocks,
-        )
+        links: dict[str, Callable[[Any], str]] = {
+            "url": lambda path: paths.url_of(path, base),
+            "absolute": lambda path: config.base_url + paths.url_of(path),
+            "article_url": lambda ref: paths.url_of(_article_path(ref), base),
+            "outlet_path": paths.outlet_path,
+            "outlet_feed_path": paths.outlet_feed_path,
+            "stock_path": paths.stock_path,
+            "stock_feed_path": paths.stock_feed_path,
+            "watch_feed_path": paths.watch_feed_path,
+            "day_path": paths.day_path,
+        }
+        # Functions for themes ({{ url(day_path(day)) }}), and filters for the built-in
+        # templates ({{ day | day_path | url }}): a template calls a filter directly,
+        # a function through Context.call, 1.6 µs more a call (an article page made 16).
+        self.env.globals.update(links, site=config, refresh=0, list_items=self.list_items,
+                                outlet_blocks=self.outlet_blocks)
+        self.env.filters.update(links)
         self.env.filters.update(
             clock=lambda ts: self._local(ts).strftime("%H:%M"),
             shortdate=lambda ts: self._local(ts).strftime("%m-%d %H:%M"),
