@@ -19,6 +19,7 @@ import pytest
 
 from caixun.archive import SqliteArchive, open_archive
 from caixun.importer import import_posts
+from caixun.publish import site
 from caixun.publish.site import Renderer, SiteConfig, build_site
 from conftest import POSTS, REPO
 from site_helpers import broken_links, make_article, mtimes, tree
@@ -125,6 +126,24 @@ def test_sitemap_splits_past_the_limit(archive: SqliteArchive, tmp_path: Path,
     assert "https://news.example.com/renminyoudianbao/2022/01/11/NW202201112243109259.html" in locs
     robots = (out / "robots.txt").read_text()
     assert "Sitemap: https://news.example.com/sitemap.xml" in robots
+
+
+def test_a_build_rewrites_only_the_sitemap_part_of_a_new_article(
+        archive: SqliteArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Far below the protocol's 50,000 URLs the sitemap is in parts of SITEMAP_PART
+    article ids: one file of every article was rewritten by every build."""
+    monkeypatch.setattr(site, "SITEMAP_PART", 50)
+    import_posts([POSTS], archive)
+    out = tmp_path / "site"
+    build_site(archive, out, CONFIG)
+    parts = sorted(p.name for p in out.glob("sitemap-articles-*.xml"))
+    assert parts == [f"sitemap-articles-{n}.xml" for n in (1, 2, 3)]
+    assert [len(re.findall("<url>", (out / p).read_text())) for p in parts] == [50, 50, 17]
+    archive.store(make_article(1, "人民邮电报", "renminyoudianbao", day=12))
+    report = build_site(archive, out, CONFIG, record_paths=True)
+    written = {p for p in report.written_paths if p.startswith("sitemap")}
+    assert written == {"sitemap-pages-1.xml", "sitemap-articles-3.xml"}  # the index is the same
+    assert tree(out) == _full_tree(archive, tmp_path, CONFIG)
 
 
 def _full_tree(archive: SqliteArchive, tmp_path: Path, config: SiteConfig) -> dict[str, bytes]:
