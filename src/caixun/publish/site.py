@@ -35,6 +35,7 @@ import re
 import shutil
 import stat
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from importlib.resources import files
@@ -818,23 +819,33 @@ def _full_outlets(archive: Archive, renderer: Renderer, writer: SiteWriter,
     outlet_refs: list[ArticleRef] = []
     pending: tuple[ArticleRef, Article, Stories, StockLinks] | None = None
     prev: ArticleRef | None = None
+    # The outlet's newest articles so far: its feed's, without reading them again.
+    newest: deque[tuple[ArticleRef, Article]] = deque(maxlen=FEED_SIZE)
     for article_id, article, stories, stocks in _in_windows(
             archive, archive.iter_outlet_articles(slugs)):
         ref = ref_of(article_id, article)
         if outlet_refs and outlet_refs[-1].outlet_slug != ref.outlet_slug:
             if pending:
                 _put_article(renderer, writer, *pending, prev, None)
-            _outlet_lists(archive, renderer, writer, outlet_refs)
+            _outlet_lists(archive, renderer, writer, outlet_refs, _feed_items(newest))
             outlet_refs, pending, prev = [], None, None
+            newest.clear()
         if pending:
             _put_article(renderer, writer, *pending, prev, ref)
             prev = pending[0]
         pending = (ref, article, stories, stocks)
         outlet_refs.append(ref)
+        newest.append((ref, article))
     if pending:
         _put_article(renderer, writer, *pending, prev, None)
     if outlet_refs:
-        _outlet_lists(archive, renderer, writer, outlet_refs)
+        _outlet_lists(archive, renderer, writer, outlet_refs, _feed_items(newest))
+
+
+def _feed_items(oldest_first: Iterable[tuple[ArticleRef, Article]]
+                ) -> list[tuple[ArticleRef, str]]:
+    """A feed's entries, newest first, as ``Archive.newest_with_summary`` gives them."""
+    return [(ref, _summary(article)) for ref, article in reversed(list(oldest_first))]
 
 
 def _put_article(renderer: Renderer, writer: SiteWriter, ref: ArticleRef, article: Article,
@@ -846,10 +857,11 @@ def _put_article(renderer: Renderer, writer: SiteWriter, ref: ArticleRef, articl
 
 
 def _outlet_lists(archive: Archive, renderer: Renderer, writer: SiteWriter,
-                  refs: list[ArticleRef]) -> None:
+                  refs: list[ArticleRef], feed: list[tuple[ArticleRef, str]]) -> None:
+    """An outlet's numbered pages, front page and feed (``feed``: its entries)."""
     slug, outlet, total = refs[0].outlet_slug, refs[-1].outlet, len(refs)
     per_page = renderer.config.per_page
-    _outlet_feed(archive, renderer, writer, slug, outlet)
+    _outlet_feed(archive, renderer, writer, slug, outlet, feed)
     render_chunks(renderer, writer, slug, outlet, refs, 1, total)
     if writer.wants(paths.outlet_path(slug)):
         writer.put(paths.outlet_path(slug), renderer.outlet_front(
@@ -857,12 +869,16 @@ def _outlet_lists(archive: Archive, renderer: Renderer, writer: SiteWriter,
 
 
 def _outlet_feed(archive: Archive, renderer: Renderer, writer: SiteWriter, slug: str,
-                 outlet: str) -> None:
-    """Written before the outlet's pages, which link it (no stub stands in for a feed)."""
+                 outlet: str, entries: list[tuple[ArticleRef, str]] | None = None) -> None:
+    """Written before the outlet's pages, which link it (no stub stands in for a feed).
+
+    ``entries``: the feed's (read from the archive when None).
+    """
     path = paths.outlet_feed_path(slug)
     if writer.wants(path):
-        writer.put(path, renderer.feed(outlet, path, paths.outlet_path(slug),
-                                       archive.newest_with_summary(FEED_SIZE, slug)))
+        if entries is None:
+            entries = archive.newest_with_summary(FEED_SIZE, slug, SUMMARY_LENGTH)
+        writer.put(path, renderer.feed(outlet, path, paths.outlet_path(slug), entries))
 
 
 class _Summaries:
