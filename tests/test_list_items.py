@@ -20,7 +20,7 @@ ITEM = re.compile(r'<time datetime="([^"]+)">([^<]+)</time>')
 def test_a_list_items_time_is_strftimes(ts: int, zone: str, with_date: bool) -> None:
     renderer = Renderer(SiteConfig(title="t", url="https://x.test", timezone=zone))
     ref = ArticleRef(1, "t:1", "标题", "甲", "jia", ts, "f1")
-    stamp, shown = ITEM.search(renderer._make_list_item(ref, False, with_date)).groups()
+    stamp, shown = ITEM.search(renderer._make_list_item((ref, False, with_date))).groups()
     local = renderer._local(ts)
     assert stamp == local.isoformat()
     assert shown == local.strftime("%m-%d %H:%M" if with_date else "%H:%M")
