@@ -36,10 +36,10 @@ import test_dedup as td  # type: ignore[import-not-found, unused-ignore]  # noqa
 from caixun import events  # noqa: E402
 from caixun.model import Article  # noqa: E402
 
-STOP = set("the a an of to in on for and or with by from as at be is are was were that this "
-           "it its into not no one two used also see abbr variant old name surname person "
-           "people thing things something someone kind sort type etc sb sth fig lit pr cl "
-           "has have had will would can could says said after over more than new".split())
+# The event features' English stop words, and the words of dictionary senses.
+STOP = events._ENGLISH_STOP | frozenset(
+    "one two used see abbr variant old name surname person people thing things "
+    "something someone kind sort type etc sb sth fig lit pr cl could".split())
 _ENTRY = re.compile(r"^(\S+) (\S+) \[[^\]]*\] /(.*)/$")
 _ENGLISH = re.compile(r"[A-Za-z][A-Za-z\-]+")
 _CJK = re.compile("[\u4e00-\u9fff]")
