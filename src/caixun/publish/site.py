@@ -781,8 +781,10 @@ STORY_WINDOW = 1000
 
 
 # Stories a full build's job keeps read (see Archive.stories): the windows of an
-# outlet and the days of a job meet the same stories again and again.
-STORIES_KEPT = 20_000
+# outlet and the days of a job meet the same stories again and again. A story
+# holds up to 50 articles (MAX_STORY), so this keeps at most 100,000 refs (some
+# 20 MB), as much as two windows of STORY_WINDOW articles may need.
+STORIES_KEPT = 2_000
 
 
 def _kept_stories(kept: dict[int, tuple[ArticleRef, ...]]) -> dict[int, tuple[ArticleRef, ...]]:
