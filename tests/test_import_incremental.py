@@ -389,6 +389,15 @@ def test_files_only_to_digest_do_not_start_the_workers(
     report, _ = _import(tree, db)
     assert (report.counts["new"], report.counts["unchanged"]) == (25, 135)
     assert started == ["sample", "pool"]
+    # A tree checked out anew (every time changed): enough files only to digest
+    # are work for the workers too, DIGEST_SHARE of a parse each.
+    started.clear()
+    monkeypatch.setattr(importer, "PARALLEL_FROM", 4)
+    for path in tree.iterdir():
+        _touch(path)
+    report, _ = _import(tree, db)
+    assert (report.counts["unchanged"], report.counts["unread"]) == (160, 0)
+    assert started == ["sample", "pool"]  # 160 × 1/30 ≥ 4
 
 
 def test_caixun_import_says_how_many_files_it_did_not_read(posts: Path, tmp_path: Path) -> None:

@@ -161,8 +161,9 @@ def _cpu_times() -> tuple[int, int] | None:
 # that stores spends a quarter less CPU time from 1,000 files on, so with an
 # idle core it pays from there; with none it never does (see default_jobs).
 PARALLEL_FROM = 1000
-# Files looked at, at most, for PARALLEL_FROM to parse (see _look_ahead).
-LOOK_AHEAD = 8 * PARALLEL_FROM
+# What reading a file of the recorded size costs, most often (read, digest, found
+# unchanged: some 30 µs), in files to parse (about a millisecond each).
+DIGEST_SHARE = 1 / 30
 # Files walked and checked ahead, and handed to the workers, at a time.
 WINDOW = 1000
 PARCEL = 32  # files a worker reads per task
@@ -339,10 +340,10 @@ def _read_all(todo: Iterator[_Job], jobs: int,
     process has nothing to read meanwhile: time to store what was read
     (rather than wait for a full batch).
     """
-    head, to_parse = _look_ahead(todo)
-    if to_parse >= PARALLEL_FROM and jobs == 0:
+    head, work = _look_ahead(todo)
+    if work >= PARALLEL_FROM and jobs == 0:
         jobs = default_jobs()  # sampled only when the workers would pay
-    if jobs <= 1 or to_parse < PARALLEL_FROM:
+    if jobs <= 1 or work < PARALLEL_FROM:
         yield from map(_read, itertools.chain(head, todo))
         return
     from caixun.workers import worker_pool  # multiprocessing: not for a few files
@@ -352,24 +353,26 @@ def _read_all(todo: Iterator[_Job], jobs: int,
         yield from _Shared(pool, itertools.chain(head, todo), held).reads()
 
 
-def _look_ahead(todo: Iterator[_Job]) -> tuple[list[_Job], int]:
-    """The first files of ``todo``, until PARALLEL_FROM of them are to be parsed, and
-    how many are (at most LOOK_AHEAD files).
+def _look_ahead(todo: Iterator[_Job]) -> tuple[list[_Job], float]:
+    """The first files of ``todo``, until they are PARALLEL_FROM files' parsing of
+    work, and how much work they are, in files to parse.
 
     A file of the recorded size is most often only digested and found unchanged
-    (touched, or written too recently to trust its time when imported): some 30
-    µs, against a millisecond to parse a new one. Counted as files to read, the
-    1,200 such files of a re-import after a corpus was generated started the
-    workers, and sampled the cores for 0.2 s, to parse 100 new posts.
+    (touched, or written too recently to trust its time when imported): it counts
+    DIGEST_SHARE of a file to parse. Counted as a whole file, the 1,200 such files
+    of a re-import after a corpus was generated started the workers, and sampled
+    the cores for 0.2 s, to parse 100 new posts; not counted at all, the files of
+    a tree checked out anew (every time changed) would never start them for the
+    new posts after them. At most PARALLEL_FROM / DIGEST_SHARE files are held.
     """
     head: list[_Job] = []
-    to_parse = 0
-    for job in itertools.islice(todo, LOOK_AHEAD):
+    work = 0.0
+    for job in todo:
         head.append(job)
-        to_parse += job.known is None
-        if to_parse >= PARALLEL_FROM:
+        work += 1 if job.known is None else DIGEST_SHARE
+        if work >= PARALLEL_FROM:
             break
-    return head, to_parse
+    return head, work
 
 
 class _Parcel:
@@ -517,7 +520,7 @@ def import_posts(
 ) -> ImportReport:
     """Import every post under ``paths``; ``on_outcome`` hears about each file.
 
-    When at least ``PARALLEL_FROM`` files are to be parsed, ``jobs`` - 1
+    When at least ``PARALLEL_FROM`` files are to be parsed (see _look_ahead), ``jobs`` - 1
     worker processes read, parse, segment and fingerprint them while this
     one stores them (``jobs`` defaults to one per core); then a batch is
     stored whenever the workers are behind, not only when it is full.
