@@ -12,7 +12,7 @@ Every distinct item's headline is encoded (512 numbers, unit length). Every
 Chinese–English pair of other outlets within ``--hours`` of each other is
 scored with the cosine of the two headlines, and printed per part: the true
 pairs among them, and hits / pairs at or above each cosine. Then the lowest
-cosine at which the pairs of the fit part (``stories``) are at least 90 %
+cosine at which the pairs of the fit parts (``stories``, ``more_stories``) are at least 90 %
 true is taken, and its pairs are added to caixun's own stories
 (``dedup.cluster``, joined as a union) on both parts: the precision and
 recall caixun would have with it, by ``pair_scores`` of ``tests/test_dedup.py``.
@@ -36,7 +36,7 @@ import test_dedup as td  # type: ignore[import-not-found, unused-ignore]  # noqa
 from caixun import dedup  # noqa: E402
 from caixun.model import Article  # noqa: E402
 
-FIT_PART, HELD_OUT = "stories", "held_out"
+FIT_PARTS, HELD_OUT = ("stories", "more_stories"), "held_out"
 CUTS = (0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
 _CJK = re.compile("[\u3400-\u9fff]")
 
@@ -119,14 +119,14 @@ def main() -> None:
     encoder = USE(threads=1)
     cost(encoder)
     for hours in args.hours:
-        scored = {part: cross_pairs(part, encoder, hours) for part in (FIT_PART, HELD_OUT)}
+        scored = {part: cross_pairs(part, encoder, hours) for part in (*FIT_PARTS, HELD_OUT)}
         for part, pairs in scored.items():
             cuts = "  ".join(f"≥{c}: {sum(p[1] for p in pairs if p[0] >= c)}/"
                              f"{sum(1 for p in pairs if p[0] >= c)}" for c in CUTS)
             print(f"{part}, within {hours:g} h: {sum(p[1] for p in pairs)} true of "
                   f"{len(pairs)} pairs; hits/pairs at cosine {cuts}")
-        cut = lowest_precise_cut(scored[FIT_PART])
-        print(f"  cut fitted on {FIT_PART} (precision ≥ 0.9): {cut}")
+        cut = lowest_precise_cut([p for part in FIT_PARTS for p in scored[part]])
+        print(f"  cut fitted on {' and '.join(FIT_PARTS)} (precision ≥ 0.9): {cut}")
         for part, pairs in scored.items():
             before = with_pairs(part, [])
             after = with_pairs(part, [p for p in pairs if p[0] >= cut])
