@@ -754,25 +754,44 @@ class _Job:
     archive_path: str
     out_dir: str
     config: SiteConfig
-    kind: str  # "outlets", "stocks" or "days"
+    kind: str  # "outlets", "stocks", "days" or "search"
     keys: tuple[str, ...]
     record_paths: bool
     done: frozenset[str] = frozenset()  # written by the first pass
+    blocks: tuple[static_search.Block | static_search.Tail, ...] = ()  # kind "search"
+    top: int = 0  # the static search index's cut (kind "search")
 
 
-def _run_job(job: _Job) -> tuple[BuildReport, set[str]]:
-    renderer = Renderer(job.config)
+@dataclass(slots=True)
+class _Done:
+    """What a job did: its report, the files it produced, the search blocks it built."""
+
+    report: BuildReport
+    produced: set[str]
+    blocks: dict[static_search.Block | static_search.Tail, dict[str, object] | None]
+
+
+def _run_job(job: _Job) -> _Done:
     writer = SiteWriter(Path(job.out_dir), job.record_paths)
     writer.done = job.done
-    with open_archive(job.archive_path) as archive, archive.snapshot():
-        if job.kind == "outlets":
-            _full_outlets(archive, renderer, writer, job.keys)
-        elif job.kind == "stocks":
-            _full_stocks(archive, renderer, writer, job.keys)
+    built: dict[static_search.Block | static_search.Tail, dict[str, object] | None] = {}
+    # Read-only: a writing connection's page cache (64 MiB) filled with the articles
+    # a worker reads, in each worker.
+    with open_archive(job.archive_path, read_only=True) as archive, archive.snapshot():
+        if job.kind == "search":
+            for block in job.blocks:
+                built[block] = static_search.write_block(archive, writer, block,
+                                                         job.config.tz, job.top)
         else:
-            _full_days(archive, renderer, writer, [date.fromisoformat(d) for d in job.keys])
+            renderer = Renderer(job.config)
+            if job.kind == "outlets":
+                _full_outlets(archive, renderer, writer, job.keys)
+            elif job.kind == "stocks":
+                _full_stocks(archive, renderer, writer, job.keys)
+            else:
+                _full_days(archive, renderer, writer, [date.fromisoformat(d) for d in job.keys])
     writer.finish()
-    return writer.report, writer.produced
+    return _Done(writer.report, writer.produced, built)
 
 
 # Articles whose stories are read at a time by a full build: the stories of the
@@ -1110,8 +1129,17 @@ def _full_build(archive: Archive, out: Path, config: SiteConfig, jobs: int,
     counts = archive.outlet_counts()
     stocks = archive.stock_counts()
     days = {day.isoformat(): n for day, n in _day_counts(archive, renderer)}
-    work = [_Job(archive.location, str(out), config, "outlets", keys, record_paths)
-            for keys in _balanced(counts, jobs)]
+    # The static search index's blocks are built by the same workers as the pages, the
+    # largest first and before the pages. Built after the pages, in workers of their
+    # own, a level-2 block kept one worker busy while the other had nothing left, and
+    # the workers forked then inherited the memory the main process had grown; built
+    # after a worker's pages, the block's memory came on top of theirs.
+    search = static_search.plan_index(archive, out)
+    work = [_Job(archive.location, str(out), config, "search", (), record_paths,
+                 blocks=(block,), top=search.top)
+            for block in sorted(search.todo, key=lambda b: b.lo - b.hi)]
+    work += [_Job(archive.location, str(out), config, "outlets", keys, record_paths)
+             for keys in _balanced(counts, jobs)]
     # A security costs its front page and feed, and its numbered pages.
     stock_weights = {code: 2 + chunk_count(n, config.per_page) for code, n in stocks.items()}
     work += [_Job(archive.location, str(out), config, "stocks", keys, record_paths)
@@ -1127,13 +1155,16 @@ def _full_build(archive: Archive, out: Path, config: SiteConfig, jobs: int,
         writer.take_over(_full_new_pages(archive, renderer, out, record_paths))
         work = [dataclasses.replace(job, done=writer.done) for job in work]
     progress("pages", first_pass, steps)
-    for done, (report, produced) in enumerate(_run_jobs(work, jobs), first_pass + 1):
-        writer.report.merge(report)
-        writer.produced |= produced
+    built: dict[static_search.Block | static_search.Tail, dict[str, object] | None] = {}
+    for done, job in enumerate(_run_jobs(work, jobs), first_pass + 1):
+        writer.report.merge(job.report)
+        writer.produced |= job.produced
+        built.update(job.blocks)
         progress("pages", done, steps)
     progress("site-wide pages", steps - 1, steps)
     _redirects(renderer, writer, archive.redirects())
-    _site_wide(archive, renderer, writer, jobs=jobs, stocks=stocks, watches=watches)
+    _site_wide(archive, renderer, writer, stocks=stocks, watches=watches,
+               search=(search, built))
     for stale in () if fresh else _files_not_in(out, writer.produced):
         writer.remove(stale)
     writer.finish()
@@ -1196,7 +1227,7 @@ def _first_pass(archive: Archive, renderer: Renderer, first: NewPages,
     first.close()
 
 
-def _run_jobs(work: list[_Job], jobs: int) -> Iterator[tuple[BuildReport, set[str]]]:
+def _run_jobs(work: list[_Job], jobs: int) -> Iterator[_Done]:
     if jobs <= 1 or len(work) <= 1:
         yield from map(_run_job, work)
         return
@@ -1249,10 +1280,13 @@ def _day_counts_slow(archive: Archive, renderer: Renderer) -> list[tuple[date, i
 
 
 def _site_wide(archive: Archive, renderer: Renderer, writer: SiteWriter,
-               changed_ids: set[int] | None = None, jobs: int = 1,
+               changed_ids: set[int] | None = None,
                stocks: dict[str, int] | None = None, stock_index: bool = True,
                watches: Sequence[Watch] = (), stale_watches: bool = False,
-               home_touched: set[str] | None = None) -> None:
+               home_touched: set[str] | None = None,
+               search: tuple[static_search.IndexPlan, dict[static_search.Block | static_search.Tail,
+                                                        dict[str, object] | None]] | None = None
+               ) -> None:
     """Home, archive index, site feed, sitemap, robots.txt, 404 page, stylesheet, search,
     the stock index when ``stock_index`` (or when it is missing), and the watches' feeds
     and index (see :func:`_watch_pages`).
@@ -1261,6 +1295,9 @@ def _site_wide(archive: Archive, renderer: Renderer, writer: SiteWriter,
     was built for this site (None: every outlet's block is made again).
 
     ``stocks``: the article count of each security (read here when None).
+
+    ``search``: the static search index's plan and the blocks built for it (a full
+    build's workers build them); None: the blocks are built here.
     """
     config = renderer.config
     if stocks is None:
@@ -1272,7 +1309,10 @@ def _site_wide(archive: Archive, renderer: Renderer, writer: SiteWriter,
     days = _day_counts(archive, renderer)
     writer.put(paths.CSS, files("caixun.publish").joinpath("static/style.css").read_bytes())
     writer.put(paths.SEARCH_JS, files("caixun.publish").joinpath("static/search.js").read_bytes())
-    static_search.write_index(archive, writer, renderer.tz, changed_ids, jobs)
+    if search is None:
+        static_search.write_index(archive, writer, renderer.tz, changed_ids)
+    else:
+        static_search.finish_index(writer, *search)
     stock_search = _stock_search(archive, renderer, writer, stocks)
     writer.put(paths.SEARCH_PAGE, renderer.render("search.html", stock_search=stock_search))
     writer.put(paths.NOT_FOUND, renderer.not_found())

@@ -85,13 +85,14 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Protocol, Sequence
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
-from caixun.archive import ArticleRef, Archive, open_archive
+from caixun.archive import ArticleRef, Archive
 from caixun.publish import paths
 from caixun.securities import canonical_code, from_native, name_forms, normalize_name
 from caixun.segment import STATIC_VERSION, normalize, static_terms, unpack_terms
 
-__all__ = ["FORMAT", "STOCKS_JS", "STOCKS_JSON", "StaticResult", "StockHit", "resolve_stocks",
-           "search_static", "static_terms", "stocks_json", "write_index"]
+__all__ = ["FORMAT", "STOCKS_JS", "STOCKS_JSON", "IndexPlan", "StaticResult", "StockHit",
+           "finish_index", "plan_index", "resolve_stocks", "search_static", "static_terms",
+           "stocks_json", "write_block", "write_index"]
 
 FORMAT = 1
 TERMS_VERSION = STATIC_VERSION  # the manifest says which terms the index holds
@@ -513,17 +514,22 @@ def _old_entries(root: Path) -> tuple[dict[Block, dict[str, object]], int] | Non
             old_cut)
 
 
-def write_index(archive: Archive, writer: Writer, tz: tzinfo,
-                changed_ids: set[int] | None = None, jobs: int = 1) -> None:
-    """Write the blocks holding ``changed_ids`` (None: every block), then the manifest.
+@dataclass(frozen=True, slots=True)
+class IndexPlan:
+    """What a build writes of the index: the blocks to build (``todo``, the tail
+    last), the entries kept from the manifest on disk, and the cut."""
 
-    Blocks that are new in the layout are built too (a level-1 range that just
-    became complete); blocks no longer in it, or left without articles, are
-    removed last. ``jobs`` > 1 builds blocks in that many worker processes.
-    """
+    todo: tuple[Block | Tail, ...]
+    kept: dict[Block | Tail, dict[str, object]]
+    top: int
+
+
+def plan_index(archive: Archive, root: Path, changed_ids: set[int] | None = None) -> IndexPlan:
+    """The blocks holding ``changed_ids`` (None: every block), and those new in the layout
+    (a level-1 range that just became complete)."""
     max_id = archive.max_article_id()
     wanted, top = layout(max_id), cut(max_id)
-    found = _old_entries(writer.root) if changed_ids is not None else None
+    found = _old_entries(root) if changed_ids is not None else None
     old: dict[Block, dict[str, object]] = {}
     if found is None:
         dirty = set(wanted)
@@ -533,51 +539,68 @@ def write_index(archive: Archive, writer: Writer, tz: tzinfo,
         dirty = ({block_of(i, max_id) for i in changed_ids or () if i <= top}
                  | (set(wanted) - set(old))
                  | {b for b in wanted if b.lo <= high and b.hi > low})  # the cut moved past
-    entries: dict[Block | Tail, dict[str, object]] = {
+    kept: dict[Block | Tail, dict[str, object]] = {
         block: old[block] for block in wanted if block not in dirty and block in old}
-    stale: dict[str, None] = {}
     todo: list[Block | Tail] = [block for block in wanted if block in dirty]
     if max_id > top:
         todo.append(Tail(top + 1))
-    for block, files, count in _build_blocks(archive, todo, tz, jobs, top):
-        for name, data in files.items():
-            writer.put(f"{block.dir}/{name}", data)
-        if count:
-            entries[block] = build_block_entry(block, files, count)
+    return IndexPlan(tuple(todo), kept, top)
+
+
+def write_index(archive: Archive, writer: Writer, tz: tzinfo,
+                changed_ids: set[int] | None = None) -> None:
+    """Write the blocks holding ``changed_ids`` (None: every block), then the manifest.
+
+    Blocks that are new in the layout are built too (a level-1 range that just
+    became complete); blocks no longer in it, or left without articles, are
+    removed last. (A full build has its workers build the blocks: see
+    :func:`write_block`.)
+    """
+    plan = plan_index(archive, writer.root, changed_ids)
+    entries: dict[Block | Tail, dict[str, object] | None] = {}
+    stale: dict[str, None] = {}
+    for block in plan.todo:
+        runs = block_doc_runs(archive, block, tz, None if isinstance(block, Tail) else plan.top)
+        files, count = build_block(block, runs)
+        entries[block] = put_block(writer, block, files, count)
         stale.update(dict.fromkeys(_files_in(writer.root, block.dir, exclude=set(files))))
-    writer.put(paths.SEARCH_MANIFEST, _json(_manifest(entries.values(), top)))
+    for path in stale:
+        writer.remove(path)
+    finish_index(writer, plan, entries)
+
+
+def write_block(archive: Archive, writer: Writer, block: Block | Tail, tz: tzinfo,
+                top: int) -> dict[str, object] | None:
+    """Build one block of a plan and put its files; its manifest entry (None: no article).
+
+    A full build runs this in its page workers, beside the pages (see
+    caixun.publish.site): its files are written where they are made.
+    """
+    runs = block_doc_runs(archive, block, tz, None if isinstance(block, Tail) else top)
+    return put_block(writer, block, *build_block(block, runs))
+
+
+def put_block(writer: Writer, block: Block | Tail, files: dict[str, bytes],
+              count: int) -> dict[str, object] | None:
+    for name, data in files.items():
+        writer.put(f"{block.dir}/{name}", data)
+    return build_block_entry(block, files, count) if count else None
+
+
+def finish_index(writer: Writer, plan: IndexPlan,
+                 built: dict[Block | Tail, dict[str, object] | None]) -> None:
+    """The manifest of the plan's kept and ``built`` blocks; the directories of blocks
+    no longer listed are removed at the end of the build."""
+    entries = {**plan.kept, **{b: e for b, e in built.items() if e is not None}}
+    writer.put(paths.SEARCH_MANIFEST, _json(_manifest(entries.values(), plan.top)))
     keep = {block.dir for block in entries}
+    stale: dict[str, None] = {}
     for directory in sorted((writer.root / paths.SEARCH_DIR).glob("*-*")):
         name = f"{paths.SEARCH_DIR}/{directory.name}"
         if directory.is_dir() and name not in keep:
             stale.update(dict.fromkeys(_files_in(writer.root, name, set())))
     for path in stale:
         writer.remove(path)  # at the end of the build, with the directories it empties
-
-
-_Built = tuple[Block | Tail, dict[str, bytes], int]
-
-
-def _build_blocks(archive: Archive, blocks: list[Block | Tail], tz: tzinfo,
-                  jobs: int, top: int) -> Iterator[_Built]:
-    """Each block's files, from its articles up to the cut ``top`` (the tail's: all)."""
-    if jobs <= 1 or len(blocks) <= 1:
-        for block in blocks:
-            runs = block_doc_runs(archive, block, tz, None if isinstance(block, Tail) else top)
-            yield (block, *build_block(block, runs))
-        return
-    from caixun.workers import worker_pool  # multiprocessing: for a full build's blocks
-
-    work = [(archive.location, block, tz, top) for block in blocks]
-    with worker_pool(min(jobs, len(blocks))) as pool:
-        yield from pool.imap(_build_in_worker, work)
-
-
-def _build_in_worker(job: tuple[str, Block | Tail, tzinfo, int]) -> _Built:
-    path, block, tz, top = job
-    with open_archive(path) as archive:
-        runs = block_doc_runs(archive, block, tz, None if isinstance(block, Tail) else top)
-        return (block, *build_block(block, runs))
 
 
 def build_block_entry(block: Block | Tail, files: dict[str, bytes],
