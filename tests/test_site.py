@@ -263,6 +263,30 @@ def test_a_settings_change_rebuilds_everything(archive: SqliteArchive, tmp_path:
     assert "新名字" in (out / "emnews/2021/12/08/202112082206672930.html").read_text()
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_full_rebuild_removes_every_file_it_did_not_write(
+        archive: SqliteArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int) -> None:
+    """What a full build produced comes back from its workers as digests (PathSet):
+    left-over files anywhere in the site go, and nothing it wrote, even where a
+    worker forgot the directories it made (DIRS_KEPT)."""
+    monkeypatch.setattr(site, "DIRS_KEPT", 3)
+    import_posts([POSTS], archive)
+    out = tmp_path / "site"
+    build_site(archive, out, CONFIG, jobs=jobs)
+    gone = "emnews/2021/12/08/202112082207168450.html"
+    assert (out / gone).is_file()
+    archive.delete("jekyll:202112082207168450")
+    left_over = ["emnews/2021/12/08/left-over.html", "old/deep/dir/page.html",
+                 "search/0-0/s999.bin", "search/9-9/m.json", "绿色/页.html"]
+    for name in left_over:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text("old")
+    build_site(archive, out, CONFIG, full=True, jobs=jobs)
+    assert not (out / gone).exists()
+    assert not any((out / name).exists() for name in left_over)
+    assert tree(out) == _full_tree(archive, tmp_path, CONFIG)
+
+
 def test_a_theme_overrides_a_template(archive: SqliteArchive, tmp_path: Path) -> None:
     _import(archive, GOLDEN_POSTS, tmp_path)
     theme = tmp_path / "theme"

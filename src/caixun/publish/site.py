@@ -55,6 +55,7 @@ from caixun.model import Article
 from caixun.publish import feeds, paths, static_search
 from caixun.publish.feeds import (FeedEntry, SitemapUrl, atom_feed, sitemap_index, url_entry,
                                    urlset)
+from caixun.publish.produced import PathSet
 from caixun.securities import MARKETS
 from caixun.watch import Watch
 
@@ -134,6 +135,11 @@ class BuildReport:
 
 # -- writing files ---------------------------------------------------------------
 
+# Directories a writer remembers having made: a site of 1,000,000 articles has
+# some 700,000 of them, and a set of every one grew with it in each worker.
+DIRS_KEPT = 10_000
+
+
 class SiteWriter:
     """Writes files under ``root`` atomically, and only when their bytes differ.
 
@@ -154,10 +160,10 @@ class SiteWriter:
         except OSError as exc:
             raise PublishError.cannot("write", root, exc) from exc
         self.report = BuildReport()
-        self.produced: set[str] = set()
+        self.produced = PathSet()  # the paths put: compact, a full build gathers them all
         self.done: frozenset[str] = frozenset()  # written whole by the first pass (NewPages)
         self._removals: dict[str, None] = {}
-        self._dirs: set[Path] = set()
+        self._dirs: set[Path] = set()  # made already (at most DIRS_KEPT: see _make_parent)
         self._record = record_paths
         self._counter = 0
 
@@ -191,6 +197,8 @@ class SiteWriter:
     def _make_parent(self, target: Path) -> None:
         if target.parent in self._dirs:
             return
+        if len(self._dirs) >= DIRS_KEPT:
+            self._dirs.clear()  # one mkdir call more for a directory met again
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -767,7 +775,7 @@ class _Done:
     """What a job did: its report, the files it produced, the search blocks it built."""
 
     report: BuildReport
-    produced: set[str]
+    produced: PathSet
     blocks: dict[static_search.Block | static_search.Tail, dict[str, object] | None]
 
 
@@ -1238,7 +1246,7 @@ def _run_jobs(work: list[_Job], jobs: int) -> Iterator[_Done]:
         yield from pool.imap_unordered(_run_job, work)
 
 
-def _files_not_in(root: Path, produced: set[str]) -> Iterator[str]:
+def _files_not_in(root: Path, produced: PathSet) -> Iterator[str]:
     """Files under ``root`` (as relative paths with ``/``) that the build did not produce.
 
     Walked with scandir and paths joined as strings: a site of 100,000
