@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pickle
 
+import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -41,3 +43,21 @@ def test_surrogates_and_non_strings() -> None:
     paths.add("\udcff.html")  # a file name the file system gave back undecodable
     assert "\udcff.html" in paths
     assert 1 not in paths
+
+
+def test_many_paths_go_into_sorted_arrays_and_stay_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past OWN_MAX paths a set sorts them into an array, and past ARRAYS_MAX arrays
+    merges them: every path is still found, and no other."""
+    from caixun.publish import produced
+
+    monkeypatch.setattr(produced, "OWN_MAX", 7)
+    monkeypatch.setattr(produced, "ARRAYS_MAX", 2)
+    workers = [PathSet(f"w{w}/{n}.html" for n in range(50)) for w in range(3)]
+    merged = PathSet(f"main/{n}.html" for n in range(20))
+    for worker in workers:
+        merged |= pickle.loads(pickle.dumps(worker))
+    assert len(merged._merged) <= 2
+    assert all(f"w{w}/{n}.html" in merged for w in range(3) for n in range(50))
+    assert all(f"main/{n}.html" in merged for n in range(20))
+    assert not any(f"w{w}/{n}.html" in merged for w in (3, 4) for n in range(50))
+    assert len(merged) == 170

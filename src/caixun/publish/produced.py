@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 from array import array
 from typing import Iterable
 
@@ -25,8 +26,16 @@ def _digest(path: str) -> int:
                                           digest_size=8).digest(), "little")
 
 
+# Digests held as Python ints before they go into a sorted array (about 60 bytes
+# each as ints, 8 in an array), and sorted arrays kept apart before they are
+# merged into one (a look-up searches each).
+OWN_MAX = 1 << 16
+ARRAYS_MAX = 4
+
+
 class PathSet:
-    """Paths added here, and sorted arrays of the digests of other sets merged in."""
+    """Paths added here, and sorted arrays of digests (of paths added earlier, and of
+    other sets merged in)."""
 
     __slots__ = ("_own", "_merged", "_count")
 
@@ -39,6 +48,9 @@ class PathSet:
 
     def add(self, path: str) -> None:
         self._own.add(_digest(path))
+        if len(self._own) >= OWN_MAX:
+            self._add_sorted(array("Q", sorted(self._own)))
+            self._own = set()
 
     def __contains__(self, path: object) -> bool:
         if not isinstance(path, str):
@@ -70,6 +82,8 @@ class PathSet:
     def _add_sorted(self, digests: array[int]) -> None:
         self._merged.append(digests)
         self._count += len(digests)
+        if len(self._merged) > ARRAYS_MAX:
+            self._merged = [array("Q", sorted(itertools.chain.from_iterable(self._merged)))]
 
     def __getstate__(self) -> tuple[array[int], ...]:
         """Pickled as sorted arrays: 8 bytes a path (a worker's set goes to the main process)."""
