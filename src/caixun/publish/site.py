@@ -799,7 +799,23 @@ def _run_job(job: _Job) -> _Done:
             else:
                 _full_days(archive, renderer, writer, [date.fromisoformat(d) for d in job.keys])
     writer.finish()
+    _release_free_memory()
     return _Done(writer.report, writer.produced, built)
+
+
+def _release_free_memory() -> None:
+    """Give the memory a job freed back to the system (glibc keeps it otherwise).
+
+    A worker does several jobs: the hundreds of MB a level-2 search block took,
+    freed, still counted in the worker's size during the pages it rendered next
+    (494 MB at 300,000 articles).
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 # Articles whose stories are read at a time by a full build: the stories of the
