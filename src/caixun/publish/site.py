@@ -776,13 +776,13 @@ class _Done:
 
     report: BuildReport
     produced: PathSet
-    blocks: dict[static_search.Block | static_search.Tail, dict[str, object] | None]
+    blocks: static_search.BuiltBlocks
 
 
 def _run_job(job: _Job) -> _Done:
     writer = SiteWriter(Path(job.out_dir), job.record_paths)
     writer.done = job.done
-    built: dict[static_search.Block | static_search.Tail, dict[str, object] | None] = {}
+    built: static_search.BuiltBlocks = {}
     # Read-only: a writing connection's page cache (64 MiB) filled with the articles
     # a worker reads, in each worker.
     with open_archive(job.archive_path, read_only=True) as archive, archive.snapshot():
@@ -1179,7 +1179,7 @@ def _full_build(archive: Archive, out: Path, config: SiteConfig, jobs: int,
         writer.take_over(_full_new_pages(archive, renderer, out, record_paths))
         work = [dataclasses.replace(job, done=writer.done) for job in work]
     progress("pages", first_pass, steps)
-    built: dict[static_search.Block | static_search.Tail, dict[str, object] | None] = {}
+    built: static_search.BuiltBlocks = {}
     for done, job in enumerate(_run_jobs(work, jobs), first_pass + 1):
         writer.report.merge(job.report)
         writer.produced |= job.produced
@@ -1308,8 +1308,7 @@ def _site_wide(archive: Archive, renderer: Renderer, writer: SiteWriter,
                stocks: dict[str, int] | None = None, stock_index: bool = True,
                watches: Sequence[Watch] = (), stale_watches: bool = False,
                home_touched: set[str] | None = None,
-               search: tuple[static_search.IndexPlan, dict[static_search.Block | static_search.Tail,
-                                                        dict[str, object] | None]] | None = None
+               search: tuple[static_search.IndexPlan, static_search.BuiltBlocks] | None = None
                ) -> None:
     """Home, archive index, site feed, sitemap, robots.txt, 404 page, stylesheet, search,
     the stock index when ``stock_index`` (or when it is missing), and the watches' feeds

@@ -90,7 +90,7 @@ from caixun.publish import paths
 from caixun.securities import canonical_code, from_native, name_forms, normalize_name
 from caixun.segment import STATIC_VERSION, normalize, static_terms, unpack_terms
 
-__all__ = ["FORMAT", "STOCKS_JS", "STOCKS_JSON", "IndexPlan", "StaticResult", "StockHit",
+__all__ = ["FORMAT", "STOCKS_JS", "STOCKS_JSON", "BuiltBlocks", "IndexPlan", "StaticResult", "StockHit",
            "finish_index", "plan_index", "resolve_stocks", "search_static", "static_terms",
            "stocks_json", "write_block", "write_index"]
 
@@ -517,6 +517,10 @@ def _old_entries(root: Path) -> tuple[dict[Block, dict[str, object]], int] | Non
             old_cut)
 
 
+# Blocks built, each with its manifest entry (None: the block holds no article).
+BuiltBlocks = dict[Block | Tail, dict[str, object] | None]
+
+
 @dataclass(frozen=True, slots=True)
 class IndexPlan:
     """What a build writes of the index: the blocks to build (``todo``, the tail
@@ -560,7 +564,7 @@ def write_index(archive: Archive, writer: Writer, tz: tzinfo,
     :func:`write_block`.)
     """
     plan = plan_index(archive, writer.root, changed_ids)
-    entries: dict[Block | Tail, dict[str, object] | None] = {}
+    entries: BuiltBlocks = {}
     stale: dict[str, None] = {}
     for block in plan.todo:
         runs = block_doc_runs(archive, block, tz, None if isinstance(block, Tail) else plan.top)
@@ -591,7 +595,7 @@ def put_block(writer: Writer, block: Block | Tail, files: dict[str, bytes],
 
 
 def finish_index(writer: Writer, plan: IndexPlan,
-                 built: dict[Block | Tail, dict[str, object] | None]) -> None:
+                 built: BuiltBlocks) -> None:
     """The manifest of the plan's kept and ``built`` blocks; the directories of blocks
     no longer listed are removed at the end of the build."""
     entries = {**plan.kept, **{b: e for b, e in built.items() if e is not None}}
