@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from caixun.archive import open_archive
+
 import newsserver as ns
 from conftest import REPO
 
@@ -229,3 +231,24 @@ def test_a_slow_source_holds_up_no_other(tmp_path: Path,
         release.set()
         daemon.proc.send_signal(signal.SIGTERM)
         assert daemon.proc.wait(timeout=60) == 0
+
+
+def test_a_restarted_fetcher_takes_back_the_leases_of_its_dead_processes(tmp_path: Path) -> None:
+    """A fetcher killed mid-poll keeps its source leased for fetch.lease seconds: caixun
+    run, restarted on that machine, takes it back at once (the holder names a process
+    that is gone), and leaves every other lease to run out."""
+    from caixun import run
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    here = socket.gethostname()
+    holders = {"em-rolling": f"{here}:{gone.pid}:aaaa", "cls": f"elsewhere:{gone.pid}:bbbb",
+               "rss": f"{here}:{os.getpid()}:cccc", "odd": "no colon at all",
+               "odder": f"{here}:not-a-pid:dddd"}
+    with open_archive(tmp_path / "caixun.db") as archive:
+        for name, holder in holders.items():
+            assert archive.claim_source(name, holder, 60)
+        assert not archive.claim_source("em-rolling", f"{here}:{os.getpid()}:eeee", 60)
+        assert run.release_dead_leases(archive) == ["em-rolling"]
+        assert archive.source_leases() == {n: h for n, h in holders.items() if n != "em-rolling"}
+        assert archive.claim_source("em-rolling", f"{here}:{os.getpid()}:eeee", 60)

@@ -248,6 +248,36 @@ def _holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
+def release_dead_leases(archive: Archive) -> list[str]:
+    """Give up the leases that processes of this machine no longer running still hold;
+    the sources they were on.
+
+    A fetcher killed in the middle of a poll (kill -9, a crash) keeps its source
+    leased for up to ``fetch.lease`` seconds: restarted at once, caixun run
+    would not poll that source until then. A lease of another machine, or of a
+    process that is running (or whose number another process now has), waits
+    for its end as before.
+    """
+    here = socket.gethostname()
+    released = []
+    for name, holder in archive.source_leases().items():
+        host, pid, *_ = holder.rsplit(":", 2) + ["", ""]  # see _holder
+        if host == here and pid.isdigit() and not _running(int(pid)):
+            archive.release_source(name, holder)
+            released.append(name)
+    return released
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process: it runs
+        return True
+    return True
+
+
 async def _holding(name: str, holder: str, archive: ArchiveWorker, options: RunOptions,
                    log: Log, work: Awaitable[T]) -> T:
     """``work``, renewing the lease on source ``name`` every third of its length meanwhile."""
@@ -425,6 +455,8 @@ async def run_daemon(options: RunOptions, configs: Sequence[SourceConfig], log: 
             tasks.append(_start("notify", lambda: _deliver_loop(archive, options, stop, wanted,
                                                                 log), stop, log))
         if fetches:
+            for name in await archive.run(release_dead_leases):
+                log(f"{_stamp()} {name}: released the lease of a fetcher no longer running")
             log(f"{_stamp()} polling {len(sources)} source(s); Ctrl-C stops")
         else:
             log(f"{_stamp()} publishing what the fetchers store; Ctrl-C stops")
