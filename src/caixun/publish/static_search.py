@@ -90,8 +90,8 @@ from caixun.publish import paths
 from caixun.securities import canonical_code, from_native, name_forms, normalize_name
 from caixun.segment import STATIC_VERSION, normalize, static_terms, unpack_terms
 
-__all__ = ["FORMAT", "STOCKS_JS", "STOCKS_JSON", "BuiltBlocks", "IndexPlan", "StaticResult", "StockHit",
-           "finish_index", "plan_index", "resolve_stocks", "search_static", "static_terms",
+__all__ = ["FORMAT", "STOCKS_JS", "STOCKS_JSON", "BuiltBlocks", "IndexPlan", "StaticResult",
+           "StockHit", "finish_index", "plan_index", "resolve_stocks", "search_static", "static_terms",
            "stocks_json", "write_block", "write_index"]
 
 FORMAT = 1
@@ -567,9 +567,8 @@ def write_index(archive: Archive, writer: Writer, tz: tzinfo,
     entries: BuiltBlocks = {}
     stale: dict[str, None] = {}
     for block in plan.todo:
-        runs = block_doc_runs(archive, block, tz, None if isinstance(block, Tail) else plan.top)
-        files, count = build_block(block, runs)
-        entries[block] = put_block(writer, block, files, count)
+        files, count = _block_files(archive, block, tz, plan.top)
+        entries[block] = _put_block(writer, block, files, count)
         stale.update(dict.fromkeys(_files_in(writer.root, block.dir, exclude=set(files))))
     for path in stale:
         writer.remove(path)
@@ -583,12 +582,18 @@ def write_block(archive: Archive, writer: Writer, block: Block | Tail, tz: tzinf
     A full build runs this in its page workers, beside the pages (see
     caixun.publish.site): its files are written where they are made.
     """
-    runs = block_doc_runs(archive, block, tz, None if isinstance(block, Tail) else top)
-    return put_block(writer, block, *build_block(block, runs))
+    return _put_block(writer, block, *_block_files(archive, block, tz, top))
 
 
-def put_block(writer: Writer, block: Block | Tail, files: dict[str, bytes],
-              count: int) -> dict[str, object] | None:
+def _block_files(archive: Archive, block: Block | Tail, tz: tzinfo,
+                 top: int) -> tuple[dict[str, bytes], int]:
+    """A block's files, from its articles up to the cut ``top`` (the tail's: all)."""
+    return build_block(block, block_doc_runs(archive, block, tz,
+                                             None if isinstance(block, Tail) else top))
+
+
+def _put_block(writer: Writer, block: Block | Tail, files: dict[str, bytes],
+               count: int) -> dict[str, object] | None:
     for name, data in files.items():
         writer.put(f"{block.dir}/{name}", data)
     return build_block_entry(block, files, count) if count else None
