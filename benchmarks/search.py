@@ -245,12 +245,13 @@ def bulk_store(archive: SqliteArchive, parsed: list[Any]) -> int:
             article = p.article
             archive._ensure_outlet(article.outlet_slug, article.outlet)
             now = archive_base._now()
+            content = archive_base._content_row(article)
             cursor = db.execute(
                 f"INSERT INTO articles (uid, fetched_at, stored_at, updated_at, {columns}) "
                 f"VALUES (?, NULL, ?, ?, {marks})",
-                (article.uid, now, now, *archive_base._content_row(article)))
+                (article.uid, now, now, *content))
             archive._index(cursor.lastrowid or 0, article.title, article.digest,
-                           article.body_text)
+                           article.body_text, content[2], content[5])
             if p.slug_alias:
                 archive.add_outlet_alias(p.slug_alias, article.outlet_slug)
     return len(parsed)
