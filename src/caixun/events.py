@@ -69,11 +69,15 @@ _ENGLISH_STOP = frozenset(
 _FIGURE = re.compile(r"(\d+(?:\.\d+)?)\s*(%|％|亿|万|美元|元|点|bp|个基点)?")
 _THOUSANDS = re.compile(r"(?<=\d)[,，](?=\d{3}(?!\d))")
 _CJK = re.compile("[\u3400-\u9fff]")
-# A digest rounds up many reports (财经晚报, 早餐, 利好消息一览, "8点1氪丨A；B；C", a
-# morning briefing): it shares words, figures and shingles with each report it
-# rounds up, and with the next digest, without being one event with any of them.
+# A digest rounds up many reports (财经晚报, 早餐, 利好消息一览, 公告最新快递,
+# "8点1氪丨A；B；C", a morning briefing): it shares words, figures and shingles
+# with each report it rounds up, and with the next digest, without being one
+# event with any of them. A newspaper named in a headline (联合早报, 新民晚报) is
+# no digest, nor is news of the courier trade (快递业务量).
+_NEWSPAPER = "(?<!联合)(?<!新民)(?<!北京)(?<!羊城)(?<!扬子)(?<!钱江)(?<!齐鲁)(?<!新快)(?<!今)"
 _DIGEST = re.compile(
-    r"早报|午报|晚报|夜报|早餐|周报|日报[｜|丨]|一览|汇总|速递|速览|要闻"
+    rf"{_NEWSPAPER}(?:早报|午报|晚报|夜报)|早餐|周报|日报[｜|丨]|一览|汇总|速递|速览|要闻"
+    r"|(?:公告|消息|新闻|资讯)(?:最新)?(?:快递|精选|集锦|合集)"
     r"|[；;][^；;]+[；;]"  # three headlines in one
     r"|\b(?:briefing|round-?up|what to watch|things to know)\b", re.IGNORECASE)
 _CHINESE_FLAG, _DIGEST_FLAG = 1, 2  # the bits of the stored header's flags byte

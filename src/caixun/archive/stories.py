@@ -33,7 +33,7 @@ __all__ = ["TOTAL_TERM", "VERSION", "Lookup", "Placement", "Recent", "look_up", 
            "key_id", "key_ids", "keyed", "members", "others", "place", "replace_print", "weigh",
            "TermCache"]
 
-VERSION = "6"  # bump when fingerprints, keys or limits change: the archive then re-clusters
+VERSION = "7"  # bump when fingerprints, keys or limits change: the archive then re-clusters
 TOTAL_TERM = 0  # the row of story_terms that counts the articles counted
 _WINDOW_SECONDS = int(WINDOW.total_seconds())
 _CLUSTERER = Clusterer()
