@@ -279,7 +279,8 @@ def unindexed_archive(db_path: Path) -> SqliteArchive:
     open_archive(db_path).close()
     with sqlite3.connect(db_path) as db:
         db.execute("DROP TABLE search")
-        db.execute("CREATE TABLE search (title_words, title_grams, text_words, text_grams)")
+        db.execute("CREATE TABLE search (title_words, title_grams, text_words, text_grams, "
+                   "facets)")
     return open_archive(db_path)
 
 
