@@ -1419,8 +1419,10 @@ class Archive(ABC):
                 if self._has_events:
                     self._terms.prefetch(self._db, [c.terms for c in new.values()
                                                     if c.terms is not None])
+                # The batch's articles are each other's candidates: kept as placed
+                # (self._recent, emptied by each transaction), not read again.
                 for article_id, candidate in new.items():
-                    stories.place(self._db, article_id, candidate,
+                    stories.place(self._db, article_id, candidate, self._recent,
                                   with_events=self._has_events, terms=self._terms)
                 count += len(ids) - len(placed)
                 self._set_meta("stories_cursor", "%d:%d" % (part[-1][1], part[-1][0]))
