@@ -8,6 +8,8 @@ Run it by hand from the repository root::
     python benchmarks/search.py --sizes 100000 --evict   # cold = not in the OS page cache
     python benchmarks/search.py --sizes 100000 --reuse /tmp/caixun-search-bench-XXXX
                                  # the queries again on an archive kept by --keep
+    python benchmarks/search.py --sizes 1000000 --reuse DIR --static-site SITE
+                                 # static search on a site `caixun build` made of it
     python benchmarks/search.py --sizes 100000 --date-sweep --results /tmp/r.json
                                  # date filters of 1 day .. 1 year; hits compared across runs
 
@@ -50,7 +52,8 @@ For each N it
 3. prints the archive's size, the FTS index's (pages of the ``search*``
    tables from ``dbstat``) and bytes per article.
 4. if ``caixun.publish.static_search.search_static`` imports, builds the site
-   (``build_site``, ``SiteConfig()``) for N up to ``--static-max`` and prints
+   (``build_site``, ``SiteConfig()``; with ``--static-site DIR``, takes the site
+   in DIR, which ``caixun build`` made of the archive) for N up to ``--static-max`` and prints
    the size of ``search/`` and, per query, what ``search_static(out, query)``
    read.
 
@@ -541,9 +544,12 @@ def child_static(work: Path, args: argparse.Namespace) -> dict[str, Any]:
 
     search_static = static_search()
     assert search_static is not None
-    out = work / "site"
-    with open_archive(work / "archive.db") as archive:
-        build_s, report = timed(lambda: build_site(archive, out, SiteConfig(), full=True))
+    if args.static_site:  # a site `caixun build` made of this archive: measured, not built
+        out, build_s, report = args.static_site, None, None
+    else:
+        out = work / "site"
+        with open_archive(work / "archive.db") as archive:
+            build_s, report = timed(lambda: build_site(archive, out, SiteConfig(), full=True))
     rss_build = maxrss_mb()
     count, total, largest, name = tree(out / "search")
     rows = []
@@ -559,7 +565,8 @@ def child_static(work: Path, args: argparse.Namespace) -> dict[str, Any]:
                          "ms": ms, "how": how})
         except Exception as exc:  # noqa: BLE001 — a benchmark reports, it does not stop
             rows.append({"q": q.label(), "error": f"{type(exc).__name__}: {exc}"})
-    return {"build_s": build_s / 1000, "written": getattr(report, "written", None),
+    return {"build_s": None if build_s is None else build_s / 1000,
+            "written": getattr(report, "written", None),
             "search_files": count, "search_bytes": total, "largest": largest,
             "largest_name": name, "rows": rows, "shape": shape, "rss_build": rss_build,
             "rss": maxrss_mb()}
@@ -701,8 +708,10 @@ SROW = "  {:<44} {:>6} {:>10} {:>6} {:>8}"
 
 
 def print_static(n: int, st: dict[str, Any]) -> None:
-    print(f"\n== N={n:,}: static search (build_site full: {st['build_s']:.1f} s, "
-          f"{st['written']} files written, peak RSS {st['rss_build']:.0f} MB)")
+    built = ("a site built before (--static-site)" if st["build_s"] is None else
+             f"build_site full: {st['build_s']:.1f} s, {st['written']} files written, "
+             f"peak RSS {st['rss_build']:.0f} MB")
+    print(f"\n== N={n:,}: static search ({built})")
     print(f"  search/: {st['search_bytes'] / MB:,.1f} MB in {st['search_files']:,} files, "
           f"largest {st['largest'] / 1024:,.1f} KiB ({st['largest_name']}); "
           f"search_static returns {st['shape'] or '?'}")
@@ -768,6 +777,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="bm25 candidates of the prefilter variant")
     parser.add_argument("--static-max", type=int, default=100000,
                         help="largest N to build the static site for")
+    parser.add_argument("--static-site", type=Path, metavar="DIR",
+                        help="measure static search on this site (built from the archive "
+                             "by `caixun build`) instead of building one")
     parser.add_argument("--keep", action="store_true", help="keep the files under /tmp")
     bench_build.add_corpus_knobs(parser)
     parser.add_argument("--child", nargs=2, metavar=("PHASE", "WORK"), help=argparse.SUPPRESS)

@@ -279,7 +279,8 @@ def _article_from_row(row: Sequence[Any]) -> Article:
     )
 REINDEX_NOTICE_FROM = 20_000  # articles: below, a rebuilt index takes seconds
 REINDEX_RATE = 2_000  # articles a second (1,000,000 in 8 min on 2 cores)
-RECLUSTER_RATE = 700  # articles a second re-clustered (10,000 bench posts in 14.5 s)
+RECLUSTER_RATE = 400  # articles a second re-clustered, at worst (1,000,000 bench posts,
+# every one alike: 353 a second; 10,000: 778)
 
 
 def _about(seconds: float) -> str:
