@@ -74,9 +74,11 @@ _CJK = re.compile("[\u3400-\u9fff]")
 # with each report it rounds up, and with the next digest, without being one
 # event with any of them. A newspaper named in a headline (联合早报, 新民晚报) is
 # no digest, nor is news of the courier trade (快递业务量).
-_NEWSPAPER = "(?<!联合)(?<!新民)(?<!北京)(?<!羊城)(?<!扬子)(?<!钱江)(?<!齐鲁)(?<!新快)(?<!今)"
+# (Looked behind once 早报 or 晚报 is found, not at every character.)
+_NEWSPAPER = "(?<!联合早报)(?<!新民晚报)(?<!北京晚报)(?<!羊城晚报)(?<!扬子晚报)(?<!钱江晚报)" \
+             "(?<!齐鲁晚报)(?<!今晚报)"
 _DIGEST = re.compile(
-    rf"{_NEWSPAPER}(?:早报|午报|晚报|夜报)|早餐|周报|日报[｜|丨]|一览|汇总|速递|速览|要闻"
+    rf"(?:早报|午报|晚报|夜报){_NEWSPAPER}|早餐|周报|日报[｜|丨]|一览|汇总|速递|速览|要闻"
     r"|(?:公告|消息|新闻|资讯)(?:最新)?(?:快递|精选|集锦|合集)"
     r"|[；;][^；;]+[；;]"  # three headlines in one
     r"|\b(?:briefing|round-?up|what to watch|things to know)\b", re.IGNORECASE)
