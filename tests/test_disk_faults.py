@@ -551,12 +551,12 @@ class _Watched(NewPages):
 
     writes: list[str]
 
-    def _replace(self, target: Path, data: bytes) -> None:
+    def _replace(self, path: str, data: bytes) -> None:
         for link in re.findall(rb'href="/([^"]*)"', data):
-            assert (self.root / link.decode()).is_file() or link.decode() == str(
-                target.relative_to(self.root)), f"{target.name} links missing {link!r}"
-        super()._replace(target, data)
-        self.writes.append(target.name)
+            assert (self.root / link.decode()).is_file() or link.decode() == path, \
+                f"{path} links missing {link!r}"
+        super()._replace(path, data)
+        self.writes.append(Path(path).name)
 
 
 def _page(links: list[int]) -> bytes:

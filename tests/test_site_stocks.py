@@ -314,13 +314,12 @@ def test_no_file_written_links_a_missing_page(archive: SqliteArchive, tmp_path: 
     archive.store(_about(20, PINGAN, TENCENT, minute=5))
     original = SiteWriter._replace
 
-    def checked(self: SiteWriter, target: Path, data: bytes) -> None:
+    def checked(self: SiteWriter, path: str, data: bytes) -> None:
         for link in re.findall(rb'href="/([^"]*)"', data):
             rel = link.decode()
             rel = rel + "index.html" if rel == "" or rel.endswith("/") else rel
-            assert (self.root / rel).is_file() or self.root / rel == target, \
-                f"{target.relative_to(self.root)} links the missing {rel}"
-        original(self, target, data)
+            assert (self.root / rel).is_file() or rel == path, f"{path} links the missing {rel}"
+        original(self, path, data)
 
     monkeypatch.setattr(SiteWriter, "_replace", checked)
     report = build_site(archive, out, CONFIG, jobs=1, full=full)
