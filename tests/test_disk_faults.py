@@ -30,11 +30,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from caixun.archive import open_archive
-from caixun.errors import CaixunError
+from caixun.errors import CaixunError, PublishError
 from caixun.importer import import_posts
 from caixun.model import Article
 from caixun.publish import paths
-from caixun.publish.site import NewPages, SiteConfig, build_site
+from caixun.publish.site import NewPages, SiteConfig, SiteWriter, build_site
 from caixun.sources.jekyll import read_post
 from conftest import POSTS, REPO
 from site_helpers import make_article, tree
@@ -330,6 +330,32 @@ def test_something_in_the_way_of_a_page_is_one_clear_line(
         target.unlink()
     assert caixun(tmp_path, *build).returncode == 0
     assert tree(site) == _reference(tmp_path, archive_path)
+
+
+def test_directories_another_process_makes_meanwhile_are_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workers of a full build make the same directories at once: at every level,
+    the directory a writer is about to make may have been made an instant before."""
+    real_mkdir = os.mkdir
+
+    def made_first_by_another(path: str, mode: int = 0o777) -> None:
+        if os.path.isdir(os.path.dirname(path)):
+            with suppress(FileExistsError):
+                real_mkdir(path)  # the other process
+        real_mkdir(path, mode)  # FileExistsError, or FileNotFoundError for a missing parent
+
+    writer = SiteWriter(tmp_path / "site")
+    monkeypatch.setattr(os, "mkdir", made_first_by_another)
+    pages = {"a/2026/03/01/x.html": b"x", "a/2026/03/02/y.html": b"y", "b/c/d/e/f.html": b"f"}
+    for path, data in pages.items():
+        writer.put(path, data)
+    (tmp_path / "site" / "g").write_text("a file in the way")
+    with pytest.raises(PublishError, match="a file is in the way"):
+        writer.put("g/h/i.html", b"i")
+    monkeypatch.undo()
+    assert {path: (tmp_path / "site" / path).read_bytes() for path in pages} == pages
+    assert writer.report.written == len(pages)
 
 
 _CORRUPTIONS: dict[str, Callable[[bytes], bytes]] = {
