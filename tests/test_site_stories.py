@@ -9,11 +9,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
-from caixun.archive import SqliteArchive
+from caixun.archive import ArticleRef, SqliteArchive
 from caixun.importer import import_posts
-from caixun.publish.site import SiteConfig, build_site
+from caixun.publish.site import SiteConfig, build_site, nearest_in_time
 from conftest import POSTS
 from site_helpers import broken_links, tree
 
@@ -127,3 +129,21 @@ def test_a_big_story_lists_the_nearest_reports(archive: SqliteArchive, tmp_path:
             page.css("aside.also li > a:nth-of-type(2)")] == ["copy1.html", "copy3.html"]
     more = page.css_first("aside.also p.more")
     assert more is not None and more.text() == "另有 2 篇报道"
+
+
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(1, 60)), max_size=40,
+                unique_by=lambda t: t[1]),
+       st.integers(0, 6), st.integers(1, 60), st.integers(0, 12))
+def test_the_nearest_reports_are_those_of_a_sort_of_all(
+        members: list[tuple[int, int]], ref_ts: int, ref_id: int, count: int) -> None:
+    """Only the reports around an article's place are compared: they are the ones a sort
+    of all of them by distance in time, then id, puts first (many of one second included)."""
+    def ref(ts: int, article_id: int) -> ArticleRef:
+        return ArticleRef(article_id, f"u{article_id}", "t", "o", "o", 1_700_000_000 + ts, "f")
+
+    me = ref(ref_ts, ref_id)
+    others = sorted((ref(ts, i) for ts, i in members if i != ref_id),
+                    key=lambda r: (r.published_ts, r.id))
+    by_distance = sorted(others, key=lambda r: (abs(r.published_ts - me.published_ts), r.id))
+    expected = sorted(by_distance[:count], key=lambda r: (r.published_ts, r.id))
+    assert nearest_in_time(others, me, count) == expected

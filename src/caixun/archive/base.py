@@ -116,9 +116,9 @@ class ArticleRef(NamedTuple):
 class Stories:
     """Stories of several articles, for pages that link them.
 
-    ``members``: article id → every article of its story, oldest first (only
-    for stories with more than one); ``originals``: article id → the article
-    it is an exact copy of.
+    ``members``: article id → every article of its story, oldest first, then
+    by id (only for stories with more than one); ``originals``: article id →
+    the article it is an exact copy of.
     """
 
     members: Mapping[int, tuple[ArticleRef, ...]]
