@@ -60,6 +60,7 @@ _ARTICLE_COLUMNS = "uid, fetched_at, " + ", ".join(_CONTENT_COLUMNS)
 _OLD_CONTENT_COLUMNS = _CONTENT_COLUMNS[:-1]
 _OLD_ARTICLE_COLUMNS = "uid, fetched_at, " + ", ".join(_OLD_CONTENT_COLUMNS)
 _NO_LIMIT = 2**62  # LIMIT -1 is SQLite's, LIMIT ALL PostgreSQL's
+_IDS_PER_READ = 500  # ids in one IN list (SQLite before 3.32 took at most 999 values)
 _SELECT_REF = ("SELECT id, uid, title, outlet, outlet_slug, published_ts, file_id "
                "FROM articles")
 RECLUSTER_BATCH = 2000  # articles re-clustered per transaction (see Archive.recluster)
@@ -1765,15 +1766,24 @@ class Archive(ABC):
         for row in self._stream(f"{_SELECT_REF} ORDER BY published_ts, id", (), 1000):
             yield ArticleRef(*row)
 
-    def iter_outlet_articles(self, slugs: Iterable[str] | None = None) -> Iterator[tuple[int, Article]]:
-        """(id, article) of every article (or the given outlets'), by outlet then time."""
-        where, params = "TRUE", tuple[str, ...]()
-        if slugs is not None:
-            wanted = sorted(slugs)
-            where, params = f"outlet_slug IN ({','.join('?' * len(wanted))})", tuple(wanted)
-        for row in self._stream(f"SELECT id, {self._article_columns} FROM articles "
-                                f"WHERE {where} ORDER BY outlet_slug, published_ts, id", params):
-            yield row[0], _article_from_row(row[1:])
+    def iter_outlet_articles_by_time(self, slugs: Iterable[str]) -> Iterator[tuple[int, Article]]:
+        """(id, article) of the given outlets' articles, oldest first (then by id).
+
+        Their ids are put in order first (from the outlet index alone), then the
+        articles read by id, a few hundred at a time: ordering the articles
+        themselves had the database sort every row, bodies and all.
+        """
+        wanted = sorted(slugs)
+        if not wanted:
+            return
+        ids = self._stream(f"SELECT id FROM articles WHERE outlet_slug IN "
+                           f"({','.join('?' * len(wanted))}) ORDER BY published_ts, id", wanted)
+        while batch := [row[0] for row in itertools.islice(ids, _IDS_PER_READ)]:
+            rows = {row[0]: row[1:] for row in self._db.execute(
+                f"SELECT id, {self._article_columns} FROM articles WHERE id IN "
+                f"({','.join('?' * len(batch))})", batch)}
+            for article_id in batch:
+                yield article_id, _article_from_row(rows[article_id])
 
     def articles_by_uid(self, uids: Iterable[str]) -> dict[str, Article]:
         out: dict[str, Article] = {}

@@ -800,11 +800,17 @@ def _numbered_pages(writer: SiteWriter, per_page: int, chunk_path: Callable[[int
     """Write numbered pages ``first_number``… from ``refs`` (which start at that page)."""
     last = chunk_count(total, per_page)
     for number in range(first_number, last + 1):
-        path = chunk_path(number)
-        if not writer.wants(path):
-            continue
         start = (number - first_number) * per_page
-        chunk = refs[start:start + per_page]
+        _numbered_page(writer, chunk_path, front, render, number,
+                       refs[start:start + per_page], last)
+
+
+def _numbered_page(writer: SiteWriter, chunk_path: Callable[[int], str], front: str,
+                   render: _RenderChunk, number: int, chunk: list[ArticleRef],
+                   last: int) -> None:
+    """Write numbered page ``number`` of ``last``, which lists ``chunk``."""
+    path = chunk_path(number)
+    if writer.wants(path):
         newer = chunk_path(number + 1) if number < last else front
         older = chunk_path(number - 1) if number > 1 else None
         writer.put(path, render(number, chunk, newer, older))
@@ -851,6 +857,8 @@ class _Job:
     keys: tuple[str, ...]
     record_paths: bool
     done: frozenset[str] = frozenset()  # written by the first pass
+    # Over a built site: no page is written before a page it links (see NewPages).
+    keep_links: bool = False
     blocks: tuple[static_search.Block | static_search.Tail, ...] = ()  # kind "search"
     top: int = 0  # the static search index's cut (kind "search")
 
@@ -878,7 +886,7 @@ def _run_job(job: _Job) -> _Done:
         else:
             renderer = Renderer(job.config)
             if job.kind == "outlets":
-                _full_outlets(archive, renderer, writer, job.keys)
+                _full_outlets(archive, renderer, writer, job.keys, job.keep_links)
             elif job.kind == "stocks":
                 _full_stocks(archive, renderer, writer, job.keys)
             else:
@@ -953,43 +961,106 @@ def stock_links(archive: Archive, article_ids: Sequence[int]) -> dict[int, Stock
 
 
 def _full_outlets(archive: Archive, renderer: Renderer, writer: SiteWriter,
-                  slugs: Sequence[str]) -> None:
-    """Every article page and outlet page of ``slugs``, streaming outlet by outlet.
+                  slugs: Sequence[str], keep_links: bool = False) -> None:
+    """Every article page and outlet page of ``slugs``, in one pass over their articles
+    oldest first.
 
-    An article page is written once the next article of its outlet is known
-    (for its "next" link), so only one article is held at a time (and the
-    stories of a window of articles).
+    A story's reports are in many outlets and near in time: outlet by outlet, a
+    build of 100,000 bench articles read each story about twice and made nine in
+    ten of the list items of its reports again; in order of time a story is read
+    once and its items are made once. Each outlet holds one article (its page is
+    written once the next one is known, for its "next" link), the numbered page
+    being filled, and its newest references for the front page and feed.
+
+    ``keep_links``: the feed of a new outlet is written first (from the archive), as
+    its pages link it and no stub stands in for a feed.
     """
-    outlet_refs: list[ArticleRef] = []
-    pending: tuple[ArticleRef, Article, Stories, StockLinks] | None = None
-    prev: ArticleRef | None = None
-    # The outlet's newest articles so far: its feed's, without reading them again.
-    newest: deque[tuple[ArticleRef, Article]] = deque(maxlen=FEED_SIZE)
+    outlets: dict[str, _OutletPages] = {}
+    for slug in slugs:
+        newest = archive.outlet_newest(slug, 1)
+        if not newest:
+            continue
+        # The outlet's name on its pages: its newest article's.
+        pages = outlets[slug] = _OutletPages(renderer, writer, slug, newest[0].outlet,
+                                             archive.outlet_count(slug))
+        if keep_links and not (writer.root / paths.outlet_feed_path(slug)).is_file():
+            _outlet_feed(archive, renderer, writer, slug, pages.outlet)
+            pages.feed_written = True
     for article_id, article, stories, stocks in _in_windows(
-            archive, archive.iter_outlet_articles(slugs)):
-        ref = ref_of(article_id, article)
-        if outlet_refs and outlet_refs[-1].outlet_slug != ref.outlet_slug:
-            if pending:
-                _put_article(renderer, writer, *pending, prev, None)
-            _outlet_lists(archive, renderer, writer, outlet_refs, _feed_items(newest))
-            outlet_refs, pending, prev = [], None, None
-            newest.clear()
-        if pending:
-            _put_article(renderer, writer, *pending, prev, ref)
-            prev = pending[0]
-        pending = (ref, article, stories, stocks)
-        outlet_refs.append(ref)
-        newest.append((ref, article))
-    if pending:
-        _put_article(renderer, writer, *pending, prev, None)
-    if outlet_refs:
-        _outlet_lists(archive, renderer, writer, outlet_refs, _feed_items(newest))
+            archive, archive.iter_outlet_articles_by_time(slugs)):
+        outlets[article.outlet_slug].add(ref_of(article_id, article), article,
+                                         _own_story(stories, article_id), stocks)
+    for pages in outlets.values():
+        pages.finish(archive)
 
 
-def _feed_items(oldest_first: Iterable[tuple[ArticleRef, Article]]
-                ) -> list[tuple[ArticleRef, str]]:
-    """A feed's entries, newest first, as ``Archive.newest_with_summary`` gives them."""
-    return [(ref, _summary(article)) for ref, article in reversed(list(oldest_first))]
+def _own_story(stories: Stories, article_id: int) -> Stories:
+    """Of ``stories``, what an article's page shows: its story and the article it copies.
+
+    An outlet holds its last article until its next one comes, maybe many windows
+    later: holding the whole window's stories with it grew with the outlets.
+    """
+    members = stories.members.get(article_id)
+    original = stories.originals.get(article_id)
+    return Stories({article_id: members} if members else {},
+                   {article_id: original} if original is not None else {})
+
+
+class _OutletPages:
+    """An outlet's article and list pages, written as its articles come, oldest first."""
+
+    def __init__(self, renderer: Renderer, writer: SiteWriter, slug: str, outlet: str,
+                 total: int) -> None:
+        self.renderer, self.writer = renderer, writer
+        self.slug, self.outlet, self.total = slug, outlet, total
+        self.per_page = renderer.config.per_page
+        self.last = chunk_count(total, self.per_page)
+        self.chunk: list[ArticleRef] = []  # the numbered page being filled
+        self.number = 0  # the numbered pages written
+        self.pending: tuple[ArticleRef, Article, Stories, StockLinks] | None = None
+        self.prev: ArticleRef | None = None
+        # The newest articles so far, with their summaries: the front page's and the feed's.
+        self.newest: deque[tuple[ArticleRef, str]] = deque(maxlen=max(FEED_SIZE, self.per_page))
+        self.feed_written = False
+
+    def add(self, ref: ArticleRef, article: Article, stories: Stories,
+            stocks: StockLinks) -> None:
+        if self.pending:
+            _put_article(self.renderer, self.writer, *self.pending, self.prev, ref)
+            self.prev = self.pending[0]
+        self.pending = (ref, article, stories, stocks)
+        self.newest.append((ref, _summary(article)))
+        if self.last:
+            self.chunk.append(ref)
+            if len(self.chunk) == self.per_page:
+                self._write_chunk()
+
+    def finish(self, archive: Archive) -> None:
+        """The last article's page, the last numbered page, the feed and the front page."""
+        if self.pending:
+            _put_article(self.renderer, self.writer, *self.pending, self.prev, None)
+        if self.chunk:
+            self._write_chunk()
+        newest = list(self.newest)
+        if not self.feed_written:
+            _outlet_feed(archive, self.renderer, self.writer, self.slug, self.outlet,
+                         newest[-FEED_SIZE:][::-1])
+        path = paths.outlet_path(self.slug)
+        if self.writer.wants(path):
+            front = [ref for ref, _ in newest[-self.per_page:]][::-1]
+            self.writer.put(path, self.renderer.outlet_front(
+                self.slug, self.outlet, front, self.total,
+                front_older_link(self.slug, self.total, self.per_page)))
+
+    def _write_chunk(self) -> None:
+        self.number += 1
+        slug, outlet, renderer = self.slug, self.outlet, self.renderer
+        _numbered_page(
+            self.writer, lambda n: paths.outlet_chunk_path(slug, n), paths.outlet_path(slug),
+            lambda number, chunk, newer, older: renderer.outlet_chunk(
+                slug, outlet, number, chunk, newer, older),
+            self.number, self.chunk, self.last)
+        self.chunk = []
 
 
 def _put_article(renderer: Renderer, writer: SiteWriter, ref: ArticleRef, article: Article,
@@ -998,18 +1069,6 @@ def _put_article(renderer: Renderer, writer: SiteWriter, ref: ArticleRef, articl
     path = _article_path(ref)
     if writer.wants(path):
         writer.put(path, renderer.article(article, ref, prev, next_, stories, stocks))
-
-
-def _outlet_lists(archive: Archive, renderer: Renderer, writer: SiteWriter,
-                  refs: list[ArticleRef], feed: list[tuple[ArticleRef, str]]) -> None:
-    """An outlet's numbered pages, front page and feed (``feed``: its entries)."""
-    slug, outlet, total = refs[0].outlet_slug, refs[-1].outlet, len(refs)
-    per_page = renderer.config.per_page
-    _outlet_feed(archive, renderer, writer, slug, outlet, feed)
-    render_chunks(renderer, writer, slug, outlet, refs, 1, total)
-    if writer.wants(paths.outlet_path(slug)):
-        writer.put(paths.outlet_path(slug), renderer.outlet_front(
-            slug, outlet, refs[-per_page:][::-1], total, front_older_link(slug, total, per_page)))
 
 
 def _outlet_feed(archive: Archive, renderer: Renderer, writer: SiteWriter, slug: str,
@@ -1270,7 +1329,7 @@ def _full_build(archive: Archive, out: Path, config: SiteConfig, jobs: int,
     if first_pass:
         progress("new pages", 0, steps)
         writer.take_over(_full_new_pages(archive, renderer, out, record_paths))
-        work = [dataclasses.replace(job, done=writer.done) for job in work]
+        work = [dataclasses.replace(job, done=writer.done, keep_links=True) for job in work]
     progress("pages", first_pass, steps)
     built: static_search.BuiltBlocks = {}
     for done, job in enumerate(_run_jobs(work, jobs), first_pass + 1):
