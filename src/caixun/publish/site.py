@@ -27,7 +27,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import dataclasses
-import errno
 import functools
 import hashlib
 import html
@@ -196,7 +195,8 @@ class SiteWriter:
         self._counter += 1
         tmp = f"{self._tmp}/{self._counter}"
         try:
-            _write_new(tmp, data)
+            with open(tmp, "wb") as file:
+                file.write(data)
             os.replace(tmp, target)
         except OSError as exc:
             with contextlib.suppress(OSError):
@@ -209,7 +209,8 @@ class SiteWriter:
         if len(self._dirs) >= DIRS_KEPT:
             self._dirs.clear()  # one mkdir call more for a directory met again
         try:
-            self._make_dir(parent)
+            # Tolerates a directory another worker makes meanwhile, at any level.
+            os.makedirs(parent, exist_ok=True)
         except OSError as exc:
             folder = Path(parent)
             blocker = next((d for d in (folder, *folder.parents)
@@ -218,22 +219,7 @@ class SiteWriter:
                 raise PublishError(str(blocker), "cannot create the directory: "
                                    "a file is in the way") from exc
             raise PublishError.cannot("create the directory", folder, exc) from exc
-
-    def _make_dir(self, folder: str) -> None:
-        """``folder`` and its missing parents, as ``mkdir -p``; each one made is remembered.
-
-        Another process of the build may make the same ones at the same time.
-        """
-        try:
-            _mkdir(folder)
-        except FileNotFoundError:
-            parent = folder.rpartition("/")[0]
-            if not parent:
-                raise
-            self._dirs.discard(parent)  # remembered, yet gone: made again
-            self._make_dir(parent)
-            _mkdir(folder)
-        self._dirs.add(folder)
+        self._dirs.add(parent)
 
     def remove(self, path: str) -> None:
         """Remove ``path`` at :meth:`finish`."""
@@ -287,26 +273,6 @@ def _holds(target: str, data: bytes) -> bool:
             return file.read() == data
     except OSError:
         return False
-
-
-def _mkdir(folder: str) -> None:
-    """Make ``folder`` unless a directory is there already."""
-    try:
-        os.mkdir(folder)
-    except FileExistsError:
-        if not os.path.isdir(folder):
-            raise NotADirectoryError(errno.ENOTDIR, "not a directory", folder) from None
-
-
-def _write_new(path: str, data: bytes) -> None:
-    """``data`` into a new file at ``path`` (mode 0o666 less the umask, as ``open`` makes it)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
 
 
 _HREF = re.compile(rb'(?<![\w-])href="([^"]*)"')
