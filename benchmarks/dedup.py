@@ -38,6 +38,18 @@ Run it by hand from the repository root::
    index) on those and ``held_out``, at three probability thresholds, for every
    outlet and for other outlets only (what caixun does).
 
+1c. Candidates (``--only candidates``). Whether candidate generation (exact,
+   LSH, headline and event keys, looked up in the archive within the window,
+   bounded per article) misses pairs. Every feed item and post of the corpus
+   stored oldest first: the pairs of distinct stored articles within the
+   window that the shingles would link (similarity from the threshold, both
+   long enough), how many were compared when the later one was stored, how
+   many are one story anyway (through a copy), how many neither. Then, per
+   story-level part, the same-story pairs of other outlets that caixun misses:
+   compared and rated too low, or never a candidate; and how many of the
+   latter the event model would link (p from ``EVENT_THRESHOLD``) were they
+   compared.
+
 2. Speed. Microseconds per ``fingerprint`` over the 4,122 corpus articles
    (mean and median, and for the 400-token leads alone), the same for the
    SimHash, and ``cluster`` wall time for N generated articles (``--sizes``):
@@ -83,6 +95,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 import test_dedup as td  # type: ignore[import-not-found, unused-ignore]  # noqa: E402
+import test_stories as ts  # type: ignore[import-not-found, unused-ignore]  # noqa: E402
 
 from caixun import dedup  # noqa: E402
 from caixun import events as ef  # noqa: E402
@@ -332,6 +345,72 @@ def event_quality() -> None:
                        part)
 
 
+# -- candidates --------------------------------------------------------------------------------
+
+def _stored_in_order(items: Mapping[str, Article], path: Path
+                     ) -> tuple[list[Article], dict[str, Candidate], dict[str, int],
+                                dict[int, int], dict[int, set[int]]]:
+    articles = sorted({a.uid: a for a in items.values()}.values(),
+                      key=lambda a: (a.published_at, a.uid))
+    prints = {a.uid: Candidate.of(a) for a in articles}
+    return (articles, prints, *ts.store_recording_candidates(path, articles, prints))
+
+
+def _model_probability(db: Any, earlier: tuple[int, Article], later: tuple[int, Article],
+                       prints: Mapping[str, Candidate]) -> float:
+    """The event model's probability for a pair, from the features as stored."""
+    (a, x), (b, y) = earlier, later
+    event = {i: bytes(db.execute("SELECT event FROM dedup_prints WHERE article_id = ?",
+                                 (i,)).fetchone()[0]) for i in (a, b)}
+    fx, fy = (dedup.read_fingerprint(prints[z.uid].fingerprint) for z in (x, y))
+    similarity = dedup.similarity(fx, fy) if fx.shingles and fy.shingles else 0.0
+    conflict = not (fx.numbers <= fy.numbers or fy.numbers <= fx.numbers)
+    hours = abs((y.published_at - x.published_at).total_seconds()) / 3600
+    return ef.event_score(ef.inputs(ef.read(event[a]), ef.read(event[b]), similarity,
+                                    conflict, hours))
+
+
+def candidates() -> None:
+    print("Candidates: every pair the shingles would link (similarity from "
+          f"{dedup.THRESHOLD}, both of {dedup.MIN_TOKENS} tokens or more, within "
+          f"{dedup.WINDOW.days} days), every feed item and post stored oldest first")
+    corpus = {**td.labelled_items("near_duplicates"), **td.posts()}
+    with tempfile.TemporaryDirectory() as tmp:
+        articles, prints, ids, story, compared = _stored_in_order(corpus, Path(tmp) / "a.db")
+    pairs = [(x, y) for x, y in ts.pairs_above_the_threshold(articles, prints)
+             if ids[x.uid] != ids[y.uid]]
+    seen = [(x, y) for x, y in pairs if ids[x.uid] in compared[ids[y.uid]]]
+    joined = [(x, y) for x, y in pairs if (x, y) not in seen
+              and story[ids[x.uid]] == story[ids[y.uid]]]
+    print(f"  {len(articles):,} articles, {len(pairs)} pairs of distinct articles: compared "
+          f"{len(seen)}, one story anyway {len(joined)}, "
+          f"neither {len(pairs) - len(seen) - len(joined)}")
+    for x, y in pairs:
+        if (x, y) not in seen and (x, y) not in joined:
+            print(f"    never compared: {x.title[:40]} | {y.title[:40]}")
+    for part in (*FIT_PARTS, HELD_OUT):
+        items = td.labelled_items(part)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "a.db"
+            articles, prints, ids, story, compared = _stored_in_order(items, path)
+            first = _first_articles(items)
+            counts: dict[str, int] = defaultdict(int)
+            with SqliteArchive(path) as archive:
+                for pair in td.truth(part).same:
+                    x, y = sorted((first[u] for u in pair), key=lambda a: (a.published_at, a.uid))
+                    a, b = ids[x.uid], ids[y.uid]
+                    if story[a] == story[b] or x.outlet == y.outlet:
+                        continue
+                    if a in compared[b]:
+                        counts["compared"] += 1
+                        continue
+                    counts["never a candidate"] += 1
+                    p = _model_probability(archive._db, (a, x), (b, y), prints)
+                    counts["never a candidate, model p >= threshold"] += p >= ef.EVENT_THRESHOLD
+        print(f"  {part}: same-story pairs of other outlets missed: "
+              + ", ".join(f"{name} {n}" for name, n in counts.items()))
+
+
 # -- speed -------------------------------------------------------------------------------------
 
 def _micros(function: Callable[[Article], object], articles: Sequence[Article]
@@ -475,7 +554,7 @@ def flood(n: int) -> None:
               f"the largest of {max(stories.values(), default=1)}")
 
 
-SECTIONS = ("quality", "events", "speed", "store", "flood")
+SECTIONS = ("quality", "events", "candidates", "speed", "store", "flood")
 
 
 def main() -> None:
@@ -492,6 +571,8 @@ def main() -> None:
         quality(args)
     if "events" in args.only:
         event_quality()
+    if "candidates" in args.only:
+        candidates()
     if "speed" in args.only:
         speed(args)
     if "store" in args.only:
