@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence, TypeVar
 
 from caixun.archive import securities as tags
 from caixun.archive import stories
@@ -59,12 +59,19 @@ _ARTICLE_COLUMNS = "uid, fetched_at, " + ", ".join(_CONTENT_COLUMNS)
 # benchmarks do) there is no identity column.
 _OLD_CONTENT_COLUMNS = _CONTENT_COLUMNS[:-1]
 _OLD_ARTICLE_COLUMNS = "uid, fetched_at, " + ", ".join(_OLD_CONTENT_COLUMNS)
+_T = TypeVar("_T")
 _NO_LIMIT = 2**62  # LIMIT -1 is SQLite's, LIMIT ALL PostgreSQL's
 _IDS_PER_READ = 500  # ids in one IN list (SQLite before 3.32 took at most 999 values)
 _SELECT_REF = ("SELECT id, uid, title, outlet, outlet_slug, published_ts, file_id "
                "FROM articles")
 RECLUSTER_BATCH = 2000  # articles re-clustered per transaction (see Archive.recluster)
 IDENTITY_VERSION = "1"  # bump when caixun.identity reads identities differently
+
+
+def _in_parts(values: Sequence[_T]) -> Iterator[Sequence[_T]]:
+    """``values`` in parts of :data:`_IDS_PER_READ`: one ``IN`` list each."""
+    for start in range(0, len(values), _IDS_PER_READ):
+        yield values[start:start + _IDS_PER_READ]
 
 
 class StoreResult(Enum):
@@ -799,8 +806,7 @@ class Archive(ABC):
         else:
             shared = sorted({ref.file_id for ref in self.refs_by_uid(uids)})
         found: list[tuple[str, str, str]] = []
-        for start in range(0, len(shared), 500):
-            part = shared[start:start + 500]
+        for part in _in_parts(shared):
             owners: dict[str, str] = {}
             for uid, slug, ts, file_id, raw in self._db.execute(
                     "SELECT uid, outlet_slug, published_ts, file_id, post_style FROM articles "
@@ -984,8 +990,7 @@ class Archive(ABC):
     def _flush_relinks(self) -> None:
         ids, now = list(self._relinked), _now()
         self._relinked.clear()
-        for start in range(0, len(ids), 500):
-            part = ids[start:start + 500]
+        for part in _in_parts(ids):
             rows = self._db.execute(
                 "SELECT id, uid, outlet_slug, published_ts FROM articles WHERE id IN ("
                 + ",".join("?" * len(part)) + ")", tuple(part)).fetchall()
@@ -1081,8 +1086,7 @@ class Archive(ABC):
         """The current name of each code the archive knows."""
         wanted = list(codes)
         found: dict[str, str] = {}
-        for start in range(0, len(wanted), 500):
-            part = wanted[start:start + 500]
+        for part in _in_parts(wanted):
             found.update(self._db.execute(
                 "SELECT code, name FROM securities WHERE code IN ("
                 + ",".join("?" * len(part)) + ")", part).fetchall())
@@ -1715,8 +1719,7 @@ class Archive(ABC):
         else:
             story_ids, originals = [], {}
             wanted = sorted(set(article_ids))
-            for start in range(0, len(wanted), 500):
-                part = wanted[start:start + 500]
+            for part in _in_parts(wanted):
                 for article_id, story, original in self._db.execute(
                         "SELECT id, story_id, duplicate_of FROM articles WHERE id IN ("
                         + ",".join("?" * len(part)) + ")", part):
@@ -1737,8 +1740,7 @@ class Archive(ABC):
     def _read_stories(self, story_ids: list[int],
                       into: dict[int, tuple[ArticleRef, ...]]) -> None:
         """Each story's articles, oldest first, into ``into`` (a story not found: none)."""
-        for start in range(0, len(story_ids), 500):
-            part = story_ids[start:start + 500]
+        for part in _in_parts(story_ids):
             groups: dict[int, list[ArticleRef]] = {story: [] for story in part}
             for story, *ref in self._db.execute(
                     "SELECT story_id, id, uid, title, outlet, outlet_slug, published_ts, file_id "
@@ -1752,14 +1754,8 @@ class Archive(ABC):
 
     def refs_by_uid(self, uids: Iterable[str]) -> list[ArticleRef]:
         found: list[ArticleRef] = []
-        chunk: list[str] = []
-        for uid in uids:
-            chunk.append(uid)
-            if len(chunk) == 500:
-                found += self._refs(f"uid IN ({','.join('?' * len(chunk))})", chunk)
-                chunk = []
-        if chunk:
-            found += self._refs(f"uid IN ({','.join('?' * len(chunk))})", chunk)
+        for part in _in_parts(list(uids)):
+            found += self._refs(f"uid IN ({','.join('?' * len(part))})", part)
         return found
 
     def iter_refs(self) -> Iterator[ArticleRef]:
@@ -1835,10 +1831,9 @@ class Archive(ABC):
             rows = self._db.execute(sql, (first, last)).fetchall()
         else:
             wanted = sorted(only)
-            rows = [row for start in range(0, len(wanted), 500)
+            rows = [row for part in _in_parts(wanted)
                     for row in self._db.execute(
-                        sql + f" AND id IN ({','.join('?' * len(wanted[start:start + 500]))})",
-                        (first, last, *wanted[start:start + 500]))]
+                        sql + f" AND id IN ({','.join('?' * len(part))})", (first, last, *part))]
         return {article_id: f"{title}\n{indexed_body(digest, body)}"
                 for article_id, title, digest, body in rows}
 
@@ -1918,8 +1913,7 @@ class Archive(ABC):
         """uid → hash of the list entry the article was last made from."""
         found: dict[str, str] = {}
         wanted = list(uids)
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
+        for chunk in _in_parts(wanted):
             found.update(self._db.execute(
                 f"SELECT uid, list_hash FROM source_items WHERE uid IN "
                 f"({','.join('?' * len(chunk))})", chunk))
@@ -2010,13 +2004,12 @@ class Archive(ABC):
         Only records made by this ``reader`` (``caixun.importer.READER_VERSION``)
         and whose article is still in the archive (under its uid, or as an
         alias): a file whose post is read differently now, or whose article
-        was deleted, is read again. One query per 500 paths.
+        was deleted, is read again. One query per _IDS_PER_READ paths.
         """
         if self.schema_version < 10:
             return {}
         found: dict[str, tuple[int, int, bytes, str, str]] = {}
-        for start in range(0, len(paths), 500):
-            part = paths[start:start + 500]
+        for part in _in_parts(paths):
             for row in self._db.execute(
                     "SELECT f.path, f.size, f.mtime_ns, f.digest, f.uid, f.repairs "
                     "FROM import_files f WHERE f.path IN (" + ",".join("?" * len(part))
