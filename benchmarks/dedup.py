@@ -38,6 +38,11 @@ Run it by hand from the repository root::
    index) on those and ``held_out``, at three probability thresholds, for every
    outlet and for other outlets only (what caixun does).
 
+1b'. Securities (``--only securities``). The same fit with one more input:
+   whether the two articles are tagged with a security in common (the tagger
+   knowing every name the corpus' East Money quote links give), beside the
+   model without it, at two probability cuts, other outlets only.
+
 1c. Candidates (``--only candidates``). Whether candidate generation (exact,
    LSH, headline and event keys, looked up in the archive within the window,
    bounded per article) misses pairs. Every feed item and post of the corpus
@@ -267,9 +272,12 @@ def _pair_inputs(new: _Seen, old: _Seen) -> dict[str, float] | None:
                      conflict, hours)
 
 
-def fit_event_model(parts: Sequence[str]) -> dict[str, float]:
+def fit_event_model(parts: Sequence[str],
+                    inputs: Callable[[_Seen, _Seen], dict[str, float] | None] | None = None,
+                    names: Sequence[str] = ef.INPUTS) -> dict[str, float]:
     """Logistic regression (L2, lambda 1, Newton's method) over every pair of each
-    part's distinct items within the window, uncertain pairs left out."""
+    part's distinct items within the window, uncertain pairs left out (``inputs``:
+    a pair's inputs, by ``names``; default: the model's own)."""
     import numpy as np
 
     rows, labels = [], []
@@ -278,11 +286,57 @@ def fit_event_model(parts: Sequence[str]) -> dict[str, float]:
         for n, new in enumerate(seen):
             for old in seen[:n]:
                 pair = frozenset((new.unit, old.unit))
-                values = _pair_inputs(new, old)
+                values = (inputs or _pair_inputs)(new, old)
                 if values is not None and pair not in truth.uncertain:
-                    rows.append([values[name] for name in ef.INPUTS])
+                    rows.append([values[name] for name in names])
                     labels.append(float(pair in truth.same))
-    return dict(zip(ef.INPUTS, fit_logistic(np.array(rows), np.array(labels))))
+    return dict(zip(names, fit_logistic(np.array(rows), np.array(labels))))
+
+
+def securities_inputs() -> Callable[[_Seen, _Seen], dict[str, float] | None]:
+    """The model's inputs and ``securities``: 1 when both articles are tagged with a
+    security in common. The tagger knows every (code, link text) pair of the
+    corpus' East Money quote links, as ``tests/test_securities_quality.py``'s does
+    (an archive learns names from its sources' security lists)."""
+    import test_securities_quality as sq  # type: ignore[import-not-found, unused-ignore]
+
+    from caixun.securities import Tagger, names_in_links
+
+    tagger = Tagger(sorted({(code, name) for _, item in sq.corpus()
+                            for code, name in names_in_links(item.get("summary") or "")
+                            if name}))
+    tags: dict[str, frozenset[str]] = {}
+
+    def codes(article: Article) -> frozenset[str]:
+        if article.uid not in tags:
+            tags[article.uid] = frozenset(tagger.tag(
+                f"{article.title}\n{article.body_text or article.digest}"))
+        return tags[article.uid]
+
+    def inputs(new: _Seen, old: _Seen) -> dict[str, float] | None:
+        values = _pair_inputs(new, old)
+        if values is not None:
+            values["securities"] = float(bool(codes(new.article) & codes(old.article)))
+        return values
+
+    return inputs
+
+
+def securities_quality() -> None:
+    """The event model fitted with and without the shared-securities input, side by side."""
+    inputs, names = securities_inputs(), (*ef.INPUTS, "securities")
+    base = fit_event_model(FIT_PARTS)
+    with_securities = fit_event_model(FIT_PARTS, inputs, names)
+    print(f"Events with tagged securities as an input, fitted on {' and '.join(FIT_PARTS)}, "
+          f"every pair in the window compared\n  without: {base}\n  with: {with_securities}")
+    for part in (*FIT_PARTS, HELD_OUT):
+        items = td.labelled_items(part)
+        print(f"{part}{' (fitted on)' if part in FIT_PARTS else ' (not fitted on)'}:")
+        for threshold in (0.5, 0.9):
+            report(f"without p>={threshold}", items,
+                   event_cluster(items, base, threshold, False), part)
+            report(f"with p>={threshold}", items,
+                   event_cluster(items, with_securities, threshold, False, inputs), part)
 
 
 def fit_logistic(x: Any, y: Any) -> list[float]:
@@ -554,7 +608,7 @@ def flood(n: int) -> None:
               f"the largest of {max(stories.values(), default=1)}")
 
 
-SECTIONS = ("quality", "events", "candidates", "speed", "store", "flood")
+SECTIONS = ("quality", "events", "securities", "candidates", "speed", "store", "flood")
 
 
 def main() -> None:
@@ -571,6 +625,8 @@ def main() -> None:
         quality(args)
     if "events" in args.only:
         event_quality()
+    if "securities" in args.only:
+        securities_quality()
     if "candidates" in args.only:
         candidates()
     if "speed" in args.only:
