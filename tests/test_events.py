@@ -366,11 +366,52 @@ def test_a_long_reclustering_is_announced_before_it_starts(
     told: list[str] = []
     with SqliteArchive(path, notice=told.append):
         pass
-    assert len(told) == 1 and str(path) in told[0]
+    assert len(told) == 2 and all(str(path) in line for line in told)
     assert f"placing the {count:,} articles in stories again" in told[0]
+    assert f"{count:,} articles placed in stories in " in told[1]  # and when it is done
     with SqliteArchive(path, notice=told.append):
         pass  # placed once: nothing more to say
-    assert len(told) == 1
+    assert len(told) == 2
+
+
+def test_a_long_reclustering_tells_how_far_it_is_and_a_resumed_one_what_is_left(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "a.db"
+    with open_archive(path) as archive:
+        archive.store_many(_corpus()[:200])
+        count = archive.count()
+        archive._db.execute("UPDATE search_meta SET value = '4' WHERE key = 'stories_version'")
+    monkeypatch.setattr("caixun.archive.base.REINDEX_NOTICE_FROM", 5)
+    monkeypatch.setattr("caixun.archive.base.RECLUSTER_BATCH", 50)
+    clock = iter(range(0, 10 ** 6, 40))  # 40 s a batch: a progress notice every other one
+    monkeypatch.setattr("caixun.archive.base._ReclusterProgress.clock",
+                        staticmethod(lambda: float(next(clock))))
+    place, calls = story_index.place, 0
+
+    def failing(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 180:  # in the fourth batch
+            raise RuntimeError("killed")
+        return place(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("caixun.archive.stories.place", failing)
+    told: list[str] = []
+    with pytest.raises(RuntimeError, match="killed"):
+        SqliteArchive(path, notice=told.append)
+    assert f"placing the {count:,} articles in stories again" in told[0]
+    # After two batches (80 s): 100 placed at 50 per 40 s; the rest at that rate.
+    left = count - 100
+    assert told[1:] == [f"{path}: 100 of {count:,} articles placed in stories "
+                        f"({100 / count:.0%}), about {left * 80 / 100:.0f} s left"]
+    calls = -(10 ** 9)
+    told.clear()
+    with SqliteArchive(path, notice=told.append):
+        pass
+    assert f"going on with placing the {count - 150:,} articles left of {count:,} " \
+        "in stories again" in told[0]
+    # 50 left at 40 s a batch: the clock read at the start and after the one batch.
+    assert told[1:] == [f"{path}: {count - 150:,} articles placed in stories in 40 s"]
 
 
 def test_reclustering_resumes_where_it_stopped(tmp_path: Path,

@@ -289,11 +289,38 @@ REINDEX_NOTICE_FROM = 20_000  # articles: below, a rebuilt index takes seconds
 REINDEX_RATE = 2_000  # articles a second (1,000,000 in 8 min on 2 cores)
 RECLUSTER_RATE = 400  # articles a second re-clustered, at worst (1,000,000 bench posts,
 # every one alike: 353 a second; 10,000: 778)
+RECLUSTER_PROGRESS_EVERY = 60.0  # seconds between two progress notices of a re-clustering
 
 
 def _about(seconds: float) -> str:
     """An expected duration, for a notice: ``40 s``, ``8 min``."""
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+class _ReclusterProgress:
+    """Notices of a long re-clustering as it goes: how far, and how long is left at the
+    rate measured so far (the first notice could only guess the rate)."""
+
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self, notice: Callable[[str], None], path: object, left: int) -> None:
+        self.notice, self.path, self.left = notice, path, left
+        self.start = self.last = self.clock()
+
+    def __call__(self, done: int) -> None:
+        if done >= self.left:
+            return
+        now = self.clock()
+        if now - self.last < RECLUSTER_PROGRESS_EVERY:
+            return
+        self.last = now
+        seconds = (self.left - done) * (now - self.start) / done if done else 0.0
+        self.notice(f"{self.path}: {done:,} of {self.left:,} articles placed in stories "
+                    f"({done / self.left:.0%}), about {_about(seconds)} left")
+
+    def finish(self, done: int) -> None:
+        self.notice(f"{self.path}: {done:,} articles placed in stories in "
+                    f"{_about(self.clock() - self.start)}")
 
 
 class Archive(ABC):
@@ -1379,16 +1406,20 @@ class Archive(ABC):
         if row is not None and row[0] == stories.VERSION:
             return
         resume = row is not None and row[0] == _partly(stories.VERSION)
-        self._announce_reclustering(resume)
-        self.recluster(resume=resume)
+        progress = self._announce_reclustering(resume)
+        done = self.recluster(resume=resume, progress=progress)
+        if progress is not None:
+            progress.finish(done)
 
-    def recluster(self, resume: bool = False) -> int:
+    def recluster(self, resume: bool = False,
+                  progress: Callable[[int], None] | None = None) -> int:
         """Fingerprint and cluster every article again, oldest first; returns how many.
 
         In transactions of RECLUSTER_BATCH articles, so that other writers wait
         for one batch at most and an interruption loses one batch at most:
         the version is marked partly done first, and a later opening goes on
         with the articles that have no fingerprint yet (``resume``).
+        ``progress`` hears how many are placed after each batch.
         """
         if not resume:
             with self.transaction():
@@ -1432,23 +1463,30 @@ class Archive(ABC):
                                   with_events=self._has_events, terms=self._terms)
                 count += len(ids) - len(placed)
                 self._set_meta("stories_cursor", "%d:%d" % (part[-1][1], part[-1][0]))
+            if progress is not None:
+                progress(count)
 
     def _set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT INTO search_meta (key, value) VALUES (?, ?) "
                          "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
 
-    def _announce_reclustering(self, resume: bool) -> None:
-        """Say before a long re-clustering starts that it will take a while, and why."""
+    def _announce_reclustering(self, resume: bool) -> _ReclusterProgress | None:
+        """Say before a long re-clustering starts that it will take a while, and why;
+        the notices of its progress, if it is long."""
         if self._notice is None:
-            return
+            return None
         total = self.count()
         if total < REINDEX_NOTICE_FROM:
-            return
-        seconds = total / RECLUSTER_RATE
-        self._notice(f"{self.path}: {'going on with placing' if resume else 'placing'} the "
-                     f"{total:,} articles in stories again, once, for this version of caixun "
-                     f"(about {_about(seconds)}; in batches of 2,000: other writers wait one "
-                     "batch at most)")
+            return None
+        # Resumed: the articles placed before the interruption have their fingerprints.
+        left = total - (self._db.execute("SELECT count(*) FROM dedup_prints").fetchone()[0]
+                        if resume else 0)
+        what = (f"going on with placing the {left:,} articles left of {total:,}" if resume
+                else f"placing the {total:,} articles")
+        self._notice(f"{self.path}: {what} in stories again, once, for this version of caixun "
+                     f"(about {_about(left / RECLUSTER_RATE)}; in batches of "
+                     f"{RECLUSTER_BATCH:,}: other writers wait one batch at most)")
+        return _ReclusterProgress(self._notice, self.path, left)
 
     def _set_stories_version(self, version: str) -> None:
         self._set_meta("stories_version", version)
