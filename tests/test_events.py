@@ -384,7 +384,7 @@ def test_a_long_reclustering_tells_how_far_it_is_and_a_resumed_one_what_is_left(
     monkeypatch.setattr("caixun.archive.base.REINDEX_NOTICE_FROM", 5)
     monkeypatch.setattr("caixun.archive.base.RECLUSTER_BATCH", 50)
     clock = iter(range(0, 10 ** 6, 40))  # 40 s a batch: a progress notice every other one
-    monkeypatch.setattr("caixun.archive.base._ReclusterProgress.clock",
+    monkeypatch.setattr("caixun.archive.base._Progress.clock",
                         staticmethod(lambda: float(next(clock))))
     place, calls = story_index.place, 0
 

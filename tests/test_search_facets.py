@@ -199,10 +199,17 @@ def test_a_long_reindex_is_announced_before_it_starts(tmp_path: Path,
     with SqliteArchive(path, migrations=[m for m in MIGRATIONS if m.version < 14]) as old:
         old.store_many([article(n, ["银行"], 0, START_TS + n * 600) for n in range(5)])
     monkeypatch.setattr("caixun.archive.base.REINDEX_NOTICE_FROM", 5)
+    monkeypatch.setattr("caixun.archive.base._REINDEX_PROGRESS_ROWS", 1)
+    clock = iter(range(0, 10 ** 6, 40))  # 40 s an article: a progress notice every other one
+    monkeypatch.setattr("caixun.archive.base._Progress.clock",
+                        staticmethod(lambda: float(next(clock))))
     told: list[str] = []
     with SqliteArchive(path, notice=told.append) as archive:
         assert len(results(archive, "银行", None, None, None)) == 5
-    assert len(told) == 1 and "5 articles" in told[0] and str(path) in told[0]
+    assert "rebuilding the search index of 5 articles" in told[0]
+    assert told[1:] == [f"{path}: 2 of 5 articles indexed (40%), about 2 min left",
+                        f"{path}: 4 of 5 articles indexed (80%), about 40 s left",
+                        f"{path}: 5 articles indexed in 3 min"]
     with SqliteArchive(path, notice=told.append):
         pass  # rebuilt once: nothing more to say
-    assert len(told) == 1
+    assert len(told) == 4

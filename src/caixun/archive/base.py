@@ -289,7 +289,8 @@ REINDEX_NOTICE_FROM = 20_000  # articles: below, a rebuilt index takes seconds
 REINDEX_RATE = 2_000  # articles a second (1,000,000 in 8 min on 2 cores)
 RECLUSTER_RATE = 400  # articles a second re-clustered, at worst (1,000,000 bench posts,
 # every one alike: 353 a second; 10,000: 778)
-RECLUSTER_PROGRESS_EVERY = 60.0  # seconds between two progress notices of a re-clustering
+PROGRESS_EVERY = 60.0  # seconds between two progress notices of a long upgrade step
+_REINDEX_PROGRESS_ROWS = 1000  # articles indexed between two looks at the clock
 
 
 def _about(seconds: float) -> str:
@@ -297,29 +298,30 @@ def _about(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
-class _ReclusterProgress:
-    """Notices of a long re-clustering as it goes: how far, and how long is left at the
+class _Progress:
+    """Notices of a long upgrade step as it goes: how far, and how long is left at the
     rate measured so far (the first notice could only guess the rate)."""
 
     clock = staticmethod(time.monotonic)
 
-    def __init__(self, notice: Callable[[str], None], path: object, left: int) -> None:
-        self.notice, self.path, self.left = notice, path, left
+    def __init__(self, notice: Callable[[str], None], path: object, left: int,
+                 done_what: str) -> None:
+        self.notice, self.path, self.left, self.done_what = notice, path, left, done_what
         self.start = self.last = self.clock()
 
     def __call__(self, done: int) -> None:
         if done >= self.left:
             return
         now = self.clock()
-        if now - self.last < RECLUSTER_PROGRESS_EVERY:
+        if now - self.last < PROGRESS_EVERY:
             return
         self.last = now
         seconds = (self.left - done) * (now - self.start) / done if done else 0.0
-        self.notice(f"{self.path}: {done:,} of {self.left:,} articles placed in stories "
+        self.notice(f"{self.path}: {done:,} of {self.left:,} articles {self.done_what} "
                     f"({done / self.left:.0%}), about {_about(seconds)} left")
 
     def finish(self, done: int) -> None:
-        self.notice(f"{self.path}: {done:,} articles placed in stories in "
+        self.notice(f"{self.path}: {done:,} articles {self.done_what} in "
                     f"{_about(self.clock() - self.start)}")
 
 
@@ -1470,7 +1472,7 @@ class Archive(ABC):
         self._db.execute("INSERT INTO search_meta (key, value) VALUES (?, ?) "
                          "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
 
-    def _announce_reclustering(self, resume: bool) -> _ReclusterProgress | None:
+    def _announce_reclustering(self, resume: bool) -> _Progress | None:
         """Say before a long re-clustering starts that it will take a while, and why;
         the notices of its progress, if it is long."""
         if self._notice is None:
@@ -1486,7 +1488,7 @@ class Archive(ABC):
         self._notice(f"{self.path}: {what} in stories again, once, for this version of caixun "
                      f"(about {_about(left / RECLUSTER_RATE)}; in batches of "
                      f"{RECLUSTER_BATCH:,}: other writers wait one batch at most)")
-        return _ReclusterProgress(self._notice, self.path, left)
+        return _Progress(self._notice, self.path, left, "placed in stories")
 
     def _set_stories_version(self, version: str) -> None:
         self._set_meta("stories_version", version)
@@ -1494,11 +1496,13 @@ class Archive(ABC):
     def reindex(self) -> int:
         """Rebuild the whole search index; returns how many articles it indexed."""
         total = self.count()
+        progress = None
         if self._notice is not None and total >= REINDEX_NOTICE_FROM:
             seconds = total / REINDEX_RATE
             self._notice(f"{self.path}: rebuilding the search index of {total:,} articles "
                          f"once, for this version of caixun (about {_about(seconds)}; "
                          "other writers wait meanwhile)")
+            progress = _Progress(self._notice, self.path, total, "indexed")
         with self.transaction():
             self._clear_index()
             count = 0
@@ -1506,9 +1510,13 @@ class Archive(ABC):
                                     "published_ts FROM articles", (), 1000):
                 self._index(*row)
                 count += 1
+                if progress is not None and not count % _REINDEX_PROGRESS_ROWS:
+                    progress(count)
             self._db.execute(
                 "INSERT INTO search_meta (key, value) VALUES ('segment_version', ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (SEGMENT_VERSION,))
+        if progress is not None:
+            progress.finish(count)
         return count
 
     def search(self, query: str, *, outlet: str | None = None, since_ts: int | None = None,
