@@ -355,13 +355,34 @@ def test_term_counts_are_the_articles_holding_each_term(archive: SqliteArchive,
     assert stored == dict(_recount(archive))
 
 
+class _PlacementKilled:
+    """``stories.place`` patched to fail at its ``at``-th call, as a killed process
+    would stop; ``calls`` counts them (``at=0``: never fails)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, at: int) -> None:
+        self.at, self.calls, self._place = at, 0, story_index.place
+        monkeypatch.setattr("caixun.archive.stories.place", self)
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        self.calls += 1
+        if self.calls == self.at:
+            raise RuntimeError("killed")
+        return self._place(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def _stories_of_an_older_version(path: Path, articles: int) -> int:
+    """An archive of the first ``articles`` of the corpus whose stories an older
+    caixun made (its opening re-clusters them); how many articles it holds."""
+    with open_archive(path) as archive:
+        archive.store_many(_corpus()[:articles])
+        archive._db.execute("UPDATE search_meta SET value = '4' WHERE key = 'stories_version'")
+        return archive.count()
+
+
 def test_a_long_reclustering_is_announced_before_it_starts(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "a.db"
-    with open_archive(path) as archive:
-        archive.store_many(_corpus()[:30])
-        count = archive.count()
-        archive._db.execute("UPDATE search_meta SET value = '4' WHERE key = 'stories_version'")
+    count = _stories_of_an_older_version(path, 30)
     monkeypatch.setattr("caixun.archive.base.REINDEX_NOTICE_FROM", 5)
     told: list[str] = []
     with SqliteArchive(path, notice=told.append):
@@ -377,25 +398,13 @@ def test_a_long_reclustering_is_announced_before_it_starts(
 def test_a_long_reclustering_tells_how_far_it_is_and_a_resumed_one_what_is_left(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "a.db"
-    with open_archive(path) as archive:
-        archive.store_many(_corpus()[:200])
-        count = archive.count()
-        archive._db.execute("UPDATE search_meta SET value = '4' WHERE key = 'stories_version'")
+    count = _stories_of_an_older_version(path, 200)
     monkeypatch.setattr("caixun.archive.base.REINDEX_NOTICE_FROM", 5)
     monkeypatch.setattr("caixun.archive.base.RECLUSTER_BATCH", 50)
     clock = iter(range(0, 10 ** 6, 40))  # 40 s a batch: a progress notice every other one
     monkeypatch.setattr("caixun.archive.base._Progress.clock",
                         staticmethod(lambda: float(next(clock))))
-    place, calls = story_index.place, 0
-
-    def failing(*args: object, **kwargs: object) -> object:
-        nonlocal calls
-        calls += 1
-        if calls == 180:  # in the fourth batch
-            raise RuntimeError("killed")
-        return place(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr("caixun.archive.stories.place", failing)
+    killed = _PlacementKilled(monkeypatch, 180)  # in the fourth batch
     told: list[str] = []
     with pytest.raises(RuntimeError, match="killed"):
         SqliteArchive(path, notice=told.append)
@@ -404,7 +413,7 @@ def test_a_long_reclustering_tells_how_far_it_is_and_a_resumed_one_what_is_left(
     left = count - 100
     assert told[1:] == [f"{path}: 100 of {count:,} articles placed in stories "
                         f"({100 / count:.0%}), about {left * 80 / 100:.0f} s left"]
-    calls = -(10 ** 9)
+    killed.at = 0
     told.clear()
     with SqliteArchive(path, notice=told.append):
         pass
@@ -422,22 +431,12 @@ def test_reclustering_resumes_where_it_stopped(tmp_path: Path,
         archive.store_many(articles)
         archive._db.execute("UPDATE search_meta SET value = '4' WHERE key = 'stories_version'")
     monkeypatch.setattr("caixun.archive.base.RECLUSTER_BATCH", 50)
-    place = story_index.place
-    calls = 0
-
-    def failing(*args: object, **kwargs: object) -> object:
-        nonlocal calls
-        calls += 1
-        if calls == 120:  # in the third batch
-            raise RuntimeError("killed")
-        return place(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr("caixun.archive.stories.place", failing)
+    killed = _PlacementKilled(monkeypatch, 120)  # in the third batch
     with pytest.raises(RuntimeError, match="killed"):
         open_archive(path)
-    calls = -(10 ** 9)  # no more failures; count what the second opening places
+    killed.at, killed.calls = 0, 0  # no more failures; count what the second opening places
     with SqliteArchive(path) as archive:
-        resumed = calls + 10 ** 9
+        resumed = killed.calls
         rows = _story_rows(archive)
         version = archive._db.execute(
             "SELECT value FROM search_meta WHERE key = 'stories_version'").fetchone()[0]
