@@ -331,30 +331,6 @@ def _recount(archive: Archive) -> Counter[int]:
     return counts
 
 
-def test_term_counts_are_the_articles_holding_each_term(archive: SqliteArchive,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    articles = _corpus()[:240]
-    archive.store_many(articles[:100])
-    # A batch that fails half-way counts nothing.
-    calls = 0
-    place = story_index.place
-
-    def failing(*args: object, **kwargs: object) -> object:
-        nonlocal calls
-        calls += 1
-        if calls == 30:
-            raise RuntimeError("disk full")
-        return place(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr("caixun.archive.stories.place", failing)
-    with pytest.raises(RuntimeError, match="disk full"):
-        archive.store_many(articles[100:200])
-    monkeypatch.setattr("caixun.archive.stories.place", place)
-    archive.store_many(articles[100:])
-    stored = dict(archive._db.execute("SELECT term, docs FROM story_terms").fetchall())
-    assert stored == dict(_recount(archive))
-
-
 class _PlacementKilled:
     """``stories.place`` patched to fail at its ``at``-th call, as a killed process
     would stop; ``calls`` counts them (``at=0``: never fails)."""
@@ -368,6 +344,20 @@ class _PlacementKilled:
         if self.calls == self.at:
             raise RuntimeError("killed")
         return self._place(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_term_counts_are_the_articles_holding_each_term(archive: SqliteArchive,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    articles = _corpus()[:240]
+    archive.store_many(articles[:100])
+    # A batch that fails half-way counts nothing.
+    killed = _PlacementKilled(monkeypatch, 30)
+    with pytest.raises(RuntimeError, match="killed"):
+        archive.store_many(articles[100:200])
+    killed.at = 0
+    archive.store_many(articles[100:])
+    stored = dict(archive._db.execute("SELECT term, docs FROM story_terms").fetchall())
+    assert stored == dict(_recount(archive))
 
 
 def _stories_of_an_older_version(path: Path, articles: int) -> int:
