@@ -431,17 +431,12 @@ def candidates() -> None:
     corpus = {**td.labelled_items("near_duplicates"), **td.posts()}
     with tempfile.TemporaryDirectory() as tmp:
         articles, prints, ids, story, compared = _stored_in_order(corpus, Path(tmp) / "a.db")
-    pairs = [(x, y) for x, y in ts.pairs_above_the_threshold(articles, prints)
-             if ids[x.uid] != ids[y.uid]]
-    seen = [(x, y) for x, y in pairs if ids[x.uid] in compared[ids[y.uid]]]
-    joined = [(x, y) for x, y in pairs if (x, y) not in seen
-              and story[ids[x.uid]] == story[ids[y.uid]]]
-    print(f"  {len(articles):,} articles, {len(pairs)} pairs of distinct articles: compared "
-          f"{len(seen)}, one story anyway {len(joined)}, "
-          f"neither {len(pairs) - len(seen) - len(joined)}")
-    for x, y in pairs:
-        if (x, y) not in seen and (x, y) not in joined:
-            print(f"    never compared: {x.title[:40]} | {y.title[:40]}")
+    outcomes = ts.pair_outcomes(ts.pairs_above_the_threshold(articles, prints), ids, story,
+                                compared)
+    print(f"  {len(articles):,} articles, {sum(map(len, outcomes.values()))} pairs of distinct "
+          "articles: " + ", ".join(f"{name} {len(pairs)}" for name, pairs in outcomes.items()))
+    for x, y in outcomes["neither"]:
+        print(f"    never compared: {x.title[:40]} | {y.title[:40]}")
     for part in (*FIT_PARTS, HELD_OUT):
         items = td.labelled_items(part)
         with tempfile.TemporaryDirectory() as tmp:
