@@ -556,8 +556,7 @@ class Renderer:
         item = (f'\n<li><time datetime="{stamp}">{when}</time> '
                 f'<a href="{_escape(self._url(ref))}">{_escape(ref.title)}</a>')
         if show_outlet:
-            outlet_url = paths.url_of(paths.outlet_path(ref.outlet_slug), self._base_path)
-            item += f' <a class="outlet" href="{_escape(outlet_url)}">{_escape(ref.outlet)}</a>'
+            item += f" {self._outlet_link(ref.outlet_slug, ref.outlet)}"
         return item
 
     def _url(self, ref: ArticleRef) -> str:
