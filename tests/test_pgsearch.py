@@ -31,8 +31,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from caixun.archive import open_archive, pgsearch
-from caixun.archive.pgsearch import (Phrase, bm25, index_row, phrase_tsquery, phrases, tokens,
-                                     tsquery)
+from caixun.archive.pgsearch import (Phrase, bm25, index_row, phrase_tsquery, phrases,
+                                     relaxed_tsquery, tokens, tsquery)
 from caixun.model import Article
 from caixun.normalize import clean_title
 from caixun.segment import IndexedText, QueryError, index_text, parse_query
@@ -628,6 +628,40 @@ def test_queries_match_and_rank_as_fts5(stored: Stored, pg: psycopg.Connection[A
           f"difference of {len(DIFFERENCES)} scores: {max(DIFFERENCES):.3g}; left out: "
           f"{len(CAPPED)} where PostgreSQL kept 256 positions of a lexeme, "
           f"{len(LEFT_BEHIND)} where FTS5 counted a phrase left behind")
+
+
+def test_the_relaxed_query_holds_every_match_and_needs_no_row(
+        stored: Stored, pg: psycopg.Connection[Any]) -> None:
+    """relaxed_tsquery, which a search asks the GIN index first (postgres._Matches), keeps
+    every row the exact query matches, on the benchmark's queries and queries drawn from
+    the corpus."""
+    def matched(query: str) -> set[int]:
+        return {row[0] for row in pg.execute(
+            "SELECT article_id FROM search WHERE terms @@ %s::tsquery", (query,))}
+
+    wider = 0
+    for query in [*benchmark_queries(stored.outlets), *random_queries(stored, 100, seed=7)]:
+        for match in (parse_query(query).match, parse_query(query).title_match):
+            exact, relaxed = tsquery(match), relaxed_tsquery(match)
+            found, kept = matched(exact), matched(relaxed)
+            assert found <= kept, (query, exact, relaxed)
+            wider += len(kept) > len(found)
+    assert wider > 20  # phrases and weights: the relaxed query is wider for many
+
+
+def test_relaxed_tsquery_of_caixuns_expressions() -> None:
+    assert relaxed_tsquery('{title_grams text_grams}: "人民 民银"') == "('人民' & '民银')"
+    assert relaxed_tsquery('{title_grams}: "人民 民银 人民"') == "('人民' & '民银')"
+    assert relaxed_tsquery('{title_grams}: "央"*') == "'央':*"
+    assert relaxed_tsquery('{title_grams}: "人民 民"*') == "('人民' & '民':*)"
+    assert relaxed_tsquery('{text_words}: "5g"') == "'w:5g'"
+    # a NOT holds where its left side does; a phrase without tokens matches nothing
+    assert relaxed_tsquery('({title_grams text_grams}: "央行" NOT {title_words text_words}: '
+                           '"5g") OR {title_words}: "mlf"') == "('央行' | 'w:mlf')"
+    assert relaxed_tsquery('{title_grams}: "央行" AND {title_grams}: ""') == pgsearch.NOTHING
+    assert relaxed_tsquery('{title_grams}: "央行" OR {title_grams}: ""') == "'央行'"
+    plain = '{title_grams text_grams}: "央行" AND {title_words text_words}: "a股"'
+    assert relaxed_tsquery(plain) == tsquery(plain)  # nothing to check in a row
 
 
 def scores_from_whole_rows(stored: Stored, pg: psycopg.Connection[Any]) -> None:

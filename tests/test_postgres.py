@@ -20,7 +20,7 @@ import pytest
 from conftest import POSTS, REPO
 from site_helpers import tree
 from test_dedup import labelled_items
-from caixun.archive import Archive, open_archive
+from caixun.archive import Archive, base, open_archive, postgres
 from caixun.archive.copy import copy_archive
 from caixun.archive.postgres import describe
 from caixun.errors import ArchiveError
@@ -94,6 +94,60 @@ def test_search_finds_and_ranks_as_sqlite_does(both: Any, query: str) -> None:
                  lite.search(query, limit=50, now=NOW, **options)]
         assert [(h.ref.uid, round(h.score, 9)) for h in
                 server.search(query, limit=50, now=NOW, **options)] == found
+
+
+# Queries whose PostgreSQL form holds a phrase or a column weight: checked in the
+# row's terms (see postgres._Matches), the others are answered by the GIN index.
+PHRASES = ['"货币政策"', "新能源汽车", "人民币", "美联储 加息", "股市 -美股", "中国 经济",
+           "(央行 OR 银行) 利率", "稀土"]
+
+
+@pytest.mark.parametrize("two_steps", [True, False])
+@pytest.mark.parametrize("window", [base.RANK_WINDOW, 60])
+def test_a_phrase_is_found_as_sqlite_finds_it_in_one_step_or_two(
+        both: Any, two_steps: bool, window: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where PostgreSQL would check the phrase in every row its GIN index gives, the
+    search reads the rows of each range of ids first, then checks those (two steps);
+    either way, what it finds is SQLite's. A window of 60 reads the newest ids in
+    several ranges."""
+    lite, server = both
+    monkeypatch.setattr(base, "RANK_WINDOW", window)
+    monkeypatch.setattr(postgres, "_checks_every_match", lambda *args: two_steps)
+    in_two_steps: list[str] = []
+    checked = postgres._Matches._checked
+
+    def spy(self: Any, *args: Any) -> Any:
+        in_two_steps.append(self.exact)
+        return checked(self, *args)
+
+    monkeypatch.setattr(postgres._Matches, "_checked", spy)
+    for query in PHRASES:
+        for options in ({}, {"outlet": "huaerjiejianwen"}, {"since_ts": 1_760_000_000}):
+            found = [(h.ref.uid, round(h.score, 9)) for h in
+                     lite.search(query, limit=50, now=NOW, **options)]
+            assert [(h.ref.uid, round(h.score, 9)) for h in
+                    server.search(query, limit=50, now=NOW, **options)] == found, query
+    assert bool(in_two_steps) == two_steps
+
+
+@pytest.mark.parametrize("off, checks_every_match", [
+    ("enable_seqscan", True),  # the GIN index's rows, then the ids: each row checked
+    ("enable_bitmapscan", False),  # the ids by the primary key, each row checked
+])
+def test_a_plan_checking_every_row_the_gin_index_gives_is_told(
+        both: Any, off: str, checks_every_match: bool) -> None:
+    _, server = both
+    # "+ 0": the ids cannot be read by the primary key, as on a big table where
+    # PostgreSQL thinks a phrase rare
+    sql = ("SELECT s.article_id FROM search s WHERE s.terms @@ ?::tsquery "
+           "AND s.article_id + 0 >= ? AND s.article_id + 0 < ?")
+    server._db.execute(f"SET {off} = off")
+    try:
+        phrase = "('货币' <-> '币政' <-> '政策')"
+        assert postgres._checks_every_match(server._db, sql, (phrase, 1, 100)) \
+            == checks_every_match
+    finally:
+        server._db.execute("RESET ALL")
 
 
 def test_a_site_built_from_postgresql_is_the_site_built_from_sqlite(

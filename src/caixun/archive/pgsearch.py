@@ -80,7 +80,7 @@ from typing import Mapping, Sequence
 from caixun.segment import IndexedText, QueryError
 
 __all__ = ["FACET_TOKENS", "Phrase", "bm25", "index_row", "phrase_tsquery", "phrases",
-           "tokens", "tsquery"]
+           "relaxed_tsquery", "tokens", "tsquery"]
 
 FACET_TOKENS = 4  # tokens of the facets column (caixun.archive.facets): in FTS5's doc length
 WORDS = "w:"  # the words family's lexemes: WORDS + token
@@ -574,6 +574,39 @@ def tsquery(match: str) -> str:
     """
     tree, found = _parsed(match)
     return _query(tree, found) or NOTHING
+
+
+def relaxed_tsquery(match: str) -> str:
+    """A ``tsquery`` matching every row :func:`tsquery` of ``match`` does, which the GIN
+    index answers without reading a row: each phrase as its lexemes anywhere in the row
+    (no positions, no weights to check), a NOT without its right side.
+
+    PostgreSQL checks a phrase or a weight in the row's own ``terms``, the whole
+    vector read for each row the index hands over; a search may ask this first,
+    among the ids it reads, and check the exact query in what it finds (see
+    ``caixun.archive.postgres._Matches``). Equal to :func:`tsquery` when that needs
+    no check.
+    """
+    tree, found = _parsed(match)
+    return _relaxed(tree, found) or NOTHING
+
+
+def _relaxed(node: _Node, found: Sequence[Phrase]) -> str | None:
+    if isinstance(node, int):
+        phrase = found[node]
+        if not phrase.lexemes:
+            return None
+        last = len(phrase.lexemes) - 1
+        words = list(dict.fromkeys(_quote(lexeme) + (":*" if phrase.prefix and i == last else "")
+                                   for i, lexeme in enumerate(phrase.lexemes)))
+        return words[0] if len(words) == 1 else "(" + " & ".join(words) + ")"
+    if isinstance(node, _Not):  # left & !right holds where left does
+        return _relaxed(node.left, found)
+    parts = [_relaxed(child, found) for child in node.children]
+    if isinstance(node, _And):
+        return None if None in parts else "(" + " & ".join(p for p in parts if p) + ")"
+    kept = [p for p in parts if p is not None]
+    return None if not kept else kept[0] if len(kept) == 1 else "(" + " | ".join(kept) + ")"
 
 
 def _query(node: _Node, found: Sequence[Phrase]) -> str | None:
