@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg
@@ -128,6 +129,35 @@ def test_a_phrase_is_found_as_sqlite_finds_it_in_one_step_or_two(
             assert [(h.ref.uid, round(h.score, 9)) for h in
                     server.search(query, limit=50, now=NOW, **options)] == found, query
     assert bool(in_two_steps) == two_steps
+
+
+def test_the_newest_matches_are_read_in_ranges_sized_by_what_was_found(
+        both: Any) -> None:
+    """The first range is _FIRST_RANGE windows; after a range with matches, what they say
+    the rest needs (half again, eight times the last at most); after one without, every
+    id left: each range asks the GIN index again."""
+    _, server = both
+    first, last = server._db.execute("SELECT min(article_id), max(article_id) FROM search"
+                                     ).fetchone()
+    asked: list[tuple[int, int, int]] = []
+
+    def read(db: Any, low: int, high: int, limit: int) -> list[tuple[int, int]]:
+        asked.append((low, high, limit))
+        # every 10th id from the newest, within the newest 100; then none until the oldest 5
+        return [(i, 0) for i in range(high - 1, low - 1, -1)
+                if (last - i < 100 and (last - i) % 10 == 0) or i < first + 5][:limit]
+
+    found = server._newest(SimpleNamespace(read=read), 20)
+    assert postgres._FIRST_RANGE == 4
+    top = last + 1
+    assert asked == [
+        (top - 80, top, 20),  # 4 windows: 8 found
+        (top - 260, top - 80, 12),  # 12 more at 8 in 80: 120 ids, and half again
+        (top - 1610, top - 260, 10),  # 2 found in 180: 10 more take 900, 1,350
+        (first, top - 1610, 10),  # none in 1,350: every id left
+    ]
+    assert [i for i, _ in found] == [last - 10 * k for k in range(10)] + list(
+        range(first + 4, first - 1, -1))
 
 
 @pytest.mark.parametrize("off, checks_every_match", [

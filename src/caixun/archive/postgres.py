@@ -345,7 +345,10 @@ class PostgresArchive(Archive):
         matches to keep the newest cost 0.1 s at 100,000. The first range is
         :data:`_FIRST_RANGE` windows; the next one what the matches found so far
         say the rest takes (with half as much again), eight times the last at
-        most, eight times when it found none.
+        most; after a range without a match, all the ids left. Each range asks
+        the GIN index again, and for a prefix (股*) that costs the same whatever
+        the range (0.35 s at 1,000,000): a query that few articles match is
+        answered in two ranges, not five.
         """
         first, last = self._db.execute(
             "SELECT (SELECT min(article_id) FROM search), "
@@ -359,7 +362,7 @@ class PostgresArchive(Archive):
             got = matches.read(self._db, low, high, size - len(found))
             found += got
             needed = (size - len(found)) * (high - low) * 3 // (2 * len(got)) if got else None
-            high, span = low, span * 8 if needed is None else max(1, min(span * 8, needed))
+            high, span = low, low - first if needed is None else max(1, min(span * 8, needed))
         return found
 
     def _bm25(self, parsed: Query, ids: list[int]) -> dict[int, float]:
