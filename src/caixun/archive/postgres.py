@@ -12,7 +12,9 @@ module holds what differs:
 - **Search.** The segmented terms of each article are a ``tsvector`` in table
   ``search`` with a GIN index; queries are the same parser's expressions,
   translated by :mod:`caixun.archive.pgsearch`, ranked by the same BM25 as
-  FTS5 computes, and the same recency blend.
+  FTS5 computes, and the same recency blend. A phrase is checked in the
+  rows of the ids a search reads, never in every row the index gives
+  (:class:`_Matches`).
 - **Streaming.** Long reads go through server-side cursors inside a
   repeatable-read transaction: memory stays flat and the rows are one state.
 """
