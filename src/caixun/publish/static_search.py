@@ -542,10 +542,13 @@ def plan_index(archive: Archive, root: Path, changed_ids: set[int] | None = None
         dirty = set(wanted)
     else:
         old, old_top = found
+        # The ids between the old cut and the new one left the tail for their
+        # blocks (or, after deletions, the other way): none when the cut stayed,
+        # as after most new articles, which then rebuild the tail alone.
         low, high = sorted((old_top, top))
         dirty = ({block_of(i, max_id) for i in changed_ids or () if i <= top}
                  | (set(wanted) - set(old))
-                 | {b for b in wanted if b.lo <= high and b.hi > low})  # the cut moved past
+                 | {b for b in wanted if low < high and b.lo <= high and b.hi > low})
     kept: dict[Block | Tail, dict[str, object]] = {
         block: old[block] for block in wanted if block not in dirty and block in old}
     todo: list[Block | Tail] = [block for block in wanted if block in dirty]
