@@ -300,6 +300,103 @@ def test_a_theme_overrides_a_template(archive: SqliteArchive, tmp_path: Path) ->
     assert "<h1>" in (out / "archive/index.html").read_text()  # others stay built-in
 
 
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary directory of the test's own, where Jinja puts its cache directory."""
+    import tempfile
+
+    directory = tmp_path / "tmp"
+    directory.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    return directory
+
+
+def _compiles(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the templates compiled from here on."""
+    import jinja2
+
+    compiled: list[str] = []
+    compile_ = jinja2.Environment.compile
+
+    def counted(self: jinja2.Environment, source: Any, name: str | None = None,
+                *args: Any, **kwargs: Any) -> Any:
+        compiled.append(str(name))
+        return compile_(self, source, name, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counted)
+    return compiled
+
+
+def test_compiled_templates_are_kept_for_the_next_build(
+        archive: SqliteArchive, tmp_path: Path, private_tmp: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _import(archive, GOLDEN_POSTS, tmp_path)
+    compiled = _compiles(monkeypatch)
+    build_site(archive, tmp_path / "first", CONFIG, jobs=1)
+    assert {"article.html", "base.html", "home.html", "day.html"} <= set(compiled)
+    assert len(list(private_tmp.glob("_jinja2-cache-*/*.cache"))) == len(set(compiled))
+    compiled.clear()
+    build_site(archive, tmp_path / "second", CONFIG, full=True, jobs=1)
+    assert compiled == []  # every template read from the cache
+    monkeypatch.setattr(site, "template_cache", lambda env, config: None)
+    build_site(archive, tmp_path / "uncached", CONFIG, full=True, jobs=1)
+    assert compiled  # compiled again, and the same pages either way
+    assert tree(tmp_path / "second") == tree(tmp_path / "uncached") == tree(tmp_path / "first")
+
+
+def test_a_theme_template_edited_is_compiled_again(
+        archive: SqliteArchive, tmp_path: Path, private_tmp: Path) -> None:
+    _import(archive, GOLDEN_POSTS, tmp_path)
+    theme = tmp_path / "theme"
+    theme.mkdir()
+    config = SiteConfig(url=CONFIG.url, theme=str(theme))
+    for mark in ("mine", "ours"):  # the same name, the same size, another text
+        (theme / "day.html").write_text(
+            '{% extends "base.html" %}{% block main %}<p class="' + mark + '">{{ day }}</p>'
+            '{% endblock %}', encoding="utf-8")
+        out = tmp_path / mark
+        build_site(archive, out, config, jobs=1)
+        assert f'<p class="{mark}">2021-12-08</p>' in (out / "2021/12/08/index.html").read_text()
+
+
+def test_templates_compiled_under_other_settings_are_not_used(
+        archive: SqliteArchive, tmp_path: Path, private_tmp: Path) -> None:
+    """Compiling folds filters applied to constants: a template compiled for one site
+    path must not serve another (nor other syntax options, nor other filters)."""
+    def key(env: Any, config: SiteConfig = CONFIG) -> str:
+        cache = site.template_cache(env, config)
+        assert cache is not None
+        return cache.get_cache_key("article.html")
+
+    first = key(Renderer(CONFIG).env)
+    assert key(Renderer(CONFIG).env) == first
+    for change in ({"trim_blocks": True}, {"autoescape": False},
+                   {"variable_start_string": "[["}):
+        assert key(Renderer(CONFIG).env.overlay(**change)) != first
+    fewer = Renderer(CONFIG).env
+    del fewer.filters["day_path"]
+    assert key(fewer) != first
+    assert key(Renderer(CONFIG).env, replace(CONFIG, url=CONFIG.url + "/news")) != first
+    # Built in turn under two site paths, in one process, with one cache, and without:
+    _import(archive, GOLDEN_POSTS, tmp_path)
+    for url in ("https://news.example.com/news", CONFIG.url, "https://news.example.com/news"):
+        config = replace(CONFIG, url=url)
+        build_site(archive, tmp_path / "cached", config, full=True, jobs=1)
+        with pytest.MonkeyPatch.context() as uncached:
+            uncached.setattr(site, "template_cache", lambda env, config: None)
+            build_site(archive, tmp_path / "compiled", config, full=True, jobs=1)
+        assert tree(tmp_path / "cached") == tree(tmp_path / "compiled"), url
+
+
+def test_without_a_private_cache_directory_templates_are_compiled_each_time(
+        archive: SqliteArchive, tmp_path: Path, private_tmp: Path) -> None:
+    _import(archive, GOLDEN_POSTS, tmp_path)
+    (private_tmp / f"_jinja2-cache-{os.getuid()}").write_text("not a directory")
+    assert site.template_cache(Renderer(CONFIG).env, CONFIG) is None
+    build_site(archive, tmp_path / "site", CONFIG, jobs=1)
+    assert (tmp_path / "site/2021/12/08/index.html").is_file()
+
+
 _LINK_FILTERS = re.compile(
     r"\{\{ (?P<value>[^|{}]+?) \| (?:(?P<path>\w+_path) \| )?(?P<link>url|absolute|article_url) \}\}")
 
