@@ -248,7 +248,7 @@ def bulk_store(archive: SqliteArchive, parsed: list[Any]) -> int:
             article = p.article
             archive._ensure_outlet(article.outlet_slug, article.outlet)
             now = archive_base._now()
-            content = archive_base._content_row(article)
+            content = archive_base.content_row(article)
             cursor = db.execute(
                 f"INSERT INTO articles (uid, fetched_at, stored_at, updated_at, {columns}) "
                 f"VALUES (?, NULL, ?, ?, {marks})",

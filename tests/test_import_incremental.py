@@ -506,5 +506,7 @@ def test_the_reads_a_worker_sends_arrive_as_they_were_read(posts: Path, tmp_path
     assert reads[-1].parsed is None and reads[-1].problem is None  # the recorded bytes
     sent = importer._received(importer._read_to_send(jobs))
     assert sent == reads
+    # A parsed post comes with its column values, made by the worker for the writer.
+    assert [r.row is not None for r in sent] == [r.parsed is not None for r in sent]
     assert [type(r.parsed and r.parsed.article.post_style) for r in sent] == \
         [type(r.parsed and r.parsed.article.post_style) for r in reads]

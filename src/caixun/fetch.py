@@ -1014,21 +1014,23 @@ async def _store_entries(source: Source, fetcher: Fetcher,
 
 def _store_batch(archive: Archive, articles: list[Article],
                  hashes: dict[str, str]) -> list[StoreResult]:
+    from caixun.archive.base import content_row
     from caixun.archive.securities import scan_article
     from caixun.archive.stories import keyed
     from caixun.dedup import Candidate
     from caixun.segment import index_text
 
-    # Segmenting, fingerprinting (with the ids of the index keys) and scanning for
-    # securities need no lock: done first, other writers (more fetchers, an
+    # Segmenting, fingerprinting (with the ids of the index keys), scanning for
+    # securities and making the column values need no lock: done first, other writers (more fetchers, an
     # import) wait only for the writes.
     indexed = [index_text(a.title, a.digest, a.body_text) for a in articles]
     prints = [keyed(Candidate.of(a)) for a in articles]
     scans = [scan_article(a) for a in articles]
+    rows = [content_row(a) for a in articles]
     # One transaction: the articles and their "seen" marks land together, and
     # a retry after a busy archive repeats all of it or none.
     with archive.transaction():
-        stored = archive.store_many(articles, indexed, prints, scans)
+        stored = archive.store_many(articles, indexed, prints, scans, rows)
         archive.set_list_hashes(hashes)
     return stored
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
 
 from caixun.archive import Archive, StoreResult
+from caixun.archive.base import content_row
 from caixun.archive.securities import scan_article
 from caixun.archive.stories import keyed
 from caixun.dedup import Candidate
@@ -251,6 +252,7 @@ class _Read:
     problem: str | None = None
     print_: Candidate | None = None  # the fingerprint, when made in a worker
     scanned: Scanned | None = None  # what tagging needs no names for, ditto
+    row: tuple[Any, ...] | None = None  # the article's column values, ditto
 
 
 def _file_bytes(path: str) -> bytes:
@@ -277,7 +279,7 @@ def _read(job: _Job, fingerprint: bool = False) -> _Read:
     if not fingerprint:
         return _Read(job, digest, parsed, indexed)
     return _Read(job, digest, parsed, indexed, print_=keyed(Candidate.of(article)),
-                 scanned=scan_article(article, normalized=normalized))
+                 scanned=scan_article(article, normalized=normalized), row=content_row(article))
 
 
 def _read_in_worker(parcel: list[_Job]) -> list[_Read]:
@@ -493,6 +495,7 @@ def _store_batch(archive: Archive, batch: list[_Read]) -> list[StoreResult]:
     parsed = [(r, r.parsed) for r in batch if r.parsed is not None]
     prints = [r.print_ for r, _ in parsed if r.print_ is not None]
     scans = [r.scanned for r, _ in parsed if r.scanned is not None]
+    rows = [r.row for r, _ in parsed if r.row is not None]
     records = [_record(r, p.article.uid, p.repairs) for r, p in parsed]
     records += [_record(r, r.job.known.uid, r.job.known.repairs)
                 for r in batch if r.parsed is None and r.job.known is not None]
@@ -501,7 +504,8 @@ def _store_batch(archive: Archive, batch: list[_Read]) -> list[StoreResult]:
             results = archive.store_many([p.article for _, p in parsed],
                                          [r.indexed for r, _ in parsed if r.indexed],
                                          prints if len(prints) == len(parsed) else None,
-                                         scans if len(scans) == len(parsed) else None)
+                                         scans if len(scans) == len(parsed) else None,
+                                         rows if len(rows) == len(parsed) else None)
             for _, post in parsed:
                 if post.slug_alias:
                     archive.add_outlet_alias(post.slug_alias, post.article.outlet_slug)

@@ -224,7 +224,9 @@ def _sane_time(stamp: str | None) -> datetime | None:
         return None
 
 
-def _content_row(article: Article) -> tuple[Any, ...]:
+def content_row(article: Article) -> tuple[Any, ...]:
+    """The article's values for the columns of ``articles`` (an importer's workers make
+    them beside the rest, as they are the same wherever made)."""
     published = article.published_at.astimezone(BEIJING)
     style = article.post_style
     return (
@@ -586,13 +588,15 @@ class Archive(ABC):
     def store_many(self, articles: Iterable[Article],
                    indexed: Sequence[IndexedText] | None = None,
                    prints: Sequence[Candidate] | None = None,
-                   scans: Sequence[Scanned] | None = None) -> list[StoreResult]:
+                   scans: Sequence[Scanned] | None = None,
+                   rows: Sequence[tuple[Any, ...]] | None = None) -> list[StoreResult]:
         """Store articles in one transaction (all or none).
 
         ``indexed`` may give each article's search tokens, already segmented
         (by ``segment.index_text``), ``prints`` its fingerprint
-        (``dedup.Candidate.of``) and ``scans`` what tagging needs no names for
-        (``archive.securities.scan_article``), all e.g. made in worker processes.
+        (``dedup.Candidate.of``), ``scans`` what tagging needs no names for
+        (``archive.securities.scan_article``) and ``rows`` its column values
+        (:func:`content_row`), all e.g. made in worker processes.
         """
         try:
             with self.transaction():
@@ -600,25 +604,26 @@ class Archive(ABC):
                 tokens = indexed if indexed is not None else [None] * len(batch)
                 found = prints if prints is not None else [None] * len(batch)
                 scanned = scans if scans is not None else [None] * len(batch)
+                values = rows if rows is not None else [None] * len(batch)
                 if prints is not None and self._has_events:
                     # The counts of every term of the batch in a few reads, not one per article.
                     self._terms.prefetch(self._db, [candidate.terms for candidate in prints
                                                     if candidate.terms is not None])
-                return [self._store(a, i, c, t)
-                        for a, i, c, t in zip(batch, tokens, found, scanned, strict=True)]
+                return [self._store(a, i, c, t, r) for a, i, c, t, r
+                        in zip(batch, tokens, found, scanned, values, strict=True)]
         except self._db_errors as exc:
             raise ArchiveError(f"{self.path}: cannot store articles: {exc}") from exc
 
     def _store(self, article: Article, indexed: IndexedText | None = None,
-               candidate: Candidate | None = None, scanned: Scanned | None = None
-               ) -> StoreResult:
+               candidate: Candidate | None = None, scanned: Scanned | None = None,
+               row: tuple[Any, ...] | None = None) -> StoreResult:
         try:  # the sources and the post reader check it; this keeps the archive showable
             check_published(article.published_at)
         except ValueError as exc:
             raise ArchiveError(f"{self.path}: cannot store {article.uid}: "
                                f"publication time {exc}") from exc
         self._ensure_outlet(article.outlet_slug, article.outlet)
-        content = _content_row(article)[:len(self._columns)]
+        content = (row or content_row(article))[:len(self._columns)]
         existing = self._db.execute(
             "SELECT id, version, title, body_html, body_text, "
             + ", ".join(self._columns) + " FROM articles WHERE uid = ?",
