@@ -452,8 +452,8 @@ def test_no_pair_the_shingles_would_link_goes_uncompared_on_the_corpus(tmp_path:
     missed = outcomes["neither"]
     assert sum(map(len, outcomes.values())) >= 50
     assert len(missed) <= 1, [(x.title, y.title) for x, y in missed]
-    units = {a.uid: unit(item) for part in ("stories", "more_stories", "held_out")
-             for item, a in labelled_items(part).items()}
-    labelled = set().union(*(truth(part).same for part in ("stories", "more_stories", "held_out")))
+    parts = ("stories", "more_stories", "held_out", "held_out_2")
+    units = {a.uid: unit(item) for part in parts for item, a in labelled_items(part).items()}
+    labelled = set().union(*(truth(part).same for part in parts))
     for x, y in missed:
         assert frozenset((units.get(x.uid), units.get(y.uid))) not in labelled
