@@ -388,6 +388,43 @@ def test_templates_compiled_under_other_settings_are_not_used(
         assert tree(tmp_path / "cached") == tree(tmp_path / "compiled"), url
 
 
+def test_a_template_cache_that_fails_costs_a_compilation_not_the_build(
+        archive: SqliteArchive, tmp_path: Path, private_tmp: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    from jinja2 import bccache
+
+    _import(archive, GOLDEN_POSTS, tmp_path)
+    build_site(archive, tmp_path / "expected", CONFIG, full=True, jobs=1)
+    shutil.rmtree(private_tmp)
+    private_tmp.mkdir()
+
+    def full_disk(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as failing:  # nothing can be written
+        failing.setattr(bccache.tempfile, "NamedTemporaryFile", full_disk)
+        build_site(archive, tmp_path / "unwritten", CONFIG, full=True, jobs=1)
+    assert not list(private_tmp.glob("_jinja2-cache-*/*.cache"))
+    build_site(archive, tmp_path / "cached", CONFIG, full=True, jobs=1)  # fills the cache
+    cached = list(private_tmp.glob("_jinja2-cache-*/*.cache"))
+    assert cached
+    cached[0].write_bytes(cached[0].read_bytes()[:40])  # a torn file
+    compiled = _compiles(monkeypatch)
+    real_open = open
+
+    def failing_read(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if str(file).endswith(".cache") and str(file) != str(cached[0]) and "r" in mode:
+            raise OSError(errno.EIO, "Input/output error")
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(bccache, "open", failing_read, raising=False)
+    build_site(archive, tmp_path / "unread", CONFIG, full=True, jobs=1)
+    assert len(set(compiled)) == len(cached)  # every template compiled again
+    for name in ("unwritten", "cached", "unread"):
+        assert tree(tmp_path / name) == tree(tmp_path / "expected"), name
+
+
 def test_without_a_private_cache_directory_templates_are_compiled_each_time(
         archive: SqliteArchive, tmp_path: Path, private_tmp: Path) -> None:
     _import(archive, GOLDEN_POSTS, tmp_path)

@@ -34,6 +34,7 @@ import itertools
 import json
 import operator
 import os
+import pickle
 import re
 import shutil
 import stat
@@ -715,6 +716,18 @@ class _TemplateCache(jinja2.FileSystemBytecodeCache):
 
     def get_cache_key(self, name: str, filename: str | None = None) -> str:
         return super().get_cache_key(f"{self.salt}|{name}", filename)
+
+    # A cache that cannot be read or written (a full or damaged temporary file
+    # system) costs a compilation, never the build: Jinja lets those errors out.
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except (OSError, ValueError, EOFError, TypeError, pickle.UnpicklingError):
+            bucket.reset()  # unreadable, or torn: Jinja itself writes whole files
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
 
 
 def template_cache(env: jinja2.Environment, config: SiteConfig) -> jinja2.BytecodeCache | None:
