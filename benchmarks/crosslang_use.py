@@ -44,7 +44,7 @@ import test_dedup as td  # type: ignore[import-not-found, unused-ignore]  # noqa
 from caixun import dedup  # noqa: E402
 from caixun.model import Article  # noqa: E402
 
-FIT_PARTS, HELD_OUT = ("stories", "more_stories"), "held_out"
+FIT_PARTS, HELD_OUT = ("stories", "more_stories"), ("held_out", "held_out_2")
 INPUT = "encoder"  # the added input of --as-input
 CUTS = (0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
 _CJK = re.compile("[\u3400-\u9fff]")
@@ -108,7 +108,7 @@ def with_pairs(part: str, extra: Sequence[tuple[float, bool, str, str]]) -> td.S
 
 
 def cost(encoder: Any) -> None:
-    titles = [a.title for _, a in distinct(HELD_OUT)]
+    titles = [a.title for _, a in distinct(HELD_OUT[0])]
     encoder.encode(titles[:8])  # weights loaded
     start = time.perf_counter()
     encoder.encode(titles)
@@ -116,7 +116,7 @@ def cost(encoder: Any) -> None:
     tokens = sum(len(encoder._tokenizer.encode(t, out_type=int)) for t in titles)
     print(f"encoder: {seconds / len(titles) * 1e3:.2f} ms a headline, "
           f"{tokens / len(titles):.1f} tokens, {seconds / tokens * 1e3:.3f} ms a token "
-          f"({len(titles)} headlines of {HELD_OUT}, one batch, one BLAS thread)")
+          f"({len(titles)} headlines of {HELD_OUT[0]}, one batch, one BLAS thread)")
 
 
 def as_input(encoder: Any, lead: int) -> None:
@@ -127,7 +127,7 @@ def as_input(encoder: Any, lead: int) -> None:
 
     vectors: dict[tuple[str, str], Any] = {}
     seen = {part: bench._event_articles(td.labelled_items(part))
-            for part in (*FIT_PARTS, HELD_OUT)}
+            for part in (*FIT_PARTS, *HELD_OUT)}
     for part, articles in seen.items():
         texts = [a.article.title + ("\n" + (a.article.body_text or a.article.digest)[:lead]
                                     if lead else "") for a in articles]
@@ -154,7 +154,7 @@ def as_input(encoder: Any, lead: int) -> None:
     print(f"event model with the encoder's cosine ({'headline' if not lead else f'headline + {lead} characters'}), "
           f"fitted on {' and '.join(FIT_PARTS)}: "
           + ", ".join(f"{k} {v:.3f}" for k, v in coefficients.items()))
-    for part in (*FIT_PARTS, HELD_OUT):
+    for part in (*FIT_PARTS, *HELD_OUT):
         items = td.labelled_items(part)
         for threshold in (0.5, 0.7, 0.9):
             stories = bench.event_cluster(items, coefficients, threshold, same_outlet=False,
@@ -179,7 +179,7 @@ def main() -> None:
         as_input(encoder, args.lead)
         return
     for hours in args.hours:
-        scored = {part: cross_pairs(part, encoder, hours) for part in (*FIT_PARTS, HELD_OUT)}
+        scored = {part: cross_pairs(part, encoder, hours) for part in (*FIT_PARTS, *HELD_OUT)}
         for part, pairs in scored.items():
             cuts = "  ".join(f"≥{c}: {sum(p[1] for p in pairs if p[0] >= c)}/"
                              f"{sum(1 for p in pairs if p[0] >= c)}" for c in CUTS)
