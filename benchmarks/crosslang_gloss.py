@@ -128,7 +128,7 @@ def main() -> None:
     args = parser.parse_args()
     gloss = glosses()
     for hours in args.hours:
-        for part in ("stories", "held_out"):
+        for part in ("stories", "held_out", "held_out_2"):
             ranks(part, hours, gloss)
 
 
