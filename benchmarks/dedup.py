@@ -69,9 +69,10 @@ Run it by hand from the repository root::
 3. Archive. ``store_many`` of the 4,005 real rss-days feed items, oldest
    first, with the search index alone (schema 5) and with stories too: what
    story placement costs a write, and how many re-listings are merged; then
-   with stories and each article's fingerprint given (``prints``), and with
-   its search tokens given too (``indexed``), as the importer's workers make
-   them: what is left for the process that writes.
+   with stories and each article's fingerprint given (``prints``), with its
+   search tokens given too (``indexed``), and with its securities scan and
+   column values too (``scans``, ``rows``), as the importer's workers and the
+   fetchers make them: what is left for the process that writes.
 
 4. Worst case (``--flood N``, 20,000 by default). ``store_many`` of N
    look-alikes published within two days, so every one is in every other's
@@ -109,7 +110,9 @@ from caixun import dedup  # noqa: E402
 from caixun import events as ef  # noqa: E402
 from caixun.archive import SqliteArchive  # noqa: E402
 from caixun import segment  # noqa: E402
+from caixun.archive.base import content_row  # noqa: E402
 from caixun.archive.migrations import MIGRATIONS, Migration  # noqa: E402
+from caixun.archive.securities import scan_article  # noqa: E402
 from caixun.dedup import Candidate, Clusterer  # noqa: E402
 from caixun.model import Article  # noqa: E402
 from caixun.segment import IndexedText  # noqa: E402
@@ -553,21 +556,27 @@ def store_speed() -> None:
                       key=lambda a: (a.published_at, a.uid))
     prints = [Candidate.of(a) for a in articles]
     tokens = [segment.index_text(a.title, a.digest, a.body_text) for a in articles]
+    scans = [scan_article(a) for a in articles]
+    rows = [content_row(a) for a in articles]
     print(f"\nArchive: store_many of the {len(articles)} rss-days feed items, oldest first, "
           "500 per transaction, into a fresh archive")
-    runs: list[tuple[str, Sequence[Migration], list[Candidate] | None, list[IndexedText] | None]]
-    runs = [("search index, no stories (schema 5)", MIGRATIONS[:5], None, None),
-            ("search index and stories", MIGRATIONS, None, None),
-            ("the same, fingerprints given", MIGRATIONS, prints, None),
-            ("the same, fingerprints and search tokens given", MIGRATIONS, prints, tokens)]
-    for name, migrations, given, indexed in runs:
+    runs: list[tuple[str, Sequence[Migration], list[Candidate] | None,
+                     list[IndexedText] | None, bool]]
+    runs = [("search index, no stories (schema 5)", MIGRATIONS[:5], None, None, False),
+            ("search index and stories", MIGRATIONS, None, None, False),
+            ("the same, fingerprints given", MIGRATIONS, prints, None, False),
+            ("the same, fingerprints and search tokens given", MIGRATIONS, prints, tokens, False),
+            ("the same, and scans and column values given (all an importer's workers "
+             "and a fetcher make)", MIGRATIONS, prints, tokens, True)]
+    for name, migrations, given, indexed, more in runs:
         with tempfile.TemporaryDirectory() as tmp, \
                 SqliteArchive(Path(tmp) / "a.db", migrations=migrations) as archive:
             start, cpu = time.perf_counter(), time.process_time()
             for first in range(0, len(articles), 500):
                 part = slice(first, first + 500)
                 archive.store_many(articles[part], indexed[part] if indexed else None,
-                                   given[part] if given else None)
+                                   given[part] if given else None,
+                                   scans[part] if more else None, rows[part] if more else None)
             seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             print(f"  {name}: {len(articles) / seconds:,.0f} articles/s "
                   f"({seconds / len(articles) * 1e6:,.0f} µs/article, "
