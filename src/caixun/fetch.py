@@ -1021,8 +1021,8 @@ def _store_batch(archive: Archive, articles: list[Article],
     from caixun.segment import index_text
 
     # Segmenting, fingerprinting (with the ids of the index keys), scanning for
-    # securities and making the column values need no lock: done first, other writers (more fetchers, an
-    # import) wait only for the writes.
+    # securities and making the column values need no lock: done first, other
+    # writers (more fetchers, an import) wait only for the writes.
     indexed = [index_text(a.title, a.digest, a.body_text) for a in articles]
     prints = [keyed(Candidate.of(a)) for a in articles]
     scans = [scan_article(a) for a in articles]
