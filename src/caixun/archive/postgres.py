@@ -417,13 +417,13 @@ class _Matches:
 
     def read(self, db: Connection, low: int, high: int, limit: int) -> list[tuple[int, int]]:
         """The ``limit`` newest matches with ids from ``low`` to ``high`` (excluded)."""
-        kept = f" AND {self.kept}" if self.kept else ""
         # "+ 0": not in the primary key's order, or PostgreSQL walks the key
         # backwards testing each row's terms, betting on an early LIMIT, and reads
         # a million rows for a word no article holds (4 s); this way it asks the
         # GIN index and sorts what it finds.
         sql = ("SELECT s.article_id, a.published_ts FROM search s JOIN articles a "
-               f"ON a.id = s.article_id WHERE {self._rows()}{kept} AND s.article_id >= ? "
+               f"ON a.id = s.article_id WHERE {self._rows()}{self._and_kept()} "
+               "AND s.article_id >= ? "
                "AND s.article_id < ? ORDER BY s.article_id + 0 DESC LIMIT ?")
         params = (*self.filter_values, self.exact, *self.kept_values, low, high, limit)
         if self.exact != self.relaxed and _checks_every_match(db, sql, params):
@@ -436,6 +436,9 @@ class _Matches:
         return f"{self.filters} AND s.terms @@ ?::tsquery" if self.filters \
             else "s.terms @@ ?::tsquery"
 
+    def _and_kept(self) -> str:
+        return f" AND {self.kept}" if self.kept else ""
+
     def _checked(self, db: Connection, low: int, high: int, limit: int) -> list[tuple[int, int]]:
         """:meth:`read` in two steps: the rows of the range that the GIN index gives for
         the relaxed query, then the exact query checked in those only, newest first."""
@@ -443,7 +446,6 @@ class _Matches:
             f"SELECT s.article_id FROM search s WHERE {self._rows()} AND s.article_id >= ? "
             "AND s.article_id < ?", (*self.filter_values, self.relaxed, low, high))),
             reverse=True)
-        kept = f" AND {self.kept}" if self.kept else ""
         found: list[tuple[int, int]] = []
         while ids and len(found) < limit:
             # a quarter more than are wanted at a time: most rows holding a phrase's
@@ -453,7 +455,7 @@ class _Matches:
             found += [(row[0], row[1]) for row in db.execute(
                 "SELECT s.article_id, a.published_ts FROM (SELECT article_id, terms FROM search "
                 "WHERE article_id = ANY(?::bigint[]) OFFSET 0) s JOIN articles a "
-                f"ON a.id = s.article_id WHERE s.terms @@ ?::tsquery{kept} "
+                f"ON a.id = s.article_id WHERE s.terms @@ ?::tsquery{self._and_kept()} "
                 "ORDER BY s.article_id DESC LIMIT ?",
                 (part, self.exact, *self.kept_values, limit - len(found)))]
         return found
