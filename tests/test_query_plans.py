@@ -164,3 +164,32 @@ def test_the_outlets_by_their_newest_article_read_the_outlet_index_alone(
     assert "COVERING INDEX articles_outlet_published" in plan, plan
     newest = {slug: max(_refs(archive, slug)) for slug in ("alpha", "beta", "gamma")}
     assert archive.outlets_by_newest() == sorted(newest, key=newest.__getitem__, reverse=True)
+
+
+def test_a_securitys_position_newest_and_pages_read_one_range_of_its_tags(
+        archive: SqliteArchive) -> None:
+    """An incremental build asks these for each security an article touched: on a
+    security with thousands of articles, reading and sorting them all took ms each."""
+    from caixun.securities import SecurityName
+
+    archive.learn_securities([SecurityName("600519.SH", "贵州茅台", "test")])
+    archive.store_many([_article(n, "maotai").evolve(title=f"贵州茅台第{n}条")
+                        for n in range(40)])
+    refs = [(r.published_ts, r.id) for r in archive.stock_refs("600519.SH")]
+    assert len(refs) == 40
+    ts, article_id = refs[25]
+    statements = _selects(archive, lambda: (
+        archive.stock_position("600519.SH", ts, article_id),
+        archive.stock_newest("600519.SH", 5),
+        archive.stock_refs("600519.SH", 30, 3)))
+    assert len(statements) == 3
+    for statement in statements:
+        plan = _plan(archive, statement)
+        assert "COVERING INDEX article_securities_time (code=?" in plan, plan
+        assert "SCAN" not in plan, plan
+    assert "(published_ts,article_id)<" in _plan(archive, statements[0])
+    assert archive.stock_position("600519.SH", ts, article_id) == 25
+    assert [(r.published_ts, r.id) for r in archive.stock_newest("600519.SH", 5)] == \
+        refs[::-1][:5]
+    assert [(r.published_ts, r.id) for r in archive.stock_refs("600519.SH", 30, 3)] == \
+        refs[30:33]

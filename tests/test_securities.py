@@ -314,6 +314,121 @@ def test_an_archive_from_before_tags_is_tagged_by_the_retag(tmp_path: Path) -> N
         assert tags_of(archive, "t:1") == ("600519.SH",)
 
 
+# -- a security's articles in time order --------------------------------------------------
+
+def _in_time_order(archive: Archive, code: str) -> list[tuple[int, int]]:
+    """(time, id) of the articles tagged ``code``, from the articles' own rows."""
+    order = []
+    for ref in archive.stock_refs(code):
+        stored = archive.get(ref.uid)
+        assert stored is not None
+        order.append((int(stored.published_at.timestamp()), ref.id))
+    return sorted(order)
+
+
+def _check_stock_order(archive: Archive, code: str) -> None:
+    """Position, newest and every page of ``code`` read from the tags' own times
+    say what the articles' times say."""
+    order = _in_time_order(archive, code)
+    for at, (ts, article_id) in enumerate(order):
+        assert archive.stock_position(code, ts, article_id) == at
+    assert archive.stock_position(code, 2**40) == len(order)
+    for limit in (1, 2, len(order) + 1):
+        assert [(r.published_ts, r.id) for r in archive.stock_newest(code, limit)] == \
+            order[::-1][:limit]
+    for offset in range(len(order) + 1):
+        for limit in (None, 2):
+            part = order[offset:] if limit is None else order[offset:offset + limit]
+            assert [(r.published_ts, r.id) for r in archive.stock_refs(code, offset, limit)] \
+                == part
+
+
+def _stored_times_agree(archive: Archive) -> bool:
+    return not archive._db.execute(
+        "SELECT count(*) FROM article_securities s JOIN articles a ON a.id = s.article_id "
+        "WHERE s.published_ts <> a.published_ts").fetchone()[0]
+
+
+def test_a_securitys_articles_in_time_order_follow_moves_retags_and_deletes(
+        archive: Archive) -> None:
+    """Stock pages take a security's positions and newest articles from its tags'
+    times (one index range): those stay the articles' times whatever changes."""
+    archive.learn_securities([SecurityName("600519.SH", "贵州茅台", "test")])
+    minutes = [50, 10, 70, 30, 20, 80, 60, 40, 40]  # two share a time: ids break the tie
+    archive.store_many([article(n, f"贵州茅台第{n}条", "贵州茅台提价", minutes=m)
+                        for n, m in enumerate(minutes, 1)])
+    _check_stock_order(archive, "600519.SH")
+    # Moved in time (the newest first, the oldest last), with and without other changes.
+    for n, m in ((6, 1), (2, 95), (4, 40)):
+        moved = archive.get(f"t:{n}")
+        assert moved is not None
+        archive.store(moved.evolve(published_at=T0 + timedelta(minutes=m)))
+        _check_stock_order(archive, "600519.SH")
+    moved = archive.get("t:7")
+    assert moved is not None
+    archive.store(moved.evolve(title="贵州茅台更正", published_at=T0 + timedelta(minutes=3)))
+    _check_stock_order(archive, "600519.SH")
+    # Untagged and tagged again, at another time; tagged by the re-tag; deleted.
+    archive.store(article(8, "天气", "天气晴", minutes=45))
+    archive.store(article(8, "贵州茅台第8条", "贵州茅台提价", minutes=5))
+    _check_stock_order(archive, "600519.SH")
+    archive.store(article(10, "宁德时代第10条", "电池龙头宁德时代", minutes=33))
+    archive.learn_securities([SecurityName("300750.SZ", "宁德时代", "test")])
+    while archive.retag():
+        pass
+    moved = archive.get("t:10")
+    assert moved is not None
+    archive.store(moved.evolve(published_at=T0 + timedelta(minutes=200)))
+    _check_stock_order(archive, "300750.SZ")
+    assert archive.delete("t:1") and archive.delete("t:6")
+    _check_stock_order(archive, "600519.SH")
+    assert archive.stock_count("600519.SH") == 7
+    assert _stored_times_agree(archive)
+
+
+def _before_tag_times(url: str) -> Archive:
+    """An archive of each backend as caixun made it before migration 17."""
+    if url.startswith("postgresql"):
+        from caixun.archive.postgres import PostgresArchive
+        from caixun.archive.migrations import POSTGRES_MIGRATIONS
+
+        return PostgresArchive(url, [m for m in POSTGRES_MIGRATIONS if m.version < 17])
+    return SqliteArchive(url, [m for m in MIGRATIONS if m.version < 17])
+
+
+def test_an_upgrade_gives_the_tags_their_articles_times(archive_url: str) -> None:
+    with _before_tag_times(archive_url) as old:
+        old.learn_securities([SecurityName("600519.SH", "贵州茅台", "test")])
+        old.store_many([article(n, f"贵州茅台第{n}条", "贵州茅台提价", minutes=(7 * n) % 30)
+                        for n in range(1, 7)])
+        assert old.schema_version == 16
+    with open_archive(archive_url) as archive:  # migration 17 fills the tags' times
+        assert archive.schema_version == MIGRATIONS[-1].version
+        assert _stored_times_agree(archive)
+        _check_stock_order(archive, "600519.SH")
+
+
+def test_tags_follow_their_articles_when_dates_are_mended(tmp_path: Path) -> None:
+    path = tmp_path / "caixun.db"
+    with SqliteArchive(path) as archive:
+        archive.learn_securities([SecurityName("600519.SH", "贵州茅台", "test")])
+        archive.store_many([article(n, f"贵州茅台第{n}条", "贵州茅台提价", minutes=(7 * n) % 30)
+                            for n in range(1, 7)])
+    with sqlite3.connect(path) as conn:  # an impossible date, as older versions stored
+        conn.execute("UPDATE articles SET published_at = '0001-01-01T00:00:00+08:00', "
+                     "published_ts = ? WHERE uid = 't:3'",
+                     (int(datetime(1, 1, 1, tzinfo=BEIJING).timestamp()),))
+        conn.execute("UPDATE article_securities SET published_ts = (SELECT published_ts "
+                     "FROM articles WHERE uid = 't:3') WHERE article_id = (SELECT id "
+                     "FROM articles WHERE uid = 't:3')")
+    with SqliteArchive(path) as archive:  # mended when opened to write: its tags follow
+        assert archive.redated == ["t:3"]
+        mended = archive.get("t:3")
+        assert mended is not None and mended.published_at.year > 2000
+        assert _stored_times_agree(archive)
+        _check_stock_order(archive, "600519.SH")
+
+
 def test_search_by_stock_is_the_search_filtered_by_tags(tmp_path: Path) -> None:
     with SqliteArchive(tmp_path / "a.db") as archive:
         archive.learn_securities([SecurityName("600519.SH", "贵州茅台", "test"),

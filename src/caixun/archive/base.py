@@ -369,6 +369,7 @@ class Archive(ABC):
         self._has_watches = version >= 13
         self._has_facets = version >= 14
         self._has_events = version >= 16
+        self._has_tag_times = version >= 17
         self._columns = _CONTENT_COLUMNS if self._has_identity else _OLD_CONTENT_COLUMNS
         self._article_columns = (_ARTICLE_COLUMNS if self._has_identity
                                  else _OLD_ARTICLE_COLUMNS)
@@ -1069,7 +1070,8 @@ class Archive(ABC):
             self._learned(tags.learn(self._db, unknown))
         codes = tagger.tag_scanned(scanned or tags.scan_article(article, learned),
                                    tags.article_text(article))
-        tags.set_tags(self._db, article_id, codes, change_seq, published_ts, old_ts, new=new)
+        tags.set_tags(self._db, article_id, codes, change_seq, published_ts, old_ts, new=new,
+                      timed=self._has_tag_times)
         return codes
 
     def learn_securities(self, names: Iterable[SecurityName]) -> list[SecurityName]:
@@ -1139,19 +1141,26 @@ class Archive(ABC):
     def stock_refs(self, code: str, offset: int = 0, limit: int | None = None
                    ) -> list[ArticleRef]:
         """A security's articles, oldest first, from position ``offset``."""
-        return self._refs("id IN (SELECT article_id FROM article_securities WHERE code = ?)",
-                          (code,), limit=limit, offset=offset)
+        if not offset and limit is None:
+            return self._refs(_TAGGED, (code,))
+        # The part wanted is a range of the security's tags in time order (their
+        # index), not a sort of all its articles.
+        return self._refs(
+            "id IN (SELECT article_id FROM article_securities WHERE code = ? "
+            "ORDER BY published_ts, article_id LIMIT ? OFFSET ?)",
+            (code, _NO_LIMIT if limit is None else limit, offset))
 
     def stock_newest(self, code: str, limit: int) -> list[ArticleRef]:
-        return self._refs("id IN (SELECT article_id FROM article_securities WHERE code = ?)",
-                          (code,), "published_ts DESC, id DESC", limit)
+        return self._refs(
+            "id IN (SELECT article_id FROM article_securities WHERE code = ? "
+            "ORDER BY published_ts DESC, article_id DESC LIMIT ?)",
+            (code, limit), "published_ts DESC, id DESC")
 
     def stock_position(self, code: str, published_ts: int, article_id: int = 0) -> int:
         """How many of the security's articles come before (published_ts, id)."""
         row = self._db.execute(
-            "SELECT count(*) FROM articles WHERE id IN (SELECT article_id FROM "
-            "article_securities WHERE code = ?) AND (published_ts, id) < (?, ?)",
-            (code, published_ts, article_id)).fetchone()
+            "SELECT count(*) FROM article_securities WHERE code = ? AND "
+            "(published_ts, article_id) < (?, ?)", (code, published_ts, article_id)).fetchone()
         return int(row[0])
 
     def stock_changes_since(self, seq: int = 0, until: int | None = None
@@ -1271,7 +1280,7 @@ class Archive(ABC):
                     self._db, "INSERT INTO changes (uid, kind, outlet_slug, published_ts, at, "
                     "article_id, relink) VALUES (?, 'update', ?, ?, ?, ?, 1)",
                     (article.uid, article.outlet_slug, ts, _now(), article_id), "seq")
-                tags.set_tags(self._db, article_id, codes, seq, ts)
+                tags.set_tags(self._db, article_id, codes, seq, ts, timed=self._has_tag_times)
 
     def use_watches(self, watches: Sequence[Watch]) -> list[str]:
         """Make the archive's watches ``watches`` (the settings' ``[[watch]]``) and match
@@ -1402,6 +1411,9 @@ class Archive(ABC):
                     self._db.execute("UPDATE dedup_keys SET published_ts = ? "
                                      "WHERE article_id = ?", (ts, article_id))
                     self._recent.pop(article_id, None)
+                if self._has_tag_times:
+                    self._db.execute("UPDATE article_securities SET published_ts = ? "
+                                     "WHERE article_id = ?", (ts, article_id))
                 self._log_change(article_id, uid, "update", slug, ts)
         return [row[1] for row in rows]
 

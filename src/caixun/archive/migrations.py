@@ -303,6 +303,16 @@ MIGRATIONS += (
     """),
 )
 
+MIGRATIONS += (
+    Migration(17, "a security's articles in time order: each tag keeps its article's time, "
+                  "so a stock page's position and newest articles come from one index range", """
+        ALTER TABLE article_securities ADD COLUMN published_ts INTEGER NOT NULL DEFAULT 0;
+        UPDATE article_securities SET published_ts = (
+            SELECT published_ts FROM articles WHERE articles.id = article_securities.article_id);
+        CREATE INDEX article_securities_time ON article_securities(code, published_ts, article_id);
+    """),
+)
+
 # PostgreSQL starts at SQLite's version 14: the same tables in its dialect
 # (identity columns for rowids, BYTEA for BLOB, a tsvector for the FTS5 index;
 # see caixun.archive.postgres and caixun.archive.pgsearch). A later migration
@@ -530,5 +540,15 @@ POSTGRES_MIGRATIONS += (
             term BIGINT PRIMARY KEY,
             docs BIGINT NOT NULL
         );
+    """),
+)
+
+POSTGRES_MIGRATIONS += (
+    Migration(17, "a security's articles in time order: each tag keeps its article's time, "
+                  "so a stock page's position and newest articles come from one index range", """
+        ALTER TABLE article_securities ADD COLUMN published_ts BIGINT NOT NULL DEFAULT 0;
+        UPDATE article_securities s SET published_ts = a.published_ts
+            FROM articles a WHERE a.id = s.article_id;
+        CREATE INDEX article_securities_time ON article_securities(code, published_ts, article_id);
     """),
 )

@@ -3,7 +3,10 @@
 Tables (migration 12): ``securities`` (one row per canonical code: its current
 name, market, the other listing of the same company), ``security_names``
 (every spelling ever learned, with where and when; its rowid — in PostgreSQL
-a column of that name — is the order learned, which the re-tag follows), ``article_securities`` (code, article) and
+a column of that name — is the order learned, which the re-tag follows),
+``article_securities`` (code, article, and since migration 17 the article's
+publication time, kept equal to the article's: a stock page's position and its
+newest articles are one range of the index on code and time) and
 ``stock_changes`` (which stock pages a change in the ``changes`` log touches,
 for incremental builds).
 
@@ -139,23 +142,31 @@ def article_codes(db: Connection, article_ids: Sequence[int]) -> dict[int, tuple
 
 def set_tags(db: Connection, article_id: int, codes: Sequence[str],
              change_seq: int, published_ts: int, old_ts: int | None = None,
-             new: bool = False) -> bool:
+             new: bool = False, timed: bool = True) -> bool:
     """Make the article's tags ``codes``; log the stock pages that change. True if tags did.
 
     Every page of a stock the article is or was on changes (it lists the
     article's title at its time); ``old_ts`` is its time before this change
-    when it moved, where it leaves a gap.
+    when it moved, where it leaves a gap. The tags keep the article's time
+    (``timed``: False for an archive from before migration 17).
     """
     before = set() if new else {row[0] for row in db.execute(
         "SELECT code FROM article_securities WHERE article_id = ?", (article_id,))}
     after = set(codes)
     added, removed = after - before, before - after
-    if added:
+    if added and timed:
+        db.executemany("INSERT INTO article_securities (code, article_id, published_ts) "
+                       "VALUES (?, ?, ?)",
+                       [(code, article_id, published_ts) for code in sorted(added)])
+    elif added:
         db.executemany("INSERT INTO article_securities (code, article_id) VALUES (?, ?)",
                        [(code, article_id) for code in sorted(added)])
     if removed:
         db.executemany("DELETE FROM article_securities WHERE code = ? AND article_id = ?",
                        [(code, article_id) for code in sorted(removed)])
+    if timed and before - removed and old_ts is not None and old_ts != published_ts:
+        db.execute("UPDATE article_securities SET published_ts = ? WHERE article_id = ?",
+                   (published_ts, article_id))
     touched = [(code, published_ts) for code in sorted(after | removed)]
     if old_ts is not None and old_ts != published_ts:
         touched += [(code, old_ts) for code in sorted(before)]
