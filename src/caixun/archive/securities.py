@@ -154,13 +154,12 @@ def set_tags(db: Connection, article_id: int, codes: Sequence[str],
         "SELECT code FROM article_securities WHERE article_id = ?", (article_id,))}
     after = set(codes)
     added, removed = after - before, before - after
-    if added and timed:
-        db.executemany("INSERT INTO article_securities (code, article_id, published_ts) "
-                       "VALUES (?, ?, ?)",
-                       [(code, article_id, published_ts) for code in sorted(added)])
-    elif added:
-        db.executemany("INSERT INTO article_securities (code, article_id) VALUES (?, ?)",
-                       [(code, article_id) for code in sorted(added)])
+    if added:
+        columns, ts = ("code, article_id, published_ts", (published_ts,)) if timed \
+            else ("code, article_id", ())
+        db.executemany(f"INSERT INTO article_securities ({columns}) "
+                       f"VALUES ({', '.join('?' * (2 + len(ts)))})",
+                       [(code, article_id, *ts) for code in sorted(added)])
     if removed:
         db.executemany("DELETE FROM article_securities WHERE code = ? AND article_id = ?",
                        [(code, article_id) for code in sorted(removed)])
