@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 __all__ = ["STATIC_VERSION", "VERSION", "IndexedText", "Query", "QueryError", "index_text",
-           "pack_terms", "parse_query", "static_terms", "unpack_terms",
+           "pack_terms", "parse_query", "static_terms", "unpack_term_bytes",
            "snippet"]
 
 VERSION = "3"  # bump when tokens change: the archive then rebuilds the index
@@ -634,6 +634,7 @@ def _deflate(lines: str) -> bytes:
     return zlib.compress(lines.encode("utf-8"), 1)
 
 
-def unpack_terms(data: bytes) -> list[str]:
-    text = zlib.decompress(data).decode("utf-8")
-    return text.split("\n") if text else []
+def unpack_term_bytes(data: bytes) -> list[bytes]:
+    """The terms :func:`pack_terms` packed, UTF-8 encoded (as a block writes them)."""
+    text = zlib.decompress(data)
+    return text.split(b"\n") if text else []
