@@ -358,6 +358,28 @@ def test_directories_another_process_makes_meanwhile_are_taken(
     assert writer.report.written == len(pages)
 
 
+def test_a_write_cut_short_by_the_system_is_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """write() may write fewer bytes than asked (a signal, a pipe, some file
+    systems): the writer goes on until the page is whole, never renaming a part."""
+    real_write = os.write
+    calls: list[int] = []
+
+    def a_few_bytes_at_a_time(fd: int, data: bytes | memoryview) -> int:
+        calls.append(len(data))
+        return real_write(fd, bytes(data[:7]))
+
+    pages = {"a/2026/03/01/x.html": "新闻".encode() * 100, "b.html": b"", "c.html": b"c" * 7}
+    writer = SiteWriter(tmp_path / "site")
+    monkeypatch.setattr(os, "write", a_few_bytes_at_a_time)
+    for path, data in pages.items():
+        writer.put(path, data)
+    monkeypatch.undo()
+    assert {path: (tmp_path / "site" / path).read_bytes() for path in pages} == pages
+    assert len(calls) == -(-600 // 7) + 1  # the long page in pieces, the short one at once
+
+
 _CORRUPTIONS: dict[str, Callable[[bytes], bytes]] = {
     "garbage of the same length": lambda data: bytes(255 - b for b in data),
     "truncated": lambda data: data[: len(data) // 2],

@@ -196,8 +196,7 @@ class SiteWriter:
         self._counter += 1
         tmp = f"{self._tmp}/{self._counter}"
         try:
-            with open(tmp, "wb") as file:
-                file.write(data)
+            _write_new(tmp, data)
             os.replace(tmp, target)
         except OSError as exc:
             with contextlib.suppress(OSError):
@@ -258,6 +257,21 @@ class SiteWriter:
         self._dirs |= first._dirs
         self._counter = first._counter  # the same directory of temporary files
         self.report.merge(first.report)
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+
+
+def _write_new(path: str, data: bytes) -> None:
+    """``data`` into the file ``path``, with os calls: open() and its buffered file
+    object took a third of the time of writing a page (10 µs of 25-30 on tmpfs)."""
+    fd = os.open(path, _CREATE, 0o666)
+    try:
+        view = memoryview(data)
+        while view:  # a regular file takes it all at once, but write() may write less
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def _holds(target: str, data: bytes) -> bool:
