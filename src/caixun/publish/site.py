@@ -479,6 +479,8 @@ class Renderer:
         self._items: dict[tuple[ArticleRef, bool, bool], str] = {}
         self._links: dict[ArticleRef, str] = {}
         self._outlet_links: dict[tuple[str, str], str] = {}
+        self._local_ts: int | None = None  # the last time _local converted, and to what
+        self._local_time = datetime.fromtimestamp(0, self.tz)
         # Read once: SiteConfig.base_path parses the URL at every call.
         self._base_path = base = config.base_path
         links: dict[str, Callable[[Any], str]] = {
@@ -594,7 +596,10 @@ class Renderer:
         return paths.url_of(_article_path(ref), self._base_path)
 
     def _local(self, ts: int) -> datetime:
-        return datetime.fromtimestamp(ts, self.tz)
+        # An article page asks for its time three times (its day, the stamp, the text).
+        if ts != self._local_ts:
+            self._local_ts, self._local_time = ts, datetime.fromtimestamp(ts, self.tz)
+        return self._local_time
 
     def local_day(self, ts: int) -> date:
         return self._local(ts).date()
