@@ -491,12 +491,20 @@ def test_a_worker_that_is_warm_reads_even_a_few_files(
     the early worker reads even one."""
     tree = tmp_path / "posts"
     _copies(tree, 3)
-    check = importer._check
+    check, warm, warmed = importer._check, importer._warm, tmp_path / "warm"
+
+    def warm_and_say() -> None:
+        warm()
+        warmed.touch()
 
     def slow_check(*args: Any) -> Any:
-        time.sleep(3.0)  # the warm-up takes well under a second
+        deadline = time.monotonic() + 60
+        while not warmed.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(1.0)  # and the pool has heard it (its first task done)
         yield from check(*args)
 
+    monkeypatch.setattr(importer, "_warm", warm_and_say)
     monkeypatch.setattr(importer, "_check", slow_check)
     reads = Reads(monkeypatch)
     report, _ = _import(tree, tmp_path / "a.db")
