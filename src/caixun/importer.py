@@ -32,7 +32,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Iterator, NamedTuple
 
 from caixun.archive import Archive, StoreResult
 from caixun.archive.base import content_row
@@ -366,7 +366,7 @@ def _parcels(files: Iterator[_Job]) -> list[list[_Job]]:
 
 
 def _read_all(todo: Iterator[_Job], jobs: int,
-              held: Callable[[], int] = lambda: 0) -> Iterator[_Read | None]:
+              held: Callable[[], int] = lambda: 0) -> Generator[_Read | None, None, None]:
     """Every file of ``todo`` read, in order; on ``jobs`` cores.
 
     ``jobs=0``: one worker, and for many files as many as :func:`default_jobs`

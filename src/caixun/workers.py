@@ -63,17 +63,18 @@ class _Pool(Pool):
         else freeing it once they are dead; and the lock of the task queue,
         which an idle worker holds while it waits for a task, is freed.
         """
-        if self._state != TERMINATE and self._worker_handler.is_alive():
-            self._worker_handler._state = TERMINATE  # no worker started again
-            self._change_notifier.put(None)
-            results = self._outqueue._wlock
+        pool: Any = self  # CPython's Pool, by its private attributes
+        if pool._state != TERMINATE and pool._worker_handler.is_alive():
+            pool._worker_handler._state = TERMINATE  # no worker started again
+            pool._change_notifier.put(None)
+            results = pool._outqueue._wlock
             results.acquire(timeout=SENDING_WAIT)  # the holder, if it still holds it, dies
-            for worker in self._pool:
+            for worker in pool._pool:
                 worker.kill()
-            for worker in self._pool:
+            for worker in pool._pool:
                 worker.join()
             results.release()
-            _free(self._inqueue._rlock)
+            _free(pool._inqueue._rlock)
         super().terminate()
 
 
