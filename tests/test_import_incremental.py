@@ -643,3 +643,20 @@ def test_the_reads_a_worker_sends_arrive_as_they_were_read(posts: Path, tmp_path
     assert [r.row is not None for r in sent] == [r.parsed is not None for r in sent]
     assert [type(r.parsed and r.parsed.article.post_style) for r in sent] == \
         [type(r.parsed and r.parsed.article.post_style) for r in reads]
+
+
+def _import_in_a_worker(tree: str, db: str) -> int:
+    with open_archive(Path(db)) as archive:
+        return import_posts([Path(tree)], archive).counts["new"]
+
+
+def test_an_import_in_a_pools_worker_reads_in_that_process(tmp_path: Path) -> None:
+    """A pool's workers are daemonic and may have no children of their own:
+    an import there reads in its own process (it failed: "daemonic processes
+    are not allowed to have children")."""
+    import multiprocessing
+
+    tree = tmp_path / "posts"
+    _copies(tree, 70)  # past EARLY_FROM
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply(_import_in_a_worker, (str(tree), str(tmp_path / "a.db"))) == 70

@@ -377,6 +377,8 @@ def _read_all(todo: Iterator[_Job], jobs: int,
     process has nothing to read meanwhile: time to store what was read
     (rather than wait for a full batch).
     """
+    if jobs != 1 and _in_daemon():
+        jobs = 1  # a daemonic process (a pool's worker) may not have children
     pool = _early_pool(jobs)
     try:
         warm = pool.apply_async(int) if pool is not None else None  # done once it is warm
@@ -408,6 +410,12 @@ def _read_all(todo: Iterator[_Job], jobs: int,
     finally:
         if pool is not None:
             pool.terminate()
+
+
+def _in_daemon() -> bool:
+    import multiprocessing
+
+    return bool(multiprocessing.current_process().daemon)
 
 
 def _early_pool(jobs: int) -> Pool | None:
