@@ -42,7 +42,7 @@ from caixun.dedup import Candidate
 from caixun.events import EventTerms
 from caixun.securities import Scanned
 from caixun.errors import ArchiveError, PostFormatError
-from caixun.segment import IndexedText, index_text, index_text_normalized
+from caixun.segment import IndexedText, index_text_normalized
 from caixun.model import Article, PostStyle
 from caixun.sources.jekyll import ParsedPost, parse_post_bytes, post_files
 
@@ -123,12 +123,17 @@ def default_jobs() -> int:
     a worker process only takes time from the process that stores, the part
     that cannot be shared: one process is faster there.
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
+    cores = _cores()
     busy = _busy_cores()
     return max(1, min(cores, round(cores - busy)))
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _busy_cores(sample: float = 0.2) -> float:
@@ -311,8 +316,8 @@ tags: 人民邮电报
 
 
 def _warm() -> None:
-    """Load what reading a post needs (the segmenter's dictionary, numpy, tables),
-    in a worker that starts while the files are being checked."""
+    """Load what reading a post needs (the segmenter's dictionary, numpy, tables):
+    in the early worker as it starts, or here before a pool of workers forks."""
     _read_bytes(_Job(WARM_UP_FILE, ""), _WARM_UP_POST, fingerprint=True)
 
 
@@ -397,14 +402,14 @@ def _read_all(todo: Iterator[_Job], jobs: int,
             yield from map(_read, files)
             return
         if pool is None or workers > 1:
-            # More cores than the early worker: a pool of them, forked with the
-            # segmenter loaded here once.
+            # More cores than the early worker: a pool of them, forked with
+            # what reading needs loaded here once.
             if pool is not None:
                 pool.terminate()
             pool = None
             from caixun.workers import worker_pool
 
-            index_text("预热", "", "A股")
+            _warm()
             pool = worker_pool(workers)
         yield from _Shared(pool, files, held).reads()
     finally:
@@ -431,11 +436,7 @@ def _early_pool(jobs: int) -> Pool | None:
     """
     if jobs == 1:
         return None
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    if cores < 2 and jobs == 0:
+    if _cores() < 2 and jobs == 0:
         return None
     from caixun.workers import worker_pool  # multiprocessing: only where it is used
 
