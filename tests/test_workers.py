@@ -87,36 +87,3 @@ def test_workers_that_end_are_replaced_and_the_pool_closes() -> None:
         assert pool.map(_square, range(20), chunksize=1) == [n * n for n in range(20)]
         pool.close()
         pool.join()
-
-
-def _hold_the_result_queue(flag: str) -> None:
-    """As a worker does while it sends a result: hold the result queue's lock (for ever)."""
-    frame = sys._getframe()
-    while frame.f_code.co_name != "worker":  # multiprocessing.pool.worker, which runs tasks
-        assert frame.f_back is not None
-        frame = frame.f_back
-    frame.f_locals["outqueue"]._wlock.acquire()
-    Path(flag).touch()
-    time.sleep(60)
-
-
-def test_terminate_returns_while_a_worker_holds_the_result_queue(tmp_path: Path) -> None:
-    """CPython's terminate() kills such a worker and then waits for ever for the lock
-    it held (an import that failed while its worker was sending a result hung)."""
-    import multiprocessing
-    import threading
-
-    from caixun.workers import worker_pool
-
-    flag = tmp_path / "held"
-    pool = worker_pool(1)
-    pool.apply_async(_hold_the_result_queue, (str(flag),))
-    deadline = time.monotonic() + 20
-    while not flag.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert flag.exists()
-    stopping = threading.Thread(target=pool.terminate, daemon=True)
-    stopping.start()
-    stopping.join(30)
-    assert not stopping.is_alive()
-    assert multiprocessing.active_children() == []

@@ -13,23 +13,16 @@ import multiprocessing
 import os
 import signal
 import sys
-from multiprocessing.pool import TERMINATE, Pool
-from typing import Any, Callable
+from multiprocessing.pool import Pool
 
 __all__ = ["worker_pool"]
 
 _PR_SET_PDEATHSIG = 1
 
 
-def worker_pool(processes: int, warm: Callable[[], None] | None = None) -> Pool:
-    """A fork pool whose workers die with the process that made it.
-
-    ``warm``, if given, is run by each worker as it starts (loading what its
-    tasks will need while this process does something else): a warm-up, so
-    what it raises is ignored (a failed initializer would make the pool
-    start workers again and again).
-    """
-    return _Pool(processes, initializer=_start_worker, initargs=(os.getpid(), warm),
+def worker_pool(processes: int) -> Pool:
+    """A fork pool whose workers die with the process that made it."""
+    return _Pool(processes, initializer=_die_with_parent, initargs=(os.getpid(),),
                  context=multiprocessing.get_context("fork"))
 
 
@@ -48,52 +41,6 @@ class _Pool(Pool):
     def _get_sentinels(self) -> list[object]:
         notifier = getattr(self, "_change_notifier", None)
         return [notifier._reader] if notifier is not None else []
-
-    def terminate(self) -> None:
-        """Stop the workers at once, whatever they are doing.
-
-        CPython's terminate() kills them after telling its threads to end, and
-        the thread that hands out tasks ends by putting a message on the
-        result queue: a worker killed while it was sending a result holds that
-        queue's lock for ever, and terminate() waited for that thread for ever
-        (an import whose storing failed while its worker was busy). So the
-        workers are killed first, none of them started again, while this
-        process holds that lock (a worker sending a result most often
-        finishes first: the thread that collects results still reads), or
-        else freeing it once they are dead; and the lock of the task queue,
-        which an idle worker holds while it waits for a task, is freed.
-        """
-        pool: Any = self  # CPython's Pool, by its private attributes
-        if pool._state != TERMINATE and pool._worker_handler.is_alive():
-            pool._worker_handler._state = TERMINATE  # no worker started again
-            pool._change_notifier.put(None)
-            results = pool._outqueue._wlock
-            results.acquire(timeout=SENDING_WAIT)  # the holder, if it still holds it, dies
-            for worker in pool._pool:
-                worker.kill()
-            for worker in pool._pool:
-                worker.join()
-            results.release()
-            _free(pool._inqueue._rlock)
-        super().terminate()
-
-
-SENDING_WAIT = 2.0  # seconds a worker may take to finish sending a result
-
-
-def _free(lock: Any) -> None:
-    """Release a lock that a killed process may have held (no other holds it)."""
-    lock.acquire(False)
-    lock.release()
-
-
-def _start_worker(parent: int, warm: Callable[[], None] | None) -> None:
-    _die_with_parent(parent)
-    if warm is not None:
-        try:
-            warm()
-        except Exception:  # the tasks will meet it again, and report it
-            pass
 
 
 def _die_with_parent(parent: int) -> None:
