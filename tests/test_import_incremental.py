@@ -510,3 +510,50 @@ def test_the_reads_a_worker_sends_arrive_as_they_were_read(posts: Path, tmp_path
     assert [r.row is not None for r in sent] == [r.parsed is not None for r in sent]
     assert [type(r.parsed and r.parsed.article.post_style) for r in sent] == \
         [type(r.parsed and r.parsed.article.post_style) for r in reads]
+
+
+STORE_FAILS = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {src!r})
+from caixun.archive import open_archive
+from caixun.errors import CaixunError
+from caixun.importer import import_posts
+
+with open_archive({db!r}) as archive:
+    store, calls = archive.store_many, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == {fail_at}:
+            raise CaixunError("{db}: cannot store: database or disk is full")
+        return store(*args, **kwargs)
+
+    archive.store_many = failing
+    try:
+        import_posts([Path({tree!r})], archive, jobs=3, batch_size=100)
+    except CaixunError as error:
+        print("failed:", error)
+"""
+
+
+@pytest.mark.parametrize("fail_at", [1, 3])
+def test_an_import_whose_storing_fails_while_the_workers_read_ends_with_the_error(
+    tmp_path: Path, fail_at: int
+) -> None:
+    """The error stops the worker pool while its workers send parcels of posts:
+    the import ends with the error, whole (a pool stopped while busy could
+    hang: ``tests/test_workers.py``). A hang fails after 120 s."""
+    import subprocess
+    import sys
+
+    tree, db = tmp_path / "posts", tmp_path / "a.db"
+    _copies(tree, 1_500)
+    script = STORE_FAILS.format(src=str(Path(importer.__file__).parents[1]), db=str(db),
+                                tree=str(tree), fail_at=fail_at)
+    for _ in range(2):
+        child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                               timeout=120)
+        assert child.returncode == 0, child.stderr[-2000:]
+        assert child.stdout == f"failed: {db}: cannot store: database or disk is full\n"
+        assert "Traceback" not in child.stderr, child.stderr[-2000:]

@@ -87,3 +87,39 @@ def test_workers_that_end_are_replaced_and_the_pool_closes() -> None:
         assert pool.map(_square, range(20), chunksize=1) == [n * n for n in range(20)]
         pool.close()
         pool.join()
+
+
+STOP_BUSY = textwrap.dedent("""
+    import random, sys, time
+    sys.path.insert(0, {src!r})
+    from caixun.workers import worker_pool
+
+    def result(size, paths):
+        return b"x" * size  # an import's parcel of posts is as big
+
+    random.seed({seed})
+    for attempt in range({attempts}):
+        pool = worker_pool(random.choice([1, 2, 3]))
+        sizes = [random.randrange(1_000, 400_000) for _ in range(random.choice([5, 50, 300]))]
+        paths = b"p" * random.choice([10, 50_000])  # a task, small or not
+        pending = [pool.apply_async(result, (size, paths)) for size in sizes]
+        assert pending[0].get(timeout=30) == b"x" * sizes[0]
+        time.sleep(random.random() * 0.05)
+        pool.terminate()  # while the workers are busy sending results
+        print(attempt, flush=True)
+""")
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_pool_stops_while_its_workers_send_big_results(seed: int) -> None:
+    """Was: ``terminate`` (``with pool:`` left by an exception, as an import onto a
+    full disk leaves it) hung for ever, within a few dozen attempts: the results
+    filled the pipe once nothing read them, and a worker blocked writing held
+    the lock the pool's end-of-results marker needs. A hang fails after 240 s."""
+    attempts = 150
+    child = subprocess.run([sys.executable, "-c",
+                            STOP_BUSY.format(src=str(SRC), seed=seed, attempts=attempts)],
+                           capture_output=True, text=True, timeout=240)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stdout.split() == [str(n) for n in range(attempts)]
+    assert "Traceback" not in child.stderr, child.stderr[-2000:]

@@ -4,6 +4,9 @@ A build or an import forks a pool of workers. Killed with ``kill -9``, the
 parent cannot stop them: they would go on writing pages into a site that
 the next build (or the operator) is already replacing. On Linux each worker
 asks the kernel to kill it when its parent dies (``PR_SET_PDEATHSIG``).
+
+A pool stopped while its workers are busy (an import whose disk is full, a
+build stopped by Ctrl-C) must stop, not hang: see :class:`_Pool`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from multiprocessing.pool import Pool
+from multiprocessing.queues import SimpleQueue
+from typing import Any
 
 __all__ = ["worker_pool"]
 
@@ -27,13 +33,24 @@ def worker_pool(processes: int) -> Pool:
 
 
 class _Pool(Pool):
-    """A pool whose thread that keeps the workers going wakes when one ends.
+    """A pool that stops while its workers are busy, and whose thread that keeps
+    the workers going wakes when one ends.
 
-    CPython's (3.8 and later) also wakes whenever a result waits in the pipe
-    the thread that collects results reads: while this process is busy
-    holding the GIL (an import storing while its workers read), results
-    wait, and that thread spun, taking the GIL from the rest many thousand
-    times (a tenth of the importing process's CPU time on 2 cores). It still
+    CPython's ``terminate`` (3.11) hangs when results are big (an import's
+    parcels of posts) and the workers busy: the thread that collects results
+    stops reading first, a worker's next result fills the pipe and blocks
+    holding the pipe's lock, and the pool's own end-of-results marker waits
+    for that lock for ever; a worker killed in the middle of a result leaves
+    the lock taken for good. Here a worker takes no stop signal while it
+    writes a result (:class:`_ResultQueue`), and once nothing collects results
+    any more :func:`_drain` reads and drops them until the pool is stopped.
+
+    CPython's thread that keeps the workers going (3.8 and later) also wakes
+    whenever a result waits in the pipe that the thread that collects results
+    reads: while this process is busy holding the GIL (an import storing
+    while its workers read), results wait, and that thread spun, taking the
+    GIL from the rest many thousand times (a tenth of the importing
+    process's CPU time on 2 cores). It still
     wakes when a worker ends (its sentinel) and when the pool is closed or its
     last task done (the change notifier), which is all it acts on.
     """
@@ -41,6 +58,76 @@ class _Pool(Pool):
     def _get_sentinels(self) -> list[object]:
         notifier = getattr(self, "_change_notifier", None)
         return [notifier._reader] if notifier is not None else []
+
+    def _setup_queues(self) -> None:
+        pool: Any = self  # CPython's private attributes, as its own _setup_queues sets them
+        pool._inqueue = pool._ctx.SimpleQueue()
+        pool._outqueue = _ResultQueue(ctx=pool._ctx)
+        pool._quick_put = pool._inqueue._writer.send
+        pool._quick_get = pool._outqueue._reader.recv
+
+    @classmethod
+    def _terminate_pool(cls, taskqueue: Any, inqueue: Any, outqueue: Any, pool: Any,
+                        change_notifier: Any, worker_handler: Any, task_handler: Any,
+                        result_handler: threading.Thread, cache: Any) -> None:
+        stopped = threading.Event()
+        drainer = threading.Thread(target=_drain, args=(outqueue, result_handler, stopped),
+                                   name="pool-drain", daemon=True)
+        drainer.start()
+        try:
+            super()._terminate_pool(  # type: ignore[misc]
+                taskqueue, inqueue, outqueue, pool, change_notifier, worker_handler,
+                task_handler, result_handler, cache)
+        finally:
+            stopped.set()
+            drainer.join()
+
+
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+class _ResultQueue(SimpleQueue[Any]):
+    """The pool's result pipe; a worker writes a result whole or not at all.
+
+    ``terminate`` sends the workers SIGTERM, and Ctrl-C sends them SIGINT:
+    either, in the middle of a write, would leave half a message in the pipe
+    and its lock taken by a dead process. The worker holds them back while
+    it writes; they take effect as soon as the result is written.
+    """
+
+    def __init__(self, *, ctx: Any) -> None:
+        super().__init__(ctx=ctx)
+        self._owner = os.getpid()
+
+    def __setstate__(self, state: Any) -> None:  # not used by a fork pool; kept whole
+        super().__setstate__(state)
+        self._owner = -1
+
+    def put(self, obj: Any) -> None:
+        if os.getpid() == self._owner:  # the pool's own end-of-results marker
+            super().put(obj)
+            return
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            super().put(obj)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _drain(outqueue: Any, result_handler: threading.Thread, stopped: threading.Event) -> None:
+    """Once nothing collects results, read and drop them until the pool has stopped:
+    a worker blocked writing to a full pipe finishes its write, and lets go of
+    the pipe's lock, so the pool can send its marker and stop the worker."""
+    while result_handler.is_alive():
+        if stopped.wait(0.01):
+            return
+    reader = outqueue._reader
+    while not stopped.is_set():
+        try:
+            if reader.poll(0.01):
+                reader.recv_bytes()
+        except (OSError, EOFError):  # the pool closed the pipe: it has stopped
+            return
 
 
 def _die_with_parent(parent: int) -> None:
