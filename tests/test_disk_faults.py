@@ -136,7 +136,7 @@ def test_import_onto_a_full_disk_names_the_cause_and_keeps_the_archive(
     batch: int,
 ) -> None:
     """Was: "cannot rollback - no transaction is active", the real cause buried."""
-    disk = tmpfs("disk", "2m")
+    disk = tmpfs("disk", "4m")  # room for the write-ahead log of a whole import
     path = disk / "caixun.db"
     posts = sorted(POSTS.iterdir())
     with open_archive(path) as archive:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import tempfile
 import time
 import sqlite3
 from pathlib import Path
@@ -24,6 +25,7 @@ import caixun.sources.jekyll as jekyll
 from caixun.archive import SqliteArchive, StoreResult, open_archive
 from caixun.archive.migrations import MIGRATIONS
 from caixun.cli import main
+from caixun.errors import ArchiveError
 from caixun.importer import FileOutcome, ImportReport, import_posts
 from conftest import POSTS
 
@@ -40,27 +42,56 @@ def posts(tmp_path: Path) -> Path:
 
 
 class Reads:
-    """Counts the files opened and the posts parsed by the importer."""
+    """Counts the files opened and the posts parsed by the importer, in this
+    process and in its workers (which append to a log file: they fork)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.opened: list[Path] = []
-        self.parsed: list[str] = []
+        self._logs = Path(tempfile.mkdtemp(prefix="caixun-reads-"))
         read_bytes, parse_post = importer._file_bytes, jekyll.parse_post
 
         def counting_read(path: str) -> bytes:
-            self.opened.append(Path(path))
+            self._log("opened", path)
             return read_bytes(path)
 
         def counting_parse(text: str, name: str, where: str | None = None) -> Any:
-            self.parsed.append(name)
+            self._log("parsed", name)
             return parse_post(text, name, where)
 
         monkeypatch.setattr(importer, "_file_bytes", counting_read)
         monkeypatch.setattr(jekyll, "parse_post", counting_parse)
 
+    def _log(self, kind: str, value: str) -> None:
+        if value.endswith(importer.WARM_UP_FILE):
+            return  # the workers' warm-up, not a file of the tree
+        line = f"{os.getpid()} {value}\n".encode()
+        fd = os.open(self._logs / kind, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, line)  # one write of a short line: never interleaved
+        finally:
+            os.close(fd)
+
+    def _lines(self, kind: str) -> list[tuple[int, str]]:
+        try:
+            lines = (self._logs / kind).read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [(int(pid), value) for pid, value in (line.split(" ", 1) for line in lines)]
+
+    @property
+    def opened(self) -> list[Path]:
+        return [Path(value) for _, value in self._lines("opened")]
+
+    @property
+    def parsed(self) -> list[str]:
+        return [value for _, value in self._lines("parsed")]
+
+    def opened_by(self) -> dict[str, int]:
+        """The process that opened each file, by file name."""
+        return {Path(value).name: pid for pid, value in self._lines("opened")}
+
     def clear(self) -> None:
-        self.opened.clear()
-        self.parsed.clear()
+        for kind in ("opened", "parsed"):
+            (self._logs / kind).unlink(missing_ok=True)
 
 
 def _import(tree: Path, db: Path, **kwargs: Any) -> tuple[ImportReport, list[FileOutcome]]:
@@ -353,25 +384,27 @@ def test_importing_in_worker_processes_equals_importing_in_one(
     assert _records(dbs[1]) == _records(dbs[2])
 
 
-def test_files_only_to_digest_do_not_start_the_workers(
+def test_the_cores_are_sampled_only_for_many_files_to_parse(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Touched files and a few new ones: the few are parsed here, with no core
-    sampling and no worker processes (they pay only for files to parse)."""
+    """Touched files and a few new ones: no core sampling (0.2 s) and no pool
+    beyond the one early worker; PARALLEL_FROM files to parse (a touched
+    file counting DIGEST_SHARE of one) are worth sampling for more."""
     import caixun.workers as workers
 
     monkeypatch.setattr(importer, "PARALLEL_FROM", 20)
-    started: list[str] = []
-    start_pool, sample = workers.worker_pool, importer.default_jobs
+    started: list[Any] = []
+    start_pool = workers.worker_pool
     monkeypatch.setattr(workers, "worker_pool",
-                        lambda n: started.append("pool") or start_pool(n))
+                        lambda n, **kw: started.append(("pool", n)) or start_pool(n, **kw))
     monkeypatch.setattr(importer, "default_jobs", lambda: started.append("sample") or 2)
     tree, more = tmp_path / "posts", tmp_path / "more"
     _copies(tree, 120)
     _copies(more, 160)  # the same 120, and 40 more
     db = tmp_path / "a.db"
     report, _ = _import(tree, db)
-    assert report.counts["new"] == 120 and started == ["sample", "pool"]
+    # Two processes: the early worker is the one worker.
+    assert report.counts["new"] == 120 and started == [("pool", 1), "sample"]
     started.clear()
     for path in tree.iterdir():
         _touch(path)  # digested, found unchanged
@@ -381,14 +414,15 @@ def test_files_only_to_digest_do_not_start_the_workers(
     report, _ = _import(tree, db)
     assert (report.counts["new"], report.counts["unchanged"], report.counts["unread"]) == (
         15, 120, 0)
-    assert started == []
+    assert started == [("pool", 1)]
+    started.clear()
     for path in tree.iterdir():
         _touch(path)
     for path in newer[15:]:
-        shutil.copy(path, tree / path.name)  # 25 to parse: the workers pay again
+        shutil.copy(path, tree / path.name)  # 25 to parse: worth sampling
     report, _ = _import(tree, db)
     assert (report.counts["new"], report.counts["unchanged"]) == (25, 135)
-    assert started == ["sample", "pool"]
+    assert started == [("pool", 1), "sample"]
     # A tree checked out anew (every time changed): enough files only to digest
     # are work for the workers too, DIGEST_SHARE of a parse each.
     started.clear()
@@ -397,7 +431,106 @@ def test_files_only_to_digest_do_not_start_the_workers(
         _touch(path)
     report, _ = _import(tree, db)
     assert (report.counts["unchanged"], report.counts["unread"]) == (160, 0)
-    assert started == ["sample", "pool"]  # 160 × 1/30 ≥ 4
+    assert started == [("pool", 1), "sample"]  # 160 × 1/30 ≥ 4
+    # One process asked for: no worker, no sampling.
+    started.clear()
+    _import(tree, db, jobs=1)
+    assert started == []
+
+
+def _slow_warm_up(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    warm = importer._warm
+
+    def slow() -> None:
+        time.sleep(seconds)
+        warm()
+
+    monkeypatch.setattr(importer, "_warm", slow)
+
+
+def test_a_worker_started_at_once_reads_the_files_while_this_process_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The early worker is waited for when EARLY_FROM files are to be parsed (a
+    slow warm-up makes sure it is not warm yet); fewer are read here, as
+    sooner; none at all, and it is stopped. No worker outlives an import."""
+    import multiprocessing
+
+    _slow_warm_up(monkeypatch, 1.0)
+    monkeypatch.setattr(importer, "EARLY_FROM", 10)
+    tree = tmp_path / "posts"
+    _copies(tree, 30)
+    files = sorted(tree.iterdir())
+    for path in files[6:]:
+        path.rename(tmp_path / path.name)
+    db = tmp_path / "a.db"
+    reads = Reads(monkeypatch)
+    report, _ = _import(tree, db)  # 6 files
+    assert report.counts["new"] == 6
+    assert set(reads.opened_by().values()) == {os.getpid()}
+    assert multiprocessing.active_children() == []
+    for path in files[6:]:
+        (tmp_path / path.name).rename(path)
+    reads.clear()
+    report, _ = _import(tree, db)  # 24 more: the worker reads them, or most
+    assert report.counts["new"] == 24
+    by = reads.opened_by()
+    assert set(by) == {path.name for path in files[6:]}
+    assert set(by.values()) - {os.getpid()}  # a worker read some
+    assert multiprocessing.active_children() == []
+    reads.clear()
+    report, _ = _import(tree, db)  # nothing to read
+    assert report.counts["unread"] == 30 and reads.opened == []
+    assert multiprocessing.active_children() == []
+
+
+def test_a_worker_that_is_warm_reads_even_a_few_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Warm before the files to read are known (here: checking them is slow),
+    the early worker reads even one."""
+    tree = tmp_path / "posts"
+    _copies(tree, 3)
+    check, warm, warmed = importer._check, importer._warm, tmp_path / "warm"
+
+    def warm_and_say() -> None:
+        warm()
+        warmed.touch()
+
+    def slow_check(*args: Any) -> Any:
+        deadline = time.monotonic() + 60
+        while not warmed.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(1.0)  # and the pool has heard it (its first task done)
+        yield from check(*args)
+
+    monkeypatch.setattr(importer, "_warm", warm_and_say)
+    monkeypatch.setattr(importer, "_check", slow_check)
+    reads = Reads(monkeypatch)
+    report, _ = _import(tree, tmp_path / "a.db")
+    assert report.counts["new"] == 3
+    assert os.getpid() not in reads.opened_by().values()
+
+
+def test_storing_that_fails_stops_the_worker_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker holds the archive's files open (it forked with them): it must
+    end with the import, not when the error is collected (on a full disk it
+    kept the deleted write-ahead log's space)."""
+    import multiprocessing
+
+    tree = tmp_path / "posts"
+    _copies(tree, 80)
+
+    def failing(*args: Any) -> Any:
+        raise ArchiveError("a.db: cannot store posts: disk I/O error")
+
+    monkeypatch.setattr(importer, "_store_batch", failing)
+    with pytest.raises(ArchiveError) as raised:
+        _import(tree, tmp_path / "a.db")
+    assert "cannot store posts" in str(raised.value)  # held: its frames too
+    assert multiprocessing.active_children() == []
 
 
 def test_caixun_import_says_how_many_files_it_did_not_read(posts: Path, tmp_path: Path) -> None:
@@ -557,3 +690,20 @@ def test_an_import_whose_storing_fails_while_the_workers_read_ends_with_the_erro
         assert child.returncode == 0, child.stderr[-2000:]
         assert child.stdout == f"failed: {db}: cannot store: database or disk is full\n"
         assert "Traceback" not in child.stderr, child.stderr[-2000:]
+
+
+def _import_in_a_worker(tree: str, db: str) -> int:
+    with open_archive(Path(db)) as archive:
+        return import_posts([Path(tree)], archive).counts["new"]
+
+
+def test_an_import_in_a_pools_worker_reads_in_that_process(tmp_path: Path) -> None:
+    """A pool's workers are daemonic and may have no children of their own:
+    an import there reads in its own process (it failed: "daemonic processes
+    are not allowed to have children")."""
+    import multiprocessing
+
+    tree = tmp_path / "posts"
+    _copies(tree, 70)  # past EARLY_FROM
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply(_import_in_a_worker, (str(tree), str(tmp_path / "a.db"))) == 70

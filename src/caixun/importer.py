@@ -16,6 +16,7 @@ no file recorded whose article is missing.
 
 from __future__ import annotations
 
+import contextlib
 import copyreg
 import dataclasses
 import functools
@@ -31,7 +32,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Iterator, NamedTuple
 
 from caixun.archive import Archive, StoreResult
 from caixun.archive.base import content_row
@@ -41,7 +42,7 @@ from caixun.dedup import Candidate
 from caixun.events import EventTerms
 from caixun.securities import Scanned
 from caixun.errors import ArchiveError, PostFormatError
-from caixun.segment import IndexedText, index_text, index_text_normalized
+from caixun.segment import IndexedText, index_text_normalized
 from caixun.model import Article, PostStyle
 from caixun.sources.jekyll import ParsedPost, parse_post_bytes, post_files
 
@@ -122,12 +123,17 @@ def default_jobs() -> int:
     a worker process only takes time from the process that stores, the part
     that cannot be shared: one process is faster there.
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
+    cores = _cores()
     busy = _busy_cores()
     return max(1, min(cores, round(cores - busy)))
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _busy_cores(sample: float = 0.2) -> float:
@@ -157,11 +163,16 @@ def _cpu_times() -> tuple[int, int] | None:
     return (sum(fields[:8]), sum(fields[3:5])) if len(fields) >= 5 else None
 
 
-# Below this many files to read, worker processes cost more than they save.
-# Measured on 2 cores (benchmarks/import_export.py): with a worker, the process
-# that stores spends a quarter less CPU time from 1,000 files on, so with an
-# idle core it pays from there; with none it never does (see default_jobs).
+# From this many files to read, the idle cores are counted for more workers
+# than the early one (see _read_all). Measured on 2 cores
+# (benchmarks/import_export.py): with a worker, the process that stores spends
+# a quarter less CPU time from 1,000 files on, so with an idle core it pays
+# from there; with none it never does (see default_jobs).
 PARALLEL_FROM = 1000
+WARM_UP_WAIT = 10.0  # seconds: a worker lost while warming up is not waited for longer
+# Files to parse from which the early worker (see _early_pool) is waited for
+# when it is not warm yet; fewer are read here.
+EARLY_FROM = 64
 # What reading a file of the recorded size costs, most often (read, digest, found
 # unchanged: some 30 µs), in files to parse (about a millisecond each).
 DIGEST_SHARE = 1 / 30
@@ -266,6 +277,11 @@ def _read(job: _Job, fingerprint: bool = False) -> _Read:
         data = _file_bytes(job.path)
     except OSError as exc:
         return _Read(job, problem=f"cannot read: {exc.strerror or exc}")
+    return _read_bytes(job, data, fingerprint)
+
+
+def _read_bytes(job: _Job, data: bytes, fingerprint: bool) -> _Read:
+    """:func:`_read` of a file's bytes."""
     digest = hashlib.blake2b(data, digest_size=32).digest()
     if job.known is not None and job.known.digest == digest:
         return _Read(job, digest)
@@ -280,6 +296,29 @@ def _read(job: _Job, fingerprint: bool = False) -> _Read:
         return _Read(job, digest, parsed, indexed)
     return _Read(job, digest, parsed, indexed, print_=keyed(Candidate.of(article)),
                  scanned=scan_article(article, normalized=normalized), row=content_row(article))
+
+
+WARM_UP_FILE = "2024-01-02-1.md"
+# A post of every part a worker reads (headline, digest, HTML with figures, a
+# code and English words) to warm a worker up with (see _warm).
+_WARM_UP_POST = """---
+layout: post
+title: "预热：A股收盘 上证指数涨0.52%"
+date: 2024-01-02 15:00:00 +0800
+categories: renminyoudianbao
+tags: 人民邮电报
+---
+
+> 沪深两市成交额1.2万亿元。
+
+<p>上证指数收涨0.52%，报3,000.12点；600000 浦发银行 fell 1.5% in Shanghai trading.</p>
+""".encode("utf-8")
+
+
+def _warm() -> None:
+    """Load what reading a post needs (the segmenter's dictionary, numpy, tables):
+    in the early worker as it starts, or here before a pool of workers forks."""
+    _read_bytes(_Job(WARM_UP_FILE, ""), _WARM_UP_POST, fingerprint=True)
 
 
 def _read_in_worker(parcel: list[_Job]) -> list[_Read]:
@@ -332,27 +371,76 @@ def _parcels(files: Iterator[_Job]) -> list[list[_Job]]:
 
 
 def _read_all(todo: Iterator[_Job], jobs: int,
-              held: Callable[[], int] = lambda: 0) -> Iterator[_Read | None]:
-    """Every file of ``todo`` read, in order; on ``jobs`` cores when there are many.
+              held: Callable[[], int] = lambda: 0) -> Generator[_Read | None, None, None]:
+    """Every file of ``todo`` read, in order; on ``jobs`` cores.
 
-    ``jobs=0``: as many as :func:`default_jobs` finds idle. ``held``: how many
-    reads the caller holds, not stored yet (see :class:`_Shared`).
+    ``jobs=0``: one worker, and for many files as many as :func:`default_jobs`
+    finds idle cores. ``held``: how many reads the caller holds, not stored
+    yet (see :class:`_Shared`).
 
     With workers, ``None`` says that the next file is not read yet and this
     process has nothing to read meanwhile: time to store what was read
     (rather than wait for a full batch).
     """
-    head, work = _look_ahead(todo)
-    if work >= PARALLEL_FROM and jobs == 0:
-        jobs = default_jobs()  # sampled only when the workers would pay
-    if jobs <= 1 or work < PARALLEL_FROM:
-        yield from map(_read, itertools.chain(head, todo))
-        return
-    from caixun.workers import worker_pool  # multiprocessing: not for a few files
+    if jobs != 1 and _in_daemon():
+        jobs = 1  # a daemonic process (a pool's worker) may not have children
+    pool = _early_pool(jobs)
+    try:
+        warm = pool.apply_async(int) if pool is not None else None  # done once it is warm
+        head, work = _look_ahead(todo)
+        files = itertools.chain(head, todo)
+        if work >= PARALLEL_FROM and jobs == 0:
+            if warm is not None:
+                warm.wait(WARM_UP_WAIT)  # its warming up must not count as a busy core
+            jobs = default_jobs()  # sampled only when more workers might pay
+        workers = jobs - 1 if jobs else int(
+            warm is not None and (work >= EARLY_FROM or warm.ready()))
+        if not work or workers < 1:
+            if pool is not None:
+                pool.terminate()
+                pool = None
+            yield from map(_read, files)
+            return
+        if pool is None or workers > 1:
+            # More cores than the early worker: a pool of them, forked with
+            # what reading needs loaded here once.
+            if pool is not None:
+                pool.terminate()
+            pool = None
+            from caixun.workers import worker_pool
 
-    index_text("预热", "", "A股")  # the segmenter loaded once, before the workers fork
-    with worker_pool(jobs - 1) as pool:
-        yield from _Shared(pool, itertools.chain(head, todo), held).reads()
+            _warm()
+            pool = worker_pool(workers)
+        yield from _Shared(pool, files, held).reads()
+    finally:
+        if pool is not None:
+            pool.terminate()
+
+
+def _in_daemon() -> bool:
+    import multiprocessing
+
+    return bool(multiprocessing.current_process().daemon)
+
+
+def _early_pool(jobs: int) -> Pool | None:
+    """One worker, warming up while this process checks the files, when there
+    may be an idle core for it (``jobs`` is not 1, and this process may run on two).
+
+    Reading the first post costs a process about 0.3 s (the segmenter's
+    dictionary, numpy, tables); checking 10,000 files about 0.1 s. A worker
+    started first is warm, or most of the way, when the files to read are
+    known, and reads them while this process stores. When none is to be read,
+    or only a few and it is not warm yet (this process reads them sooner), it
+    is stopped: a core's fraction of a second, not this process's.
+    """
+    if jobs == 1:
+        return None
+    if _cores() < 2 and jobs == 0:
+        return None
+    from caixun.workers import worker_pool  # multiprocessing: only where it is used
+
+    return worker_pool(1, warm=_warm)
 
 
 def _look_ahead(todo: Iterator[_Job]) -> tuple[list[_Job], float]:
@@ -524,11 +612,12 @@ def import_posts(
 ) -> ImportReport:
     """Import every post under ``paths``; ``on_outcome`` hears about each file.
 
-    When at least ``PARALLEL_FROM`` files are to be parsed (see _look_ahead), ``jobs`` - 1
-    worker processes read, parse, segment and fingerprint them while this
-    one stores them (``jobs`` defaults to one per core); then a batch is
-    stored whenever the workers are behind, not only when it is full.
-    ``jobs=1``: everything in this process.
+    Worker processes read, parse, segment and fingerprint the files while
+    this one stores them: by default one, started at once (see _early_pool),
+    and when at least ``PARALLEL_FROM`` files are to be parsed (see
+    _look_ahead) one per idle core less this one; ``jobs`` gives their number
+    plus one. A batch is then stored whenever the workers are behind, not
+    only when it is full. ``jobs=1``: everything in this process.
     """
     report = ImportReport()
     batch: list[_Read] = []
@@ -549,17 +638,20 @@ def import_posts(
         batch.clear()
 
     todo = _check(_walk(paths), archive, emit)
-    for read in _read_all(todo, jobs or 0, batch.__len__):
-        if read is None:  # the workers are behind: store what they have read
-            if batch:
+    # Closed at once when storing fails: its workers, which hold the archive's
+    # files open since they forked, end then and not when the error is collected.
+    with contextlib.closing(_read_all(todo, jobs or 0, batch.__len__)) as reads:
+        for read in reads:
+            if read is None:  # the workers are behind: store what they have read
+                if batch:
+                    flush()
+                continue
+            if read.problem is not None:
+                emit(FileOutcome(read.job.path, problem=read.problem))
+                continue
+            batch.append(read)
+            if len(batch) >= batch_size:
                 flush()
-            continue
-        if read.problem is not None:
-            emit(FileOutcome(read.job.path, problem=read.problem))
-            continue
-        batch.append(read)
-        if len(batch) >= batch_size:
-            flush()
     if batch:
         flush()
     return report

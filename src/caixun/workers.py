@@ -19,16 +19,22 @@ import sys
 import threading
 from multiprocessing.pool import Pool
 from multiprocessing.queues import SimpleQueue
-from typing import Any
+from typing import Any, Callable
 
 __all__ = ["worker_pool"]
 
 _PR_SET_PDEATHSIG = 1
 
 
-def worker_pool(processes: int) -> Pool:
-    """A fork pool whose workers die with the process that made it."""
-    return _Pool(processes, initializer=_die_with_parent, initargs=(os.getpid(),),
+def worker_pool(processes: int, warm: Callable[[], None] | None = None) -> Pool:
+    """A fork pool whose workers die with the process that made it.
+
+    ``warm``, if given, is run by each worker as it starts (loading what its
+    tasks will need while this process does something else): a warm-up, so
+    what it raises is ignored (a failed initializer would make the pool
+    start workers again and again).
+    """
+    return _Pool(processes, initializer=_start_worker, initargs=(os.getpid(), warm),
                  context=multiprocessing.get_context("fork"))
 
 
@@ -128,6 +134,15 @@ def _drain(outqueue: Any, result_handler: threading.Thread, stopped: threading.E
                 reader.recv_bytes()
         except (OSError, EOFError):  # the pool closed the pipe: it has stopped
             return
+
+
+def _start_worker(parent: int, warm: Callable[[], None] | None) -> None:
+    _die_with_parent(parent)
+    if warm is not None:
+        try:
+            warm()
+        except Exception:  # the tasks will meet it again, and report it
+            pass
 
 
 def _die_with_parent(parent: int) -> None:
