@@ -77,16 +77,21 @@ class _Pool(Pool):
                         change_notifier: Any, worker_handler: Any, task_handler: Any,
                         result_handler: threading.Thread, cache: Any) -> None:
         stopped = threading.Event()
-        drainer = threading.Thread(target=_drain, args=(outqueue, result_handler, stopped),
-                                   name="pool-drain", daemon=True)
-        drainer.start()
+        drainer: threading.Thread | None = threading.Thread(
+            target=_drain, args=(outqueue, result_handler, stopped), name="pool-drain",
+            daemon=True)
+        try:
+            drainer.start()
+        except RuntimeError:  # at interpreter exit (3.12 and later): no new thread
+            drainer = None
         try:
             super()._terminate_pool(  # type: ignore[misc]
                 taskqueue, inqueue, outqueue, pool, change_notifier, worker_handler,
                 task_handler, result_handler, cache)
         finally:
             stopped.set()
-            drainer.join()
+            if drainer is not None:
+                drainer.join()
 
 
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
