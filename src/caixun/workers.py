@@ -77,10 +77,10 @@ class _Pool(Pool):
                         change_notifier: Any, worker_handler: Any, task_handler: Any,
                         result_handler: threading.Thread, cache: Any) -> None:
         stopped = threading.Event()
-        drainer: threading.Thread | None = threading.Thread(
-            target=_drain, args=(outqueue, result_handler, stopped), name="pool-drain",
-            daemon=True)
+        drainer: threading.Thread | None = None
         try:
+            drainer = threading.Thread(target=_drain, args=(outqueue, result_handler, stopped),
+                                       name="pool-drain", daemon=True)
             drainer.start()
         except RuntimeError:  # at interpreter exit (3.12 and later): no new thread
             drainer = None
