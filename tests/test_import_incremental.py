@@ -625,6 +625,32 @@ def test_the_reads_shared_with_this_process_come_in_the_order_of_the_files(
         assert len(here) > 10
 
 
+@pytest.mark.parametrize("cold_read", [5, 500])
+def test_a_cold_process_parses_here_only_when_many_posts_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cold_read: int
+) -> None:
+    """Its first parse costs it a dictionary's load: not worth it for a few posts,
+    while the files only to digest are still read here."""
+    monkeypatch.setattr(importer, "WINDOW", 10)
+    monkeypatch.setattr(importer, "PARCEL", 3)
+    monkeypatch.setattr(importer, "COLD_READ", cold_read)
+    tree = tmp_path / "posts"
+    _copies(tree, 80)
+    paths = sorted(tree.iterdir())
+    known = {str(p): importer._read(importer._Job(str(p), str(p))).digest for p in paths[2::3]}
+    jobs = [importer._Job(str(p), str(p), 1, 2, importer._Record(1, 2, known[str(p)], "u", ()))
+            if str(p) in known else importer._Job(str(p), str(p)) for p in paths]
+    pool = _SlowPool(40)
+    reads = list(importer._Shared(pool, iter(jobs), warm=lambda: False).reads())  # type: ignore[arg-type]
+    here = {job.path for job in jobs} - set(pool.sent)
+    assert [r for r in reads if r is not None] == [importer._read(job, True) for job in jobs]
+    parsed_here = here - set(known)
+    if cold_read == 500:  # 54 posts to parse: the worker parses them all
+        assert here and not parsed_here
+    else:
+        assert parsed_here
+
+
 def test_the_reads_a_worker_sends_arrive_as_they_were_read(posts: Path, tmp_path: Path) -> None:
     bad = tmp_path / "2021-12-08-bad.md"
     bad.write_bytes(b"---\ntitle: \xff\n---\n")

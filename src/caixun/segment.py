@@ -105,6 +105,11 @@ def _load_jieba() -> Any:
     return rjieba
 
 
+def dictionary_loaded() -> bool:
+    """Whether this process has loaded the segmenter's dictionary (read a post, say)."""
+    return _load_jieba.cache_info().currsize > 0
+
+
 # Full-width ASCII (ＭＬＦ６００５１９) and the ideographic space fold to their
 # half-width forms; replacing them from a table is many times faster than NFKC,
 # which would also rewrite every Chinese comma.
