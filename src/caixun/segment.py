@@ -26,6 +26,7 @@ from __future__ import annotations
 import html
 import operator
 import re
+import sys
 import threading
 import zlib
 from dataclasses import dataclass, field
@@ -107,7 +108,7 @@ def _load_jieba() -> Any:
 
 def dictionary_loaded() -> bool:
     """Whether this process has loaded the segmenter's dictionary (read a post, say)."""
-    return _load_jieba.cache_info().currsize > 0
+    return "rjieba" in sys.modules  # importing it loads the dictionary
 
 
 # Full-width ASCII (ＭＬＦ６００５１９) and the ideographic space fold to their
