@@ -225,6 +225,25 @@ def test_build_reports_progress_full_and_incremental(tmp_path: Path, jobs: int) 
         assert unchanged == []
 
 
+def test_a_long_build_into_a_pipe_imports_no_rich(tmp_path: Path, small_archive: Path) -> None:
+    """No bar is drawn there, so rich is not asked whether stderr is a terminal."""
+    child = CHILD.replace("import caixun.cli\n", "import caixun.cli\ncaixun.cli.BAR_DELAY = 0.0\n")
+    modules = tmp_path / "modules.json"
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("TTY_COMPATIBLE", "FORCE_COLOR")}
+    for tty_compatible in (None, "1"):
+        if tty_compatible:
+            env["TTY_COMPATIBLE"] = tty_compatible  # rich takes stderr for a terminal then
+        proc = subprocess.run([sys.executable, "-c", child, str(modules), "--archive",
+                               str(small_archive), "build", "--full", "--out",
+                               str(tmp_path / "site")], capture_output=True, text=True,
+                              env={**env, "PYTHONPATH": str(REPO / "src")}, cwd=tmp_path)
+        report = json.loads(modules.read_text())
+        assert report["status"] in (0, None), proc.stderr
+        assert ("rich" in report["modules"]) == bool(tty_compatible)
+        assert bool(PROGRESS_MARKS.search(proc.stderr)) == bool(tty_compatible)
+
+
 def test_build_bar_only_on_a_terminal_and_not_with_quiet(
     tmp_path: Path, small_archive: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
