@@ -733,3 +733,97 @@ def test_an_import_in_a_pools_worker_reads_in_that_process(tmp_path: Path) -> No
     _copies(tree, 70)  # past EARLY_FROM
     with multiprocessing.get_context("fork").Pool(1) as pool:
         assert pool.apply(_import_in_a_worker, (str(tree), str(tmp_path / "a.db"))) == 70
+
+
+class WorkerStarts:
+    """When the importer decides to start its worker: the chunks of files it had
+    checked by then, each time (0: before the check, as for a tree with new files)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.starts: list[int] = []
+        self.checked = 0
+        early_pool, records = importer._early_pool, SqliteArchive.import_records
+
+        def counting_records(archive: Any, *args: Any, **kwargs: Any) -> Any:
+            self.checked += 1
+            return records(archive, *args, **kwargs)
+
+        def noting_pool(jobs: int) -> Any:
+            self.starts.append(self.checked)
+            return early_pool(jobs)
+
+        monkeypatch.setattr(importer, "_early_pool", noting_pool)
+        monkeypatch.setattr(SqliteArchive, "import_records", counting_records)
+
+    def of(self, tree: Path, db: Path) -> tuple[list[int], ImportReport]:
+        """The starts of one import of ``tree``, and its report."""
+        self.starts, self.checked = [], 0
+        report, _ = _import(tree, db)
+        return self.starts, report
+
+
+def _new_post(tree: Path, number: int) -> Path:
+    source = tree / EDITED
+    own = tree / f"2021-12-08-{number:018d}.md"
+    own.write_text(source.read_text(encoding="utf-8").replace(EDITED_UID.split(":")[1],
+                                                               f"{number:018d}"),
+                   encoding="utf-8")
+    return own
+
+
+def test_the_worker_starts_before_the_check_only_when_a_directory_of_the_tree_changed(
+    posts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, worker = tmp_path / "a.db", WorkerStarts(monkeypatch)
+    assert worker.of(posts, db)[0] == [0]  # never imported: at once
+    assert worker.of(posts, db)[0] == []  # nothing changed: none at all
+    _new_post(posts, 1)
+    starts, report = worker.of(posts, db)
+    assert starts == [0] and report.counts["new"] == 1
+    assert worker.of(posts, db)[0] == []
+
+    # A directory inside: its own time tells of a file added to it.
+    (posts / "more").mkdir()
+    shutil.move(_new_post(posts, 2), posts / "more")
+    starts, report = worker.of(posts, db)
+    assert starts == [0] and report.counts["new"] == 1
+    assert worker.of(posts, db)[0] == []
+    _new_post(posts, 3).rename(posts / "more" / "third.md")
+    os.utime(posts, (1, 1_600_000_000))  # the top's time no different from before
+    with open_archive(db) as archive:  # ...as it was recorded
+        recorded = archive.import_dirs(str(posts.resolve()))
+        archive.record_import_dirs(str(posts.resolve()), {**recorded, "": 1_600_000_000 * 10**9})
+    starts, report = worker.of(posts, db)
+    assert starts == [0] and report.counts["new"] == 1
+
+    # A file removed: its directory's time changes (nothing to read, nothing started).
+    (posts / "more" / "third.md").unlink()
+    assert worker.of(posts, db)[0] == [0]
+    assert worker.of(posts, db)[0] == []
+
+
+def test_posts_edited_in_place_are_read_by_a_worker_started_after_the_check(
+    posts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No directory changes then: the worker starts once the check has found
+    EARLY_FROM files to read, and not for fewer (this process reads them)."""
+    db, worker = tmp_path / "a.db", WorkerStarts(monkeypatch)
+    worker.of(posts, db)
+    before = {a.uid: (a.body_html, a.body_text) for a in _articles(db)}
+    names = sorted(p.name for p in posts.iterdir() if not p.name.startswith("-"))
+
+    def edit(chosen: list[str]) -> None:
+        for name in chosen:  # in place: the same file, its directory untouched
+            _, front, body = (posts / name).read_text(encoding="utf-8").split("---\n", 2)
+            with open(posts / name, "w", encoding="utf-8") as post:
+                post.write(f"---\n{front}---\n更正：{body}")
+
+    edit(names[:2])
+    starts, report = worker.of(posts, db)
+    assert starts == [] and report.counts["updated"] == 2
+    monkeypatch.setattr(importer, "EARLY_FROM", 3)
+    edit(names[2:7])
+    starts, report = worker.of(posts, db)
+    assert starts == [1] and report.counts["updated"] == 5
+    after = {a.uid: (a.body_html, a.body_text) for a in _articles(db)}
+    assert sum(after[uid] != before[uid] for uid in before) == 7

@@ -32,7 +32,8 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Iterator, NamedTuple
+from typing import (TYPE_CHECKING, Any, Callable, Generator, Iterable, Iterator, NamedTuple,
+                    Sequence)
 
 from caixun.archive import Archive, StoreResult
 from caixun.archive.base import content_row
@@ -210,21 +211,68 @@ class _Job:
     known: _Record | None = None
 
 
-def _walk(paths: Iterable[Path]) -> Iterator[tuple[str, str]]:
+def _walk(paths: Iterable[Path], dirs: _TreeDirs | None = None) -> Iterator[tuple[str, str]]:
     """Every post file under ``paths`` (as ``iter_post_paths``), with its resolved path.
 
     A directory is resolved once; a file under it is keyed by the resolved
     directory and its path inside (a symbolic link to a post by the link's path).
     Paths are strings: a walk of 100,000 files spent most of its time making
-    Path objects.
+    Path objects. ``dirs`` notes the directories walked.
     """
     for top in paths:
         if not top.is_dir():
             yield str(top), str(top.parent.resolve() / top.name)
             continue
         base, prefix = str(top.resolve()), str(top) + os.sep
-        for name in post_files(str(top)):
+        on_dir = dirs.walking(base, str(top)) if dirs is not None else None
+        for name in post_files(str(top), on_dir):
             yield name, f"{base}{os.sep}{name[len(prefix):]}"
+
+
+class _TreeDirs:
+    """The directories of the trees an import walks, each with its modification time.
+
+    A file added to, removed from or renamed in a directory changes its time,
+    and a new directory its parent's: when no directory of a tree changed
+    since its last import, most likely no file is new (an edit in place
+    changes no directory's time, and is found by the check all the same).
+    Only a hint, of when to start the early worker (see _read_all).
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[str, dict[str, int]] = {}  # resolved top → directory inside → time
+
+    def walking(self, base: str, top: str) -> Callable[[str], None]:
+        """What to call with each directory of the tree ``top`` (resolved: ``base``)."""
+        found = self.seen.setdefault(base, {})
+
+        def on_dir(root: str) -> None:
+            with contextlib.suppress(OSError):  # gone meanwhile: the walk says so
+                found[root[len(top):].lstrip(os.sep)] = os.stat(root).st_mtime_ns
+
+        return on_dir
+
+    def record(self, archive: Archive) -> None:
+        for base, dirs in self.seen.items():
+            archive.record_import_dirs(base, dirs)
+
+
+def _may_have_new_files(paths: Sequence[Path], archive: Archive) -> bool:
+    """Whether a directory of these trees changed since their last import (see _TreeDirs)."""
+    for top in paths:
+        if not top.is_dir():
+            return True
+        base = str(top.resolve())
+        recorded = archive.import_dirs(base)
+        if not recorded:
+            return True
+        for inside, mtime_ns in recorded.items():
+            try:
+                if os.stat(os.path.join(base, inside)).st_mtime_ns != mtime_ns:
+                    return True
+            except OSError:
+                return True
+    return False
 
 
 def _check(files: Iterator[tuple[str, str]], archive: Archive,
@@ -382,13 +430,15 @@ def _parcels(files: Iterator[_Job]) -> list[list[_Job]]:
     return [window[start:start + PARCEL] for start in range(0, len(window), PARCEL)]
 
 
-def _read_all(todo: Iterator[_Job], jobs: int,
-              held: Callable[[], int] = lambda: 0) -> Generator[_Read | None, None, None]:
+def _read_all(todo: Iterator[_Job], jobs: int, held: Callable[[], int] = lambda: 0,
+              early: bool = True) -> Generator[_Read | None, None, None]:
     """Every file of ``todo`` read, in order; on ``jobs`` cores.
 
     ``jobs=0``: one worker, and for many files as many as :func:`default_jobs`
     finds idle cores. ``held``: how many reads the caller holds, not stored
-    yet (see :class:`_Shared`).
+    yet (see :class:`_Shared`). ``early``: the worker starts before the
+    files are checked (see :func:`_early_pool`); else once they are, and only
+    for EARLY_FROM files or more.
 
     With workers, ``None`` says that the next file is not read yet and this
     process has nothing to read meanwhile: time to store what was read
@@ -396,10 +446,13 @@ def _read_all(todo: Iterator[_Job], jobs: int,
     """
     if jobs != 1 and _in_daemon():
         jobs = 1  # a daemonic process (a pool's worker) may not have children
-    pool = _early_pool(jobs)
+    pool = _early_pool(jobs) if early else None
     try:
         warm = pool.apply_async(int) if pool is not None else None  # done once it is warm
         head, work = _look_ahead(todo)
+        if not early and work >= min(EARLY_FROM, PARALLEL_FROM):
+            pool = _early_pool(jobs)
+            warm = pool.apply_async(int) if pool is not None else None
         files = itertools.chain(head, todo)
         if work >= PARALLEL_FROM and jobs == 0:
             if warm is not None:
@@ -667,10 +720,13 @@ def import_posts(
                 emit(FileOutcome(read.job.path, StoreResult.UNCHANGED, read.job.known.repairs))
         batch.clear()
 
-    todo = _check(_walk(paths), archive, emit)
+    paths = list(paths)
+    early = _may_have_new_files(paths, archive)
+    dirs = _TreeDirs()
+    todo = _check(_walk(paths, dirs), archive, emit)
     # Closed at once when storing fails: its workers, which hold the archive's
     # files open since they forked, end then and not when the error is collected.
-    with contextlib.closing(_read_all(todo, jobs or 0, batch.__len__)) as reads:
+    with contextlib.closing(_read_all(todo, jobs or 0, batch.__len__, early)) as reads:
         for read in reads:
             if read is None:  # the workers are behind: store what they have read
                 if batch:
@@ -684,4 +740,5 @@ def import_posts(
                 flush()
     if batch:
         flush()
+    dirs.record(archive)
     return report

@@ -62,6 +62,7 @@ _OLD_ARTICLE_COLUMNS = "uid, fetched_at, " + ", ".join(_OLD_CONTENT_COLUMNS)
 _T = TypeVar("_T")
 _NO_LIMIT = 2**62  # LIMIT -1 is SQLite's, LIMIT ALL PostgreSQL's
 _IDS_PER_READ = 500  # ids in one IN list (SQLite before 3.32 took at most 999 values)
+_IMPORT_DIRS = "import_dirs:"  # search_meta's key of a tree's directories, then its path
 _SELECT_REF = ("SELECT id, uid, title, outlet, outlet_slug, published_ts, file_id "
                "FROM articles")
 RECLUSTER_BATCH = 2000  # articles re-clustered per transaction (see Archive.recluster)
@@ -2059,6 +2060,30 @@ class Archive(ABC):
                 "last_seq = excluded.last_seq, fingerprint = excluded.fingerprint, "
                 "built_at = excluded.built_at",
                 (out_dir, state.last_seq, state.fingerprint, _now()))
+
+    def import_dirs(self, top: str) -> dict[str, int]:
+        """The directories under ``top`` (a resolved path) that the last import of it
+        walked, each with its modification time then (ns): see :meth:`record_import_dirs`."""
+        row = self._db.execute("SELECT value FROM search_meta WHERE key = ?",
+                               (_IMPORT_DIRS + top,)).fetchone()
+        if row is None:
+            return {}
+        try:
+            dirs = json.loads(row[0])
+        except ValueError:  # not ours to trust: the tree counts as changed
+            return {}
+        return dirs if isinstance(dirs, dict) else {}
+
+    def record_import_dirs(self, top: str, dirs: Mapping[str, int]) -> None:
+        """Record the directories an import of ``top`` walked, by path inside it.
+
+        Only a hint for the next import of ``top`` (a file added or removed
+        changes its directory's time): whether to start its worker before the
+        files are checked. Every file is checked either way.
+        """
+        with self.transaction():
+            self._set_meta(_IMPORT_DIRS + top, json.dumps(dict(dirs), ensure_ascii=False,
+                                                          separators=(",", ":")))
 
     def import_records(self, paths: Sequence[str],
                        reader: str) -> dict[str, tuple[int, int, bytes, str, str]]:

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from caixun.errors import PostFormatError
 from caixun.identity import stored_identity
@@ -96,9 +96,14 @@ def iter_post_paths(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
-def post_files(directory: str) -> Iterator[str]:
-    """The post files under ``directory``, recursively, in sorted order, as path strings."""
+def post_files(directory: str, on_dir: Callable[[str], None] | None = None) -> Iterator[str]:
+    """The post files under ``directory``, recursively, in sorted order, as path strings.
+
+    ``on_dir`` hears of each directory once its entries are listed, before its files.
+    """
     for root, dirs, files in os.walk(directory):
+        if on_dir is not None:
+            on_dir(root)
         dirs.sort()
         prefix = root + os.sep
         for name in sorted(files):
