@@ -31,7 +31,7 @@ NEVER = ("starlette", "uvicorn", "httpx", "jinja2", "feedparser", "caixun.fetch"
 # ... nor, for --version and --help, the archive, the settings or rich.
 NOT_FOR_HELP = NEVER + ("rich", "caixun.archive", "caixun.settings", "caixun.segment",
                         "nh3", "selectolax", "rjieba")
-NOT_FOR_SEARCH = NEVER + ("rich", "asyncio", "yaml", "caixun.importer")
+NOT_FOR_SEARCH = NEVER + ("rich", "asyncio", "yaml", "caixun.importer", "selectolax", "nh3")
 
 CHILD = """
 import json, sys
@@ -97,9 +97,9 @@ def test_importing_the_cli_imports_almost_nothing(tmp_path: Path) -> None:
 
 
 # What a small incremental build needs none of: numpy (its search blocks' bitmaps are
-# small), worker processes, and what xml.sax.saxutils would bring.
+# small), worker processes, what xml.sax.saxutils would bring, the HTML parser and sanitizer.
 NOT_FOR_A_SMALL_BUILD = ("numpy", "multiprocessing", "urllib.request", "http.client",
-                         "xml.sax", "rjieba", "rich")
+                         "xml.sax", "rjieba", "rich", "selectolax", "nh3")
 
 
 # ... nor a small import: numpy without numpy.ma (np.unique's); in one process

@@ -14,14 +14,17 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import operator
 import re
 from datetime import datetime, timedelta, timezone, tzinfo
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-import nh3
-from selectolax.lexbor import LexborHTMLParser
+if TYPE_CHECKING:  # imported when first used: a search or a build reads no HTML
+    import nh3
+    from selectolax.lexbor import LexborHTMLParser
 
 __all__ = [
     "BEIJING",
@@ -78,27 +81,38 @@ _SPACES = re.compile(r"[ \t\u00a0\u2002\u2003\u2009\u200b]+")
 _IDEOGRAPHIC_INDENT = "\u3000\u3000"
 
 
-# One sanitizer, built once: nh3.clean() builds one from these options at every
-# call, which took half the time of cleaning a typical body. Same options, same output.
-_CLEANER = nh3.Cleaner(
-    tags=_TAGS,
-    clean_content_tags=_DROP_WITH_CONTENT,
-    attributes=_ATTRIBUTES,
-    url_schemes=_URL_SCHEMES,
-    link_rel=_LINK_REL,
-    strip_comments=True,
-)
+@functools.cache
+def _cleaner() -> nh3.Cleaner:
+    """One sanitizer, built once: nh3.clean() builds one from these options at every
+    call, which took half the time of cleaning a typical body. Same options, same output."""
+    import nh3
+
+    return nh3.Cleaner(
+        tags=_TAGS,
+        clean_content_tags=_DROP_WITH_CONTENT,
+        attributes=_ATTRIBUTES,
+        url_schemes=_URL_SCHEMES,
+        link_rel=_LINK_REL,
+        strip_comments=True,
+    )
+
+
+@functools.cache
+def _parser() -> type[LexborHTMLParser]:
+    from selectolax.lexbor import LexborHTMLParser
+
+    return LexborHTMLParser
 
 
 def _clean(body: str) -> str:
-    return _CLEANER.clean(body)
+    return _cleaner().clean(body)
 
 
 def _tree(fragment: str) -> str:
     # The sentinel after the wrapper shows whether the fragment leaves
     # elements open or closes elements it did not open.
     doc = f"<!DOCTYPE html><html><head></head><body><div>{fragment}</div><i></i></body></html>"
-    return str(LexborHTMLParser(doc).html)
+    return str(_parser()(doc).html)
 
 
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -152,7 +166,7 @@ def html_to_text(body_html: str) -> str:
     # into Python at every tag; split() and the joins stay in C, twice as fast.)
     pieces = _BLOCK_TAG_SPLIT.split(body_html)
     marked = "\n".join([pieces[0], *map(operator.add, pieces[1::2], pieces[2::2])])
-    parsed = LexborHTMLParser(f"<body>{marked}</body>")
+    parsed = _parser()(f"<body>{marked}</body>")
     body = parsed.body
     raw = body.text(deep=True, separator="", strip=False) if body is not None else ""
     # Spaces collapsed in one pass: no character of _SPACES ends a line.
