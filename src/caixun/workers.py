@@ -56,9 +56,9 @@ class _Pool(Pool):
     reads: while this process is busy holding the GIL (an import storing
     while its workers read), results wait, and that thread spun, taking the
     GIL from the rest many thousand times (a tenth of the importing
-    process's CPU time on 2 cores). It still
-    wakes when a worker ends (its sentinel) and when the pool is closed or its
-    last task done (the change notifier), which is all it acts on.
+    process's CPU time on 2 cores). It still wakes when a worker ends (its
+    sentinel) and when the pool is closed or its last task done (the change
+    notifier), which is all it acts on.
     """
 
     def _get_sentinels(self) -> list[object]:
