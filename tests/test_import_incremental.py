@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import tempfile
 import time
 import sqlite3
 from pathlib import Path
@@ -45,8 +44,9 @@ class Reads:
     """Counts the files opened and the posts parsed by the importer, in this
     process and in its workers (which append to a log file: they fork)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self._logs = Path(tempfile.mkdtemp(prefix="caixun-reads-"))
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, logs: Path) -> None:
+        self._logs = logs  # under the test's tmp_path: pytest removes it in time
+        logs.mkdir()
         read_bytes, parse_post = importer._file_bytes, jekyll.parse_post
 
         def counting_read(path: str) -> bytes:
@@ -124,7 +124,7 @@ def test_a_second_import_of_the_same_tree_reads_no_file(
     posts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "a.db"
-    reads = Reads(monkeypatch)
+    reads = Reads(monkeypatch, tmp_path / "reads")
     first, first_outcomes = _import(posts, db)
     assert len(reads.opened) == len(reads.parsed) == 117
     assert first.counts["new"] == 117
@@ -167,7 +167,7 @@ def test_a_touched_file_is_digested_not_parsed_and_its_stat_refreshed(
     before = _dump(db)
     touched = posts / EDITED
     _touch(touched)
-    reads = Reads(monkeypatch)
+    reads = Reads(monkeypatch, tmp_path / "reads")
     report, outcomes = _import(posts, db)
     assert reads.opened == [touched] and reads.parsed == []
     assert report.counts["unchanged"] == 117 and report.counts["unread"] == 116
@@ -201,7 +201,7 @@ def test_an_edited_file_is_imported_again_and_the_old_version_kept(
     assert edited != text and (len(edited) == len(text)) == same_size
     path.write_text(edited, encoding="utf-8")
     _touch(path)  # a time of its own, and not a recent one
-    reads = Reads(monkeypatch)
+    reads = Reads(monkeypatch, tmp_path / "reads")
     report, _ = _import(posts, db)
     assert reads.parsed == [EDITED]
     assert report.counts["updated"] == 1 and report.counts["unread"] == 116
@@ -222,7 +222,7 @@ def test_a_moved_file_is_imported_from_its_new_path_as_the_same_article(
     articles = _articles(db)
     (posts / "2021").mkdir()
     moved = (posts / EDITED).rename(posts / "2021" / EDITED)
-    reads = Reads(monkeypatch)
+    reads = Reads(monkeypatch, tmp_path / "reads")
     report, outcomes = _import(posts, db)
     assert reads.opened == [moved]
     [outcome] = [o for o in outcomes if o.read]
@@ -243,7 +243,7 @@ def test_a_file_modified_just_before_its_import_is_digested_next_time(
     fresh = posts / EDITED
     fresh.write_bytes(fresh.read_bytes())  # modified now
     _import(posts, db)
-    reads = Reads(monkeypatch)
+    reads = Reads(monkeypatch, tmp_path / "reads")
     report, _ = _import(posts, db)
     assert reads.opened == [fresh] and reads.parsed == []
     assert report.counts["unread"] == 116
@@ -271,7 +271,7 @@ def test_a_skipped_file_is_read_again_and_so_is_one_whose_article_was_deleted(
     _import(posts, db)
     with open_archive(db) as archive:
         assert archive.delete(EDITED_UID)
-    reads = Reads(monkeypatch)
+    reads = Reads(monkeypatch, tmp_path / "reads")
     report, outcomes = _import(posts, db)
     assert sorted(reads.opened) == [posts / EDITED, bad]
     assert report.counts["skipped"] == 1 and report.counts["new"] == 1
@@ -464,7 +464,7 @@ def test_a_worker_started_at_once_reads_the_files_while_this_process_stores(
     for path in files[6:]:
         path.rename(tmp_path / path.name)
     db = tmp_path / "a.db"
-    reads = Reads(monkeypatch)
+    reads = Reads(monkeypatch, tmp_path / "reads")
     report, _ = _import(tree, db)  # 6 files
     assert report.counts["new"] == 6
     assert set(reads.opened_by().values()) == {os.getpid()}
@@ -506,7 +506,7 @@ def test_a_worker_that_is_warm_reads_even_a_few_files(
 
     monkeypatch.setattr(importer, "_warm", warm_and_say)
     monkeypatch.setattr(importer, "_check", slow_check)
-    reads = Reads(monkeypatch)
+    reads = Reads(monkeypatch, tmp_path / "reads")
     report, _ = _import(tree, tmp_path / "a.db")
     assert report.counts["new"] == 3
     assert os.getpid() not in reads.opened_by().values()
