@@ -8,6 +8,7 @@ generated articles, on real SQLite archives.
 from __future__ import annotations
 
 import html
+import itertools
 import random
 import re
 import shutil
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from caixun.archive import SqliteArchive, open_archive
 from caixun.importer import import_posts
@@ -389,3 +392,105 @@ def _tags(shard: bytes) -> list[int]:
         if not tag & 2:
             pos += tag >> 2
     return tags
+
+
+# -- the native loops (_postings.c) ------------------------------------------------------
+
+def test_the_native_loops_are_built() -> None:
+    """The install compiled _postings.c (a build without it is correct, only slower:
+    this is what tells that CI's install lost its compiler)."""
+    assert static_search.native() is not None
+
+
+_TERMS = st.sampled_from(["a", "b", "hk", "00700", "人民", "民银", "银行", "股市", "a股", "",
+                          "x" * 300])
+
+
+@st.composite
+def _docs(draw: st.DrawFn) -> list[static_search.Doc]:
+    """Articles with ascending ids, dense (bitmaps) or sparse (varints past one byte),
+    some with no terms, repeated or empty terms."""
+    gaps = draw(st.lists(st.one_of(st.integers(1, 3), st.integers(100, 70_000)),
+                         min_size=1, max_size=40))
+    docs, at = [], draw(st.integers(0, 5))
+    for gap in gaps:
+        terms = draw(st.lists(_TERMS, max_size=12))
+        source = "\n".join(terms).encode("utf-8")
+        docs.append(static_search.Doc(at, segment_pack(source), []))
+        at += gap
+    return docs
+
+
+def segment_pack(lines: bytes) -> bytes:
+    """Terms as the archive packs them (zlib, as segment.pack_terms)."""
+    import zlib
+
+    return zlib.compress(lines, 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(docs=_docs(), lo=st.integers(0, 5))
+def test_the_native_block_encoding_equals_the_python_one(docs: list[static_search.Doc],
+                                                         lo: int) -> None:
+    lo = min(lo, docs[0].id)
+    native = static_search.native()
+    assert native is not None
+    expected = list(static_search._encoded_in_python(docs, lo))
+    assert native.encode_block([doc.term_lines() for doc in docs],
+                               [doc.id - lo for doc in docs]) == expected
+    for term, kind, data in expected:  # and each list decodes to its articles
+        ids = {doc.id - lo for doc in docs if term in doc.terms()}
+        assert set(decode_postings(kind, data)) == ids
+
+
+@settings(max_examples=200, deadline=None)
+@given(docs=_docs(), cuts=st.lists(st.integers(1, 39), max_size=4))
+def test_a_block_in_runs_is_encoded_natively_as_in_python(docs: list[static_search.Doc],
+                                                          cuts: list[int]) -> None:
+    """A block too big for one run gathers its lists run by run (_Postings)."""
+    bounds = [0, *sorted({c for c in cuts if c < len(docs)}), len(docs)]
+    runs = [docs[a:b] for a, b in itertools.pairwise(bounds)]
+    native, python = static_search._Postings(), static_search._Postings()
+    for run in runs:
+        native.add(run, 0)
+        python._add_in_python(run, 0)
+    assert list(native.encoded()) == list(python.encoded()) == \
+        list(static_search._encoded_in_python(docs, 0))
+
+
+@settings(max_examples=200, deadline=None)
+@given(entries=st.lists(st.tuples(st.binary(max_size=40), st.integers(0, 2**40),
+                                  st.binary(max_size=300)), max_size=60),
+       shards=st.sampled_from([1, 2, 4, 64]))
+def test_the_native_shards_equal_the_python_ones(entries: list[tuple[bytes, int, bytes]],
+                                                 shards: int) -> None:
+    native = static_search.native()
+    assert native is not None
+    assert native.shard_parts(entries, shards) == _python_shards(entries, shards)
+    for term, _, _ in entries:
+        assert native.fnv1a32(term) == static_search.fnv1a32_bytes(term)
+
+
+def _python_shards(entries: list[tuple[bytes, int, bytes]], shards: int) -> list[bytes]:
+    parts = [bytearray() for _ in range(shards)]
+    for term, tag, data in entries:
+        part = parts[static_search.fnv1a32_bytes(term) % shards]
+        static_search._varint(len(term), part)
+        part += term
+        static_search._varint(tag, part)
+        part += data
+    return [bytes(part) for part in parts]
+
+
+def test_a_site_built_without_the_native_loops_is_the_same(
+        archive: SqliteArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no compiler built them, the Python loops write the same search files."""
+    import_posts([POSTS], archive)
+    _add(archive, range(1, 40))
+    native = _full_copy(archive, tmp_path, "native")
+    monkeypatch.setattr(static_search, "RUN_SIZE", 32)  # blocks gathered in runs
+    assert _full_copy(archive, tmp_path, "native-runs") == native
+    monkeypatch.setattr(static_search, "native", lambda: None)
+    assert _full_copy(archive, tmp_path, "python-runs") == native
+    monkeypatch.setattr(static_search, "RUN_SIZE", 4096)
+    assert _full_copy(archive, tmp_path, "python") == native

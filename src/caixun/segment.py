@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 __all__ = ["STATIC_VERSION", "VERSION", "IndexedText", "Query", "QueryError", "index_text",
-           "pack_terms", "parse_query", "static_terms", "unpack_term_bytes",
+           "pack_terms", "parse_query", "static_terms", "unpack_term_bytes", "unpack_term_lines",
            "snippet"]
 
 VERSION = "3"  # bump when tokens change: the archive then rebuilds the index
@@ -644,3 +644,8 @@ def unpack_term_bytes(data: bytes) -> list[bytes]:
     """The terms :func:`pack_terms` packed, UTF-8 encoded (as a block writes them)."""
     text = zlib.decompress(data)
     return text.split(b"\n") if text else []
+
+
+def unpack_term_lines(data: bytes) -> bytes:
+    """The terms :func:`pack_terms` packed, UTF-8 encoded, one per line (b"": none)."""
+    return zlib.decompress(data)

@@ -72,6 +72,7 @@ whichever is smaller.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -80,7 +81,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Protocol, Sequence
 
 if TYPE_CHECKING:
     import numpy as np
@@ -88,7 +89,8 @@ if TYPE_CHECKING:
 from caixun.archive import ArticleRef, Archive
 from caixun.publish import paths
 from caixun.securities import canonical_code, from_native, name_forms, normalize_name
-from caixun.segment import STATIC_VERSION, normalize, static_terms, unpack_term_bytes
+from caixun.segment import (STATIC_VERSION, normalize, static_terms, unpack_term_bytes,
+                            unpack_term_lines)
 
 __all__ = ["FORMAT", "STOCKS_JS", "STOCKS_JSON", "BuiltBlocks", "IndexPlan", "StaticResult",
            "StockHit", "finish_index", "plan_index", "resolve_stocks", "search_static", "static_terms",
@@ -326,6 +328,12 @@ class Doc:
             return unpack_term_bytes(self.source)
         return [term.encode("utf-8") for term in static_terms(self.source)]
 
+    def term_lines(self) -> bytes:
+        """:meth:`terms` joined by newlines (b"": none), as the native loops read them."""
+        if isinstance(self.source, bytes):
+            return unpack_term_lines(self.source)
+        return "\n".join(static_terms(self.source)).encode("utf-8")
+
 
 class _Postings:
     """Posting lists of a block, kept as they will be written: delta varints.
@@ -339,6 +347,22 @@ class _Postings:
 
     def add(self, docs: Sequence[Doc], lo: int) -> None:
         """Add the terms of ``docs`` (ids ascending, after every id added before)."""
+        loops = native()
+        if loops is None:
+            self._add_in_python(docs, lo)
+            return
+        lists = self._lists
+        for term, first, last_id, rest in loops.run_postings([doc.term_lines() for doc in docs],
+                                                             [doc.id - lo for doc in docs]):
+            entry = lists.get(term)
+            if entry is None:
+                entry = lists[term] = (bytearray(), [0])
+            data, last = entry
+            _varint(first - last[0], data)
+            data += rest
+            last[0] = last_id
+
+    def _add_in_python(self, docs: Sequence[Doc], lo: int) -> None:
         chunk: dict[bytes, list[int]] = defaultdict(list)
         for doc in docs:
             relative = doc.id - lo
@@ -375,9 +399,27 @@ class _Postings:
             yield term, 1, _bitmap(ids, size)
 
 
-def _encoded_at_once(docs: Sequence[Doc], lo: int) -> Iterator[tuple[bytes, int, bytes]]:
+@functools.cache
+def native() -> Any:
+    """The C loops (``_postings.c``), or None where they were not built (no compiler)."""
+    try:
+        from caixun.publish import _postings
+    except ImportError:
+        return None
+    return _postings
+
+
+def _encoded_at_once(docs: Sequence[Doc], lo: int) -> Iterable[tuple[bytes, int, bytes]]:
     """(term, kind, bytes) of one run of articles: :class:`_Postings` for a block that
     fits in one run, faster (lists of ids, encoded once)."""
+    loops = native()
+    if loops is not None:
+        return loops.encode_block([doc.term_lines() for doc in docs],  # type: ignore[no-any-return]
+                                  [doc.id - lo for doc in docs])
+    return _encoded_in_python(docs, lo)
+
+
+def _encoded_in_python(docs: Sequence[Doc], lo: int) -> Iterator[tuple[bytes, int, bytes]]:
     postings: dict[bytes, list[int]] = defaultdict(list)
     for doc in docs:
         relative = doc.id - lo
@@ -425,6 +467,15 @@ def build_block(block: Block | Tail, docs: Iterable[Sequence[Doc]]) -> tuple[dic
     shards = 1
     while total / shards > target:
         shards *= 2
+    shard_files = {f"s{i}.bin": part for i, part in enumerate(_shard_parts(entries, shards))}
+    return {**terms, **shard_files, **files}, count
+
+
+def _shard_parts(entries: list[tuple[bytes, int, bytes]], shards: int) -> list[bytes]:
+    """The shards' bytes: each entry, in order, in shard fnv1a32(term) % shards."""
+    loops = native()
+    if loops is not None:
+        return loops.shard_parts(entries, shards)  # type: ignore[no-any-return]
     parts = [bytearray() for _ in range(shards)]
     for term_bytes, tag, data in entries:
         part = parts[fnv1a32_bytes(term_bytes) % shards]
@@ -432,8 +483,7 @@ def build_block(block: Block | Tail, docs: Iterable[Sequence[Doc]]) -> tuple[dic
         part += term_bytes
         _varint(tag, part)
         part += data
-    shard_files = {f"s{i}.bin": bytes(part) for i, part in enumerate(parts)}
-    return {**terms, **shard_files, **files}, count
+    return [bytes(part) for part in parts]
 
 
 # -- reading the archive -------------------------------------------------------------
