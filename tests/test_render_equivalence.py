@@ -10,10 +10,18 @@ zones, the bytes must be the same.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import markupsafe
+import pytest
 from hypothesis import given, settings, strategies as st
 
-from caixun.archive import ArticleRef
-from caixun.publish.site import Renderer, SiteConfig
+from caixun.archive import ArticleRef, open_archive
+from caixun.importer import import_posts
+from caixun.publish import site
+from caixun.publish.site import Renderer, SiteConfig, build_site
+from conftest import POSTS
+from site_helpers import tree
 
 REFERENCE_LIST = """\
 {% macro article_list(refs, show_outlet=true, with_date=true, also={}) -%}
@@ -87,3 +95,53 @@ def test_outlet_blocks_equal_the_template_loop(
     ).render(outlets=[renderer.outlet_block(*outlet) for outlet in outlets])
     assert made == expected
     assert expected.startswith('\n<section class="outlets">')
+
+
+# -- the templates' escape (_markup.c) ---------------------------------------------------
+
+class _Html:
+    """A value that says how it is written in HTML (as Markup and Jinja's do)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __html__(self) -> str:
+        return self.text
+
+
+class _Text(str):
+    """A str subclass (its escape is its value's)."""
+
+
+_VALUES = st.one_of(
+    st.text(), _TEXT, st.integers(), st.floats(allow_nan=False), st.none(), st.booleans(),
+    st.text().map(markupsafe.Markup), _TEXT.map(_Html), _TEXT.map(_Text))
+
+
+def test_the_native_escape_is_built() -> None:
+    """The install compiled _markup.c (without it pages are the same, only slower)."""
+    assert site._escape is not markupsafe.escape
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=_VALUES)
+def test_the_templates_escape_is_markupsafes(value: object) -> None:
+    escaped = site._escape(value)
+    assert type(escaped) is markupsafe.Markup
+    assert escaped == markupsafe.escape(value)
+
+
+def test_the_compiled_templates_print_through_the_native_escape() -> None:
+    template = Renderer(SiteConfig()).env.get_template("article.html")
+    assert template.root_render_func.__globals__["escape"] is site._escape
+
+
+def test_pages_are_the_same_through_markupsafes_escape(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every page of the corpus' site, with the native escape and with markupsafe's."""
+    with open_archive(tmp_path / "caixun.db") as archive:
+        import_posts([POSTS], archive)
+        build_site(archive, tmp_path / "native", SiteConfig(), jobs=1)
+        monkeypatch.setattr(site, "_escape", markupsafe.escape)
+        build_site(archive, tmp_path / "markupsafe", SiteConfig(), jobs=1)
+    assert tree(tmp_path / "native") == tree(tmp_path / "markupsafe")

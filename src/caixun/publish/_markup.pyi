@@ -1,0 +1,5 @@
+from typing import Any
+
+from markupsafe import Markup
+
+def escape(value: Any, /) -> Markup: ...
