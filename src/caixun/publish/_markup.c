@@ -28,7 +28,12 @@ static PyObject *escaped(PyObject *s) {
     Py_INCREF(s);
     for (int i = 0; i < 5; i++) {
         Py_UCS4 special = PyUnicode_READ_CHAR(specials[i], 0);
-        if (PyUnicode_FindChar(s, special, 0, len, 1) == -1) {
+        Py_ssize_t found = PyUnicode_FindChar(s, special, 0, len, 1);
+        if (found == -2) {
+            Py_DECREF(s);
+            return NULL;
+        }
+        if (found == -1) {
             continue;
         }
         PyObject *replaced = PyUnicode_Replace(s, specials[i], entities[i], -1);
@@ -86,6 +91,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "caixun.publish._markup",
     "markupsafe.escape in C (see site._Template).", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__markup(void) {

@@ -342,8 +342,8 @@ static PyObject *shard_parts(PyObject *module, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!n:shard_parts", &PyList_Type, &entries, &shards)) {
         return NULL;
     }
-    if (shards < 1) {
-        PyErr_SetString(PyExc_ValueError, "shards must be at least 1");
+    if (shards < 1 || shards > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "shards must be from 1 to 2**31 - 1");
         return NULL;
     }
     Py_ssize_t count = PyList_GET_SIZE(entries);
@@ -421,6 +421,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "caixun.publish._postings",
     "The static search's inner loops in C (see static_search.py).", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__postings(void) {
