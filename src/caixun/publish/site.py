@@ -476,11 +476,10 @@ class _Environment(jinja2.Environment):
     loaded"), so a snapshot holds the same values.
     """
 
+    template_class = _Template
+
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
         return {**self.globals, **(d or {})}
-
-
-_Environment.template_class = _Template
 
 
 class Renderer:

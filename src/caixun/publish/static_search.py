@@ -81,7 +81,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Protocol, Sequence
 
 if TYPE_CHECKING:
     import numpy as np
@@ -399,8 +399,22 @@ class _Postings:
             yield term, 1, _bitmap(ids, size)
 
 
+class NativeLoops(Protocol):
+    """What ``_postings.c`` does, as the Python functions below do it."""
+
+    def encode_block(self, texts: list[bytes], ids: list[int]) -> list[tuple[bytes, int, bytes]]:
+        """:func:`_encoded_in_python` of articles' newline-separated terms and relative ids."""
+
+    def run_postings(self, texts: list[bytes], ids: list[int]
+                     ) -> list[tuple[bytes, int, int, bytes]]:
+        """(term, first id, last id, the later delta varints) of a run (:class:`_Postings`)."""
+
+    def shard_parts(self, entries: list[tuple[bytes, int, bytes]], shards: int) -> list[bytes]:
+        """:func:`_shard_parts` in Python."""
+
+
 @functools.cache
-def native() -> Any:
+def native() -> NativeLoops | None:
     """The C loops (``_postings.c``), or None where they were not built (no compiler)."""
     try:
         from caixun.publish import _postings
@@ -414,7 +428,7 @@ def _encoded_at_once(docs: Sequence[Doc], lo: int) -> Iterable[tuple[bytes, int,
     fits in one run, faster (lists of ids, encoded once)."""
     loops = native()
     if loops is not None:
-        return loops.encode_block([doc.term_lines() for doc in docs],  # type: ignore[no-any-return]
+        return loops.encode_block([doc.term_lines() for doc in docs],
                                   [doc.id - lo for doc in docs])
     return _encoded_in_python(docs, lo)
 
@@ -475,7 +489,7 @@ def _shard_parts(entries: list[tuple[bytes, int, bytes]], shards: int) -> list[b
     """The shards' bytes: each entry, in order, in shard fnv1a32(term) % shards."""
     loops = native()
     if loops is not None:
-        return loops.shard_parts(entries, shards)  # type: ignore[no-any-return]
+        return loops.shard_parts(entries, shards)
     parts = [bytearray() for _ in range(shards)]
     for term_bytes, tag, data in entries:
         part = parts[fnv1a32_bytes(term_bytes) % shards]
