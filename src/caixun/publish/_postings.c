@@ -150,17 +150,27 @@ static Py_ssize_t put_varint(unsigned char *out, Py_ssize_t at, uint64_t value) 
     return at;
 }
 
-/* (kind, bytes) of one posting list, as static_search.encode_postings makes them:
- * delta varints, or a bitmap when that is smaller. */
-static PyObject *encoded(const Posting *p, unsigned char **scratch, Py_ssize_t *room) {
+/* Makes the scratch buffer hold the varints of a posting list's ids (5 bytes each
+ * at most); -1 with MemoryError set when it cannot. */
+static int reserve(const Posting *p, unsigned char **scratch, Py_ssize_t *room) {
     Py_ssize_t need = p->count * 5;
     if (need > *room) {
         unsigned char *grown = realloc(*scratch, (size_t)need);
         if (grown == NULL) {
-            return PyErr_NoMemory();
+            PyErr_NoMemory();
+            return -1;
         }
         *scratch = grown;
         *room = need;
+    }
+    return 0;
+}
+
+/* (kind, bytes) of one posting list, as static_search.encode_postings makes them:
+ * delta varints, or a bitmap when that is smaller. */
+static PyObject *encoded(const Posting *p, unsigned char **scratch, Py_ssize_t *room) {
+    if (reserve(p, scratch, room) < 0) {
+        return NULL;
     }
     Py_ssize_t len = 0;
     uint32_t last = 0;
@@ -233,15 +243,45 @@ static int invert(Table *table, PyObject *args, const char *name) {
     return 0;
 }
 
-static PyObject *encode_block(PyObject *module, PyObject *args) {
+/* The entry of encode_block's list for one term: (term, kind, payload). */
+static PyObject *block_entry(const Posting *p, unsigned char **scratch, Py_ssize_t *room) {
+    PyObject *pair = encoded(p, scratch, room);
+    if (pair == NULL) {
+        return NULL;
+    }
+    PyObject *entry = Py_BuildValue("(y#OO)", p->term, p->len, PyTuple_GET_ITEM(pair, 0),
+                                    PyTuple_GET_ITEM(pair, 1));
+    Py_DECREF(pair);
+    return entry;
+}
+
+/* The entry of run_postings' list for one term: (term, first id, last id, the delta
+ * varints after the first id). */
+static PyObject *run_entry(const Posting *p, unsigned char **scratch, Py_ssize_t *room) {
+    if (reserve(p, scratch, room) < 0) {
+        return NULL;
+    }
+    Py_ssize_t len = 0;
+    for (Py_ssize_t k = 1; k < p->count; k++) {
+        len = put_varint(*scratch, len, (uint64_t)(p->ids[k] - p->ids[k - 1]));
+    }
+    return Py_BuildValue("(y#kky#)", p->term, p->len, (unsigned long)p->ids[0],
+                         (unsigned long)p->ids[p->count - 1], (const char *)*scratch, len);
+}
+
+typedef PyObject *(*EntryMaker)(const Posting *, unsigned char **, Py_ssize_t *);
+
+/* The list of one entry a term of the articles in args (texts, ids), by term when
+ * sorted is set. */
+static PyObject *entries(PyObject *args, const char *name, int sorted, EntryMaker make) {
     Table table = {0};
     PyObject *result = NULL;
     unsigned char *scratch = NULL;
     Py_ssize_t room = 0;
-    if (invert(&table, args, "encode_block") < 0) {
+    if (invert(&table, args, name) < 0) {
         goto done;
     }
-    if (table.count > 0) {
+    if (sorted && table.count > 0) {
         qsort(table.postings, (size_t)table.count, sizeof(Posting), compare_terms);
     }
     result = PyList_New(table.count);
@@ -249,15 +289,7 @@ static PyObject *encode_block(PyObject *module, PyObject *args) {
         goto done;
     }
     for (Py_ssize_t i = 0; i < table.count; i++) {
-        Posting *p = &table.postings[i];
-        PyObject *pair = encoded(p, &scratch, &room);
-        if (pair == NULL) {
-            Py_CLEAR(result);
-            goto done;
-        }
-        PyObject *entry = Py_BuildValue("(y#OO)", p->term, p->len, PyTuple_GET_ITEM(pair, 0),
-                                        PyTuple_GET_ITEM(pair, 1));
-        Py_DECREF(pair);
+        PyObject *entry = make(&table.postings[i], &scratch, &room);
         if (entry == NULL) {
             Py_CLEAR(result);
             goto done;
@@ -270,50 +302,14 @@ done:
     return result;
 }
 
-/* A run of a block too big for one: (term, first id, last id, the delta varints
- * after the first id) of each term, in no order; the caller appends them to the
- * block's lists (static_search._Postings). */
+static PyObject *encode_block(PyObject *module, PyObject *args) {
+    return entries(args, "encode_block", 1, block_entry);
+}
+
+/* A run of a block too big for one, in no order: the caller appends each term's
+ * ids to the block's lists (static_search._Postings). */
 static PyObject *run_postings(PyObject *module, PyObject *args) {
-    Table table = {0};
-    PyObject *result = NULL;
-    unsigned char *scratch = NULL;
-    Py_ssize_t room = 0;
-    if (invert(&table, args, "run_postings") < 0) {
-        goto done;
-    }
-    result = PyList_New(table.count);
-    if (result == NULL) {
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < table.count; i++) {
-        Posting *p = &table.postings[i];
-        if (p->count * 5 > room) {
-            unsigned char *grown = realloc(scratch, (size_t)(p->count * 5));
-            if (grown == NULL) {
-                PyErr_NoMemory();
-                Py_CLEAR(result);
-                goto done;
-            }
-            scratch = grown;
-            room = p->count * 5;
-        }
-        Py_ssize_t len = 0;
-        for (Py_ssize_t k = 1; k < p->count; k++) {
-            len = put_varint(scratch, len, (uint64_t)(p->ids[k] - p->ids[k - 1]));
-        }
-        PyObject *entry = Py_BuildValue("(y#kky#)", p->term, p->len, (unsigned long)p->ids[0],
-                                        (unsigned long)p->ids[p->count - 1],
-                                        (const char *)scratch, len);
-        if (entry == NULL) {
-            Py_CLEAR(result);
-            goto done;
-        }
-        PyList_SET_ITEM(result, i, entry);
-    }
-done:
-    free(scratch);
-    table_free(&table);
-    return result;
+    return entries(args, "run_postings", 0, run_entry);
 }
 
 static uint32_t fnv1a32(const unsigned char *data, Py_ssize_t len) {
