@@ -287,6 +287,26 @@ def test_a_full_rebuild_removes_every_file_it_did_not_write(
     assert tree(out) == _full_tree(archive, tmp_path, CONFIG)
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_first_build_writes_each_file_once_and_a_rebuild_only_what_differs(
+        archive: SqliteArchive, tmp_path: Path, jobs: int) -> None:
+    """Into an empty directory pages are written without comparing each with the file
+    there first (there is none); over a built site they are compared, so a full
+    rebuild writes only the pages that differ on disk (one tampered with, one gone)."""
+    import_posts([POSTS], archive)
+    out = tmp_path / "site"
+    out.mkdir()
+    first = build_site(archive, out, CONFIG, jobs=jobs)
+    files = sorted(tree(out))
+    assert (first.written, first.unchanged) == (len(files), 0)
+    tampered, gone = out / files[len(files) // 3], out / files[2 * len(files) // 3]
+    tampered.write_bytes(tampered.read_bytes() + b" ")
+    gone.unlink()
+    again = build_site(archive, out, CONFIG, full=True, jobs=jobs)
+    assert (again.written, again.unchanged) == (2, len(files) - 2)
+    assert tree(out) == _full_tree(archive, tmp_path, CONFIG)
+
+
 def test_a_theme_overrides_a_template(archive: SqliteArchive, tmp_path: Path) -> None:
     _import(archive, GOLDEN_POSTS, tmp_path)
     theme = tmp_path / "theme"
