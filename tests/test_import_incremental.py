@@ -567,6 +567,38 @@ def test_the_default_number_of_processes_leaves_out_the_cores_kept_busy_now() ->
             spinner.join()
 
 
+def test_a_moments_work_elsewhere_leaves_the_import_its_workers() -> None:
+    # A process that keeps a core busy for a quarter of a second as the import
+    # samples the cores (a command typed meanwhile): the first sample finds it,
+    # the next does not, and the import keeps a worker on every core.
+    import multiprocessing
+
+    spinner = multiprocessing.get_context("fork").Process(target=_spin, args=(0.25,))
+    spinner.start()
+    try:
+        jobs = importer.default_jobs()
+    finally:
+        spinner.join()
+    assert jobs == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("samples, jobs, taken", [
+    ([0.0], 2, 1),              # idle: one sample
+    ([1.0, 0.1], 2, 2),         # busy a moment: idle on the second look
+    ([1.0, 0.9, 0.8], 1, 3),    # busy throughout: one process, after three looks
+    ([2.0, 1.4, 0.6], 1, 3),    # the least busy look counts
+    ([2.0, 0.3], 2, 2),
+])
+def test_cores_found_busy_are_looked_at_again(monkeypatch: pytest.MonkeyPatch,
+                                              samples: list[float], jobs: int,
+                                              taken: int) -> None:
+    looks = iter(samples)
+    monkeypatch.setattr(importer, "_cores", lambda: 2)
+    monkeypatch.setattr(importer, "_busy_cores", lambda: next(looks))
+    assert importer.default_jobs() == jobs
+    assert len(samples) - sum(1 for _ in looks) == taken
+
+
 def test_cpu_times_are_read_from_proc_stat() -> None:
     times = importer._cpu_times()
     assert times is not None
