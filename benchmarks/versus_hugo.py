@@ -23,6 +23,13 @@ unless ``--keep``). Then, each command a fresh process timed from outside
 It prints one table per N with the ratios the speed issue aims at (full build
 ≤ 0.5 × Hugo's, +add re-import and rebuild ≤ 0.25 × Hugo's rebuild, first
 import ≤ 1.0 × Hugo's full build, peak RSS ≤ 300 MB at 100,000).
+
+``--repeat K`` times the full builds and the +add steps K times each, caixun's
+and Hugo's in turn (A B A B …, the state before each caixun step restored
+untimed: the site removed before a full build; the archive and the site as
+they were before the +add posts came), and prints the medians, with each
+ratio the median of the K pairs' ratios: on this VM Hugo's own time moves by
+a third from run to run, so a ratio of one pair of runs says little.
 """
 
 from __future__ import annotations
@@ -82,54 +89,124 @@ def copy_into(source: Path, target: Path) -> None:
         shutil.copy2(path, target / path.name)
 
 
-def run_caixun(work: Path, add: int) -> dict[str, Timed | int]:
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+@dataclass
+class Paired:
+    """K timings of a caixun step and of the Hugo run it is compared with, in turn."""
+
+    caixun: list[float]
+    hugo: list[float]
+
+    def ratio(self) -> float:
+        return median([ours / theirs for ours, theirs in zip(self.caixun, self.hugo)])
+
+
+def save_state(work: Path, names: list[str], to: Path) -> None:
+    for name in names:
+        if (work / name).is_dir():
+            shutil.copytree(work / name, to / name, symlinks=True)
+        elif (work / name).exists():
+            shutil.copy2(work / name, to / name)
+
+
+def restore_state(saved: Path, work: Path, names: list[str]) -> None:
+    for name in names:
+        if (work / name).is_dir():
+            shutil.rmtree(work / name)
+        else:
+            (work / name).unlink(missing_ok=True)
+        if (saved / name).is_dir():
+            shutil.copytree(saved / name, work / name, symlinks=True)
+        elif (saved / name).exists():
+            shutil.copy2(saved / name, work / name)
+
+
+def run_both(work: Path, add: int, repeat: int) -> tuple[dict[str, Timed | int], dict[str, Timed],
+                                                         dict[str, Paired]]:
+    """caixun's steps and Hugo's builds, the builds and the +add steps ``repeat`` times in turn."""
     posts = work / "jekyll" / "_posts"
     archive, site = work / "caixun.db", work / "site"
     base = [*CAIXUN, "--archive", str(archive)]
-    first = timed([*base, "-q", "import", str(posts)], work)
-    full = timed([*base, "build", "--out", str(site)], work)
-    again = timed([*base, "-q", "import", str(posts)], work)
-    copy_into(work / "jekyll-extra" / "_posts", posts)
-    more = timed([*base, "-q", "import", str(posts)], work)
-    incremental = timed([*base, "build", "--out", str(site)], work)
-    written = re.search(r"incremental build: (\d+) files written", incremental.output)
-    return {"first import": first, "full build": full, "re-import, unchanged": again,
-            f"+{add}: re-import": more, f"+{add}: incremental build": incremental,
-            "files written": int(written.group(1)) if written else -1}
-
-
-def run_hugo(work: Path) -> dict[str, Timed]:
     source, out = work / "hugo-src", work / "hugo-out"
     shutil.copytree(BENCH / "hugo_site", source)
     shutil.copytree(work / "hugo" / "content", source / "content", dirs_exist_ok=True)
-    full = timed(["hugo", "--quiet", "-s", str(source), "-d", str(out)], work)
+    hugo_build = ["hugo", "--quiet", "-s", str(source), "-d", str(out)]
+
+    first = timed([*base, "-q", "import", str(posts)], work)
+    full = Paired([], [])
+    for _ in range(repeat):
+        shutil.rmtree(site, ignore_errors=True)
+        mine_full = timed([*base, "build", "--out", str(site)], work)
+        shutil.rmtree(out, ignore_errors=True)
+        hugo_full = timed(hugo_build, work)
+        full.caixun.append(mine_full.seconds)
+        full.hugo.append(hugo_full.seconds)
+    again = timed([*base, "-q", "import", str(posts)], work)
+
+    state = ["caixun.db", "caixun.db-wal", "caixun.db-shm", "site"]
+    saved = work / "saved"
+    saved.mkdir()
+    if repeat > 1:
+        save_state(work, state, saved)
+    copy_into(work / "jekyll-extra" / "_posts", posts)
     shutil.copytree(work / "hugo-extra" / "content", source / "content", dirs_exist_ok=True)
-    rebuild = timed(["hugo", "--quiet", "-s", str(source), "-d", str(out)], work)
-    return {"full build": full, "rebuild": rebuild}
+    more = Paired([], [])
+    built_alone: list[float] = []
+    for round_ in range(repeat):
+        if round_:
+            restore_state(saved, work, state)
+        mine_more = timed([*base, "-q", "import", str(posts)], work)
+        incremental = timed([*base, "build", "--out", str(site)], work)
+        hugo_rebuild = timed(hugo_build, work)
+        more.caixun.append(mine_more.seconds + incremental.seconds)
+        more.hugo.append(hugo_rebuild.seconds)
+        built_alone.append(incremental.seconds)
+    written = re.search(r"incremental build: (\d+) files written", incremental.output)
+    mine: dict[str, Timed | int] = {
+        "first import": first, "full build": mine_full, "re-import, unchanged": again,
+        f"+{add}: re-import": mine_more,
+        f"+{add}: incremental build": Timed(median(built_alone), incremental.peak_mb, ""),
+        "files written": int(written.group(1)) if written else -1}
+    hugo = {"full build": Timed(median(full.hugo), hugo_full.peak_mb, ""),
+            "rebuild": Timed(median(more.hugo), hugo_rebuild.peak_mb, "")}
+    return mine, hugo, {"full build": full, "+add": more}
 
 
-def report(n: int, add: int, mine: dict[str, Timed | int], hugo: dict[str, Timed]) -> None:
+def report(n: int, add: int, repeat: int, mine: dict[str, Timed | int],
+           hugo: dict[str, Timed], paired: dict[str, Paired]) -> None:
     def t(key: str) -> Timed:
         value = mine[key]
         assert isinstance(value, Timed)
         return value
 
-    rebuild = t(f"+{add}: re-import").seconds + t(f"+{add}: incremental build").seconds
+    full, more = paired["full build"], paired["+add"]
     rows = [
-        ("first import", t("first import").seconds, hugo["full build"].seconds, "≤ 1.0"),
-        ("full build", t("full build").seconds, hugo["full build"].seconds, "≤ 0.5"),
-        ("re-import, no change", t("re-import, unchanged").seconds, None, "≤ 1 s"),
-        (f"+{add}: re-import + build", rebuild, hugo["rebuild"].seconds, "≤ 0.25"),
-        (f"+{add}: the build alone", t(f"+{add}: incremental build").seconds, None,
+        ("first import", t("first import").seconds, hugo["full build"].seconds,
+         t("first import").seconds / hugo["full build"].seconds, "≤ 1.0"),
+        ("full build", median(full.caixun), median(full.hugo), full.ratio(), "≤ 0.5"),
+        ("re-import, no change", t("re-import, unchanged").seconds, None, None, "≤ 1 s"),
+        (f"+{add}: re-import + build", median(more.caixun), median(more.hugo), more.ratio(),
+         "≤ 0.25"),
+        (f"+{add}: the build alone", t(f"+{add}: incremental build").seconds, None, None,
          "≤ 1 s at 100,000"),
     ]
+    runs = f", medians of {repeat} runs in turn" if repeat > 1 else ""
     print(f"\nN = {n:,} posts ({os.environ.get('MATERIAL') or 'default material'}), "
-          f"{os.cpu_count()} cores")
+          f"{os.cpu_count()} cores{runs}")
     print(f"  {'work':<28} {'caixun s':>9} {'Hugo s':>8} {'ratio':>6}  aim")
-    for name, seconds, theirs, aim in rows:
-        ratio = f"{seconds / theirs:.2f}" if theirs else ""
+    for name, seconds, theirs, ratio, aim in rows:
+        shown = f"{ratio:.2f}" if ratio is not None else ""
         other = f"{theirs:.2f}" if theirs else ""
-        print(f"  {name:<28} {seconds:>9.2f} {other:>8} {ratio:>6}  {aim}")
+        print(f"  {name:<28} {seconds:>9.2f} {other:>8} {shown:>6}  {aim}")
+    if repeat > 1:
+        for name, pair in (("full build", full), (f"+{add}", more)):
+            spread = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(pair.caixun, pair.hugo))
+            print(f"  {name}, each pair (caixun/Hugo s): {spread}")
     peak = max(v.peak_mb for v in mine.values() if isinstance(v, Timed))
     print(f"  files written by the +{add} incremental build: {mine['files written']}")
     print(f"  peak RSS: caixun {peak:.0f} MB (largest process of any step), "
@@ -155,6 +232,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10000])
     parser.add_argument("--add", type=int, default=100)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="time the builds and the +add steps this many times, in turn")
     args = parser.parse_args()
     if shutil.which("hugo") is None or not Path("/usr/bin/time").exists():
         raise SystemExit("needs hugo and /usr/bin/time: apt-get install hugo time")
@@ -165,9 +244,8 @@ def main() -> None:
             for layout in ("jekyll", "hugo"):
                 generate(work / layout, n, layout)
                 generate(work / f"{layout}-extra", n, layout, append=args.add)
-            mine = run_caixun(work, args.add)
-            hugo = run_hugo(work)
-            report(n, args.add, mine, hugo)
+            mine, hugo, paired = run_both(work, args.add, max(1, args.repeat))
+            report(n, args.add, max(1, args.repeat), mine, hugo, paired)
         finally:
             if args.keep:
                 print(f"  kept {work}")
