@@ -35,9 +35,12 @@ class Recorder:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.spans: list[tuple[str, float, float]] = []
+        self.begun: list[tuple[str, float]] = []
 
     def feed(self, body: bytes) -> Callable[[ns.Seen], ns.Reply]:
         def answer(seen: ns.Seen) -> ns.Reply:
+            with self.lock:
+                self.begun.append((seen.path, seen.at))
             time.sleep(SLOW)
             with self.lock:
                 self.spans.append((seen.path, seen.at, time.monotonic()))
@@ -47,6 +50,12 @@ class Recorder:
     def starts(self, path: str | None = None) -> list[float]:
         with self.lock:
             return sorted(start for p, start, _ in self.spans if path in (None, p))
+
+    def answering(self, path: str, since: float) -> bool:
+        """Whether a request for ``path`` arrived at ``since`` or later (it is being
+        answered: each takes SLOW)."""
+        with self.lock:
+            return any(p == path and at >= since for p, at in self.begun)
 
 
 def _config(tmp_path: Path, server: ns.NewsServer, site_port: int) -> None:
@@ -119,7 +128,7 @@ def test_three_fetchers_share_the_sources_the_hosts_gap_and_a_killed_ones_lease(
         try:
             _wait("every item stored", lambda: _count(pg_url) == len(expected))
             _wait("the publisher's site", lambda: _home_lists(port, expected, pg_url))
-            victim, source = _a_fetcher_mid_poll(pg_url, fetchers)
+            victim, source = _a_fetcher_mid_poll(pg_url, fetchers, recorder)
             path = f"/feed{source.removeprefix('feed')}.xml"
             killed = time.monotonic()
             victim.send_signal(signal.SIGKILL)
@@ -197,17 +206,24 @@ def _home_lists(port: int, expected: list[str], url: str) -> bool:
     return bool(newest) and newest[0].file_id in home
 
 
-def _a_fetcher_mid_poll(url: str, fetchers: list[subprocess.Popen[bytes]]
-                        ) -> tuple[subprocess.Popen[bytes], str]:
-    """A fetcher that holds a source's lease now (it is polling it), and the source."""
+def _a_fetcher_mid_poll(url: str, fetchers: list[subprocess.Popen[bytes]],
+                        recorder: Recorder) -> tuple[subprocess.Popen[bytes], str]:
+    """A fetcher that holds a source's lease now, and the source, whose request
+    arrived less than a third of SLOW ago: killed at once, it dies mid-poll.
+
+    A lease found held near the end of its poll was once released before the
+    kill landed, and another fetcher polled the source half a second later.
+    """
     by_pid = {process.pid: process for process in fetchers}
     found: list[tuple[subprocess.Popen[bytes], str]] = []
 
     def holding() -> bool:
+        recent = time.monotonic() - SLOW / 3
         with open_archive(url) as archive:
             leases = archive.source_leases()
         found[:] = [(by_pid[int(holder.split(":")[1])], name) for name, holder in leases.items()
-                    if int(holder.split(":")[1]) in by_pid]
+                    if int(holder.split(":")[1]) in by_pid
+                    and recorder.answering(f"/{name}.xml", recent)]
         return bool(found)
 
     _wait("a fetcher mid-poll", holding, 30)
