@@ -18,8 +18,9 @@ import feedparser
 import pytest
 
 from caixun.archive import SqliteArchive, open_archive
+from caixun.errors import PublishError
 from caixun.importer import import_posts
-from caixun.publish import site
+from caixun.publish import paths, site
 from caixun.publish.site import Renderer, SiteConfig, build_site
 from conftest import POSTS, REPO
 from site_helpers import broken_links, make_article, mtimes, tree
@@ -213,12 +214,31 @@ def test_an_incremental_build_makes_only_the_home_blocks_of_changed_outlets(
     assert tree(out) == _full_tree(archive, tmp_path, CONFIG)
 
 
-@pytest.mark.parametrize("sitemap_limit", [50_000, 60])  # 60: the sitemap is split in parts
+def _count_lists_made_apart(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one each time a worker's list pages reach the build."""
+    handed: list[int] = []
+    hand_to = site._ListsMade.hand_to
+
+    def counted(self: Any, writer: site.SiteWriter) -> None:
+        handed.append(self.report.written)
+        hand_to(self, writer)
+
+    monkeypatch.setattr(site._ListsMade, "hand_to", counted)
+    return handed
+
+
+# 60: the sitemap is split in parts; lists apart: an incremental build's outlet,
+# security and day pages are made in a worker (however few), the rest here.
+@pytest.mark.parametrize("sitemap_limit, lists_apart", [(50_000, False), (60, False),
+                                                        (50_000, True)])
 def test_random_changes_keep_incremental_equal_to_full(
-    archive: SqliteArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sitemap_limit: int
+    archive: SqliteArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sitemap_limit: int,
+    lists_apart: bool
 ) -> None:
     """Rounds of random adds, edits, moves and deletes: incremental == full each time."""
     monkeypatch.setattr("caixun.publish.feeds.SITEMAP_LIMIT", sitemap_limit)
+    monkeypatch.setattr(site, "LISTS_APART_FROM", 1 if lists_apart else 10**9)
+    handed = _count_lists_made_apart(monkeypatch)
     rng = random.Random(20211208 + sitemap_limit)
     import_posts([POSTS], archive)
     out = tmp_path / "site"
@@ -248,9 +268,66 @@ def test_random_changes_keep_incremental_equal_to_full(
                                                  day=rng.randint(7, 10))))
             else:
                 archive.delete(rng.choice(uids))
-        build_site(archive, out, CONFIG)
+        assert build_site(archive, out, CONFIG, jobs=2).mode == "incremental"
         assert tree(out) == _full_tree(archive, tmp_path, CONFIG)
         assert broken_links(out) == []
+    assert len(handed) == (6 if lists_apart else 0)
+    assert not lists_apart or sum(handed) > 0
+
+
+def _store_one_more_first(lists: site._Lists) -> site._ListsMade | None:
+    """_make_lists, after another writer stored an article (as a fetcher of ``caixun run``)."""
+    with open_archive(lists.archive_path) as other:
+        other.store(make_article(99, title="晚到的新闻", day=10))
+    return _MAKE_LISTS(lists)
+
+
+_MAKE_LISTS = site._make_lists
+
+
+def test_list_pages_a_worker_would_make_from_a_later_archive_are_made_here(
+        archive: SqliteArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker reads the archive anew; when another writer stored an article after
+    the build's snapshot began, its outlet's and day's pages would link to a page the
+    build does not write. It makes nothing then, and the build makes them from its
+    own snapshot: the new article comes whole with the next build."""
+    monkeypatch.setattr(site, "LISTS_APART_FROM", 1)
+    handed = _count_lists_made_apart(monkeypatch)
+    import_posts([POSTS], archive)
+    out = tmp_path / "site"
+    build_site(archive, out, CONFIG)
+    for n in range(1, 5):
+        archive.store(make_article(n, day=10))
+    monkeypatch.setattr(site, "_make_lists", _store_one_more_first)
+    assert build_site(archive, out, CONFIG, jobs=2).mode == "incremental"
+    assert broken_links(out) == []
+    assert all("晚到的新闻" not in page.read_text() for page in out.rglob("*.html"))
+    assert handed == []
+    assert "测试新闻4" in (out / "2021/12/10/index.html").read_text()
+    monkeypatch.setattr(site, "_make_lists", _MAKE_LISTS)
+    assert build_site(archive, out, CONFIG, jobs=2).mode == "incremental"
+    assert handed != []
+    assert "晚到的新闻" in (out / "2021/12/10/index.html").read_text()
+    assert tree(out) == _full_tree(archive, tmp_path, CONFIG)
+
+
+def test_a_list_page_a_worker_cannot_write_fails_the_build_and_the_next_repairs_it(
+        archive: SqliteArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(site, "LISTS_APART_FROM", 1)
+    import_posts([POSTS], archive)
+    out = tmp_path / "site"
+    build_site(archive, out, CONFIG)
+    feed = out / "category/emnews/feed.xml"
+    feed.unlink()
+    (feed / "stray").mkdir(parents=True)  # only the worker writes it: no new page links it
+    archive.store(make_article(1, "东财滚动新闻", "emnews", day=9, minute=30))
+    with pytest.raises(PublishError) as failed:
+        build_site(archive, out, CONFIG, jobs=2)
+    assert str(failed.value) == f"{feed}: cannot write: Is a directory"
+    shutil.rmtree(feed)
+    assert build_site(archive, out, CONFIG, jobs=2).mode == "incremental"
+    assert tree(out) == _full_tree(archive, tmp_path, CONFIG)
+    assert not (out / paths.TMP_DIR).exists()
 
 
 def test_a_settings_change_rebuilds_everything(archive: SqliteArchive, tmp_path: Path) -> None:

@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, MutableMapping, Sequence, TypeVar
+from typing import (TYPE_CHECKING, Any, Callable, Iterable, Iterator, MutableMapping, Sequence,
+                    TypeVar)
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -62,6 +63,9 @@ from caixun.publish.feeds import (FeedEntry, SitemapUrl, atom_feed, sitemap_inde
 from caixun.publish.produced import PathSet
 from caixun.securities import MARKETS
 from caixun.watch import Watch
+
+if TYPE_CHECKING:
+    from multiprocessing.pool import Pool
 
 __all__ = ["BuildReport", "SiteConfig", "build_site"]
 
@@ -239,6 +243,10 @@ class SiteWriter:
     def remove(self, path: str) -> None:
         """Remove ``path`` at :meth:`finish`."""
         self._removals[path] = None
+
+    def removals(self) -> tuple[str, ...]:
+        """The paths to remove at :meth:`finish`, in order."""
+        return tuple(self._removals)
 
     def finish(self) -> None:
         """Carry out the removals (never of a file this build wrote); drop emptied directories."""
@@ -1699,7 +1707,8 @@ def _article_entries(base: str, refs: Iterable[ArticleRef]) -> Iterator[str]:
 
 def _incremental(archive: Archive, out: Path, config: SiteConfig, since: int,
                  until: int, record_paths: bool, progress: Callable[[str, int, int], None],
-                 watches: Sequence[Watch] = ()) -> tuple[BuildReport, dict[str, str | None]]:
+                 watches: Sequence[Watch] = (),
+                 jobs: int = 1) -> tuple[BuildReport, dict[str, str | None]]:
     renderer = Renderer(config)
     writer = SiteWriter(out, record_paths)
     changes = archive.changes_since(since, until)
@@ -1736,39 +1745,136 @@ def _incremental(archive: Archive, out: Path, config: SiteConfig, since: int,
     # Steps: the first pass, the articles, each outlet, each security, each day, the
     # site-wide pages.
     steps = first_pass + len(outlets) + len(stocks) + len(days) + 2
-    if first_pass:
-        progress("new pages", 0, steps)
-        first = NewPages(out, config, record_paths)
-        _first_pass(archive, renderer, first, refs, outlets, days, stories, stocks,
-                    stock_counts if stocks else None, links)
-        writer.take_over(first)
-    progress("article pages", first_pass, steps)
-    uid_paths: dict[str, str | None] = {uid: None for uid in uids}
-    uid_paths.update(_incremental_articles(archive, renderer, writer, refs, stories, links))
-    for done, (slug, number) in enumerate(outlets, first_pass + 1):
-        progress("outlet pages", done, steps)
-        _outlet_pages(archive, renderer, writer, slug, number)
-    names = archive.security_names(code for code, _ in stocks) if stocks else {}
-    summaries = _Summaries(archive)
-    for done, (code, number) in enumerate(stocks, first_pass + 1 + len(outlets)):
-        progress("stock pages", done, steps)
-        _stock_pages(archive, renderer, writer, summaries, code, names.get(code, ""), number)
-    for done, day in enumerate(days, first_pass + 1 + len(outlets) + len(stocks)):
-        progress("day pages", done, steps)
-        _write_day(archive, renderer, writer, day)
-    progress("site-wide pages", steps - 1, steps)
-    _redirects(renderer, writer, archive.redirects(uids))
-    # A relinked story changes pages, not the text the search index holds.
-    content_changes = {c.article_id for c in changes if c.article_id and not c.relink}
-    _site_wide(archive, renderer, writer, content_changes, stocks=stock_counts,
-               stock_index=bool(stocks), watches=watches, stale_watches=True,
-               home_touched={slug for slug, _ in listed})
+    with contextlib.ExitStack() as stack:
+        # A worker for the list pages, when worth one, forked now to be ready when the
+        # first pass ends: every page exists then, so the rest may be written in any
+        # order (removals wait for finish).
+        pool = _lists_worker(len(outlets) + len(stocks) + len(days), jobs, stack)
+        if first_pass:
+            progress("new pages", 0, steps)
+            first = NewPages(out, config, record_paths)
+            _first_pass(archive, renderer, first, refs, outlets, days, stories, stocks,
+                        stock_counts if stocks else None, links)
+            writer.take_over(first)
+        lists = _Lists(archive.location, str(out), config, record_paths, writer.done,
+                       archive.last_change_seq(), tuple(outlets), tuple(stocks), tuple(days))
+        pending = pool.apply_async(_make_lists, (lists,)) if pool is not None else None
+        progress("article pages", first_pass, steps)
+        uid_paths: dict[str, str | None] = {uid: None for uid in uids}
+        uid_paths.update(_incremental_articles(archive, renderer, writer, refs, stories, links))
+        if pending is None:
+            _list_pages(archive, renderer, writer, lists, progress, first_pass + 1, steps)
+        progress("site-wide pages", steps - 1 - (len(lists) if pending else 0), steps)
+        _redirects(renderer, writer, archive.redirects(uids))
+        # A relinked story changes pages, not the text the search index holds.
+        content_changes = {c.article_id for c in changes if c.article_id and not c.relink}
+        _site_wide(archive, renderer, writer, content_changes, stocks=stock_counts,
+                   stock_index=bool(stocks), watches=watches, stale_watches=True,
+                   home_touched={slug for slug, _ in listed})
+        if pending is not None:
+            made = pending.get()
+            if made is None:  # the worker saw another state of the archive
+                _list_pages(archive, renderer, writer, lists, lambda *_: None, 0, steps)
+            else:
+                made.hand_to(writer)
+            progress("site-wide pages", steps - 1, steps)
     for uid, old_path in archive.built_paths(str(out), uids).items():
         if uid_paths.get(uid) != old_path:
             writer.remove(old_path)
     writer.finish()
     progress("site-wide pages", steps, steps)
     return writer.report, uid_paths
+
+
+@dataclass(frozen=True, slots=True)
+class _Lists:
+    """The list pages an incremental build rewrites: outlets', securities' and days'."""
+
+    archive_path: str
+    out_dir: str
+    config: SiteConfig
+    record_paths: bool
+    done: frozenset[str]  # written whole by the first pass
+    seq: int  # the last change the build's snapshot holds
+    outlets: tuple[tuple[str, int], ...]  # each outlet, with its first page to look at
+    stocks: tuple[tuple[str, int], ...]  # ditto, securities
+    days: tuple[date, ...]
+
+    def __len__(self) -> int:
+        return len(self.outlets) + len(self.stocks) + len(self.days)
+
+
+@dataclass(slots=True)
+class _ListsMade:
+    """What a worker did of the list pages, for the build's own writer."""
+
+    report: BuildReport
+    produced: PathSet
+    removals: tuple[str, ...]
+
+    def hand_to(self, writer: SiteWriter) -> None:
+        writer.report.merge(self.report)
+        writer.produced |= self.produced
+        for path in self.removals:
+            writer.remove(path)
+
+
+# Outlets, securities and days from which their pages are made in a worker while
+# this process makes the articles' (see _lists_worker).
+LISTS_APART_FROM = 24
+
+
+def _lists_worker(lists: int, jobs: int, stack: contextlib.ExitStack) -> Pool | None:
+    """A worker for the pages of these many outlets, securities and days, or None:
+    they are made here. Stopped with ``stack`` (on an error too, with its task).
+
+    A worker costs some 25 ms of wall time to start and set up (its own
+    connection and renderer) and 0.1 s of CPU over the build (cold caches, the
+    pages of memory the fork copies): 100 new posts among 10,000 bench posts
+    rewrite 79 outlets', securities' and days' pages (0.17 s) and 284 articles'
+    (0.07 s), and the build takes 0.48 s instead of 0.515 s; 10 new posts (11
+    outlets and days) took 0.295 s instead of 0.285 s.
+    """
+    if jobs < 2 or lists < LISTS_APART_FROM or (os.cpu_count() or 1) < 2:
+        return None
+    import multiprocessing
+
+    if multiprocessing.current_process().daemon:  # no children of its own
+        return None
+    from caixun.workers import worker_pool
+
+    return stack.enter_context(worker_pool(1))
+
+
+def _make_lists(lists: _Lists) -> _ListsMade | None:
+    """In a worker: the list pages, or None when the archive is not as the build saw it."""
+    writer = SiteWriter(Path(lists.out_dir), lists.record_paths)
+    writer.done = lists.done
+    with open_archive(lists.archive_path, read_only=True) as archive, archive.snapshot():
+        # Another writer's change since the build's snapshot began would put in
+        # links to pages the first pass did not write.
+        if archive.last_change_seq() != lists.seq:
+            return None
+        _list_pages(archive, Renderer(lists.config), writer, lists, lambda *_: None, 0, 0)
+    return _ListsMade(writer.report, writer.produced, writer.removals())
+
+
+def _list_pages(archive: Archive, renderer: Renderer, writer: SiteWriter, lists: _Lists,
+                progress: Callable[[str, int, int], None], step: int, steps: int) -> None:
+    """The outlets', securities' and days' pages of an incremental build; ``step``
+    is the first of theirs for ``progress``."""
+    for done, (slug, number) in enumerate(lists.outlets, step):
+        progress("outlet pages", done, steps)
+        _outlet_pages(archive, renderer, writer, slug, number)
+    stocks = lists.stocks
+    names = archive.security_names(code for code, _ in stocks) if stocks else {}
+    summaries = _Summaries(archive)
+    for done, (code, number) in enumerate(stocks, step + len(lists.outlets)):
+        progress("stock pages", done, steps)
+        _stock_pages(archive, renderer, writer, summaries, code, names.get(code, ""), number)
+    for done, day in enumerate(lists.days, step + len(lists.outlets) + len(stocks)):
+        progress("day pages", done, steps)
+        _write_day(archive, renderer, writer, day)
 
 
 def _redirects(renderer: Renderer, writer: SiteWriter,
@@ -1945,6 +2051,7 @@ def _build(archive: Archive, out: Path, config: SiteConfig, full: bool,
     else:
         with archive.snapshot():
             report, changed = _incremental(archive, out, config, state.last_seq, until,
-                                           record_paths, progress, watches)
+                                           record_paths, progress, watches,
+                                           jobs or os.cpu_count() or 1)
         archive.save_build_state(key, BuildState(until, print_), changed)
     return report
