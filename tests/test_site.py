@@ -313,6 +313,8 @@ def test_list_pages_a_worker_would_make_from_a_later_archive_are_made_here(
 
 def test_a_list_page_a_worker_cannot_write_fails_the_build_and_the_next_repairs_it(
         archive: SqliteArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's error is the build's, as one written here would be: the file and
+    the cause; its temporary files are gone and the next build finishes the job."""
     monkeypatch.setattr(site, "LISTS_APART_FROM", 1)
     import_posts([POSTS], archive)
     out = tmp_path / "site"
@@ -324,6 +326,7 @@ def test_a_list_page_a_worker_cannot_write_fails_the_build_and_the_next_repairs_
     with pytest.raises(PublishError) as failed:
         build_site(archive, out, CONFIG, jobs=2)
     assert str(failed.value) == f"{feed}: cannot write: Is a directory"
+    assert type(failed.value.__cause__).__name__ == "RemoteTraceback"  # raised in the worker
     shutil.rmtree(feed)
     assert build_site(archive, out, CONFIG, jobs=2).mode == "incremental"
     assert tree(out) == _full_tree(archive, tmp_path, CONFIG)
