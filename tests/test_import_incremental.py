@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import signal
 import time
 import sqlite3
 from pathlib import Path
@@ -24,7 +25,7 @@ import caixun.sources.jekyll as jekyll
 from caixun.archive import SqliteArchive, StoreResult, open_archive
 from caixun.archive.migrations import MIGRATIONS
 from caixun.cli import main
-from caixun.errors import ArchiveError
+from caixun.errors import ArchiveError, WorkerError
 from caixun.importer import FileOutcome, ImportReport, import_posts
 from conftest import POSTS
 
@@ -636,6 +637,9 @@ class _SlowPool:
         self.sent += [job.path for job in args[0]]
         return _Later(func(*args), self.looks)
 
+    def wait(self, result: _Later) -> None:  # WorkerPool.wait: no worker dies here
+        result.wait()
+
 
 @pytest.mark.parametrize("looks", [0, 2, 40])
 def test_the_reads_shared_with_this_process_come_in_the_order_of_the_files(
@@ -859,3 +863,41 @@ def test_posts_edited_in_place_are_read_by_a_worker_started_after_the_check(
     assert starts == [1] and report.counts["updated"] == 5
     after = {a.uid: (a.body_html, a.body_text) for a in _articles(db)}
     assert sum(after[uid] != before[uid] for uid in before) == 7
+
+
+_TEST_PROCESS = os.getpid()
+_READ_TO_SEND = importer._read_to_send
+
+
+def _read_in_a_worker_that_dies(parcel: list[Any]) -> bytes:
+    """_read_to_send, but the worker dies (as the out-of-memory killer kills it) on
+    the parcel holding post 100."""
+    if os.getpid() != _TEST_PROCESS and any(job.path.endswith("000100.md") for job in parcel):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _READ_TO_SEND(parcel)
+
+
+def test_an_import_whose_worker_dies_ends_with_the_error_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: it waited for ever for the posts the dead worker had taken. Now it says
+    so; what it stored before stays, whole, and the next import reads the rest."""
+    monkeypatch.setattr(importer, "PARALLEL_FROM", 20)
+    monkeypatch.setattr(importer, "WINDOW", 16)
+    monkeypatch.setattr(importer, "_read_to_send", _read_in_a_worker_that_dies)
+    tree = tmp_path / "posts"
+    _copies(tree, 150)
+    db = tmp_path / "a.db"
+    with pytest.raises(WorkerError, match=r"^a worker process ended before its work was "
+                                          r"done \(killed by SIGKILL\)$"):
+        _import(tree, db, jobs=2, batch_size=16)
+    stored = _articles(db)
+    assert stored and len(stored) < 150
+    assert {r[4] for r in _records(db)} == {a.uid for a in stored}
+    monkeypatch.setattr(importer, "_read_to_send", _READ_TO_SEND)
+    report, _ = _import(tree, db, jobs=2, batch_size=16)
+    assert report.counts["unread"] == len(stored)
+    assert report.counts["new"] == 150 - len(stored)
+    fresh = tmp_path / "fresh.db"
+    _import(tree, fresh, jobs=1)
+    assert _articles(db) == _articles(fresh)

@@ -18,7 +18,7 @@ import feedparser
 import pytest
 
 from caixun.archive import SqliteArchive, open_archive
-from caixun.errors import PublishError
+from caixun.errors import PublishError, WorkerError
 from caixun.importer import import_posts
 from caixun.publish import paths, site
 from caixun.publish.site import Renderer, SiteConfig, build_site
@@ -331,6 +331,47 @@ def test_a_list_page_a_worker_cannot_write_fails_the_build_and_the_next_repairs_
     assert build_site(archive, out, CONFIG, jobs=2).mode == "incremental"
     assert tree(out) == _full_tree(archive, tmp_path, CONFIG)
     assert not (out / paths.TMP_DIR).exists()
+
+
+_TEST_PROCESS = os.getpid()
+_RUN_JOB = site._run_job
+
+
+def _job_whose_worker_dies(job: site._Job) -> site._Done:
+    """_run_job, but the worker of the days' pages dies (the out-of-memory killer's way)."""
+    if job.kind == "days" and os.getpid() != _TEST_PROCESS:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _RUN_JOB(job)
+
+
+def _lists_whose_worker_dies(lists: site._Lists) -> site._ListsMade | None:
+    if os.getpid() != _TEST_PROCESS:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _MAKE_LISTS(lists)
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["full", "incremental"])
+def test_a_build_whose_worker_dies_fails_and_the_next_one_does_its_job(
+        archive: SqliteArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        full: bool) -> None:
+    """Was: the build waited for ever for the pages the dead worker had taken."""
+    monkeypatch.setattr(site, "LISTS_APART_FROM", 1)
+    import_posts([POSTS], archive)
+    out = tmp_path / "site"
+    build_site(archive, out, CONFIG)
+    archive.store(make_article(1, "东财滚动新闻", "emnews", day=9, minute=30))
+    monkeypatch.setattr(site, "_run_job", _job_whose_worker_dies)
+    monkeypatch.setattr(site, "_make_lists", _lists_whose_worker_dies)
+    with pytest.raises(WorkerError, match=r"^a worker process ended before its work was "
+                                          r"done \(killed by SIGKILL\)$"):
+        build_site(archive, out, CONFIG, full=full, jobs=2)
+    assert not (out / paths.TMP_DIR).exists()
+    assert broken_links(out) == []
+    monkeypatch.setattr(site, "_run_job", _RUN_JOB)
+    monkeypatch.setattr(site, "_make_lists", _MAKE_LISTS)
+    again = build_site(archive, out, CONFIG, jobs=2)
+    assert again.mode == "incremental"  # the build state is that of the build before
+    assert tree(out) == _full_tree(archive, tmp_path, CONFIG)
 
 
 def test_a_settings_change_rebuilds_everything(archive: SqliteArchive, tmp_path: Path) -> None:

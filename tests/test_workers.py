@@ -79,9 +79,9 @@ def test_workers_that_end_are_replaced_and_the_pool_closes() -> None:
     pool's notices only (not on every result): it still replaces a worker that ends."""
     import multiprocessing
 
-    from caixun.workers import _Pool
+    from caixun.workers import WorkerPool
 
-    with _Pool(1, maxtasksperchild=2, context=multiprocessing.get_context("fork")) as pool:
+    with WorkerPool(1, maxtasksperchild=2, context=multiprocessing.get_context("fork")) as pool:
         assert [pool.apply_async(_square, (n,)).get(timeout=20) for n in range(7)] == \
             [n * n for n in range(7)]
         assert pool.map(_square, range(20), chunksize=1) == [n * n for n in range(20)]
@@ -123,3 +123,56 @@ def test_a_pool_stops_while_its_workers_send_big_results(seed: int) -> None:
     assert child.returncode == 0, child.stderr[-2000:]
     assert child.stdout.split() == [str(n) for n in range(attempts)]
     assert "Traceback" not in child.stderr, child.stderr[-2000:]
+
+
+LOST = textwrap.dedent("""
+    import multiprocessing, os, signal, sys, time
+    sys.path.insert(0, {src!r})
+    from caixun.errors import WorkerError
+    from caixun.workers import worker_pool
+
+    def die_or_sleep(n):
+        if n == 1:
+            os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer does
+        time.sleep(0.2)
+        return n
+
+    if {ours}:
+        with worker_pool(2) as pool:
+            try:
+                {wait}
+            except WorkerError as exc:
+                print(exc, flush=True)
+    else:
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            try:
+                pool.apply_async(die_or_sleep, (1,)).get(timeout=5)
+            except multiprocessing.TimeoutError:
+                print("still waiting after 5 s", flush=True)
+    print("stopped", flush=True)
+""")
+
+
+@pytest.mark.parametrize("wait", [
+    "pool.get(pool.apply_async(die_or_sleep, (1,)))",  # the lost task's own result
+    "[pool.get(pool.apply_async(die_or_sleep, (n,))) for n in (0, 1, 2, 3)]",
+    "pool.wait(pool.apply_async(die_or_sleep, (1,)))",
+    "list(pool.each(pool.imap_unordered(die_or_sleep, range(8))))",
+])
+def test_a_worker_that_dies_fails_what_is_awaited_of_the_pool(wait: str) -> None:
+    """Was: a build or an import whose worker the out-of-memory killer took waited
+    for ever for the task it had taken (CPython's pool starts another worker and
+    forgets the task). A hang fails after 60 s."""
+    child = subprocess.run([sys.executable, "-c", LOST.format(src=str(SRC), ours=True,
+                                                               wait=wait)],
+                           capture_output=True, text=True, timeout=60)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stdout.splitlines() == [
+        "a worker process ended before its work was done (killed by SIGKILL)", "stopped"]
+
+
+def test_a_plain_pool_waits_for_a_dead_workers_task_which_is_why() -> None:
+    child = subprocess.run([sys.executable, "-c", LOST.format(src=str(SRC), ours=False,
+                                                               wait="pass")],
+                           capture_output=True, text=True, timeout=60)
+    assert child.stdout.splitlines() == ["still waiting after 5 s", "stopped"]

@@ -7,6 +7,7 @@ The whole tree::
     ├── ArchiveError            the archive cannot be opened, migrated or written
     ├── PostFormatError         a Jekyll post file cannot be understood at all
     ├── PublishError            a page or an export file cannot be written
+    ├── WorkerError             a worker process of a build or an import died
     └── SourceError             a news source failed
         ├── FetchError          the request failed (network, status, timeout)
         └── PayloadError        the response is not what the source promised
@@ -27,6 +28,7 @@ __all__ = [
     "PostFormatError",
     "PublishError",
     "SourceError",
+    "WorkerError",
 ]
 
 
@@ -67,6 +69,10 @@ class PublishError(CaixunError):
     def cannot(cls, action: str, path: object, exc: OSError) -> PublishError:
         """``site/x.html: cannot write: No space left on device``."""
         return cls(str(path), f"cannot {action}: {exc.strerror or exc}")
+
+
+class WorkerError(CaixunError):
+    """A worker process ended before its work was done (killed: out of memory, say)."""
 
 
 class SourceError(CaixunError):

@@ -48,7 +48,9 @@ from caixun.model import Article, PostStyle
 from caixun.sources.jekyll import ParsedPost, parse_post_bytes, post_files
 
 if TYPE_CHECKING:
-    from multiprocessing.pool import AsyncResult, Pool
+    from multiprocessing.pool import AsyncResult
+
+    from caixun.workers import WorkerPool
 
 __all__ = ["FileOutcome", "ImportReport", "default_jobs", "import_posts"]
 
@@ -503,7 +505,7 @@ def _in_daemon() -> bool:
     return bool(multiprocessing.current_process().daemon)
 
 
-def _early_pool(jobs: int) -> Pool | None:
+def _early_pool(jobs: int) -> WorkerPool | None:
     """One worker, warming up while this process checks the files, when there
     may be an idle core for it (``jobs`` is not 1, and this process may run on two).
 
@@ -586,7 +588,7 @@ class _Shared:
     time spent 0.17 s here to parse three of them.
     """
 
-    def __init__(self, pool: Pool, files: Iterator[_Job],
+    def __init__(self, pool: WorkerPool, files: Iterator[_Job],
                  held: Callable[[], int] = lambda: 0,
                  warm: Callable[[], bool] = dictionary_loaded) -> None:
         self.pool = pool
@@ -615,7 +617,7 @@ class _Shared:
                         self.waiting.pop()
                     continue
                 yield None
-                parcel.sent.wait()
+                self.pool.wait(parcel.sent)
             self.order.popleft()
             if parcel.sent is not None:
                 self.sent -= 1

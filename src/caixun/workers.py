@@ -6,7 +6,10 @@ the next build (or the operator) is already replacing. On Linux each worker
 asks the kernel to kill it when its parent dies (``PR_SET_PDEATHSIG``).
 
 A pool stopped while its workers are busy (an import whose disk is full, a
-build stopped by Ctrl-C) must stop, not hang: see :class:`_Pool`.
+build stopped by Ctrl-C) must stop, not hang: see :class:`WorkerPool`. Nor
+may a worker's death (the kernel's out-of-memory killer, a crash in a C
+library) leave the command waiting for ever for the task it had taken:
+:meth:`WorkerPool.get` and its kin raise :class:`~caixun.errors.WorkerError`.
 """
 
 from __future__ import annotations
@@ -17,16 +20,23 @@ import os
 import signal
 import sys
 import threading
-from multiprocessing.pool import Pool
+from multiprocessing.pool import AsyncResult, IMapIterator, Pool
 from multiprocessing.queues import SimpleQueue
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, TypeVar
 
-__all__ = ["worker_pool"]
+from caixun.errors import WorkerError
+
+__all__ = ["WorkerPool", "worker_pool"]
 
 _PR_SET_PDEATHSIG = 1
+# Seconds between looks at the workers while a result is awaited: how long a
+# command goes on waiting for the work of a worker that died.
+CHECK_EVERY = 0.25
+
+_T = TypeVar("_T")
 
 
-def worker_pool(processes: int, warm: Callable[[], None] | None = None) -> Pool:
+def worker_pool(processes: int, warm: Callable[[], None] | None = None) -> WorkerPool:
     """A fork pool whose workers die with the process that made it.
 
     ``warm``, if given, is run by each worker as it starts (loading what its
@@ -34,13 +44,15 @@ def worker_pool(processes: int, warm: Callable[[], None] | None = None) -> Pool:
     what it raises is ignored (a failed initializer would make the pool
     start workers again and again).
     """
-    return _Pool(processes, initializer=_start_worker, initargs=(os.getpid(), warm),
-                 context=multiprocessing.get_context("fork"))
+    return WorkerPool(processes, initializer=_start_worker,
+                      initargs=(os.getpid(), id(threading.current_thread()), warm),
+                      context=multiprocessing.get_context("fork"))
 
 
-class _Pool(Pool):
-    """A pool that stops while its workers are busy, and whose thread that keeps
-    the workers going wakes when one ends.
+class WorkerPool(Pool):
+    """A pool that stops while its workers are busy, whose thread that keeps
+    the workers going wakes when one ends, and whose results are awaited with
+    an eye on its workers.
 
     CPython's ``terminate`` (3.11) hangs when results are big (an import's
     parcels of posts) and the workers busy: the thread that collects results
@@ -59,7 +71,57 @@ class _Pool(Pool):
     process's CPU time on 2 cores). It still wakes when a worker ends (its
     sentinel) and when the pool is closed or its last task done (the change
     notifier), which is all it acts on.
+
+    CPython's pool replaces a worker that died, but the task it had taken is
+    lost: its result never comes, and ``get()`` waits for ever (a build or an
+    import whose worker the out-of-memory killer took hung for good). Awaited
+    through :meth:`get`, :meth:`wait` or :meth:`each`, a result is looked for
+    every :data:`CHECK_EVERY` seconds and the workers with it: once one has
+    ended, :class:`WorkerError` says so, and the pool is stopped as on any
+    error (its other workers are not killed first: one killed while it waits
+    for a task holds the task pipe's lock for good, and stopping the pool
+    needs it).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._watched: list[Any] = list(self._workers())
+
+    def get(self, result: AsyncResult[_T]) -> _T:
+        """``result.get()``, or :class:`WorkerError` once a worker has died."""
+        self.wait(result)
+        return result.get()
+
+    def wait(self, result: AsyncResult[Any]) -> None:
+        """``result.wait()``, or :class:`WorkerError` once a worker has died."""
+        while not result.ready():
+            result.wait(CHECK_EVERY)
+            self._check_workers()
+
+    def each(self, results: IMapIterator[_T]) -> Iterator[_T]:
+        """The results of ``imap`` or ``imap_unordered``; :class:`WorkerError` once a
+        worker has died."""
+        while True:
+            try:
+                yield results.next(CHECK_EVERY)
+            except multiprocessing.TimeoutError:
+                self._check_workers()
+            except StopIteration:
+                return
+
+    def _workers(self) -> list[Any]:
+        pool: Any = self
+        return list(pool._pool)
+
+    def _check_workers(self) -> None:
+        # The pool's own thread takes a dead worker out of its list and starts
+        # another: every worker ever seen is watched.
+        self._watched += [w for w in self._workers() if w not in self._watched]
+        for worker in self._watched:
+            code = worker.exitcode
+            if code:  # 0: ended after its tasks (maxtasksperchild), none lost
+                how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+                raise WorkerError(f"a worker process ended before its work was done ({how})")
 
     def _get_sentinels(self) -> list[object]:
         notifier = getattr(self, "_change_notifier", None)
@@ -141,8 +203,14 @@ def _drain(outqueue: Any, result_handler: threading.Thread, stopped: threading.E
             return
 
 
-def _start_worker(parent: int, warm: Callable[[], None] | None) -> None:
-    _die_with_parent(parent)
+def _start_worker(parent: int, creator: int, warm: Callable[[], None] | None) -> None:
+    # The kernel sends PR_SET_PDEATHSIG's signal when the *thread* that forked the
+    # worker ends. A worker forked in place of one that died is forked by the
+    # pool's own thread, which ends as the pool stops: killed then while it waits
+    # for a task, it would keep the task pipe's lock for good, and stopping the
+    # pool waits for that lock. Such a worker ends when its pipe breaks instead.
+    if id(threading.current_thread()) == creator:  # the same object, copied by fork
+        _die_with_parent(parent)
     if warm is not None:
         try:
             warm()

@@ -65,7 +65,7 @@ from caixun.securities import MARKETS
 from caixun.watch import Watch
 
 if TYPE_CHECKING:
-    from multiprocessing.pool import Pool
+    from caixun.workers import WorkerPool
 
 __all__ = ["BuildReport", "SiteConfig", "build_site"]
 
@@ -1500,7 +1500,7 @@ def _run_jobs(work: list[_Job], jobs: int) -> Iterator[_Done]:
 
     # fork: workers inherit the loaded modules, so they start in milliseconds.
     with worker_pool(jobs) as pool:
-        yield from pool.imap_unordered(_run_job, work)
+        yield from pool.each(pool.imap_unordered(_run_job, work))
 
 
 def _files_not_in(root: Path, produced: PathSet) -> Iterator[str]:
@@ -1772,7 +1772,7 @@ def _incremental(archive: Archive, out: Path, config: SiteConfig, since: int,
                    stock_index=bool(stocks), watches=watches, stale_watches=True,
                    home_touched={slug for slug, _ in listed})
         if pending is not None:
-            made = pending.get()
+            made = pool.get(pending) if pool is not None else None
             if made is None:  # the worker saw another state of the archive
                 _list_pages(archive, renderer, writer, lists, lambda *_: None, 0, steps)
             else:
@@ -1824,7 +1824,7 @@ class _ListsMade:
 LISTS_APART_FROM = 24
 
 
-def _lists_worker(lists: int, jobs: int, stack: contextlib.ExitStack) -> Pool | None:
+def _lists_worker(lists: int, jobs: int, stack: contextlib.ExitStack) -> WorkerPool | None:
     """A worker for the pages of these many outlets, securities and days, or None:
     they are made here. Stopped with ``stack`` (on an error too, with its task).
 
