@@ -176,3 +176,13 @@ def test_a_plain_pool_waits_for_a_dead_workers_task_which_is_why() -> None:
                                                                wait="pass")],
                            capture_output=True, text=True, timeout=60)
     assert child.stdout.splitlines() == ["still waiting after 5 s", "stopped"]
+
+
+@pytest.mark.parametrize("exitcode, said", [
+    (-9, "killed by SIGKILL"), (-15, "killed by SIGTERM"), (3, "exit status 3"),
+    (-40, "killed by signal 40"),  # a real-time signal: no name of its own
+])
+def test_how_a_worker_ended_is_said(exitcode: int, said: str) -> None:
+    from caixun.workers import _how_it_ended
+
+    assert _how_it_ended(exitcode) == said

@@ -120,8 +120,8 @@ class WorkerPool(Pool):
         for worker in self._watched:
             code = worker.exitcode
             if code:  # 0: ended after its tasks (maxtasksperchild), none lost
-                how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
-                raise WorkerError(f"a worker process ended before its work was done ({how})")
+                raise WorkerError("a worker process ended before its work was done "
+                                  f"({_how_it_ended(code)})")
 
     def _get_sentinels(self) -> list[object]:
         notifier = getattr(self, "_change_notifier", None)
@@ -154,6 +154,16 @@ class WorkerPool(Pool):
             stopped.set()
             if drainer is not None:
                 drainer.join()
+
+
+def _how_it_ended(exitcode: int) -> str:
+    """``killed by SIGKILL``, ``exit status 1``: a process's end as its exit code says."""
+    if exitcode >= 0:
+        return f"exit status {exitcode}"
+    try:
+        return f"killed by {signal.Signals(-exitcode).name}"
+    except ValueError:  # a real-time signal, say
+        return f"killed by signal {-exitcode}"
 
 
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
