@@ -459,8 +459,11 @@ def _read_all(todo: Iterator[_Job], jobs: int, held: Callable[[], int] = lambda:
     process has nothing to read meanwhile: time to store what was read
     (rather than wait for a full batch).
     """
-    if jobs != 1 and _in_daemon():
-        jobs = 1  # a daemonic process (a pool's worker) may not have children
+    if jobs != 1:
+        from caixun.workers import in_daemon  # multiprocessing: only where it is used
+
+        if in_daemon():
+            jobs = 1  # a daemonic process (a pool's worker) may not have children
     pool = _early_pool(jobs) if early else None
     try:
         warm = pool.apply_async(int) if pool is not None else None  # done once it is warm
@@ -497,12 +500,6 @@ def _read_all(todo: Iterator[_Job], jobs: int, held: Callable[[], int] = lambda:
     finally:
         if pool is not None:
             pool.terminate()
-
-
-def _in_daemon() -> bool:
-    import multiprocessing
-
-    return bool(multiprocessing.current_process().daemon)
 
 
 def _early_pool(jobs: int) -> WorkerPool | None:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from caixun.errors import WorkerError
 
-__all__ = ["WorkerPool", "worker_pool"]
+__all__ = ["WorkerPool", "in_daemon", "worker_pool"]
 
 _PR_SET_PDEATHSIG = 1
 # Seconds between looks at the workers while a result is awaited: how long a
@@ -34,6 +34,11 @@ _PR_SET_PDEATHSIG = 1
 CHECK_EVERY = 0.25
 
 _T = TypeVar("_T")
+
+
+def in_daemon() -> bool:
+    """Whether this process is a daemonic one (a pool's worker): it may have no children."""
+    return bool(multiprocessing.current_process().daemon)
 
 
 def worker_pool(processes: int, warm: Callable[[], None] | None = None) -> WorkerPool:

@@ -1758,21 +1758,22 @@ def _incremental(archive: Archive, out: Path, config: SiteConfig, since: int,
             writer.take_over(first)
         lists = _Lists(archive.location, str(out), config, record_paths, writer.done,
                        archive.last_change_seq(), tuple(outlets), tuple(stocks), tuple(days))
-        pending = pool.apply_async(_make_lists, (lists,)) if pool is not None else None
+        made_apart = (functools.partial(pool.get, pool.apply_async(_make_lists, (lists,)))
+                      if pool is not None else None)
         progress("article pages", first_pass, steps)
         uid_paths: dict[str, str | None] = {uid: None for uid in uids}
         uid_paths.update(_incremental_articles(archive, renderer, writer, refs, stories, links))
-        if pending is None:
+        if made_apart is None:
             _list_pages(archive, renderer, writer, lists, progress, first_pass + 1, steps)
-        progress("site-wide pages", steps - 1 - (len(lists) if pending else 0), steps)
+        progress("site-wide pages", steps - 1 - (len(lists) if made_apart else 0), steps)
         _redirects(renderer, writer, archive.redirects(uids))
         # A relinked story changes pages, not the text the search index holds.
         content_changes = {c.article_id for c in changes if c.article_id and not c.relink}
         _site_wide(archive, renderer, writer, content_changes, stocks=stock_counts,
                    stock_index=bool(stocks), watches=watches, stale_watches=True,
                    home_touched={slug for slug, _ in listed})
-        if pending is not None:
-            made = pool.get(pending) if pool is not None else None
+        if made_apart is not None:
+            made = made_apart()
             if made is None:  # the worker saw another state of the archive
                 _list_pages(archive, renderer, writer, lists, lambda *_: None, 0, steps)
             else:
@@ -1837,13 +1838,9 @@ def _lists_worker(lists: int, jobs: int, stack: contextlib.ExitStack) -> WorkerP
     """
     if jobs < 2 or lists < LISTS_APART_FROM or (os.cpu_count() or 1) < 2:
         return None
-    import multiprocessing
+    from caixun.workers import in_daemon, worker_pool  # multiprocessing: only where used
 
-    if multiprocessing.current_process().daemon:  # no children of its own
-        return None
-    from caixun.workers import worker_pool
-
-    return stack.enter_context(worker_pool(1))
+    return None if in_daemon() else stack.enter_context(worker_pool(1))
 
 
 def _make_lists(lists: _Lists) -> _ListsMade | None:
