@@ -16,7 +16,8 @@ unless ``--keep``). Then, each command a fresh process timed from outside
 * caixun: ``caixun import _posts/`` into a new archive (first import),
   ``caixun build`` (full), the same import again (no file changed), then the
   ``--add`` posts copied in and ``caixun import`` + ``caixun build``
-  (incremental; the files it wrote, from its summary line);
+  (incremental; the files it wrote, from its summary line), and the same
+  step again as one command, ``caixun import --build``, from the same state;
 * Hugo: ``hugo`` (full) into a new directory, then the ``--add`` posts copied
   in and ``hugo`` again (Hugo has no incremental build: a full one).
 
@@ -151,11 +152,10 @@ def run_both(work: Path, add: int, repeat: int) -> tuple[dict[str, Timed | int],
     state = ["caixun.db", "caixun.db-wal", "caixun.db-shm", "site"]
     saved = work / "saved"
     saved.mkdir()
-    if repeat > 1:
-        save_state(work, state, saved)
+    save_state(work, state, saved)
     copy_into(work / "jekyll-extra" / "_posts", posts)
     shutil.copytree(work / "hugo-extra" / "content", source / "content", dirs_exist_ok=True)
-    more = Paired([], [])
+    more, one = Paired([], []), Paired([], [])
     built_alone: list[float] = []
     for round_ in range(repeat):
         if round_:
@@ -166,6 +166,10 @@ def run_both(work: Path, add: int, repeat: int) -> tuple[dict[str, Timed | int],
         more.caixun.append(mine_more.seconds + incremental.seconds)
         more.hugo.append(hugo_rebuild.seconds)
         built_alone.append(incremental.seconds)
+        restore_state(saved, work, state)  # the same step as one command
+        one.caixun.append(timed([*base, "-q", "import", str(posts), "--build", "--out",
+                                 str(site)], work).seconds)
+        one.hugo.append(hugo_rebuild.seconds)
     written = re.search(r"incremental build: (\d+) files written", incremental.output)
     mine: dict[str, Timed | int] = {
         "first import": first, "full build": mine_full, "re-import, unchanged": again,
@@ -174,7 +178,7 @@ def run_both(work: Path, add: int, repeat: int) -> tuple[dict[str, Timed | int],
         "files written": int(written.group(1)) if written else -1}
     hugo = {"full build": Timed(median(full.hugo), hugo_full.peak_mb, ""),
             "rebuild": Timed(median(more.hugo), hugo_rebuild.peak_mb, "")}
-    return mine, hugo, {"full build": full, "+add": more}
+    return mine, hugo, {"full build": full, "+add": more, "+add one": one}
 
 
 def report(n: int, add: int, repeat: int, mine: dict[str, Timed | int],
@@ -184,13 +188,15 @@ def report(n: int, add: int, repeat: int, mine: dict[str, Timed | int],
         assert isinstance(value, Timed)
         return value
 
-    full, more = paired["full build"], paired["+add"]
+    full, more, one = paired["full build"], paired["+add"], paired["+add one"]
     rows = [
         ("first import", t("first import").seconds, hugo["full build"].seconds,
          t("first import").seconds / hugo["full build"].seconds, "≤ 1.0"),
         ("full build", median(full.caixun), median(full.hugo), full.ratio(), "≤ 0.5"),
         ("re-import, no change", t("re-import, unchanged").seconds, None, None, "≤ 1 s"),
         (f"+{add}: re-import + build", median(more.caixun), median(more.hugo), more.ratio(),
+         "≤ 0.25"),
+        (f"+{add}: import --build", median(one.caixun), median(one.hugo), one.ratio(),
          "≤ 0.25"),
         (f"+{add}: the build alone", t(f"+{add}: incremental build").seconds, None, None,
          "≤ 1 s at 100,000"),
@@ -204,7 +210,8 @@ def report(n: int, add: int, repeat: int, mine: dict[str, Timed | int],
         other = f"{theirs:.2f}" if theirs else ""
         print(f"  {name:<28} {seconds:>9.2f} {other:>8} {shown:>6}  {aim}")
     if repeat > 1:
-        for name, pair in (("full build", full), (f"+{add}", more)):
+        for name, pair in (("full build", full), (f"+{add}", more),
+                           (f"+{add} import --build", one)):
             spread = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(pair.caixun, pair.hugo))
             print(f"  {name}, each pair (caixun/Hugo s): {spread}")
     peak = max(v.peak_mb for v in mine.values() if isinstance(v, Timed))

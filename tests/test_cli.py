@@ -17,6 +17,7 @@ from caixun import __version__
 from caixun.cli import main
 from caixun.settings import SETTINGS
 from conftest import POSTS, REPO
+from site_helpers import tree
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -144,3 +145,64 @@ def test_readme_documents_every_source_family_and_option() -> None:
         assert f"`{kind}`" in readme, f"README lacks source kind {kind}"
         for option in family.defaults:
             assert f"`{option}`" in readme, f"README lacks option {option} of {kind}"
+
+
+def test_import_with_build_makes_the_site_import_then_build_makes(tmp_path: Path) -> None:
+    """``import --build`` is the two commands in one process: the same archive
+    state for the build, the same site, whether the build is the first or an
+    incremental one after more posts arrive."""
+
+    posts = sorted(POSTS.iterdir())
+    early, late = posts[: len(posts) // 2], posts[len(posts) // 2:]
+    results = {}
+    for way in ("two commands", "one"):
+        folder, db, out = tmp_path / way / "_posts", tmp_path / way / "a.db", tmp_path / way / "site"
+        folder.mkdir(parents=True)
+        sites = []
+        for batch in (early, late):
+            for post in batch:
+                (folder / post.name).write_bytes(post.read_bytes())
+            args = ["--archive", str(db), "import", str(folder)]
+            if way == "one":
+                result = CliRunner().invoke(main, [*args, "--build", "--out", str(out)])
+            else:
+                result = CliRunner().invoke(main, args)
+                assert result.exit_code == 0, result.output
+                result = CliRunner().invoke(main, ["--archive", str(db), "build", "--out", str(out)])
+            assert result.exit_code == 0, result.output
+            assert f"→ {out}" in result.stderr.splitlines()[-1]
+            sites.append(tree(out))
+        results[way] = sites
+    assert results["one"] == results["two commands"]
+    first, second = results["one"]
+    assert len(second) > len(first)  # the second batch's articles were built in
+    late_page = next(p for p in second if p not in first and p.endswith(".html")
+                     and late[0].name[11:-3] in p)
+    assert late_page
+
+
+def test_import_with_build_builds_what_was_stored_and_strict_still_fails(tmp_path: Path) -> None:
+    posts, out = tmp_path / "posts", tmp_path / "site"
+    posts.mkdir()
+    good = sorted(POSTS.iterdir())[:3]
+    for post in good:
+        (posts / post.name).write_bytes(post.read_bytes())
+    (posts / "2021-12-09-empty.md").write_bytes(b"")
+    result = CliRunner().invoke(main, ["--archive", str(tmp_path / "a.db"), "import",
+                                       "--strict", "--build", "--out", str(out), str(posts)])
+    assert result.exit_code == 1
+    assert "2021-12-09-empty.md: empty file (skipped)" in result.stderr
+    assert "Error: --strict: some files were skipped or repaired" in result.stderr
+    assert "full build:" in result.stderr  # built before --strict answered
+    pages = [p for p in tree(out) if p.endswith(".html")]
+    for post in good:
+        assert any(post.name[11:-3] in page for page in pages), post.name
+
+
+def test_import_out_without_build_is_a_usage_error_and_imports_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    result = CliRunner().invoke(main, ["--archive", str(db), "import", "--out",
+                                       str(tmp_path / "site"), str(POSTS)])
+    assert result.exit_code == 2
+    assert "--out is the output directory of --build" in result.stderr
+    assert not db.exists() and not (tmp_path / "site").exists()

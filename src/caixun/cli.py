@@ -200,30 +200,44 @@ def main(ctx: click.Context, archive_path: str | None, config_path: Path | None,
 @click.option("--jobs", type=click.IntRange(1, 64),
               help="Processes to import with when 1,000 files or more are to be read: this "
                    "one stores, the others read and parse (default: one per idle core).")
+@click.option("--build", "then_build", is_flag=True,
+              help="Then build the site, as 'caixun build' does, in this process.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="With --build: the output directory (default: setting site.out, else site/).")
 @click.pass_obj
 def import_command(app: AppContext, paths: tuple[Path, ...], strict: bool,
-                   jobs: int | None) -> None:
+                   jobs: int | None, then_build: bool, out_dir: Path | None) -> None:
     """Import Jekyll post files (files or directories, recursively).
 
     Broken but readable posts are repaired, with a warning naming the file;
     unreadable ones are reported and skipped. Importing the same files again
     changes nothing, and a file unchanged since it was imported (same size
     and modification time) is not even read.
+
+    With --build the site is then rebuilt from the archive, as 'caixun build'
+    would (skipped or repaired files do not stop it; --strict still exits 1).
     """
     from caixun.importer import import_posts
     from caixun.sources.jekyll import iter_post_paths
 
+    if out_dir is not None and not then_build:
+        raise click.UsageError("--out is the output directory of --build: give --build too")
     total = sum(1 for _ in iter_post_paths(paths)) if app.shows_progress else None
-    with app.open_archive() as archive, app.progress("importing", total) as bar:
-        task = bar.add_task("import", total=total) if bar is not None else None
+    with app.open_archive() as archive:
+        with app.progress("importing", total) as bar:
+            task = bar.add_task("import", total=total) if bar is not None else None
 
-        def on_outcome(outcome: FileOutcome) -> None:
-            _report_outcome(app, outcome)
-            if bar is not None and task is not None:
-                bar.advance(task)
+            def on_outcome(outcome: FileOutcome) -> None:
+                _report_outcome(app, outcome)
+                if bar is not None and task is not None:
+                    bar.advance(task)
 
-        report = import_posts(paths, archive, on_outcome, jobs=jobs)
-    app.info(f"imported {report.summary()}")
+            report = import_posts(paths, archive, on_outcome, jobs=jobs)
+        app.info(f"imported {report.summary()}")
+        if then_build:
+            # One process for both: a second command's start (its interpreter, its
+            # modules, the archive opened again) was a seventh of a +100 import and build.
+            _build_site(app, archive, out_dir, full=False)
     if strict and (report.counts["skipped"] or report.counts["repaired"]):
         raise click.ClickException("--strict: some files were skipped or repaired")
 
@@ -337,10 +351,16 @@ def build_command(app: AppContext, out_dir: Path | None, full: bool) -> None:
     A build that runs for more than a second shows a progress bar on a
     terminal (not with -q).
     """
+    with app.open_archive() as archive:
+        _build_site(app, archive, out_dir, full)
+
+
+def _build_site(app: AppContext, archive: Archive, out_dir: Path | None, full: bool) -> None:
+    """``caixun build`` of ``archive`` into ``out_dir`` (default: setting site.out)."""
     from caixun.publish.site import build_site
 
     out = out_dir or Path(app.settings["site.out"])
-    with app.open_archive() as archive, _build_progress(app) as progress:
+    with _build_progress(app) as progress:
         archive.use_watches(app.settings.watches)  # their feeds follow the settings
         report = build_site(archive, out, app.site_config(), full=full, progress=progress)
     app.info(f"{report.summary()} → {out}")
