@@ -654,3 +654,37 @@ def test_a_run_of_new_articles_costs_one_and_a_half_writes_each(tmp_path: Path) 
     first.close()
     assert len(first.writes) == 150
     assert first.whole == {f"p/{page}.html" for page in range(1, 101)}
+
+
+_PARTS = st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=4)
+
+
+def _entries(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): "dir" if p.is_dir() else "file" for p in root.rglob("*")}
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dirs=st.lists(_PARTS, max_size=4), files=st.lists(_PARTS, max_size=3), target=_PARTS)
+def test_a_pages_directories_are_made_as_makedirs_makes_them(
+        tmp_path_factory: pytest.TempPathFactory, dirs: list[list[str]], files: list[list[str]],
+        target: list[str]) -> None:
+    """The writer's mkdir-first way gives what ``os.makedirs(exist_ok=True)`` gives, over
+    any tree of directories and files in the way: the same tree, or the same error."""
+    from caixun.publish.site import _make_dirs
+
+    outcomes = []
+    for make in (lambda p: os.makedirs(p, exist_ok=True), _make_dirs):
+        root = tmp_path_factory.mktemp("tree")
+        for parts in dirs:
+            with suppress(OSError):
+                os.makedirs(root.joinpath(*parts), exist_ok=True)
+        for parts in files:
+            with suppress(OSError):
+                root.joinpath(*parts).write_bytes(b"x")
+        try:
+            make(str(root.joinpath(*target)))
+            error = None
+        except OSError as exc:
+            error = type(exc)
+        outcomes.append((error, _entries(root)))
+    assert outcomes[0] == outcomes[1]
