@@ -374,6 +374,37 @@ def test_a_build_whose_worker_dies_fails_and_the_next_one_does_its_job(
     assert tree(out) == _full_tree(archive, tmp_path, CONFIG)
 
 
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_a_build_whose_idle_workers_are_killed_stops_its_pool_and_ends(
+        archive: SqliteArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        jobs: int) -> None:
+    """Was: workers killed once their jobs were done (the out-of-memory killer's
+    SIGKILL), one of them waiting for a task with the task pipe's lock held,
+    left the build waiting for ever as it stopped the pool. Their work was done:
+    the build ends, whole, once the pool is left behind (STOP_WAIT, 1 s here)."""
+    import multiprocessing
+
+    import caixun.workers
+
+    monkeypatch.setattr(caixun.workers, "STOP_WAIT", 1.0)
+    import_posts([POSTS], archive)
+    out = tmp_path / "site"
+    killed: list[int] = []
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if phase == "pages" and done == total - 1 and not killed:  # the last job's result
+            time.sleep(0.2)  # every worker back waiting for a task
+            for worker in multiprocessing.active_children():
+                os.kill(worker.pid, signal.SIGKILL)
+                killed.append(worker.pid)
+
+    report = build_site(archive, out, CONFIG, full=True, jobs=jobs, progress=progress)
+    assert report.mode == "full" and len(killed) == jobs
+    assert tree(out) == _full_tree(archive, tmp_path, CONFIG)
+    assert broken_links(out) == []
+    assert multiprocessing.active_children() == []
+
+
 def test_a_settings_change_rebuilds_everything(archive: SqliteArchive, tmp_path: Path) -> None:
     import_posts([POSTS], archive)
     out = tmp_path / "site"

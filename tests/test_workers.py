@@ -186,3 +186,62 @@ def test_how_a_worker_ended_is_said(exitcode: int, said: str) -> None:
     from caixun.workers import _how_it_ended
 
     assert _how_it_ended(exitcode) == said
+
+
+HELD = textwrap.dedent("""
+    import multiprocessing, os, signal, sys, threading, time
+    sys.path.insert(0, {src!r})
+    import caixun.workers
+    from caixun.workers import worker_pool
+
+    caixun.workers.STOP_WAIT = 1.0
+
+    def big(_):
+        return b"x" * 50_000_000
+
+    pool = worker_pool(2) if {ours} else multiprocessing.get_context("fork").Pool(2)
+    pool.apply_async(int).get(timeout=30)
+    if {writing}:  # killed writing a result the pool's thread reads meanwhile
+        pool.apply_async(big, (0,))
+        time.sleep(1.0)
+    else:  # killed idle: one of them waits for a task, holding the task pipe's lock
+        time.sleep(0.3)
+    workers = list(pool._pool)
+    for worker in workers:
+        os.kill(worker.pid, signal.SIGKILL)
+    time.sleep(0.3)
+    started = time.monotonic()
+    stopper = threading.Thread(target=pool.terminate, daemon=True)
+    stopper.start()
+    stopper.join(8)
+    if stopper.is_alive():
+        print("still stopping after 8 s", flush=True)
+    else:
+        print(f"stopped in {{time.monotonic() - started:.0f}} s", flush=True)
+    left = multiprocessing.active_children()
+    print("workers left:", len(left), flush=True)
+    for process in left:  # a plain pool's (they would hold the output pipe open)
+        os.kill(process.pid, signal.SIGKILL)
+    os._exit(0)
+""")
+
+
+@pytest.mark.parametrize("writing", [False, True], ids=["idle", "writing a result"])
+def test_a_pool_whose_workers_were_killed_holding_a_pipes_lock_stops(writing: bool) -> None:
+    """Was: the out-of-memory killer's SIGKILL to a worker waiting for a task (or
+    writing a result) left the lock of the pool's pipe taken, and stopping the
+    pool (a build or an import ending with WorkerError) waited for it for ever.
+    Now the pool is given STOP_WAIT seconds (1 here), then its workers (the new
+    ones the pool started in the dead ones' place) are killed."""
+    child = subprocess.run([sys.executable, "-c", HELD.format(src=str(SRC), ours=True,
+                                                               writing=writing)],
+                           capture_output=True, text=True, timeout=60)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stdout.splitlines() == ["stopped in 1 s", "workers left: 0"], child.stderr[-2000:]
+
+
+def test_a_plain_pool_whose_idle_workers_were_killed_never_stops_which_is_why() -> None:
+    child = subprocess.run([sys.executable, "-c", HELD.format(src=str(SRC), ours=False,
+                                                               writing=False)],
+                           capture_output=True, text=True, timeout=60)
+    assert child.stdout.splitlines()[0] == "still stopping after 8 s", child.stderr[-2000:]

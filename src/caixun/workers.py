@@ -14,6 +14,7 @@ library) leave the command waiting for ever for the task it had taken:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -32,6 +33,9 @@ _PR_SET_PDEATHSIG = 1
 # Seconds between looks at the workers while a result is awaited: how long a
 # command goes on waiting for the work of a worker that died.
 CHECK_EVERY = 0.25
+# Seconds a pool is given to stop before its workers are killed and it is left
+# behind (see WorkerPool.terminate); stopping takes milliseconds otherwise.
+STOP_WAIT = 5.0
 
 _T = TypeVar("_T")
 
@@ -86,6 +90,11 @@ class WorkerPool(Pool):
     error (its other workers are not killed first: one killed while it waits
     for a task holds the task pipe's lock for good, and stopping the pool
     needs it).
+
+    A worker the kernel killed all the same while it held a lock of the
+    pool's pipes (idle, waiting for a task; or writing a result) holds it for
+    good, and CPython's ``terminate`` waits for that lock for ever: see
+    :meth:`terminate`.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -113,6 +122,40 @@ class WorkerPool(Pool):
                 self._check_workers()
             except StopIteration:
                 return
+
+    def terminate(self) -> None:
+        """CPython's ``terminate``, given STOP_WAIT seconds: past them, a dead worker
+        holds a lock the pool's stopping needs (see the class). It is then left
+        waiting in a thread of its own, the workers are killed, and this process
+        goes on (a build or an import ends with its error; ``caixun run`` goes on
+        with a few stuck threads and pipes)."""
+        outcome: list[BaseException | None] = []
+
+        def stop() -> None:
+            try:
+                Pool.terminate(self)
+                outcome.append(None)
+            except BaseException as exc:  # raised here, in the caller's thread
+                outcome.append(exc)
+
+        try:
+            stopper = threading.Thread(target=stop, name="pool-stop", daemon=True)
+            stopper.start()
+        except RuntimeError:  # at interpreter exit (3.12 and later): no new thread
+            Pool.terminate(self)
+            return
+        stopper.join(STOP_WAIT)
+        if outcome:
+            if outcome[0] is not None:
+                raise outcome[0]
+            return
+        pool: Any = self
+        pool._outqueue.stopped.set()  # no results are drained for a pool left behind
+        for worker in {*self._watched, *self._workers()}:
+            if worker.exitcode is None:
+                with contextlib.suppress(OSError):
+                    os.kill(worker.pid, signal.SIGKILL)
+                worker.join(1.0)
 
     def _workers(self) -> list[Any]:
         pool: Any = self
@@ -143,7 +186,7 @@ class WorkerPool(Pool):
     def _terminate_pool(cls, taskqueue: Any, inqueue: Any, outqueue: Any, pool: Any,
                         change_notifier: Any, worker_handler: Any, task_handler: Any,
                         result_handler: threading.Thread, cache: Any) -> None:
-        stopped = threading.Event()
+        stopped: threading.Event = outqueue.stopped
         drainer: threading.Thread | None = None
         try:
             drainer = threading.Thread(target=_drain, args=(outqueue, result_handler, stopped),
@@ -186,10 +229,12 @@ class _ResultQueue(SimpleQueue[Any]):
     def __init__(self, *, ctx: Any) -> None:
         super().__init__(ctx=ctx)
         self._owner = os.getpid()
+        self.stopped = threading.Event()  # the pool has stopped, or was left behind
 
     def __setstate__(self, state: Any) -> None:  # not used by a fork pool; kept whole
         super().__setstate__(state)
         self._owner = -1
+        self.stopped = threading.Event()
 
     def put(self, obj: Any) -> None:
         if os.getpid() == self._owner:  # the pool's own end-of-results marker
