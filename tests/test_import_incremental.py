@@ -905,3 +905,42 @@ def test_an_import_whose_worker_dies_ends_with_the_error_and_loses_nothing(
     fresh = tmp_path / "fresh.db"
     _import(tree, fresh, jobs=1)
     assert _articles(db) == _articles(fresh)
+
+
+def test_an_import_whose_idle_worker_is_killed_ends_with_the_error_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: the worker, killed while it waited for its next parcel, kept the task
+    pipe's lock; the worker started in its place waited for that lock, and so did
+    stopping the pool after the WorkerError: the import hung for ever."""
+    import multiprocessing
+
+    import caixun.workers
+
+    monkeypatch.setattr(caixun.workers, "STOP_WAIT", 1.0)
+    monkeypatch.setattr(importer, "PARALLEL_FROM", 20)
+    monkeypatch.setattr(importer, "WINDOW", 16)
+    monkeypatch.setattr(importer, "PARCEL", 4)
+    store_batch, killed = importer._store_batch, []
+
+    def store_then_kill(archive: Any, batch: list[Any]) -> list[StoreResult]:
+        if not killed:  # the worker reads the parcels it was sent, then waits for more
+            time.sleep(0.5)
+            for worker in multiprocessing.active_children():
+                os.kill(worker.pid, signal.SIGKILL)
+                killed.append(worker.pid)
+        return store_batch(archive, batch)
+
+    monkeypatch.setattr(importer, "_store_batch", store_then_kill)
+    tree = tmp_path / "posts"
+    _copies(tree, 150)
+    db = tmp_path / "a.db"
+    with pytest.raises(WorkerError, match=r"\(killed by SIGKILL\)$"):
+        _import(tree, db, jobs=2, batch_size=8)
+    assert killed and multiprocessing.active_children() == []
+    stored = _articles(db)
+    assert stored and len(stored) < 150
+    assert {r[4] for r in _records(db)} == {a.uid for a in stored}
+    monkeypatch.setattr(importer, "_store_batch", store_batch)
+    report, _ = _import(tree, db, jobs=2, batch_size=8)
+    assert report.counts["new"] == 150 - len(stored)
