@@ -56,6 +56,7 @@ from markupsafe import Markup
 from caixun import __version__
 from caixun.archive import ArticleRef, BuildState, Archive, Stories, open_archive
 from caixun.errors import ConfigError, PublishError
+from caixun.memory import release_free_memory
 from caixun.model import Article
 from caixun.publish import feeds, paths, static_search
 from caixun.publish.feeds import (FeedEntry, SitemapUrl, atom_feed, sitemap_index, url_entry,
@@ -1003,31 +1004,11 @@ def _run_job(job: _Job) -> _Done:
             else:
                 _full_days(archive, renderer, writer, [date.fromisoformat(d) for d in job.keys])
     writer.finish()
-    _release_free_memory()
+    # A worker does several jobs: the hundreds of MB a level-2 search block took,
+    # freed, were still counted in its size during the pages it rendered next
+    # (494 MB at 300,000 articles).
+    release_free_memory()
     return _Done(writer.report, writer.produced, built)
-
-
-def _release_free_memory() -> None:
-    """Give the memory a job freed back to the system (glibc keeps it otherwise).
-
-    A worker does several jobs: the hundreds of MB a level-2 search block took,
-    freed, still counted in the worker's size during the pages it rendered next
-    (494 MB at 300,000 articles).
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> Any:
-    """glibc's malloc_trim, looked up once a process; None where libc is not glibc."""
-    try:
-        import ctypes
-
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
 
 
 # Articles whose stories are read at a time by a full build: the stories of the
