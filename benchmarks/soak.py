@@ -4,6 +4,7 @@ Run it by hand from the repository root::
 
     python benchmarks/soak.py                      # 10 minutes, 2 new items a second
     python benchmarks/soak.py --minutes 60 --rate 5
+    python benchmarks/soak.py --role fetch         # a fetcher: poll and store only
 
 It starts the tests' replay server (``tests/newsserver.py``) with an East Money
 rolling list that grows by ``--rate`` items a second, a webhook receiver on
@@ -13,12 +14,13 @@ watch matching most items. Each new item is made of two real rolling posts of
 the corpus (the paragraphs of one, then of another, and a serial number), so
 the stories see copies and near-copies all the time, the worst case. Every
 ``--sample`` seconds the benchmark asks the served site for its home page and
-one article page, then reads the daemon's resident memory, open files and
+the first page it links to, then reads the daemon's resident memory, open files and
 threads from ``/proc`` and the number of stored articles from the archive.
 
-Printed: one line a sample (minutes, articles, RSS MB, files, threads), then
-the resident memory at the first sample past 1,000 articles and at the end, and
-its growth per 1,000 articles between them: a leak shows as a steady growth.
+Printed: one line a sample (minutes, articles, archive MB, RSS MB, files,
+threads), then the resident memory at the first sample past 1,000 articles and
+at the end, and its growth per 1,000 articles between them and over the second
+half of the articles: a leak shows as a growth that does not slow down.
 """
 
 from __future__ import annotations
@@ -143,7 +145,11 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=1.0, help="the source's poll interval")
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--role", choices=("all", "fetch"), default="all",
+                        help="fetch: caixun run --role fetch (poll and store only; no site)")
     args = parser.parse_args()
+    # Stopped with SIGTERM, stop the daemon too (the finally below), not leave it running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     feed = Feed(args.seed)
     for _ in range(LISTED):
         feed.add()
@@ -169,7 +175,8 @@ notify = "{_receiver()}"
 """, encoding="utf-8")
         log = Path(tmp, "run.log")
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "caixun.cli", "run", "--port", str(port)], cwd=tmp,
+            [sys.executable, "-m", "caixun.cli", "run", "--role", args.role, "--port", str(port)],
+            cwd=tmp,
             env={**os.environ, "PYTHONPATH": str(REPO / "src")},
             stdout=subprocess.DEVNULL, stderr=log.open("w", encoding="utf-8"))
         db = Path(tmp, "caixun.db")
@@ -188,7 +195,8 @@ notify = "{_receiver()}"
                     added += 1
                 if time.monotonic() >= next_sample:
                     next_sample += args.sample
-                    _visit(port)
+                    if args.role == "all":
+                        _visit(port)
                     rss, files, threads = _proc(daemon.pid)
                     minutes = (time.monotonic() - start) / 60
                     samples.append((minutes, _stored(db), rss, files, threads))
@@ -210,11 +218,17 @@ def _summary(samples: list[tuple[float, int, float, int, int]]) -> None:
         print("too few articles for a figure: run longer or faster")
         return
     last = samples[-1]
-    growth = (last[2] - warm[2]) / (last[1] - warm[1]) * 1000
-    print(f"RSS {warm[2]:.1f} MB at {warm[1]:,} articles, {last[2]:.1f} MB at {last[1]:,} "
-          f"(peak {max(s[2] for s in samples):.1f} MB): {growth:+.2f} MB per 1,000 articles; "
-          f"files {warm[3]} → {last[3]}, threads {warm[4]} → {last[4]}")
+    half = next(s for s in samples if s[1] >= last[1] / 2)
 
+    def growth(since: tuple[float, int, float, int, int]) -> str:
+        if last[1] <= since[1]:
+            return "n/a"
+        return f"{(last[2] - since[2]) / (last[1] - since[1]) * 1000:+.2f} MB"
+
+    print(f"RSS {warm[2]:.1f} MB at {warm[1]:,} articles, {last[2]:.1f} MB at {last[1]:,} "
+          f"(peak {max(s[2] for s in samples):.1f} MB): {growth(warm)} per 1,000 articles, "
+          f"{growth(half)} over the second half; "
+          f"files {warm[3]} → {last[3]}, threads {warm[4]} → {last[4]}")
 
 if __name__ == "__main__":
     main()
