@@ -65,9 +65,6 @@ T = TypeVar("T")
 RESTART_FIRST = 1.0  # seconds before a failed task runs again; doubles while it keeps failing
 RESTART_MAX = 60.0
 ROLES = ("all", "fetch", "publish")
-# A fetcher builds nothing: what its stores freed is given back to the system
-# after them, at most this often (seconds); see _release_loop.
-RELEASE_EVERY = 10.0
 LEASE_SECONDS = 60.0  # a killed fetcher's source is polled by another at most this late
 CHANGES_WAIT = 2.0  # seconds a publisher waits for a change notice before it looks anyway
 
@@ -392,20 +389,6 @@ async def _build_loop(options: RunOptions, stop: asyncio.Event, dirty: asyncio.E
         log(f"{_stamp()} build: {report.summary()}")
 
 
-async def _release_loop(stop: asyncio.Event, stored: asyncio.Event) -> None:
-    """A fetcher's stores, like a build, free memory that malloc keeps between live
-    blocks (``benchmarks/soak.py --role fetch``: 10 MB more a 1,000 articles, for
-    as long as it ran): given back once they stored something, every
-    RELEASE_EVERY seconds at most. The publishing roles do it after each build."""
-    while not stop.is_set():
-        await _until_set(stored, stop)
-        if stop.is_set():
-            return
-        stored.clear()
-        await asyncio.to_thread(release_free_memory)
-        await _pause(stop, RELEASE_EVERY)
-
-
 async def _until_set(*events: asyncio.Event) -> None:
     waiters = [asyncio.create_task(event.wait()) for event in events]
     try:
@@ -468,8 +451,6 @@ async def run_daemon(options: RunOptions, configs: Sequence[SourceConfig], log: 
         if options.role == "publish":
             tasks.append(_start("changes", lambda: _follow_changes(options, stop, dirty),
                                 stop, log))
-        if not publishes:  # dirty: stored since, here (no build to wait for it)
-            tasks.append(_start("memory", lambda: _release_loop(stop, dirty), stop, log))
         retag = asyncio.Event()
         if fetches:
             tasks.append(_start("retag", lambda: _retag_loop(archive, options, stop, retag,
