@@ -18,9 +18,9 @@ the first page it links to, then reads the daemon's resident memory, open files 
 threads from ``/proc`` and the number of stored articles from the archive.
 
 Printed: one line a sample (minutes, articles, archive MB, RSS MB, files,
-threads), then the resident memory at the first sample past 1,000 articles and
-at the end, and its growth per 1,000 articles between them and over the second
-half of the articles: a leak shows as a growth that does not slow down.
+threads), then for each slice of 2,000 articles stored the lowest sample (the
+size between builds) and the highest (a sample taken during a build): a leak
+shows as lowest samples that keep growing.
 """
 
 from __future__ import annotations
@@ -212,23 +212,20 @@ notify = "{_receiver()}"
         _summary(samples)
 
 
-def _summary(samples: list[tuple[float, int, float, int, int]]) -> None:
-    warm = next((s for s in samples if s[1] >= 1000), None)
-    if warm is None or samples[-1][1] <= warm[1]:
-        print("too few articles for a figure: run longer or faster")
+def _summary(samples: list[tuple[float, int, float, int, int]], every: int = 2000) -> None:
+    """RSS by slices of ``every`` articles: the lowest sample (between builds) and the
+    highest (a sample may fall in a build, which holds its pages and lists)."""
+    if not samples:
+        print("no sample: run longer")
         return
-    last = samples[-1]
-    half = next(s for s in samples if s[1] >= last[1] / 2)
-
-    def growth(since: tuple[float, int, float, int, int]) -> str:
-        if last[1] <= since[1]:
-            return "n/a"
-        return f"{(last[2] - since[2]) / (last[1] - since[1]) * 1000:+.2f} MB"
-
-    print(f"RSS {warm[2]:.1f} MB at {warm[1]:,} articles, {last[2]:.1f} MB at {last[1]:,} "
-          f"(peak {max(s[2] for s in samples):.1f} MB): {growth(warm)} per 1,000 articles, "
-          f"{growth(half)} over the second half; "
-          f"files {warm[3]} → {last[3]}, threads {warm[4]} → {last[4]}")
+    slices: dict[int, list[float]] = {}
+    for _, stored, rss, _, _ in samples:
+        slices.setdefault(stored // every, []).append(rss)
+    print(f"RSS by {every:,} articles stored: lowest / highest sample")
+    for number, values in sorted(slices.items()):
+        print(f"  {number * every:>7,}–{(number + 1) * every:<7,} {min(values):6.1f} / {max(values):6.1f} MB")
+    first, last = samples[0], samples[-1]
+    print(f"files {first[3]} → {last[3]}, threads {first[4]} → {last[4]}")
 
 if __name__ == "__main__":
     main()
