@@ -38,7 +38,6 @@ import tempfile
 import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 import newsserver as ns  # type: ignore[import-not-found]  # noqa: E402
+from fetch import LIST_PATH, TEXT_PATH  # noqa: E402  (beside this file)
+from watch_latency import Receiver, run_config  # noqa: E402
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 LISTED = 50  # items the rolling list shows, newest first
@@ -87,21 +88,6 @@ class Feed:
         with self.lock:
             reply = self.texts.get(seen.query.get("id", ""))
         return reply if reply is not None else ns.Reply("unknown id", status=404)
-
-
-def _receiver() -> str:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}/hook"
 
 
 def _free_port() -> int:
@@ -155,24 +141,10 @@ def main() -> None:
         feed.add()
     port = _free_port()
     with ns.NewsServer() as server, tempfile.TemporaryDirectory() as tmp:
-        server.route("/web/webapi", feed.rolling)
-        server.route("/NewsData/GetNewsText.do", feed.text)
-        Path(tmp, "caixun.toml").write_text(f"""
-[fetch]
-min_gap = 0.0
-
-[[sources]]
-name = "em-rolling"
-kind = "eastmoney-rolling"
-every = {args.every}
-list_url = "{server.url('/web/webapi')}"
-text_url = "{server.url('/NewsData/GetNewsText.do')}?id={{code}}"
-
-[[watch]]
-name = "all"
-query = "日 OR 月 OR 年 OR 公司 OR 股"
-notify = "{_receiver()}"
-""", encoding="utf-8")
+        server.route(LIST_PATH, feed.rolling)
+        server.route(TEXT_PATH, feed.text)
+        Path(tmp, "caixun.toml").write_text(run_config(server, args.every, Receiver().url),
+                                            encoding="utf-8")
         log = Path(tmp, "run.log")
         daemon = subprocess.Popen(
             [sys.executable, "-m", "caixun.cli", "run", "--role", args.role, "--port", str(port)],

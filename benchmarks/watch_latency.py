@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 import newsserver as ns  # type: ignore[import-not-found]  # noqa: E402
+from fetch import CONFIG, LIST_PATH, TEXT_PATH  # noqa: E402  (beside this file)
 
 
 class Receiver:
@@ -60,6 +61,18 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+def run_config(server: ns.NewsServer, every: float, notify: str) -> str:
+    """caixun.toml: the replay server's rolling list polled every ``every`` seconds (as
+    benchmarks/fetch.py has it), and one watch matching most items that notifies ``notify``."""
+    return CONFIG.format(every=every, list_url=server.url(LIST_PATH),
+                         text_url=server.url(TEXT_PATH)) + f"""
+[[watch]]
+name = "all"
+query = "日 OR 月 OR 年 OR 公司 OR 股"
+notify = "{notify}"
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--items", type=int, default=10)
@@ -74,24 +87,10 @@ def main() -> None:
             with lock:
                 return {"records": list(listed)}
 
-        server.route("/web/webapi", rolling)
-        server.route("/NewsData/GetNewsText.do", ns.by_query("id", ns.news_texts()))
-        Path(tmp, "caixun.toml").write_text(f"""
-[fetch]
-min_gap = 0.0
-
-[[sources]]
-name = "em-rolling"
-kind = "eastmoney-rolling"
-every = {args.every}
-list_url = "{server.url('/web/webapi')}"
-text_url = "{server.url('/NewsData/GetNewsText.do')}?id={{code}}"
-
-[[watch]]
-name = "all"
-query = "日 OR 月 OR 年 OR 公司 OR 股"
-notify = "{receiver.url}"
-""", encoding="utf-8")
+        server.route(LIST_PATH, rolling)
+        server.route(TEXT_PATH, ns.by_query("id", ns.news_texts()))
+        Path(tmp, "caixun.toml").write_text(run_config(server, args.every, receiver.url),
+                                            encoding="utf-8")
         log = Path(tmp, "run.log")
         daemon = subprocess.Popen(
             [sys.executable, "-m", "caixun.cli", "run", "--no-serve"], cwd=tmp,
