@@ -1,8 +1,9 @@
 """Memory a process freed goes back to the system: after each build of `caixun run`.
 
 A long `caixun run` grew about 10 MB per 1,000 articles for as long as it ran
-(`benchmarks/soak.py`: 165 MB at 1,000 articles, 326 MB at 14,200): glibc kept
-what each build and store freed, scattered among the blocks that live on.
+(`benchmarks/soak.py`, its size between builds: 138 MB over the first 2,000
+articles, 326 MB past 14,000): glibc kept what each build and store freed,
+scattered among the blocks that live on.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from test_run_faults import _Daemon, _options
 # the freed ones lie between kept ones, where malloc cannot give them back by
 # shrinking its heap.
 _FRAGMENTED = """
-import random, sys
+import random
 from caixun.memory import release_free_memory
 
 def rss_mb():
