@@ -236,6 +236,97 @@ def test_a_moved_file_is_imported_from_its_new_path_as_the_same_article(
     assert reads.opened == []
 
 
+def _import_url(tree: Path, url: str) -> tuple[ImportReport, list[FileOutcome]]:
+    outcomes: list[FileOutcome] = []
+    with open_archive(url) as archive:
+        report = import_posts([tree], archive, outcomes.append)
+    return report, outcomes
+
+
+def _record_uids(url: str, tree: Path) -> dict[str, str]:
+    """File name → the uid recorded for it under ``tree``."""
+    with open_archive(url, read_only=True) as archive:
+        keys = [str(path.resolve()) for path in tree.iterdir()]
+        return {Path(key).name: record[3] for key, record in
+                archive.import_records(keys, importer.READER_VERSION).items()}
+
+
+@pytest.mark.parametrize("to", ["site/posts", "renamed"], ids=["moved", "renamed"])
+def test_a_tree_moved_or_renamed_is_digested_not_parsed(
+    posts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, archive_url: str, to: str
+) -> None:
+    """Its records were keyed by the old path: its files are compared with them by
+    their path inside the tree; only an edited one is parsed (on both backends)."""
+    _import_url(posts, archive_url)
+    with open_archive(archive_url, read_only=True) as archive:
+        articles = list(archive.iter_articles())
+    uids = _record_uids(archive_url, posts)
+    moved = tmp_path / to
+    moved.parent.mkdir(exist_ok=True)
+    posts.rename(moved)
+    edited = moved / EDITED
+    edited.write_text(edited.read_text(encoding="utf-8").replace("6.3512", "6.40"),
+                      encoding="utf-8")
+    _touch(edited)
+    reads = Reads(monkeypatch, tmp_path / "reads")
+    report, outcomes = _import_url(moved, archive_url)
+    assert reads.parsed == [EDITED]
+    assert sorted(reads.opened) == sorted(moved.iterdir())  # digested: not trusted by stat
+    assert report.counts["unchanged"] == 116 and report.counts["updated"] == 1
+    assert report.counts["unread"] == 0 and report.counts["skipped"] == 0
+    assert {o.result for o in outcomes if o.path != edited} == {StoreResult.UNCHANGED}
+    assert _record_uids(archive_url, moved) == uids  # the same articles, now under the new path
+    with open_archive(archive_url, read_only=True) as archive:
+        now = list(archive.iter_articles())
+    assert [a for a in now if a.uid != EDITED_UID] == [a for a in articles
+                                                        if a.uid != EDITED_UID]
+    assert "6.40" in next(a for a in now if a.uid == EDITED_UID).body_text
+    reads.clear()
+    third, _ = _import_url(moved, archive_url)
+    assert reads.opened == [] and third.counts["unread"] == 117
+
+
+def test_a_copy_of_a_tree_is_digested_not_parsed_and_both_stay_known(
+    posts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "a.db"
+    _import(posts, db)
+    (tmp_path / "elsewhere").mkdir()
+    copy = tmp_path / "elsewhere" / "posts"
+    shutil.copytree(posts, copy)  # new modification times as well as a new path
+    (copy / EDITED).unlink()
+    reads = Reads(monkeypatch, tmp_path / "reads")
+    report, _ = _import(copy, db)
+    assert reads.parsed == [] and len(reads.opened) == 116
+    assert report.counts["unchanged"] == 116
+    reads.clear()
+    for tree in (posts, copy):
+        again, _ = _import(tree, db)
+        assert again.counts["unread"] == len(list(tree.iterdir()))
+    assert reads.opened == []
+
+
+def test_a_new_tree_whose_files_share_paths_with_an_earlier_one_is_parsed(
+    posts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the same bytes under the same path inside the tree are taken for the
+    same file: another site's posts, of other sizes or bytes, are all read."""
+    db = tmp_path / "a.db"
+    _import(posts, db)
+    other = tmp_path / "other"
+    other.mkdir()
+    for path in sorted(posts.iterdir())[:20]:
+        text = path.read_text(encoding="utf-8")
+        (other / path.name).write_text(text.replace("东财", "東財", 1) if "东财" in text
+                                       else text + " ", encoding="utf-8")
+        _touch(other / path.name)
+    reads = Reads(monkeypatch, tmp_path / "reads")
+    report, _ = _import(other, db)
+    assert sorted(reads.parsed) == sorted(p.name for p in other.iterdir())
+    assert report.counts["unchanged"] + report.counts["updated"] + report.counts["new"] \
+        + report.counts["skipped"] == 20
+
+
 def test_a_file_modified_just_before_its_import_is_digested_next_time(
     posts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

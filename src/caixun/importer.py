@@ -32,8 +32,8 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import (TYPE_CHECKING, Any, Callable, Generator, Iterable, Iterator, NamedTuple,
-                    Sequence)
+from typing import (TYPE_CHECKING, Any, Callable, Generator, Iterable, Iterator, Mapping,
+                    NamedTuple, Sequence)
 
 from caixun.archive import Archive, StoreResult
 from caixun.archive.base import content_row
@@ -57,6 +57,8 @@ __all__ = ["FileOutcome", "ImportReport", "default_jobs", "import_posts"]
 BATCH_SIZE = 1000
 # Files whose records are looked up in one query; what waits in memory stays bounded.
 CHECK_BATCH = 500
+# Earlier trees a tree imported from a new path is looked for in (see _moved_from).
+MOVED_FROM = 8
 # Bump when caixun.sources.jekyll reads a post differently: every file is read again.
 READER_VERSION = "1"
 # A file modified this recently may be written again within the same tick of
@@ -290,11 +292,60 @@ def _may_have_new_files(paths: Sequence[Path], archive: Archive) -> bool:
     return False
 
 
+def _moved_from(paths: Sequence[Path], archive: Archive) -> dict[str, list[str]]:
+    """Each tree of ``paths`` never imported from its path, with the trees imported
+    before: where it may have been moved or copied from (see _check).
+
+    A tree moved, renamed or copied keeps its files' bytes and names, but its
+    records are keyed by the old path: its files would all be parsed again.
+    """
+    tops = [str(top.resolve()) for top in paths if top.is_dir()]
+    if not tops:
+        return {}
+    earlier = archive.import_tops()
+    moved: dict[str, list[str]] = {}
+    for top in tops:
+        if earlier and top not in earlier:
+            # Those of the same name first: a moved _posts is still _posts.
+            name = os.path.basename(top)
+            moved[top] = sorted(earlier, key=lambda old: os.path.basename(old) != name)[:MOVED_FROM]
+    return moved
+
+
+def _earlier_records(keys: Sequence[str], moved: Mapping[str, list[str]], archive: Archive
+                     ) -> dict[str, tuple[int, int, bytes, str, str]]:
+    """key → the record of the same file (by its path inside the tree) under a tree
+    it may have been moved from, for the keys of ``moved``'s trees."""
+    candidates: dict[str, str] = {}  # an earlier key → the key it may have become
+    for key in keys:
+        for top, earlier in moved.items():
+            if key.startswith(top + os.sep):
+                inside = key[len(top):]
+                for old in earlier:
+                    candidates.setdefault(old + inside, key)
+                break
+    if not candidates:
+        return {}
+    found: dict[str, tuple[int, int, bytes, str, str]] = {}
+    for old, record in archive.import_records(list(candidates), READER_VERSION).items():
+        found.setdefault(candidates[old], record)
+    return found
+
+
 def _check(files: Iterator[tuple[str, str]], archive: Archive,
-           unchanged: OutcomeCallback) -> Iterator[_Job]:
-    """The files to read; ``unchanged`` hears of each file with its recorded stat."""
+           unchanged: OutcomeCallback, moved: Mapping[str, list[str]] | None = None
+           ) -> Iterator[_Job]:
+    """The files to read; ``unchanged`` hears of each file with its recorded stat.
+
+    A file of a tree of ``moved`` (see _moved_from) with no record of its own
+    is compared with the record of the same file in the tree it came from:
+    only digested, and parsed only when its bytes differ.
+    """
     while chunk := list(itertools.islice(files, CHECK_BATCH)):
         records = archive.import_records([key for _, key in chunk], READER_VERSION)
+        if moved:
+            records_elsewhere = _earlier_records(
+                [key for _, key in chunk if key not in records], moved, archive)
         recent = time.time_ns() - RECENT_NS
         for path, key in chunk:
             try:
@@ -307,6 +358,8 @@ def _check(files: Iterator[tuple[str, str]], archive: Archive,
                 # Unchanged, most files of a re-import: nothing more is made for it.
                 unchanged(FileOutcome(path, StoreResult.UNCHANGED, _repairs(raw[4]), read=False))
                 continue
+            if raw is None and moved:
+                raw = records_elsewhere.get(key)
             mtime = stat.st_mtime_ns if stat.st_mtime_ns < recent else -1
             if raw is None or raw[0] != stat.st_size:
                 yield _Job(path, key, stat.st_size, mtime)
@@ -735,7 +788,7 @@ def import_posts(
     paths = list(paths)
     early = _may_have_new_files(paths, archive)
     dirs = _TreeDirs()
-    todo = _check(_walk(paths, dirs), archive, emit)
+    todo = _check(_walk(paths, dirs), archive, emit, _moved_from(paths, archive))
     # Closed at once when storing fails: its workers, which hold the archive's
     # files open since they forked, end then and not when the error is collected.
     with contextlib.closing(_read_all(todo, jobs or 0, batch.__len__, early)) as reads:

@@ -2074,6 +2074,12 @@ class Archive(ABC):
             return {}
         return dirs if isinstance(dirs, dict) else {}
 
+    def import_tops(self) -> list[str]:
+        """The trees imported so far, each by its resolved path (see :meth:`import_dirs`)."""
+        return [key[len(_IMPORT_DIRS):] for key, in self._db.execute(
+            "SELECT key FROM search_meta WHERE key >= ? AND key < ? ORDER BY key",
+            (_IMPORT_DIRS, _IMPORT_DIRS[:-1] + chr(ord(_IMPORT_DIRS[-1]) + 1)))]
+
     def record_import_dirs(self, top: str, dirs: Mapping[str, int]) -> None:
         """Record the directories an import of ``top`` walked, by path inside it.
 
