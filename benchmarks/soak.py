@@ -112,7 +112,7 @@ def _stored(db: Path) -> int:
 
 
 def _visit(port: int) -> None:
-    """The home page and the newest article page, as a reader would."""
+    """The home page and the first page its main part links to, as a reader would."""
     base = f"http://127.0.0.1:{port}/"
     try:
         home = urllib.request.urlopen(base, timeout=10).read().decode("utf-8")
