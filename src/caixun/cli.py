@@ -934,8 +934,12 @@ def run_command(app: AppContext, no_serve: bool, out_dir: Path | None, host: str
         out=out_dir or Path(app.settings["site.out"]), site=app.site_config(),
         fetch=app.fetch_settings(), max_backoff=app.settings["fetch.max_backoff"],
         serve=not no_serve, host=host, port=port, watches=app.settings.watches, role=role,
-        lease=app.settings["fetch.lease"])
-    configs = app.source_configs() if role != "publish" else []  # a publisher polls none
+        lease=app.settings["fetch.lease"],
+        imports=tuple(Path(path) for path in app.settings["import.paths"]),
+        import_every=app.settings["import.every"])
+    # A publisher polls none; a site fed by import.paths alone needs none.
+    configs = app.source_configs() if role != "publish" and (
+        app.settings.sources or not options.imports) else []
     asyncio.run(run_daemon(options, configs, lambda line: click.echo(line, err=True)))
 
 

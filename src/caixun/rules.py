@@ -29,6 +29,7 @@ __all__ = [
     "like",
     "list_of",
     "number",
+    "paths",
     "shown",
     "text",
     "time_zone",
@@ -185,6 +186,14 @@ def postgres_url_or_empty() -> Rule:
 
 def directory_or_empty() -> Rule:
     return text('"" or an existing directory', lambda v: v == "" or Path(v).is_dir())
+
+
+def paths() -> Rule:
+    """A TOML array, maybe empty, of file or directory paths (one line each, not blank)."""
+    return Rule("a list of paths, each a non-empty string",
+                lambda v: isinstance(v, list) and all(
+                    isinstance(e, str) and e.strip() != "" and not _CONTROL.search(e)
+                    for e in v))
 
 
 def list_of(item: Rule, what: str = "") -> Rule:

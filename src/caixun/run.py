@@ -44,7 +44,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Sequence, TypeVar
 
 import uvicorn
 
@@ -56,6 +56,9 @@ from caixun.memory import release_free_memory
 from caixun.watch import Deliverer, Watch, deliver_pending
 from caixun.publish.site import BuildReport, SiteConfig, build_site
 from caixun.sources.base import Source, SourceConfig, load_source
+
+if TYPE_CHECKING:
+    from caixun.importer import FileOutcome, ImportReport
 
 __all__ = ["LEASE_SECONDS", "RESTART_FIRST", "RESTART_MAX", "ROLES", "RunOptions", "run_daemon"]
 
@@ -84,6 +87,8 @@ class RunOptions:
     deliver_every: float = 5.0  # seconds between looks for notifications due for a retry
     role: str = "all"  # "fetch": poll and store; "publish": build, serve, notify; "all": both
     lease: float = LEASE_SECONDS  # a fetcher's hold on the source it polls, renewed meanwhile
+    imports: tuple[Path, ...] = ()  # import.paths: Jekyll posts imported again and again
+    import_every: float = 60.0  # import.every: seconds between two imports of them
 
 
 class _QuietServer(uvicorn.Server):
@@ -118,6 +123,37 @@ def _build(options: RunOptions) -> BuildReport:
         # What the build (and the stores before it) freed, among blocks that live
         # on: kept by malloc, a run's size grew some 10 MB per 1,000 articles for
         # as long as it ran (benchmarks/soak.py). A few ms, once a build.
+        release_free_memory()
+
+
+class _Stopping(Exception):
+    """Raised in an import by its outcome callback: the daemon stops, the import too."""
+
+
+def _import(options: RunOptions, stopping: threading.Event, said: dict[str, str],
+            log: Log) -> ImportReport:
+    """Import ``options.imports`` once, in a worker thread with its own connection.
+
+    A file skipped or repaired is logged when it is read, once until what is
+    wrong with it changes: a broken file is read again at every import, and
+    an unchanged one reports its repairs without being read.
+    """
+    from caixun.importer import import_posts, warm_up  # only where import.paths are set
+
+    def on_outcome(outcome: FileOutcome) -> None:
+        problems = ([f"{outcome.problem} (skipped)"] if outcome.problem is not None
+                    else list(outcome.repairs) if outcome.read else [])
+        if problems and said.get(outcome.file) != problems[0]:
+            said[outcome.file] = problems[0]
+            for problem in problems:
+                log(f"{_stamp()} import: {outcome.file}: {problem}")
+        if stopping.is_set():  # between two files: what was stored stays
+            raise _Stopping
+    try:
+        warm_up()  # once: the early worker of each import then forks warm (0.1 s sooner)
+        with open_archive(options.archive_path) as archive:
+            return import_posts(options.imports, archive, on_outcome)
+    finally:
         release_free_memory()
 
 
@@ -389,6 +425,27 @@ async def _build_loop(options: RunOptions, stop: asyncio.Event, dirty: asyncio.E
         log(f"{_stamp()} build: {report.summary()}")
 
 
+async def _import_loop(options: RunOptions, stop: asyncio.Event, dirty: asyncio.Event,
+                       log: Log, deliver: asyncio.Event | None = None) -> None:
+    """Import ``import.paths`` again every ``import.every`` seconds (only new and changed
+    files are read); the site is rebuilt after an import that stored news."""
+    stopping = threading.Event()
+    said: dict[str, str] = {}
+    waits = BusyLog(lambda line: log(f"{_stamp()} {line}"), "import")
+    try:
+        while not stop.is_set():
+            report = await retry_busy(
+                lambda: asyncio.to_thread(_import, options, stopping, said, log), waits)
+            if report.counts["new"] or report.counts["updated"]:
+                log(f"{_stamp()} import: {report.summary()}")
+                dirty.set()
+                if deliver is not None:
+                    deliver.set()
+            await _pause(stop, options.import_every)
+    finally:
+        stopping.set()  # a stop while it runs: the import ends at its next file
+
+
 async def _until_set(*events: asyncio.Event) -> None:
     waiters = [asyncio.create_task(event.wait()) for event in events]
     try:
@@ -464,11 +521,16 @@ async def run_daemon(options: RunOptions, configs: Sequence[SourceConfig], log: 
         if fetches:
             for name in await archive.run(release_dead_leases):
                 log(f"{_stamp()} {name}: released the lease of a fetcher no longer running")
-            log(f"{_stamp()} polling {len(sources)} source(s); Ctrl-C stops")
+            imports = (f"; importing {', '.join(map(str, options.imports))} every "
+                       f"{options.import_every:g} s" if options.imports else "")
+            log(f"{_stamp()} polling {len(sources)} source(s){imports}; Ctrl-C stops")
         else:
             log(f"{_stamp()} publishing what the fetchers store; Ctrl-C stops")
         tasks += [_start(s.name, _poller(s, fetcher, archive, options, stop, dirty, log, retag,
                                          deliver), stop, log) for s in sources]
+        if fetches and options.imports:
+            tasks.append(_start("import", lambda: _import_loop(options, stop, dirty, log,
+                                                               deliver), stop, log))
         await _until_stopped(stop, server[1] if server else None)
     finally:
         await _shut_down(tasks, server)

@@ -22,6 +22,7 @@ from caixun.rules import (
     language_tag,
     like,
     number,
+    paths,
     postgres_url_or_empty,
     text,
     time_zone,
@@ -125,6 +126,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("fetch", "max_backoff", 3600.0,
             "Longest wait, in seconds, before polling a failing source again.",
             number(0, WEEK)),
+    Setting("import", "paths", [],
+            "Jekyll post files or directories that `caixun run` imports again every "
+            "`import.every` seconds, as `caixun import` does (only new and changed files "
+            "are read): a site whose posts another program still writes. Relative to "
+            "the working directory.", paths()),
+    Setting("import", "every", 60.0,
+            "Seconds between two imports of `import.paths` by `caixun run`.",
+            number(1, WEEK)),
     Setting("jekyll", "base_url", "",
             "Prefix of the footer links in exported posts that have no footer of "
             "their own, e.g. '//finews.example.com'.",

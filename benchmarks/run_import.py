@@ -1,0 +1,174 @@
+"""Benchmark: new posts picked up by a running ``caixun run`` (setting ``import.paths``).
+
+Run it by hand from the repository root (``TMPDIR=/dev/shm`` for tmpfs)::
+
+    python benchmarks/run_import.py                 # 10,000 posts, +100, 5 times
+    python benchmarks/run_import.py --n 100000 --repeat 3
+
+It generates N posts and ``--add`` (100) newer ones with the shared harness's
+generator (the knobs of ``versus_hugo.py``), imports the N into an archive
+and builds the site once, then imports them again (their times trusted from
+then on, as an old tree's are; state saved). Then, ``--repeat`` times, from that
+state: ``run_daemon`` (the daemon of ``caixun run``, in this process, not
+serving, ``import.paths`` the posts' tree, ``import.every`` 1 s) starts, its
+first look finds nothing new, the ``--add`` posts are copied into the tree,
+and the import that stores them and the build after it are timed inside the
+daemon (wall seconds of each call). Beside it, from the same state, ``caixun
+import --build`` of the same posts as one command (a fresh process, timed
+from outside), and, when ``hugo`` is installed, Hugo's rebuild of the N + add
+posts (the same bytes, in its layout; Hugo has no incremental build). Medians,
+minimum and maximum are printed, and each ratio to Hugo as the median of the
+pairs' ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from versus_hugo import BENCH, CAIXUN, compile_caixun, copy_into, generate, timed  # noqa: E402
+
+from caixun import run  # noqa: E402
+from caixun.fetch import FetchSettings  # noqa: E402
+from caixun.publish.site import SiteConfig  # noqa: E402
+
+STATE = ("caixun.db", "site")
+
+
+def _timing(calls: list[tuple[str, float, Any]], name: str,
+            real: Callable[..., Any]) -> Callable[..., Any]:
+    def timed_call(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        result = real(*args, **kwargs)
+        calls.append((name, time.perf_counter() - start, result))
+        return result
+    return timed_call
+
+
+async def _daemon_step(work: Path, added: Path) -> tuple[float, float]:
+    """The import that stored the added posts and the build after it, in the daemon."""
+    calls: list[tuple[str, float, Any]] = []
+    real_import, real_build = run._import, run._build
+    run._import = _timing(calls, "import", real_import)  # type: ignore[assignment]
+    run._build = _timing(calls, "build", real_build)  # type: ignore[assignment]
+    options = run.RunOptions(archive_path=work / "caixun.db", out=work / "site",
+                             site=SiteConfig(), fetch=FetchSettings(), serve=False,
+                             imports=(work / "_posts",), import_every=1.0)
+    stop = asyncio.Event()
+    daemon = asyncio.create_task(run.run_daemon(options, [], lambda line: None, stop))
+    try:
+        while not {"import", "build"} <= {name for name, _, _ in calls}:
+            await asyncio.sleep(0.01)  # its first look and the build at its start
+        seen = len(calls)
+        copy_into(added, work / "_posts")
+        while True:
+            later = calls[seen:]
+            stored = [i for i, (name, _, result) in enumerate(later)
+                      if name == "import" and result.counts["new"]]
+            if stored and any(name == "build" for name, _, _ in later[stored[0] + 1:]):
+                break
+            await asyncio.sleep(0.01)
+        built = next(s for name, s, _ in later[stored[0] + 1:] if name == "build")
+        return later[stored[0]][1], built
+    finally:
+        stop.set()
+        await daemon
+        run._import, run._build = real_import, real_build
+
+
+def _restore(saved: Path, work: Path) -> None:
+    for name in STATE:
+        target = work / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+        if (saved / name).is_dir():
+            shutil.copytree(saved / name, target)
+        else:
+            shutil.copy2(saved / name, target)
+
+
+def _spread(values: list[float]) -> str:
+    return f"median {statistics.median(values):.3f} s (min {min(values):.3f}, max {max(values):.3f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--add", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    compile_caixun()
+    with tempfile.TemporaryDirectory(prefix="caixun-run-import-") as tmp:
+        root = Path(tmp)
+        generate(root / "base", args.n, "jekyll")
+        generate(root / "more", args.n, "jekyll", append=args.add)
+        work, saved = root / "work", root / "saved"
+        shutil.copytree(root / "base", work)
+        saved.mkdir()
+        timed([*CAIXUN, "-q", "import", "--build", "_posts"], work)
+        # Again, now that the posts are old enough for their times to be trusted
+        # (those written less than 2 s before an import are digested next time).
+        timed([*CAIXUN, "-q", "import", "_posts"], work)
+        for name in STATE:
+            (shutil.copytree if (work / name).is_dir() else shutil.copy2)(work / name,
+                                                                          saved / name)
+        hugo = _hugo_rebuild(root, args.n, args.add)
+        daemon_imports, daemon_builds, commands, hugos = [], [], [], []
+        for _ in range(args.repeat):
+            _restore(saved, work)
+            stored, built = asyncio.run(_daemon_step(work, root / "more" / "_posts"))
+            daemon_imports.append(stored)
+            daemon_builds.append(built)
+            for post in (root / "more" / "_posts").iterdir():
+                (work / "_posts" / post.name).unlink()
+            _restore(saved, work)
+            copy_into(root / "more" / "_posts", work / "_posts")
+            commands.append(timed([*CAIXUN, "-q", "import", "--build", "_posts"], work).seconds)
+            for post in (root / "more" / "_posts").iterdir():
+                (work / "_posts" / post.name).unlink()
+            if hugo is not None:
+                hugos.append(hugo())
+    sums = [a + b for a, b in zip(daemon_imports, daemon_builds)]
+    print(f"+{args.add} posts among {args.n:,}, {args.repeat} times:")
+    print(f"  caixun run (import.paths): import {_spread(daemon_imports)}")
+    print(f"                             build after it {_spread(daemon_builds)}")
+    print(f"                             both {_spread(sums)}")
+    print(f"  caixun import --build (one command, a fresh process): {_spread(commands)}")
+    if hugos:
+        print(f"  Hugo's rebuild: {_spread(hugos)}")
+        for name, values in (("caixun run", sums), ("caixun import --build", commands)):
+            ratio = statistics.median(ours / theirs for ours, theirs in zip(values, hugos))
+            print(f"  {name} / Hugo: {ratio:.2f} x")
+
+
+def _hugo_rebuild(root: Path, n: int, add: int) -> Callable[[], float] | None:
+    """Hugo's full build of the n + add posts (its rebuild), timed; None without hugo."""
+    if shutil.which("hugo") is None:
+        print("  (hugo not installed: no Hugo figures)")
+        return None
+    generate(root / "hugo", n, "hugo")
+    generate(root / "hugo-more", n, "hugo", append=add)
+    source, out = root / "hugo-src", root / "hugo-out"
+    shutil.copytree(BENCH / "hugo_site", source)
+    for part in ("hugo", "hugo-more"):
+        shutil.copytree(root / part / "content", source / "content", dirs_exist_ok=True)
+
+    def rebuild() -> float:
+        shutil.rmtree(out, ignore_errors=True)
+        return timed(["hugo", "--quiet", "-s", str(source), "-d", str(out)], root).seconds
+    rebuild()  # once untimed, as the site it rebuilds was built before
+    return rebuild
+
+
+if __name__ == "__main__":
+    main()
