@@ -12,6 +12,7 @@ import shutil
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,3 +116,48 @@ def test_import_paths_must_be_a_list_of_paths(tmp_path: Path) -> None:
         load_settings(config)
     config.write_text('[import]\npaths = ["posts", "/srv/site/_posts"]\n', encoding="utf-8")
     assert load_settings(config)["import.paths"] == ["posts", "/srv/site/_posts"]
+
+
+def test_a_stop_during_an_import_ends_it_at_its_next_file_keeping_what_was_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop comes once the first batch (10 posts) is stored: the import ends
+    there, instead of storing the other 107 before the daemon can stop."""
+    import asyncio
+
+    import caixun.importer as importer
+    from caixun import run
+    from caixun.fetch import FetchSettings
+    from caixun.publish.site import SiteConfig
+
+    posts = tmp_path / "posts"
+    shutil.copytree(POSTS, posts)
+    stop = asyncio.Event()
+    loop: list[asyncio.AbstractEventLoop] = []
+    real_import = importer.import_posts
+
+    def import_in_batches_of_ten(paths: Any, archive: Any, on_outcome: Any, **kwargs: Any) -> Any:
+        def heard(outcome: Any) -> None:
+            loop[0].call_soon_threadsafe(stop.set)
+            time.sleep(0.05)  # the stop reaches the import task meanwhile
+            on_outcome(outcome)
+        return real_import(paths, archive, heard, batch_size=10, jobs=1)
+
+    monkeypatch.setattr(importer, "import_posts", import_in_batches_of_ten)
+    options = run.RunOptions(archive_path=tmp_path / "caixun.db", out=tmp_path / "site",
+                             site=SiteConfig(), fetch=FetchSettings(), serve=False,
+                             imports=(posts,))
+    lines: list[str] = []
+
+    async def main() -> None:
+        loop.append(asyncio.get_running_loop())
+        await asyncio.wait_for(run.run_daemon(options, [], lines.append, stop), 60)
+
+    asyncio.run(main())
+    with open_archive(tmp_path / "caixun.db", read_only=True) as archive:
+        stored = archive.count()
+        recorded = archive.import_records([str(p.resolve()) for p in posts.iterdir()],
+                                          importer.READER_VERSION)
+    assert stored == 10, lines
+    assert len(recorded) == 10  # a record for each file whose article is stored, no other
+    assert not any("task failed" in line for line in lines), lines
