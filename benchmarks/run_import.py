@@ -24,64 +24,18 @@ pairs' ratios.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from versus_hugo import BENCH, CAIXUN, compile_caixun, copy_into, generate, timed  # noqa: E402
-
-from caixun import run  # noqa: E402
-from caixun.fetch import FetchSettings  # noqa: E402
-from caixun.publish.site import SiteConfig  # noqa: E402
+from versus_hugo import (BENCH, CAIXUN, compile_caixun, copy_into, daemon_step,  # noqa: E402
+                         generate, timed)
 
 STATE = ("caixun.db", "site")
-
-
-def _timing(calls: list[tuple[str, float, Any]], name: str,
-            real: Callable[..., Any]) -> Callable[..., Any]:
-    def timed_call(*args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        result = real(*args, **kwargs)
-        calls.append((name, time.perf_counter() - start, result))
-        return result
-    return timed_call
-
-
-async def _daemon_step(work: Path, added: Path) -> tuple[float, float]:
-    """The import that stored the added posts and the build after it, in the daemon."""
-    calls: list[tuple[str, float, Any]] = []
-    real_import, real_build = run._import, run._build
-    run._import = _timing(calls, "import", real_import)  # type: ignore[assignment]
-    run._build = _timing(calls, "build", real_build)  # type: ignore[assignment]
-    options = run.RunOptions(archive_path=work / "caixun.db", out=work / "site",
-                             site=SiteConfig(), fetch=FetchSettings(), serve=False,
-                             imports=(work / "_posts",), import_every=1.0)
-    stop = asyncio.Event()
-    daemon = asyncio.create_task(run.run_daemon(options, [], lambda line: None, stop))
-    try:
-        while not {"import", "build"} <= {name for name, _, _ in calls}:
-            await asyncio.sleep(0.01)  # its first look and the build at its start
-        seen = len(calls)
-        copy_into(added, work / "_posts")
-        while True:
-            later = calls[seen:]
-            stored = [i for i, (name, _, result) in enumerate(later)
-                      if name == "import" and result.counts["new"]]
-            if stored and any(name == "build" for name, _, _ in later[stored[0] + 1:]):
-                break
-            await asyncio.sleep(0.01)
-        built = next(s for name, s, _ in later[stored[0] + 1:] if name == "build")
-        return later[stored[0]][1], built
-    finally:
-        stop.set()
-        await daemon
-        run._import, run._build = real_import, real_build
 
 
 def _restore(saved: Path, work: Path) -> None:
@@ -126,7 +80,8 @@ def main() -> None:
         daemon_imports, daemon_builds, commands, hugos = [], [], [], []
         for _ in range(args.repeat):
             _restore(saved, work)
-            stored, built = asyncio.run(_daemon_step(work, root / "more" / "_posts"))
+            stored, built = daemon_step(work / "caixun.db", work / "site", work / "_posts",
+                                        root / "more" / "_posts")
             daemon_imports.append(stored)
             daemon_builds.append(built)
             for post in (root / "more" / "_posts").iterdir():

@@ -17,7 +17,11 @@ unless ``--keep``). Then, each command a fresh process timed from outside
   ``caixun build`` (full), the same import again (no file changed), then the
   ``--add`` posts copied in and ``caixun import`` + ``caixun build``
   (incremental; the files it wrote, from its summary line), and the same
-  step again as one command, ``caixun import --build``, from the same state;
+  step again as one command, ``caixun import --build``, from the same state,
+  and once more picked up by a running ``caixun run`` (``import.paths``; the
+  daemon in this process, the import that stores the posts and the build after
+  it timed inside it: see ``daemon_step``), compared with the same round's Hugo
+  rebuild;
 * Hugo: ``hugo`` (full) into a new directory, then the ``--add`` posts copied
   in and ``hugo`` again (Hugo has no incremental build: a full one).
 
@@ -45,6 +49,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CAIXUN_SHARED", REPO.parent / "shared"))
@@ -127,6 +132,60 @@ def restore_state(saved: Path, work: Path, names: list[str]) -> None:
             shutil.copy2(saved / name, work / name)
 
 
+def daemon_step(archive: Path, site: Path, posts: Path, added: Path) -> tuple[float, float]:
+    """``added``'s posts copied into ``posts`` while ``caixun run`` (its daemon, in this
+    process, not serving, ``import.paths`` = ``posts``, ``import.every`` 1 s) runs on
+    ``archive``: the import that stored them and the build after it, timed inside the
+    daemon (wall seconds of each call), once its first look and its first build are done."""
+    import asyncio
+
+    from caixun import run
+    from caixun.fetch import FetchSettings
+    from caixun.publish.site import SiteConfig
+
+    calls: list[tuple[str, float, Any]] = []
+
+    def timing(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def timed_call(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            result = real(*args, **kwargs)
+            calls.append((name, time.perf_counter() - start, result))
+            return result
+        return timed_call
+
+    async def step() -> tuple[float, float]:
+        options = run.RunOptions(archive_path=archive, out=site, site=SiteConfig(),
+                                 fetch=FetchSettings(), serve=False, imports=(posts,),
+                                 import_every=1.0)
+        stop = asyncio.Event()
+        daemon = asyncio.create_task(run.run_daemon(options, [], lambda line: None, stop))
+        try:
+            while not {"import", "build"} <= {name for name, _, _ in calls}:
+                await asyncio.sleep(0.01)
+            seen = len(calls)
+            copy_into(added, posts)
+            while True:
+                later = calls[seen:]
+                stored = [i for i, (name, _, result) in enumerate(later)
+                          if name == "import" and result.counts["new"]]
+                built = [s for name, s, _ in later[stored[0] + 1:] if name == "build"] \
+                    if stored else []
+                if built:
+                    return later[stored[0]][1], built[0]
+                await asyncio.sleep(0.01)
+        finally:
+            stop.set()
+            await daemon
+
+    real_import, real_build = run._import, run._build
+    run._import = timing("import", real_import)
+    run._build = timing("build", real_build)
+    try:
+        return asyncio.run(step())
+    finally:
+        run._import, run._build = real_import, real_build
+
+
 def run_both(work: Path, add: int, repeat: int) -> tuple[dict[str, Timed | int], dict[str, Timed],
                                                          dict[str, Paired]]:
     """caixun's steps and Hugo's builds, the builds and the +add steps ``repeat`` times in turn."""
@@ -170,6 +229,15 @@ def run_both(work: Path, add: int, repeat: int) -> tuple[dict[str, Timed | int],
         one.caixun.append(timed([*base, "-q", "import", str(posts), "--build", "--out",
                                  str(site)], work).seconds)
         one.hugo.append(hugo_rebuild.seconds)
+    daemon = Paired([], [])  # the same step picked up by a running caixun run
+    extra = work / "jekyll-extra" / "_posts"
+    for round_ in range(repeat):
+        restore_state(saved, work, state)
+        for post in extra.iterdir():
+            (posts / post.name).unlink()
+        stored, built = daemon_step(archive, site, posts, extra)
+        daemon.caixun.append(stored + built)
+        daemon.hugo.append(more.hugo[round_])
     written = re.search(r"incremental build: (\d+) files written", incremental.output)
     mine: dict[str, Timed | int] = {
         "first import": first, "full build": mine_full, "re-import, unchanged": again,
@@ -178,7 +246,7 @@ def run_both(work: Path, add: int, repeat: int) -> tuple[dict[str, Timed | int],
         "files written": int(written.group(1)) if written else -1}
     hugo = {"full build": Timed(median(full.hugo), hugo_full.peak_mb, ""),
             "rebuild": Timed(median(more.hugo), hugo_rebuild.peak_mb, "")}
-    return mine, hugo, {"full build": full, "+add": more, "+add one": one}
+    return mine, hugo, {"full build": full, "+add": more, "+add one": one, "+add run": daemon}
 
 
 def report(n: int, add: int, repeat: int, mine: dict[str, Timed | int],
@@ -188,7 +256,8 @@ def report(n: int, add: int, repeat: int, mine: dict[str, Timed | int],
         assert isinstance(value, Timed)
         return value
 
-    full, more, one = paired["full build"], paired["+add"], paired["+add one"]
+    full, more, one, daemon = (paired["full build"], paired["+add"], paired["+add one"],
+                               paired["+add run"])
     rows = [
         ("first import", t("first import").seconds, hugo["full build"].seconds,
          t("first import").seconds / hugo["full build"].seconds, "≤ 1.0"),
@@ -197,6 +266,8 @@ def report(n: int, add: int, repeat: int, mine: dict[str, Timed | int],
         (f"+{add}: re-import + build", median(more.caixun), median(more.hugo), more.ratio(),
          "≤ 0.25"),
         (f"+{add}: import --build", median(one.caixun), median(one.hugo), one.ratio(),
+         "≤ 0.25"),
+        (f"+{add}: in caixun run", median(daemon.caixun), median(daemon.hugo), daemon.ratio(),
          "≤ 0.25"),
         (f"+{add}: the build alone", t(f"+{add}: incremental build").seconds, None, None,
          "≤ 1 s at 100,000"),
@@ -211,7 +282,7 @@ def report(n: int, add: int, repeat: int, mine: dict[str, Timed | int],
         print(f"  {name:<28} {seconds:>9.2f} {other:>8} {shown:>6}  {aim}")
     if repeat > 1:
         for name, pair in (("full build", full), (f"+{add}", more),
-                           (f"+{add} import --build", one)):
+                           (f"+{add} import --build", one), (f"+{add} in caixun run", daemon)):
             spread = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(pair.caixun, pair.hugo))
             print(f"  {name}, each pair (caixun/Hugo s): {spread}")
     peak = max(v.peak_mb for v in mine.values() if isinstance(v, Timed))
