@@ -200,6 +200,30 @@ def test_the_sites_and_archives_directories_outside_are_writable(tmp_path: Path,
     assert "--config" not in text
 
 
+def test_the_posts_of_import_paths_in_a_home_directory_stay_readable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """caixun run reads them: in a home directory they get ProtectHome=read-only
+    and a note, as caixun's own files there do (its runtime kept out of homes here)."""
+    from caixun.deploy import service_for, service_notes
+    from caixun.settings import load_settings
+
+    monkeypatch.setattr("caixun.deploy.runtime_paths", lambda: (Path("/opt/caixun"),))
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "caixun.toml"
+    for posts, protect in (("/srv/finews/_posts", "yes"),
+                           ("/home/news/finews/_posts", "read-only")):
+        config.write_text(f'[import]\npaths = ["{posts}"]\n', encoding="utf-8")
+        service = service_for(load_settings(config), config)
+        service = Service(**{**{f: getattr(service, f) for f in service.__dataclass_fields__},
+                             "workdir": Path("/srv/caixun"), "config": None})
+        assert f"ProtectHome={protect}\n" in systemd_unit(service)
+        noted = [note for note in service_notes(service) if "home directory" in note]
+        assert noted == ([f"in a home directory: {posts}; user caixun must be able to read "
+                          "them (the unit gets ProtectHome=read-only); caixun and its files "
+                          "are simpler elsewhere, e.g. in /opt/caixun and /srv/caixun"]
+                         if protect == "read-only" else [])
+
+
 @pytest.mark.parametrize("url, shown", [
     ("postgresql://news:s3cr%40t@db.example.com:5432/caixun?sslmode=require",
      "postgresql://news@db.example.com:5432/caixun?sslmode=require"),

@@ -122,10 +122,16 @@ def archive_location(settings: Settings) -> str:
 
 
 def service_for(settings: Settings, config: Path, user: str = DEFAULT_USER) -> Service:
-    """The service that runs the caixun running now, here, with the settings of ``config``."""
+    """The service that runs the caixun running now, here, with the settings of ``config``.
+
+    It reads the posts of ``import.paths`` too: in a home directory, they need
+    ProtectHome=read-only as caixun's own files there do.
+    """
+    imports = tuple(Path.cwd() / path for path in settings["import.paths"])
     return Service(command=caixun_command(), workdir=Path.cwd(),
                    config=Path(os.path.abspath(config)), archive=archive_location(settings),
-                   out=settings["site.out"], user=check_user(user), reads=runtime_paths())
+                   out=settings["site.out"], user=check_user(user),
+                   reads=runtime_paths() + imports)
 
 
 def pages_for(settings: Settings, config: Path) -> Pages:
