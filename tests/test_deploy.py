@@ -373,6 +373,30 @@ def test_the_workflows_commands_are_real(tmp_path: Path) -> None:
         assert checked.exit_code == 0, (run, checked.output)
 
 
+def test_a_site_fed_by_its_posts_imports_them_instead_of_fetching(tmp_path: Path) -> None:
+    """import.paths and no [[sources]]: the posts committed to the repository are
+    imported (by a command line the CLI accepts), and nothing is fetched."""
+    (tmp_path / "caixun.toml").write_text(
+        '[site]\nurl = "https://me.github.io/news"\n'
+        '[import]\npaths = ["_posts", "old posts/2021"]\n', encoding="utf-8")
+    assert _init(tmp_path, "init", "--github-pages").exit_code == 0
+    data = _workflow(tmp_path / ".github" / "workflows" / "caixun.yml")
+    steps = data["jobs"]["publish"]["steps"]
+    assert _step_names(steps)[3:6] == ["actions/cache/restore", "import", "build"]
+    args = [data["env"].get(word[1:], word) for word in shlex.split(steps[4]["run"])[1:]]
+    assert args == ["--archive", "caixun.db", "import", "_posts", "old posts/2021"]
+    assert _init(tmp_path, *args[:-2], "--help").exit_code == 0
+    with_sources = tmp_path / "more"
+    with_sources.mkdir()
+    (with_sources / "caixun.toml").write_text(
+        '[import]\npaths = ["_posts"]\n\n[[sources]]\nname = "cls"\nkind = "cls"\n',
+        encoding="utf-8")
+    assert _init(with_sources, "init", "--github-pages").exit_code == 0
+    names = _step_names(_workflow(with_sources / ".github" / "workflows" / "caixun.yml")
+                        ["jobs"]["publish"]["steps"])
+    assert names[3:7] == ["actions/cache/restore", "import", "fetch", "build"]
+
+
 def test_a_database_archive_comes_from_a_secret_and_is_not_cached(tmp_path: Path) -> None:
     pages = Pages(version="1.0", python="3.12", archive="postgresql://news:pw@db/caixun",
                   out="site")

@@ -89,6 +89,8 @@ class Pages:
     out: str  # setting site.out
     config: str | None = None  # the settings file when it is not ./caixun.toml
     cron: str = PAGES_CRON
+    imports: tuple[str, ...] = ()  # setting import.paths: posts in the repository
+    fetches: bool = True  # [[sources]] to fetch (a site fed by its posts alone has none)
 
 
 def caixun_command() -> tuple[str, ...]:
@@ -139,9 +141,11 @@ def pages_for(settings: Settings, config: Path) -> Pages:
     from caixun import __version__
 
     relative = os.path.relpath(os.path.abspath(config))
+    imports = tuple(settings["import.paths"])
     return Pages(version=__version__, python="{}.{}".format(*sys.version_info[:2]),
                  archive=archive_location(settings), out=settings["site.out"],
-                 config=None if relative == "caixun.toml" else relative)
+                 config=None if relative == "caixun.toml" else relative,
+                 imports=imports, fetches=bool(settings.sources) or not imports)
 
 
 def deploy_settings(config: Path, loaded: Settings, archive_given: bool) -> Settings:
@@ -423,11 +427,18 @@ def pages_workflow(pages: Pages) -> str:
                   "        uses: actions/cache/restore@v4",
                   "        with:", *cached,
                   "          restore-keys: caixun-"]
+    if pages.imports:  # checked out with the repository: only new and changed ones are read
+        paths = " ".join(shlex.quote(path) for path in pages.imports)
+        lines += ["      - name: Import the posts of import.paths",
+                  "        run: " + _yaml(f'caixun {config}--archive "$CAIXUN_ARCHIVE" '
+                                          f"import {paths}")]
+    if pages.fetches:
+        lines += [
+            "      - name: Fetch one round of every source",
+            "        # A source that failed is reported; the others' news is stored and published.",
+            "        continue-on-error: true",
+            f'        run: caixun {config}--archive "$CAIXUN_ARCHIVE" fetch']
     lines += [
-        "      - name: Fetch one round of every source",
-        "        # A source that failed is reported; the others' news is stored and published.",
-        "        continue-on-error: true",
-        f'        run: caixun {config}--archive "$CAIXUN_ARCHIVE" fetch',
         "      - name: Build the site",
         f'        run: caixun {config}--archive "$CAIXUN_ARCHIVE" build --out "$CAIXUN_SITE"',
     ]
