@@ -109,6 +109,25 @@ def test_no_sources_configured_is_a_clear_error(tmp_path: Path,
     assert result.exit_code == 1 and "no sources configured" in result.stderr
 
 
+def test_sources_names_the_post_trees_caixun_run_imports(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A site fed by import.paths alone has no source to list, and is no error."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "caixun.toml").write_text('[import]\npaths = ["_posts", "old"]\nevery = 30\n',
+                                          encoding="utf-8")
+    result = CliRunner().invoke(main, ["sources"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ("caixun run also imports _posts, old every 30 s "
+                             "(setting import.paths)\n")
+    listed = CliRunner().invoke(main, ["sources", "--json"])
+    assert listed.exit_code == 0 and json.loads(listed.stdout) == []
+    with (tmp_path / "caixun.toml").open("a", encoding="utf-8") as config:
+        config.write('\n[[sources]]\nname = "cls"\nkind = "cls"\n')
+    both = CliRunner().invoke(main, ["sources"])
+    assert both.exit_code == 0 and "cls" in both.stdout
+    assert both.stdout.rstrip().endswith("every 30 s (setting import.paths)")
+
+
 @pytest.mark.parametrize("table, message", [
     ('[[sources]]\nkind = "cls"\n', "'name' must be"),
     ('[[sources]]\nname = "a b"\nkind = "cls"\n', "'name' must be"),

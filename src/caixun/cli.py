@@ -578,7 +578,9 @@ def sources_command(app: AppContext, as_json: bool) -> None:
     from caixun.fetch import failing_since, health_state
     from caixun.sources.base import load_source
 
-    configs = app.source_configs()
+    imports = app.settings["import.paths"]
+    # A site fed by import.paths alone has no source: an empty list, not an error.
+    configs = app.source_configs() if app.settings.sources or not imports else []
     for config in configs:  # an unknown kind or a bad option is an error, as in fetch
         load_source(config)
     if not app.archive_exists():  # nothing polled yet; don't create an archive to say so
@@ -612,7 +614,11 @@ def sources_command(app: AppContext, as_json: bool) -> None:
                       health.last_success or "never", str(health.consecutive_failures),
                       next_poll, state)
     # Piped output is not squeezed to 80 columns: the names and errors matter.
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    if configs:
+        Console(width=None if sys.stdout.isatty() else 200).print(table)
+    if imports:
+        click.echo(f"caixun run also imports {', '.join(imports)} every "
+                   f"{app.settings['import.every']:g} s (setting import.paths)")
 
 
 @main.group("securities", invoke_without_command=True)
