@@ -33,22 +33,9 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from versus_hugo import (BENCH, CAIXUN, compile_caixun, copy_into, daemon_step,  # noqa: E402
-                         generate, timed)
+                         generate, restore_state, save_state, timed)
 
-STATE = ("caixun.db", "site")
-
-
-def _restore(saved: Path, work: Path) -> None:
-    for name in STATE:
-        target = work / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        else:
-            target.unlink(missing_ok=True)
-        if (saved / name).is_dir():
-            shutil.copytree(saved / name, target)
-        else:
-            shutil.copy2(saved / name, target)
+STATE = ["caixun.db", "site"]
 
 
 def _spread(values: list[float]) -> str:
@@ -73,20 +60,18 @@ def main() -> None:
         # Again, now that the posts are old enough for their times to be trusted
         # (those written less than 2 s before an import are digested next time).
         timed([*CAIXUN, "-q", "import", "_posts"], work)
-        for name in STATE:
-            (shutil.copytree if (work / name).is_dir() else shutil.copy2)(work / name,
-                                                                          saved / name)
+        save_state(work, STATE, saved)
         hugo = _hugo_rebuild(root, args.n, args.add)
         daemon_imports, daemon_builds, commands, hugos = [], [], [], []
         for _ in range(args.repeat):
-            _restore(saved, work)
+            restore_state(saved, work, STATE)
             stored, built = daemon_step(work / "caixun.db", work / "site", work / "_posts",
                                         root / "more" / "_posts")
             daemon_imports.append(stored)
             daemon_builds.append(built)
             for post in (root / "more" / "_posts").iterdir():
                 (work / "_posts" / post.name).unlink()
-            _restore(saved, work)
+            restore_state(saved, work, STATE)
             copy_into(root / "more" / "_posts", work / "_posts")
             commands.append(timed([*CAIXUN, "-q", "import", "--build", "_posts"], work).seconds)
             for post in (root / "more" / "_posts").iterdir():
