@@ -190,16 +190,14 @@ def directory_or_empty() -> Rule:
 
 def paths() -> Rule:
     """A TOML array, maybe empty, of file or directory paths (one line each, not blank)."""
-    return Rule("a list of paths, each a non-empty string",
-                lambda v: isinstance(v, list) and all(
-                    isinstance(e, str) and e.strip() != "" and not _CONTROL.search(e)
-                    for e in v))
+    return list_of(text("a non-empty string", lambda v: v.strip() != ""),
+                   "a list of paths, each a non-empty string", empty_ok=True)
 
 
-def list_of(item: Rule, what: str = "") -> Rule:
-    """A non-empty TOML array whose every element ``item`` accepts."""
+def list_of(item: Rule, what: str = "", empty_ok: bool = False) -> Rule:
+    """A TOML array whose every element ``item`` accepts; non-empty unless ``empty_ok``."""
     return Rule(what or f"a non-empty list, each {item.what}",
-                lambda v: isinstance(v, list) and len(v) > 0
+                lambda v: isinstance(v, list) and (empty_ok or len(v) > 0)
                 and all(item.accepts(element) for element in v))
 
 
