@@ -95,8 +95,13 @@ class AppContext:
             max_decoded_bytes=values["fetch.max_decoded_bytes"],
             max_redirects=values["fetch.max_redirects"], retag_step=values["fetch.retag_step"])
 
-    def source_configs(self, names: Sequence[str] = ()) -> list[SourceConfig]:
+    def source_configs(self, names: Sequence[str] = (), *,
+                       none_with_imports: bool = False) -> list[SourceConfig]:
+        """The [[sources]] tables (those ``names``); none is an error, unless
+        ``none_with_imports`` and import.paths feed the site instead."""
         configs = list(self.settings.sources)
+        if not configs and none_with_imports and self.settings["import.paths"]:
+            return []
         if not configs:
             raise click.ClickException(
                 "no sources configured: add [[sources]] tables to caixun.toml "
@@ -579,8 +584,7 @@ def sources_command(app: AppContext, as_json: bool) -> None:
     from caixun.sources.base import load_source
 
     imports = app.settings["import.paths"]
-    # A site fed by import.paths alone has no source: an empty list, not an error.
-    configs = app.source_configs() if app.settings.sources or not imports else []
+    configs = app.source_configs(none_with_imports=True)
     for config in configs:  # an unknown kind or a bad option is an error, as in fetch
         load_source(config)
     if not app.archive_exists():  # nothing polled yet; don't create an archive to say so
@@ -943,9 +947,8 @@ def run_command(app: AppContext, no_serve: bool, out_dir: Path | None, host: str
         lease=app.settings["fetch.lease"],
         imports=tuple(Path(path) for path in app.settings["import.paths"]),
         import_every=app.settings["import.every"])
-    # A publisher polls none; a site fed by import.paths alone needs none.
-    configs = app.source_configs() if role != "publish" and (
-        app.settings.sources or not options.imports) else []
+    # A publisher polls none.
+    configs = app.source_configs(none_with_imports=True) if role != "publish" else []
     asyncio.run(run_daemon(options, configs, lambda line: click.echo(line, err=True)))
 
 
